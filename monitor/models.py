@@ -1,0 +1,184 @@
+"""Typed, frozen records that flow between the pipeline's stages.
+
+Every record here is plain data: it can be built in a test, serialised to JSON for a Kafka topic or an
+archive, and read back without any Faust, Kafka or HTTP code. The JSON shapes of `Post` (input) and
+`Alert` (output) are fixed by the product contract; `AnalyzedPost` is the internal record that the
+per-post stage hands to the per-cluster stage (topic `sightings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ImageSource = Literal["url", "data", "path"]
+
+
+def format_time(epoch_seconds: float) -> str:
+    """RFC 3339 in UTC with a `Z`, at second precision, as alerts carry it."""
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """Where a post's image comes from: exactly one of url, base64 data, or a path inside an archive."""
+
+    source: ImageSource
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A social-post event (contract §1). `created_at` is the event time, in epoch seconds (UTC)."""
+
+    post_id: str
+    author_id: str
+    created_at: float
+    text: str = ""
+    lang: str | None = None
+    platform: str | None = None
+    images: tuple[ImageRef, ...] = ()
+    reshare_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHashes:
+    """Perceptual hashes of one decoded image, as 64-bit integers (bit order as imagehash prints them)."""
+
+    phash: int
+    dhash: int
+
+    def to_json(self) -> dict[str, str]:
+        return {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageHashes:
+        return cls(phash=int(data["phash"], 16), dhash=int(data["dhash"], 16))
+
+
+@dataclass(frozen=True, slots=True)
+class BankMatch:
+    """An image found within the match distance of a banked cluster of known fakes."""
+
+    bank_cluster: str
+    hash_kind: str
+    distance: int
+
+
+@dataclass(frozen=True, slots=True)
+class NarrativeMatch:
+    """A caption recognised as a banked false narrative, with its similarity score."""
+
+    narrative_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class ImageAnalysis:
+    """What the per-post stage learnt about one image: its hashes, bank match and provenance markers.
+
+    `error` is set (and `hashes` is None) when the image could not be loaded or decoded; the rest of the
+    post stays in play.
+    """
+
+    hashes: ImageHashes | None
+    bank_match: BankMatch | None = None
+    provenance: tuple[str, ...] = ()
+    url: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "hashes": self.hashes.to_json() if self.hashes else None,
+            "bank_match": (
+                {
+                    "bank_cluster": self.bank_match.bank_cluster,
+                    "hash": self.bank_match.hash_kind,
+                    "distance": self.bank_match.distance,
+                }
+                if self.bank_match
+                else None
+            ),
+            "provenance": list(self.provenance),
+            "url": self.url,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ImageAnalysis:
+        bm = data.get("bank_match")
+        return cls(
+            hashes=ImageHashes.from_json(data["hashes"]) if data.get("hashes") else None,
+            bank_match=BankMatch(bm["bank_cluster"], bm["hash"], int(bm["distance"])) if bm else None,
+            provenance=tuple(data.get("provenance") or ()),
+            url=data.get("url"),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzedPost:
+    """A post after the per-post stage: everything the per-cluster stage needs, and nothing heavy."""
+
+    post_id: str
+    created_at: float
+    reshare_of: str | None
+    images: tuple[ImageAnalysis, ...] = ()
+    narrative: NarrativeMatch | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "post_id": self.post_id,
+            "created_at": self.created_at,
+            "reshare_of": self.reshare_of,
+            "images": [i.to_json() for i in self.images],
+            "narrative": (
+                {"narrative_id": self.narrative.narrative_id, "score": self.narrative.score}
+                if self.narrative
+                else None
+            ),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnalyzedPost:
+        nm = data.get("narrative")
+        return cls(
+            post_id=str(data["post_id"]),
+            created_at=float(data["created_at"]),
+            reshare_of=data.get("reshare_of"),
+            images=tuple(ImageAnalysis.from_json(i) for i in data.get("images") or ()),
+            narrative=NarrativeMatch(nm["narrative_id"], float(nm["score"])) if nm else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A suspected cluster that passed a virality level (contract §2)."""
+
+    alert_id: str
+    cluster_id: str
+    bank_cluster: str | None
+    level: int
+    shares_in_window: int
+    window_seconds: int
+    threshold: int
+    event_time: float
+    first_seen: float
+    reasons: tuple[dict[str, Any], ...] = field(default=())
+    sample_posts: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "cluster_id": self.cluster_id,
+            "bank_cluster": self.bank_cluster,
+            "level": self.level,
+            "shares_in_window": self.shares_in_window,
+            "window_seconds": self.window_seconds,
+            "threshold": self.threshold,
+            "event_time": format_time(self.event_time),
+            "first_seen": format_time(self.first_seen),
+            "reasons": [dict(r) for r in self.reasons],
+            "sample_posts": list(self.sample_posts),
+        }

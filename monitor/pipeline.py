@@ -1,0 +1,98 @@
+"""The whole pipeline in one process: load images, analyse posts, track clusters, return alerts.
+
+The embedded replay, `monitor demo` and the benchmarks use `Pipeline`; the Faust worker calls the same
+`Analyzer` and `ClusterTracker` from its two agents. `build_analyzer` is the one place that turns settings
+and a bank snapshot into the per-post stage, so all of them match and embed alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from monitor.analysis import Analyzer, StageObserver
+from monitor.bank import Bank
+from monitor.decode import DecodeLimits
+from monitor.fetch import FetchPolicy, ImageFetcher
+from monitor.images import ImageLoader
+from monitor.matching import BankMatcher
+from monitor.models import Alert, AnalyzedPost, Post
+from monitor.narratives import Encoder, NarrativeMatcher, SentenceTransformerEncoder
+from monitor.settings import Settings
+from monitor.tracker import ClusterTracker, ViralityPolicy
+
+
+def fetch_policy(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        timeout_seconds=settings.fetch_timeout_seconds,
+        max_bytes=settings.fetch_max_bytes,
+        max_redirects=settings.fetch_max_redirects,
+        allow_private_addresses=settings.allow_private_addresses,
+    )
+
+
+def virality_policy(settings: Settings) -> ViralityPolicy:
+    return ViralityPolicy(settings.threshold, settings.window_seconds, settings.level_factor)
+
+
+def make_encoder(settings: Settings) -> Encoder:
+    return SentenceTransformerEncoder(settings.narrative_model)
+
+
+def build_analyzer(
+    settings: Settings, bank: Bank, encoder: Encoder | None, observe: StageObserver | None = None
+) -> Analyzer:
+    """The per-post stage for a bank snapshot; the caption model loads only if the bank has narratives."""
+    narratives = None
+    if bank.narratives:
+        narratives = NarrativeMatcher(
+            encoder or make_encoder(settings),
+            bank.narratives,
+            settings.narrative_threshold,
+            settings.narrative_margin,
+        )
+    return Analyzer(
+        BankMatcher(bank, settings.match_distance),
+        narratives,
+        DecodeLimits(max_bytes=settings.fetch_max_bytes, max_pixels=settings.max_image_pixels),
+        observe=observe,
+    )
+
+
+class Pipeline:
+    """In-process pipeline: `await process(posts)` -> alerts, in stream order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bank: Bank,
+        *,
+        encoder: Encoder | None = None,
+        archive_dir: Path | None = None,
+        store: MutableMapping[str, Any] | None = None,
+        observe: StageObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.analyzer = build_analyzer(settings, bank, encoder, observe)
+        self.fetcher = ImageFetcher(fetch_policy(settings))
+        self.loader = ImageLoader(self.fetcher, archive_dir, settings.fetch_max_bytes)
+        self.tracker = ClusterTracker(
+            {} if store is None else store, virality_policy(settings), settings.cluster_distance
+        )
+        self.image_errors = 0
+
+    async def analyze(self, posts: Sequence[Post]) -> list[AnalyzedPost]:
+        images = await self.loader.load_many(list(posts))
+        analyzed = self.analyzer.analyze(posts, images)
+        self.image_errors += sum(1 for a in analyzed for i in a.images if i.error)
+        return analyzed
+
+    async def process(self, posts: Sequence[Post]) -> list[Alert]:
+        alerts: list[Alert] = []
+        for analyzed in await self.analyze(posts):
+            alerts.extend(self.tracker.observe(analyzed))
+        return alerts
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()

