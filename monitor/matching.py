@@ -60,8 +60,14 @@ class BankMatcher:
         for image in bank.images:
             self._index.add(image.hashes.phash)
 
-    def match(self, hashes: ImageHashes) -> BankMatch | None:
-        hit = self._index.nearest(hashes.phash, self.max_distance)
+    def nearest(self, hashes: ImageHashes) -> BankMatch | None:
+        """The closest banked image whatever its distance (None for an empty bank): for `monitor match`."""
+        hit = self._index.nearest(hashes.phash, 64)
         if hit is None:
             return None
         return BankMatch(bank_cluster=self._clusters[hit.index], hash_kind="phash", distance=hit.distance)
+
+    def match(self, hashes: ImageHashes) -> BankMatch | None:
+        """The closest banked image within the match distance, or None."""
+        found = self.nearest(hashes)
+        return found if found is not None and found.distance <= self.max_distance else None

@@ -15,6 +15,10 @@ from typing import Any, Literal
 ImageSource = Literal["url", "data", "path"]
 
 
+def parse_alert_time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def format_time(epoch_seconds: float) -> str:
     """RFC 3339 in UTC with a `Z`, at second precision, as alerts carry it."""
     return datetime.fromtimestamp(epoch_seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -182,3 +186,19 @@ class Alert:
             "reasons": [dict(r) for r in self.reasons],
             "sample_posts": list(self.sample_posts),
         }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Alert:
+        return cls(
+            alert_id=str(value["alert_id"]),
+            cluster_id=str(value["cluster_id"]),
+            bank_cluster=value.get("bank_cluster"),
+            level=int(value["level"]),
+            shares_in_window=int(value["shares_in_window"]),
+            window_seconds=int(value["window_seconds"]),
+            threshold=int(value["threshold"]),
+            event_time=parse_alert_time(value["event_time"]),
+            first_seen=parse_alert_time(value["first_seen"]),
+            reasons=tuple(value.get("reasons") or ()),
+            sample_posts=tuple(value.get("sample_posts") or ()),
+        )

@@ -99,13 +99,23 @@ class NarrativeMatcher:
     def empty(self) -> bool:
         return not self._ids
 
-    def _decide(self, vector: np.ndarray) -> NarrativeMatch | None:
+    def best(self, text: str) -> NarrativeMatch | None:
+        """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
+        if self.empty or not text.strip():
+            return None
+        ranked = self._rank(self.encoder.encode([" ".join(text.split())])[0])
+        return NarrativeMatch(ranked[0][0], round(float(ranked[0][1]), 4))
+
+    def _rank(self, vector: np.ndarray) -> list[tuple[str, float]]:
         scores = self._vectors @ vector
         best: dict[str, float] = {}
         for narrative_id, score in zip(self._ids, scores.tolist(), strict=True):
             if score > best.get(narrative_id, -2.0):
                 best[narrative_id] = score
-        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        return sorted(best.items(), key=lambda item: (-item[1], item[0]))
+
+    def _decide(self, vector: np.ndarray) -> NarrativeMatch | None:
+        ranked = self._rank(vector)
         top_id, top = ranked[0]
         runner_up = ranked[1][1] if len(ranked) > 1 else -1.0
         if top >= self.threshold and top - runner_up >= self.margin:

@@ -295,3 +295,36 @@ def build_scenario(
     scenario.posts = len(events)
     scenario.malformed = malformed
     return scenario
+
+
+SAMPLE_SETTINGS = {"threshold": 20, "window_seconds": 3600}
+
+
+def write_sample(out_dir: Path) -> Scenario:
+    """The bundled demo sample: `python -m monitor.synthetic monitor/sample` regenerates it identically."""
+    import shutil
+
+    for name in ("archive.jsonl", "images", "bank", "manifest.json"):
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    scenario = build_scenario(out_dir)
+    manifest = {
+        **SAMPLE_SETTINGS,
+        "viral_suspected": scenario.viral_suspected,
+        "posts": scenario.posts,
+        "malformed": scenario.malformed,
+        "generated_by": "python -m monitor.synthetic monitor/sample",
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return scenario
+
+
+if __name__ == "__main__":
+    import sys
+
+    built = write_sample(Path(sys.argv[1] if len(sys.argv) > 1 else "monitor/sample"))
+    viral = ", ".join(built.viral_suspected)
+    print(f"wrote {built.posts} posts to {built.archive}; viral and suspected: {viral}")

@@ -1,0 +1,335 @@
+"""The `monitor` command line (contract §3).
+
+Every failure a user can cause (a missing archive or bank, an unknown option, an unreadable setting) ends
+with one clear line on stderr and a non-zero exit, never a traceback. Per-input commands (`match`,
+`match-caption`, `inspect`) print one JSON line per input in input order; an input that fails gets a line
+with an `error` field, the others are still processed, and the exit status is 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from monitor.archive import ArchiveError
+from monitor.bank import BankError, add_images, add_narrative, load_bank
+from monitor.decode import DecodeError, decode_image
+from monitor.hashing import compute_hashes
+from monitor.matching import BankMatcher
+from monitor.narratives import ModelError, NarrativeMatcher
+from monitor.provenance import read_markers
+from monitor.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad invocation: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _pipeline_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bank", type=Path, help="bank directory (env MONITOR_BANK)")
+    parser.add_argument("--threshold", type=int, help="shares in the window that make a cluster viral")
+    parser.add_argument("--window-seconds", type=int, help="length of the virality window, in event time")
+    parser.add_argument("--level-factor", type=int, help="each alert level needs this many times more shares")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="monitor", description="Streaming monitor for viral AI-generated fakes.")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
+
+    demo = commands.add_parser("demo", help="the whole pipeline in-process on the bundled sample")
+    _pipeline_options(demo)
+    demo.add_argument("--archive", type=Path, help="another archive instead of the bundled sample")
+    demo.add_argument("--alerts-out", type=Path, help="also write the alerts as JSON lines to FILE")
+
+    worker = commands.add_parser("worker", help="run the Faust worker against Kafka")
+    _pipeline_options(worker)
+    worker.add_argument("--broker", help="Kafka broker URL (default kafka://localhost:9092)")
+    worker.add_argument("--partitions", type=int, help="partitions of the topics the worker creates")
+    worker.add_argument("--data-dir", type=Path, help="the worker's local state directory")
+
+    replay = commands.add_parser("replay", help="replay an archive into Kafka or in-process")
+    replay.add_argument("archive", type=Path)
+    mode = replay.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--to-kafka", action="store_true", help="produce the archive into the posts topic")
+    mode.add_argument("--embedded", action="store_true", help="run the pipeline in-process")
+    _pipeline_options(replay)
+    replay.add_argument("--broker", help="Kafka broker URL (with --to-kafka)")
+    replay.add_argument("--partitions", type=int, help="partitions of topics created by --to-kafka")
+    replay.add_argument("--alerts-out", type=Path, help="write alerts as JSON lines here (--embedded)")
+    replay.add_argument("--rejects-out", type=Path, help="write malformed events here (--embedded)")
+
+    bank = commands.add_parser("bank", help="manage the bank of known fakes")
+    bank_commands = bank.add_subparsers(dest="bank_command", parser_class=_Parser, required=True)
+    add = bank_commands.add_parser("add", help="add images of a known fake to a cluster")
+    add.add_argument("--bank", type=Path, required=True)
+    add.add_argument("--cluster", required=True)
+    add.add_argument("--label", default="")
+    add.add_argument("images", nargs="+", type=Path)
+    narrative = bank_commands.add_parser("add-narrative", help="add example captions of a false narrative")
+    narrative.add_argument("--bank", type=Path, required=True)
+    narrative.add_argument("--id", required=True, dest="narrative_id")
+    narrative.add_argument("texts", nargs="+")
+
+    match = commands.add_parser("match", help="match images against the bank")
+    match.add_argument("--bank", type=Path, required=True)
+    match.add_argument("images", nargs="+")
+    caption = commands.add_parser("match-caption", help="match captions against the banked narratives")
+    caption.add_argument("--bank", type=Path, required=True)
+    caption.add_argument("texts", nargs="+")
+    inspect = commands.add_parser("inspect", help="hashes and provenance markers of images")
+    inspect.add_argument("images", nargs="+")
+
+    topics = commands.add_parser("topics", help="create the Kafka topics (the worker also does this)")
+    topics.add_argument("--broker")
+    topics.add_argument("--partitions", type=int)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    names = (
+        "bank",
+        "threshold",
+        "window_seconds",
+        "level_factor",
+        "broker",
+        "partitions",
+        "data_dir",
+        "log_level",
+    )
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    overrides.update({k: v for k, v in extra.items() if v is not None})
+    settings = load_settings(overrides)
+    if settings.bank is not None and not settings.bank.is_dir():
+        raise UsageError(f"bank directory not found: {settings.bank}")
+    return settings
+
+
+def _print_json(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DecodeError(f"cannot read: {exc.strerror or exc}") from None
+
+
+def cmd_match(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    matcher = BankMatcher(load_bank(args.bank), settings.match_distance)
+    failed = False
+    for path in args.images:
+        try:
+            hashes = compute_hashes(decode_image(_read_image(path)))
+        except DecodeError as exc:
+            _print_json({"path": path, "error": str(exc)})
+            failed = True
+            continue
+        nearest = matcher.nearest(hashes)
+        matched = nearest is not None and nearest.distance <= matcher.max_distance
+        _print_json(
+            {
+                "path": path,
+                "bank_cluster": nearest.bank_cluster if matched and nearest else None,
+                "distance": nearest.distance if nearest else None,
+                "hash": nearest.hash_kind if nearest else "phash",
+            }
+        )
+    return 1 if failed else 0
+
+
+def cmd_match_caption(args: argparse.Namespace) -> int:
+    from monitor.pipeline import make_encoder
+
+    settings = load_settings()
+    bank = load_bank(args.bank)
+    matcher = NarrativeMatcher(
+        make_encoder(settings), bank.narratives, settings.narrative_threshold, settings.narrative_margin
+    )
+    decisions = matcher.match_many(args.texts)
+    for text, decision in zip(args.texts, decisions, strict=True):
+        best = decision or matcher.best(text)
+        _print_json(
+            {
+                "text": text,
+                "narrative_id": decision.narrative_id if decision else None,
+                "score": best.score if best else None,
+            }
+        )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.images:
+        try:
+            data = _read_image(path)
+            markers = read_markers(data)
+            hashes = compute_hashes(decode_image(data))
+        except DecodeError as exc:
+            _print_json({"path": path, "error": str(exc)})
+            failed = True
+            continue
+        _print_json({"path": path, "hashes": hashes.to_json(), "provenance": list(markers)})
+    return 1 if failed else 0
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    if args.bank_command == "add":
+        missing = [str(p) for p in args.images if not p.is_file()]
+        if missing:
+            raise UsageError(f"image not found: {', '.join(missing)}")
+        added = add_images(args.bank, args.cluster, args.images, label=args.label)
+        print(f"added {len(added)} image(s) to cluster {args.cluster} in {args.bank}", file=sys.stderr)
+    else:
+        added_texts = add_narrative(args.bank, args.narrative_id, args.texts)
+        print(f"added {len(added_texts)} caption(s) to narrative {args.narrative_id}", file=sys.stderr)
+    return 0
+
+
+def _print_alert(alert_json: dict[str, Any]) -> None:
+    reasons = ", ".join(
+        f"{r['kind']}:{r.get('bank_cluster') or r.get('narrative_id') or r.get('marker')}"
+        for r in alert_json["reasons"]
+    )
+    print(
+        f"ALERT level {alert_json['level']} {alert_json['cluster_id']} "
+        f"({alert_json['bank_cluster'] or 'unbanked'}): {alert_json['shares_in_window']} shares in "
+        f"{alert_json['window_seconds']}s at {alert_json['event_time']}; reasons: {reasons}",
+        flush=True,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.runtime.replay import replay_embedded
+
+    sample = Path(str(resources.files("monitor") / "sample"))
+    manifest = json.loads((sample / "manifest.json").read_text())
+    archive = args.archive or sample / "archive.jsonl"
+    defaults = {
+        "bank": sample / "bank",
+        "threshold": manifest["threshold"],
+        "window_seconds": manifest["window_seconds"],
+    }
+    explicit = {
+        k: v
+        for k, v in defaults.items()
+        if getattr(args, k) is None and f"MONITOR_{k.upper()}" not in os.environ
+    }
+    settings = _settings(args, **explicit)
+    if not archive.is_file():
+        raise UsageError(f"archive not found: {archive}")
+    print(
+        f"demo: replaying {archive} with bank {settings.bank} (threshold {settings.threshold} shares "
+        f"in {settings.window_seconds} s); loading the caption model...",
+        file=sys.stderr,
+        flush=True,
+    )
+    out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
+    try:
+        summary = asyncio.run(
+            replay_embedded(archive, settings, alerts_out=out, on_alert=lambda a: _print_alert(a.to_json()))
+        )
+    finally:
+        if out is not None:
+            out.close()
+    print(f"demo: {summary.line()}", flush=True)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.runtime.replay import replay_embedded, replay_to_kafka
+
+    settings = _settings(args)
+    if not args.archive.is_file():
+        raise UsageError(f"archive not found: {args.archive}")
+    if args.to_kafka:
+        summary = asyncio.run(replay_to_kafka(args.archive, settings))
+        print(
+            f"replay: produced {summary.posts} posts to {settings.posts_topic} and {summary.rejected} "
+            f"malformed events (the worker dead-letters them) in {summary.seconds:.1f} s",
+            file=sys.stderr,
+        )
+        return 0
+    rejects_path = args.rejects_out or (
+        args.alerts_out.with_name(args.alerts_out.name + ".rejects.jsonl") if args.alerts_out else None
+    )
+    out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else sys.stdout
+    rejects = rejects_path.open("w", encoding="utf-8") if rejects_path else None
+    try:
+        summary = asyncio.run(replay_embedded(args.archive, settings, alerts_out=out, rejects_out=rejects))
+    finally:
+        if args.alerts_out:
+            out.close()
+        if rejects is not None:
+            rejects.close()
+    where = f"; rejects in {rejects_path}" if rejects_path and summary.rejected else ""
+    print(f"replay: {summary.line()}{where}", file=sys.stderr)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from monitor.runtime.app import run_worker
+
+    run_worker(_settings(args))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from monitor.runtime.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(_settings(args)))
+    print(f"created: {', '.join(created) or 'nothing (all topics exist)'}", file=sys.stderr)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo,
+    "worker": cmd_worker,
+    "replay": cmd_replay,
+    "bank": cmd_bank,
+    "match": cmd_match,
+    "match-caption": cmd_match_caption,
+    "inspect": cmd_inspect,
+    "topics": cmd_topics,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        level = (args.log_level or os.environ.get("MONITOR_LOG_LEVEL") or "warning").upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"monitor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SettingsError, BankError, ArchiveError, ModelError) as exc:
+        print(f"monitor: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"monitor: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

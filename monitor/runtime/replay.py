@@ -1,0 +1,173 @@
+"""Replay an archive: in-process (`--embedded`) or into Kafka's `posts` topic (`--to-kafka`).
+
+Both replay in event-time order (the archive sorted by `created_at`, ties in file order), so the embedded
+pipeline and a worker fed by `--to-kafka` see the same stream and raise the same alerts. Malformed lines
+are data: the embedded replay writes them to a reject file; `--to-kafka` sends them as they are, and the
+worker dead-letters them with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from monitor.archive import ArchiveEntry, read_archive
+from monitor.bank import Bank, load_bank
+from monitor.models import Alert
+from monitor.narratives import Encoder
+from monitor.pipeline import Pipeline
+from monitor.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ReplaySummary:
+    posts: int = 0
+    rejected: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    image_errors: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = self.posts / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{self.posts} posts replayed, {self.rejected} rejected, {len(self.alerts)} alerts, "
+            f"{self.image_errors} images not loaded, in {self.seconds:.1f} s ({rate:.0f} posts/s)"
+        )
+
+
+class _Ticker:
+    """Progress every `every` seconds of wall time, never on every post."""
+
+    def __init__(self, progress: Progress | None, total: int, every: float = 2.0) -> None:
+        self.progress = progress
+        self.total = total
+        self.every = every
+        self._last = time.monotonic()
+
+    def tick(self, done: int, alerts: int) -> None:
+        now = time.monotonic()
+        if self.progress is not None and now - self._last >= self.every:
+            self._last = now
+            self.progress(f"replay: {done}/{self.total} posts, {alerts} alerts")
+
+
+async def replay_embedded(
+    archive_path: Path,
+    settings: Settings,
+    *,
+    bank: Bank | None = None,
+    alerts_out: TextIO | None = None,
+    rejects_out: TextIO | None = None,
+    encoder: Encoder | None = None,
+    progress: Progress | None = stderr_progress,
+    on_alert: Callable[[Alert], None] | None = None,
+) -> ReplaySummary:
+    """Run the whole pipeline in-process over an archive; alerts go to `alerts_out` as JSON lines."""
+    started = time.monotonic()
+    archive = read_archive(archive_path)
+    if bank is None:
+        bank = load_bank(settings.bank) if settings.bank is not None else Bank()
+    summary = ReplaySummary(rejected=len(archive.rejects))
+    if rejects_out is not None:
+        for reject in archive.rejects:
+            rejects_out.write(
+                json.dumps(
+                    {"line": reject.line, "reason": reject.reason, "detail": reject.detail, "raw": reject.raw}
+                )
+                + "\n"
+            )
+    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+    ticker = _Ticker(progress, len(archive.entries))
+    try:
+        batch = settings.caption_batch
+        for start in range(0, len(archive.entries), batch):
+            posts = [entry.post for entry in archive.entries[start : start + batch]]
+            for alert in await pipeline.process(posts):
+                summary.alerts.append(alert)
+                if alerts_out is not None:
+                    alerts_out.write(json.dumps(alert.to_json()) + "\n")
+                    alerts_out.flush()
+                if on_alert is not None:
+                    on_alert(alert)
+            summary.posts += len(posts)
+            ticker.tick(summary.posts, len(summary.alerts))
+    finally:
+        await pipeline.aclose()
+    summary.image_errors = pipeline.image_errors
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def kafka_value(entry: ArchiveEntry, archive_dir: Path) -> dict[str, Any]:
+    """The event as Kafka gets it: `path` images (archive-only) inlined as base64 `data`."""
+    value = dict(entry.raw)
+    images = []
+    for image in value.get("images") or []:
+        if isinstance(image, dict) and image.get("path"):
+            target = (archive_dir / image["path"]).resolve()
+            try:
+                if not target.is_relative_to(archive_dir.resolve()):
+                    raise OSError("path leaves the archive's folder")
+                image = {"data": base64.b64encode(target.read_bytes()).decode("ascii")}
+            except OSError:
+                image = {"url": f"file-missing:{image['path']}"}  # fails to load in the worker, as it should
+        images.append(image)
+    if images:
+        value["images"] = images
+    return value
+
+
+async def replay_to_kafka(
+    archive_path: Path, settings: Settings, *, progress: Progress | None = stderr_progress
+) -> ReplaySummary:
+    """Produce an archive into the posts topic, each message timestamped with its `created_at`."""
+    from aiokafka import AIOKafkaProducer
+
+    from monitor.archive import iter_lines
+    from monitor.runtime.topics import bootstrap_servers, ensure_topics
+
+    started = time.monotonic()
+    archive = read_archive(archive_path)
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(settings.broker),
+        acks="all",
+        linger_ms=20,
+        max_request_size=8 * 1024 * 1024,
+        enable_idempotence=True,
+    )
+    await producer.start()
+    ticker = _Ticker(progress, len(archive.entries) + len(archive.rejects))
+    summary = ReplaySummary(rejected=len(archive.rejects))
+    try:
+        for entry in archive.entries:
+            value = json.dumps(kafka_value(entry, archive_path.parent)).encode()
+            await producer.send(
+                settings.posts_topic,
+                value=value,
+                key=entry.post.post_id.encode(),
+                timestamp_ms=int(entry.post.created_at * 1000),
+            )
+            summary.posts += 1
+            ticker.tick(summary.posts, 0)
+        rejected_lines = {reject.line for reject in archive.rejects}
+        for number, line in iter_lines(archive_path):
+            if number in rejected_lines:
+                await producer.send(settings.posts_topic, value=line.rstrip("\n").encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    summary.seconds = time.monotonic() - started
+    return summary

@@ -1,0 +1,73 @@
+"""Create the project's Kafka topics explicitly, with one partition count for sources and changelogs.
+
+The broker runs with `auto.create.topics.enable=false`: a topic created implicitly would get the broker's
+default partition count, and Faust refuses tables whose changelog and source topics differ
+(`PartitionsMismatch`). Creating everything here, idempotently, keeps that under our control.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from monitor.settings import Settings
+
+STATE_TABLE = "state"
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def bootstrap_servers(broker: str) -> str:
+    """`kafka://host:port[;kafka://host2:port]` (Faust's form) -> `host:port,host2:port` (aiokafka's)."""
+    servers = []
+    for part in broker.replace(";", ",").split(","):
+        part = part.strip()
+        if "://" in part:
+            part = part.split("://", 1)[1]
+        if part:
+            servers.append(part)
+    return ",".join(servers)
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-{STATE_TABLE}-changelog"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    n = settings.partitions
+    keep_forever = {"retention.ms": "-1"}
+    # Replayed posts carry old timestamps; time-based retention would delete them at once.
+    return [
+        TopicSpec(settings.posts_topic, n, keep_forever),
+        TopicSpec(settings.sightings_topic, n, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(settings.alerts_topic, n, keep_forever),
+        TopicSpec(changelog_topic(settings), n, {"cleanup.policy": "compact"}),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics; returns the names created. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers(settings.broker), request_timeout_ms=15000
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [NewTopic(s.name, s.partitions, 1, topic_configs=s.config) for s in missing]
+                )
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""Where alerts go besides the `alerts` topic: Slack, files."""
