@@ -106,10 +106,8 @@ def create_app(settings: Settings) -> faust.App:
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="json")
     state = app.Table(
         STATE_TABLE,
-        default=None,
         partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
     holder = AnalyzerHolder(settings)
     fetcher = ImageFetcher(fetch_policy(settings))
