@@ -27,7 +27,7 @@ from monitor.models import ImageHashes
 
 IMAGES_FILE = "images.jsonl"
 NARRATIVES_FILE = "narratives.jsonl"
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class BankError(ValueError):
@@ -35,7 +35,7 @@ class BankError(ValueError):
 
 
 def check_id(kind: str, value: str) -> str:
-    if not _ID_PATTERN.match(value):
+    if not _ID_PATTERN.fullmatch(value):
         raise BankError(f"bad {kind} {value!r}: use letters, digits, '.', '_' or '-' (at most 128)")
     return value
 

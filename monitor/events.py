@@ -113,6 +113,6 @@ def decode_event(raw: bytes | str, *, allow_paths: bool = False) -> tuple[Post, 
     """Bytes of one event (a Kafka value or an archive line) -> the post and its JSON object."""
     try:
         obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, absurd numbers, deep nesting
         raise MalformedEvent("invalid json", str(exc)[:120]) from None
     return parse_post(obj, allow_paths=allow_paths), obj

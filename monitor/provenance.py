@@ -34,9 +34,16 @@ _SD_PARAMETERS = re.compile(r"Steps: \d+.*Sampler:", re.DOTALL)
 _EXIF_SOFTWARE = 0x0131
 
 
+_GENERATOR_PATTERNS = tuple(
+    (name, re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])")) for name in GENERATOR_NAMES
+)
+_XMP_CREATOR_TOOL = re.compile(rb"CreatorTool(?:>|=\"|=')([^<\"']{1,200})")
+
+
 def _generator_in(text: str) -> str | None:
+    """A generator's name as a whole word ('Imagenomic' is a retouching plug-in, not Imagen)."""
     lowered = text.lower()
-    return next((name for name in GENERATOR_NAMES if name in lowered), None)
+    return next((name for name, pattern in _GENERATOR_PATTERNS if pattern.search(lowered)), None)
 
 
 def read_markers(data: bytes) -> tuple[str, ...]:
@@ -47,6 +54,9 @@ def read_markers(data: bytes) -> tuple[str, ...]:
         if b"DigitalSourceType" in data and source_type in data:
             markers.append(f"xmp:DigitalSourceType {source_type.decode()}")
             break
+    creator = _XMP_CREATOR_TOOL.search(data) if b"CreatorTool" in data else None
+    if creator and (name := _generator_in(creator.group(1).decode("utf-8", errors="replace"))):
+        markers.append(f"xmp:CreatorTool ({name})")
     try:
         image = Image.open(io.BytesIO(data))
         info = dict(image.info)

@@ -108,7 +108,9 @@ def load_settings(
             values[f.name] = _convert(name, f.type, env[name])
     for key, value in (overrides or {}).items():
         if value is not None:
-            kind = next(f.type for f in fields(Settings) if f.name == key)
+            kind = next((f.type for f in fields(Settings) if f.name == key), None)
+            if kind is None:
+                raise SettingsError(f"unknown setting {key!r}")
             values[key] = _convert("--" + key.replace("_", "-"), kind, value)
     try:
         return Settings(**values)

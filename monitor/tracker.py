@@ -104,7 +104,7 @@ class ClusterTracker:
             if post.narrative
             else None
         )
-        touched: dict[str, int] = {}
+        touched: dict[str, tuple[int, int]] = {}
         if post.reshare_of is not None:
             parent_clusters = self.store.get("p:" + post.reshare_of)
             if parent_clusters is None:
@@ -129,8 +129,8 @@ class ClusterTracker:
                 per_cluster[cluster_id].extend(image_reasons[i])
             self._count(post.post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
         alerts: list[Alert] = []
-        for cluster_id, at in touched.items():
-            alerts.extend(self._evaluate(cluster_id, at))
+        for cluster_id, (first, last) in touched.items():
+            alerts.extend(self._evaluate(cluster_id, first, last))
         return alerts
 
     def _count(
@@ -140,7 +140,7 @@ class ClusterTracker:
         clusters: list[str],
         post_reasons: list[dict[str, Any]],
         cluster_reasons: dict[str, list[dict[str, Any]]],
-        touched: dict[str, int],
+        touched: dict[str, tuple[int, int]],
     ) -> None:
         """Count a post for its clusters, then every reshare that was waiting for it (iteratively)."""
         pending = [(post_id, second, clusters, post_reasons, cluster_reasons)]
@@ -149,7 +149,8 @@ class ClusterTracker:
             self.store["p:" + pid] = cids
             for cluster_id in cids:
                 self._add_share(cluster_id, pid, t, reasons + by_cluster.get(cluster_id, []))
-                touched[cluster_id] = min(t, touched.get(cluster_id, t))
+                first, last = touched.get(cluster_id, (t, t))
+                touched[cluster_id] = (min(first, t), max(last, t))
             for waiting in self.store.pop("w:" + pid, None) or []:
                 pending.append(
                     (
@@ -176,13 +177,15 @@ class ClusterTracker:
         self.store[key] = meta
         add_share(self.store, cluster_id, second)
 
-    def _evaluate(self, cluster_id: str, second: int) -> list[Alert]:
+    def _evaluate(self, cluster_id: str, first: int, last: int) -> list[Alert]:
         key = "cl:" + cluster_id
         meta = dict(self.store[key])
         if not meta["reasons"]:
             return []
         policy = self.policy
-        candidates = window_counts(self.store, cluster_id, second, meta["latest"], policy.window_seconds)
+        candidates = window_counts(
+            self.store, cluster_id, first, meta["latest"], policy.window_seconds, last_new=last
+        )
         alerts: list[Alert] = []
         level = int(meta["level"])
         while True:

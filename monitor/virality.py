@@ -44,17 +44,23 @@ def count_window(store: MutableMapping[str, Any], cluster_id: str, end: int, win
 
 
 def window_counts(
-    store: MutableMapping[str, Any], cluster_id: str, new_share: int, latest: int, window: int
+    store: MutableMapping[str, Any],
+    cluster_id: str,
+    new_share: int,
+    latest: int,
+    window: int,
+    last_new: int | None = None,
 ) -> list[tuple[int, int]]:
     """(window end, shares in window) for every window a new share at `new_share` can have changed.
 
     In order (the new share is the latest), that is the one window ending at it. A late share also changes
     the windows ending at the later shares within `window` of it, up to `latest`; each is reported so the
-    caller can find the first that crosses a level.
+    caller can find the first that crosses a level. When several shares arrived at once (a parent post and
+    the reshares that waited for it), they span [new_share, last_new].
     """
-    if new_share >= latest:
+    if new_share >= latest and (last_new is None or last_new <= new_share):
         return [(new_share, count_window(store, cluster_id, new_share, window))]
-    last_end = min(new_share + window - 1, latest)
+    last_end = min(max(new_share, last_new or new_share) + window - 1, latest)
     counts = shares_per_second(store, cluster_id, new_share - window + 1, last_end)
     seconds = sorted(counts)
     results: list[tuple[int, int]] = []

@@ -156,7 +156,7 @@ def test_decode_event_returns_the_post_and_the_raw_object() -> None:
     assert post_from_str == post
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe\x00garbage", "{\"post_id\": ", b"[1, 2"])
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe\x00garbage", '{"post_id": ', b"[1, 2"])
 def test_invalid_json_is_a_malformed_event(raw: bytes | str) -> None:
     with pytest.raises(MalformedEvent) as info:
         decode_event(raw)
@@ -180,3 +180,19 @@ def test_decode_event_honours_allow_paths() -> None:
 def test_malformed_event_is_a_value_error_with_detail() -> None:
     with pytest.raises(ValueError, match="bad created_at: no time zone"):
         parse_post(_event(created_at="2023-03-20T14:03:00"))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"[" * 100_000, id="deeply-nested-array"),
+        pytest.param(b'{"a":' * 100_000, id="deeply-nested-object"),
+        pytest.param(b'{"post_id": ' + b"1" * 5000 + b"}", id="huge-integer-literal"),
+    ],
+)
+def test_hostile_json_is_a_malformed_event_not_a_crash(raw: bytes) -> None:
+    # Contract §1: a malformed event never stops a worker. Callers (archive replay, the worker) catch
+    # MalformedEvent only, so any other exception escaping decode_event stops them.
+    with pytest.raises(MalformedEvent) as info:
+        decode_event(raw)
+    assert info.value.reason == "invalid json"

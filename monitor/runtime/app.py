@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -169,10 +169,11 @@ def create_app(settings: Settings) -> faust.App:
                     )
                 yield None
 
-    @app.on_rebalance_complete.connect
-    async def _reload_clusters(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+    async def _reload_clusters(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Table contents may have changed hands: rebuild the in-memory cluster index from the table.
         tracker_box.clear()
+
+    app.on_rebalance_complete.connect(cast(Any, _reload_clusters))
 
     return app
 

@@ -1,0 +1,129 @@
+"""Helpers for tests against the real Kafka broker that deploy/kafka/kafka.sh runs on localhost.
+
+No mock: each test gets its own topic names and app id (so tests never see each other's messages), runs
+the real `monitor` command as a subprocess, and reads topics with aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+REPO = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("MONITOR_TEST_BROKER", "localhost:9092")
+
+
+def broker_ready() -> tuple[bool, str]:
+    result = subprocess.run(
+        ["bash", str(REPO / "deploy/kafka/kafka.sh"), "ready"], capture_output=True, text=True, timeout=60
+    )
+    return result.returncode == 0, (result.stderr or result.stdout).strip()
+
+
+def isolated_env(tmp: Path, **settings: Any) -> dict[str, str]:
+    """Environment for `monitor` subprocesses with topics and app id of their own."""
+    prefix = "t" + uuid.uuid4().hex[:10]
+    env = dict(os.environ)
+    env.update(
+        {
+            "MONITOR_BROKER": f"kafka://{BROKER}",
+            "MONITOR_APP_ID": prefix,
+            "MONITOR_POSTS_TOPIC": f"{prefix}-posts",
+            "MONITOR_DLQ_TOPIC": f"{prefix}-posts-dlq",
+            "MONITOR_ALERTS_TOPIC": f"{prefix}-alerts",
+            "MONITOR_SIGHTINGS_TOPIC": f"{prefix}-sightings",
+            "MONITOR_DATA_DIR": str(tmp / f"{prefix}-data"),
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
+    env.update({f"MONITOR_{key.upper()}": str(value) for key, value in settings.items()})
+    return env
+
+
+def run_monitor(
+    args: list[str], env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Worker:
+    """`monitor worker` as a subprocess, stopped with SIGTERM like a service manager would."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "monitor.cli", "--log-level", "info", "worker"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
+        self._log.close()
+        return self.process.returncode
+
+
+def read_topic(
+    topic: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
+    settle: float = 0.0,
+    worker: Worker | None = None,
+) -> list[dict[str, Any]]:
+    """JSON values of a topic from the start until `until(values)` holds (then `settle` s more) or timeout."""
+
+    async def consume() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=BROKER,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        values: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                if worker is not None and worker.process.poll() is not None:
+                    raise AssertionError(
+                        f"worker exited early ({worker.process.returncode}):\n{worker.log_tail()}"
+                    )
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    values.extend(json.loads(r.value) for r in records)
+                if settle_until is None and until(values):
+                    settle_until = time.monotonic() + settle
+                if settle_until is not None and time.monotonic() >= settle_until:
+                    break
+        finally:
+            await consumer.stop()
+        return values
+
+    return asyncio.run(consume())
