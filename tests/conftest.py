@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from monitor.synthetic import Scenario, build_scenario
@@ -19,3 +21,12 @@ def kafka_broker() -> str:
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     """The default synthetic stream: three clusters built to alert, two that must not, noise, bad lines."""
     return build_scenario(tmp_path_factory.mktemp("scenario"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a hidden failure (a missing service, say): fail the run."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped and os.environ.get("CI") and exitstatus == 0:
+        reporter.write_line(f"CI: {skipped} skipped test(s) count as a failure", red=True)
+        session.exitstatus = 1
