@@ -70,9 +70,10 @@ lib_stamp() {
   { echo "$KAFKA_VERSION"; cat "$SCRIPT_DIR/pom.xml"; } | sha256sum | cut -d' ' -f1
 }
 
-installed() {
-  [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(lib_stamp)" ]] && compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null
-}
+have_jars() { compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null; }
+
+# Installed and up to date with pom.xml / KAFKA_VERSION.
+installed() { have_jars && [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(lib_stamp)" ]]; }
 
 cmd_install() {
   if installed; then
@@ -94,8 +95,10 @@ cmd_install() {
   local tmp="$LIB.tmp.$$"
   rm -rf "$tmp"
   say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIB ..."
-  if ! mvn -q -B -Dstyle.color=never -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+  local mvn_log="$KAFKA_HOME/install.log"
+  if ! mvn -q -B -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >"$mvn_log" 2>&1; then
+    tail -n 30 "$mvn_log" >&2
     rm -rf "$tmp"
     die "mvn could not copy the dependencies (is Maven Central reachable? does org.apache.kafka:kafka_2.13:$KAFKA_VERSION exist?)"
   fi
@@ -105,12 +108,15 @@ cmd_install() {
     die "an SLF4J 2.x api jar got onto the classpath; broker logging would be a no-op (check pom.xml)"
   fi
   lib_stamp >"$tmp/.installed"
-  rm -rf "$LIB"
+  local old="$LIB.old.$$"
+  [[ -d "$LIB" ]] && mv "$LIB" "$old"
   mv "$tmp" "$LIB"
+  rm -rf "$old"
   say "installed $(ls "$LIB"/*.jar | wc -l) jars ($(du -sh "$LIB" | cut -f1)) in $LIB"
 }
 
-ensure_installed() { installed || cmd_install; }
+# For the tools: any complete lib dir will do (never swap jars under a running broker).
+ensure_jars() { have_jars || cmd_install; }
 
 # Runs a class on the broker classpath, as the command line tools do (quick start, quiet logging).
 # With TOOL_TIMEOUT set (seconds), the JVM is killed after that long.
@@ -160,7 +166,7 @@ is_ready() {
 }
 
 cmd_ready() {
-  installed || die "Kafka jars not installed (run: kafka.sh install)"
+  have_jars || die "Kafka jars not installed (run: kafka.sh install)"
   if is_ready; then
     say "ready: broker at $BOOTSTRAP answers metadata requests"
     return 0
@@ -177,7 +183,7 @@ cmd_status() {
     echo "stopped"
     rc=1
   fi
-  if installed && is_ready; then
+  if have_jars && is_ready; then
     echo "ready ($BOOTSTRAP)"
   else
     echo "not ready ($BOOTSTRAP)"
@@ -210,7 +216,6 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
 num.network.threads=2
 num.io.threads=4
 EOF
@@ -249,7 +254,6 @@ show_log_tail() {
 
 cmd_start() {
   local pid
-  ensure_installed
   find_java
   if pid="$(broker_pid)"; then
     if is_ready; then
@@ -264,6 +268,7 @@ cmd_start() {
     if port_open "$KAFKA_CONTROLLER_PORT"; then
       die "controller port $KAFKA_CONTROLLER_PORT is already in use; set KAFKA_CONTROLLER_PORT or stop it"
     fi
+    installed || cmd_install
     write_properties
     format_storage
     say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $KAFKA_HOST:$KAFKA_CONTROLLER_PORT, heap $KAFKA_HEAP, data $KAFKA_DATA)"
@@ -279,8 +284,9 @@ cmd_start() {
     local -a launcher=()
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
     : >"$OUT_FILE"
+    # 8>&- 9>&-: the broker must not inherit the lock fds, or it would hold the lock while it runs.
     nohup "${launcher[@]}" "$JAVA" "${jvm[@]}" -cp "$LIB/*" kafka.Kafka "$PROPS" \
-      </dev/null >>"$OUT_FILE" 2>&1 &
+      </dev/null >>"$OUT_FILE" 2>&1 8>&- 9>&- &
     pid=$!
     echo "$pid" >"$PID_FILE"
   fi
@@ -355,11 +361,11 @@ main() {
     ready) cmd_ready ;;
     status) cmd_status ;;
     topics)
-      ensure_installed
+      ensure_jars
       run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@" ;;
     run)
       [[ $# -gt 0 ]] || die "usage: kafka.sh run CLASS ARGS..."
-      ensure_installed
+      ensure_jars
       run_tool "$@" ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;
