@@ -23,6 +23,7 @@ from monitor.models import Alert
 from monitor.narratives import Encoder
 from monitor.pipeline import Pipeline
 from monitor.settings import Settings
+from monitor.sinks.slack import SlackWebhook
 
 Progress = Callable[[str], None]
 
@@ -37,6 +38,7 @@ class ReplaySummary:
     rejected: int = 0
     alerts: list[Alert] = field(default_factory=list)
     image_errors: int = 0
+    undelivered: int = 0
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -44,6 +46,7 @@ class ReplaySummary:
         return (
             f"{self.posts} posts replayed, {self.rejected} rejected, {len(self.alerts)} alerts, "
             f"{self.image_errors} images not loaded, in {self.seconds:.1f} s ({rate:.0f} posts/s)"
+            + (f"; {self.undelivered} alerts NOT delivered to Slack" if self.undelivered else "")
         )
 
 
@@ -89,6 +92,7 @@ async def replay_embedded(
                 + "\n"
             )
     pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+    slack = SlackWebhook(settings.slack_webhook_url) if settings.slack_webhook_url else None
     ticker = _Ticker(progress, len(archive.entries))
     try:
         batch = settings.caption_batch
@@ -101,10 +105,15 @@ async def replay_embedded(
                     alerts_out.flush()
                 if on_alert is not None:
                     on_alert(alert)
+                if slack is not None:
+                    delivery = await slack.send_alert(alert)
+                    summary.undelivered += 0 if delivery.delivered else 1
             summary.posts += len(posts)
             ticker.tick(summary.posts, len(summary.alerts))
     finally:
         await pipeline.aclose()
+        if slack is not None:
+            await slack.aclose()
     summary.image_errors = pipeline.image_errors
     summary.seconds = time.monotonic() - started
     return summary
