@@ -185,6 +185,7 @@ def build_scenario(
     start: datetime = datetime(2023, 3, 26, 16, 0, tzinfo=UTC),
     inline_images: bool = False,
     shuffle: bool = True,
+    broken_images: bool = True,
 ) -> Scenario:
     """Write `archive.jsonl`, its `images/` and a `bank/` into out_dir; return what should alert."""
     rng = random.Random(seed)
@@ -275,6 +276,28 @@ def build_scenario(
                 "created_at": format_time(at),
                 "text": rng.choice(NOISE_CAPTIONS),
                 "images": [image_ref(f"noise-{i}.jpg", jpeg_bytes(picture, 80))],
+            }
+        )
+    if broken_images:
+        # Bad images leave the rest of their post in play: a garbage file beside a good picture, bad base64.
+        events.append(
+            {
+                "post_id": new_id(),
+                "author_id": "u-broken",
+                "created_at": format_time(base + 60),
+                "text": "two pictures, one of them broken",
+                "images": [
+                    image_ref("broken.jpg", b"\xff\xd8\xff\xe0 truncated"),
+                    image_ref("fine.jpg", jpeg_bytes(pictures[-1])),
+                ],
+            }
+        )
+        events.append(
+            {
+                "post_id": new_id(),
+                "author_id": "u-broken",
+                "created_at": format_time(base + 61),
+                "images": [{"data": "this is not base64!"}],
             }
         )
     for narrative_id, (examples, _) in NARRATIVES.items():
