@@ -1,0 +1,1006 @@
+"""Throughput and post-to-alert latency: in-process pipeline, and a real `monitor worker` through Kafka.
+
+    python -m benchmarks.throughput                    # 2000 posts, 3 repeats, in-process and Kafka
+    python -m benchmarks.throughput --posts 1000 --repeats 5 --json-out bench.json
+    python -m benchmarks.throughput --skip-kafka       # no broker needed
+
+The stream is synthetic (`monitor.synthetic`): clusters of re-uploaded pictures (each upload a distinct
+JPEG that must be decoded and hashed), reshares (no image of their own) and noise posts, so that about half
+of the posts carry an image. Images are inline base64 `data`, so the same archive feeds the in-process
+pipeline and Kafka. Every cluster but each fourth is suspected (bank match, narrative caption or generator
+metadata) and passes `--threshold` shares in the window, so most clusters alert once.
+
+What is measured, each `--repeats` times (the machines are small and noisy: medians are quoted, and every
+ratio is between figures measured in the same run):
+
+- `naive phash`: json.loads of every line + base64 + `imagehash.phash(Image.open(...))` per image: the
+  least work any pipeline must do. It is the baseline of the in-process rows.
+- `in-process, no captions`: `monitor.pipeline.Pipeline` with the bank's narratives removed, so no caption
+  model runs (hash, bank match, provenance, clustering, virality only).
+- `in-process`: the pipeline as `monitor replay --embedded` runs it (archive parse + batches of
+  `caption_batch` posts through `Pipeline.process`). Its post-to-alert latency is the wall time from the
+  start of the batch holding the triggering post (when it enters the pipeline) to the return of that
+  batch's alerts; a replay has no arrival process, so waiting behind earlier batches is not counted.
+  The caption model is loaded once, before any timing, and its load time is reported separately.
+- `in-process, unique captions`: the same, with a unique tag appended to every caption. The synthetic
+  stream repeats a dozen captions, which the narrative matcher's cache makes free; real captions are
+  mostly unique, so this row shows what the caption model costs when every caption is embedded.
+- `kafka worker`: the archive is pre-produced with `monitor replay --to-kafka` into topics of this run's
+  own (unique app id and topic names via MONITOR_* variables), then a real `monitor worker` subprocess
+  starts. Throughput is the posts analysed after the worker's first batch divided by the time between the
+  first and the last `sightings` record (the worker's own produce timestamps), so start-up (imports,
+  group join, bank and caption model load, first batch) is excluded and reported separately (`startup`:
+  process spawn to first sighting). Its baseline is the in-process row of the same repeat.
+- `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
+  provenance or narrative so the same bank serves) is produced live with `created_at` = now at a steady
+  rate below capacity (`--live-rate`, default half the worker's measured throughput). Latency is the time
+  the alert arrives on the `alerts` topic minus the time the triggering post was produced. The triggering
+  post (the one whose share pushes its cluster to the threshold) is found beforehand by a dry run of the
+  same stream, in the same order, through an in-process pipeline one post at a time.
+
+Before the repeats, one unmeasured in-process pass (unique captions) warms up Pillow, NumPy and torch.
+The worker is stopped with SIGTERM at the end of each repeat; its data dir and topics are deleted.
+
+Caveats: the synthetic pictures are 320x240 JPEGs of ~10 kB, far cheaper to decode than real photos (where
+JPEG draft decoding matters); the worker waits up to 0.2 s to fill a batch (`take_events(..., within=0.2)`
+in monitor/runtime/app.py), which is part of the live latency at low rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import cProfile
+import dataclasses
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+from monitor.archive import read_archive
+from monitor.bank import Bank, load_bank
+from monitor.models import Alert, Post
+from monitor.narratives import Encoder
+from monitor.pipeline import Pipeline, make_encoder
+from monitor.runtime.topics import bootstrap_servers
+from monitor.settings import Settings, load_settings
+from monitor.synthetic import ClusterSpec, Suspicion, build_scenario
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
+SUSPICIONS: tuple[Suspicion, ...] = ("bank", "narrative", "provenance", "none")
+LIVE_SUSPICIONS: tuple[Suspicion, ...] = ("provenance", "narrative", "provenance", "none")
+MIN_POSTS = 200
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why in one line (plus a log tail when useful)."""
+
+
+# ---------------------------------------------------------------------------------------------- the stream
+
+
+@dataclass(frozen=True)
+class Stream:
+    archive: Path
+    unique_archive: Path
+    bank: Path
+    posts: int
+    """Valid posts in the archive (what the pipeline and the worker process)."""
+    with_images: int
+    rejected: int
+    clusters: int
+    expected_alerts: int
+
+
+def _split(total: int, parts: int, index: int) -> int:
+    return total // parts + (1 if index < total % parts else 0)
+
+
+def build_stream(out_dir: Path, posts: int, seed: int) -> Stream:
+    """About `posts` posts, half with an image: clusters of ~100 posts (half uploads) plus noise posts."""
+    noise = max(4, min(60, posts // 25))
+    image_posts = posts // 2
+    uploads = max(4, image_posts - noise)
+    reshares = posts - image_posts
+    count = max(4, round((uploads + reshares) / 100))
+    specs = [
+        ClusterSpec(
+            f"bench-{i:03d}",
+            uploads=max(1, _split(uploads, count, i)),
+            reshares=_split(reshares, count, i),
+            spread_seconds=900,
+            suspicion=SUSPICIONS[i % len(SUSPICIONS)],
+            start_offset=300 * i,
+        )
+        for i in range(count)
+    ]
+    scenario = build_scenario(out_dir, specs, noise_posts=noise, seed=seed, inline_images=True)
+    archive = read_archive(scenario.archive)
+    unique = out_dir / "archive-unique-captions.jsonl"
+    write_unique_captions(scenario.archive, unique)
+    return Stream(
+        archive=scenario.archive,
+        unique_archive=unique,
+        bank=scenario.bank,
+        posts=len(archive.entries),
+        with_images=sum(1 for e in archive.entries if e.post.images),
+        rejected=len(archive.rejects),
+        clusters=count,
+        expected_alerts=len(scenario.viral_suspected),
+    )
+
+
+def write_unique_captions(source: Path, target: Path) -> None:
+    """The same archive with a unique tag on every non-empty caption (so no caption is a cache hit)."""
+    with source.open(encoding="utf-8") as reader, target.open("w", encoding="utf-8") as writer:
+        for line in reader:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                writer.write(line)
+                continue
+            if isinstance(event, dict) and isinstance(event.get("text"), str) and event["text"].strip():
+                event["text"] = f"{event['text']} #{event.get('post_id')}"
+                line = json.dumps(event) + "\n"
+            writer.write(line)
+
+
+# ------------------------------------------------------------------------------------------ measurements
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None
+
+
+@dataclass
+class RunResult:
+    """One measured run of one variant."""
+
+    variant: str
+    posts: int
+    seconds: float
+    alerts: int = 0
+    latencies: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.posts / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "posts": self.posts,
+            "seconds": round(self.seconds, 4),
+            "posts_per_second": round(self.rate, 2),
+            "alerts": self.alerts,
+            "latency_p50_ms": _ms(percentile(self.latencies, 50)),
+            "latency_p99_ms": _ms(percentile(self.latencies, 99)),
+            "latencies_ms": [round(v * 1000, 2) for v in self.latencies],
+            **self.extra,
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def naive_phash(archive: Path, posts: int) -> RunResult:
+    """The least work: parse every line, base64-decode every image, one `imagehash.phash` each."""
+    start = time.perf_counter()
+    images = failed = 0
+    with archive.open(encoding="utf-8") as reader:
+        for line in reader:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            for image in event.get("images") or []:
+                try:
+                    imagehash.phash(Image.open(io.BytesIO(base64.b64decode(image["data"], validate=True))))
+                    images += 1
+                except (KeyError, TypeError, ValueError, OSError):  # the stream's deliberately broken images
+                    failed += 1
+    seconds = time.perf_counter() - start
+    return RunResult("naive phash", posts, seconds, extra={"images": images, "images_failed": failed})
+
+
+async def run_pipeline(
+    variant: str, archive_path: Path, settings: Settings, bank: Bank, encoder: Encoder | None
+) -> RunResult:
+    """Archive parse + `Pipeline.process` in batches of `caption_batch`, as the embedded replay does."""
+    start = time.perf_counter()
+    archive = read_archive(archive_path)
+    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+    latencies: list[float] = []
+    batch_seconds: list[float] = []
+    alerts: list[Alert] = []
+    try:
+        size = settings.caption_batch
+        for first in range(0, len(archive.entries), size):
+            posts = [entry.post for entry in archive.entries[first : first + size]]
+            entered = time.perf_counter()
+            raised = await pipeline.process(posts)
+            took = time.perf_counter() - entered
+            batch_seconds.append(took)
+            latencies.extend([took] * len(raised))
+            alerts.extend(raised)
+    finally:
+        await pipeline.aclose()
+    seconds = time.perf_counter() - start
+    return RunResult(
+        variant,
+        len(archive.entries),
+        seconds,
+        alerts=len(alerts),
+        latencies=latencies,
+        extra={
+            "batch_p50_ms": _ms(percentile(batch_seconds, 50)),
+            "batch_p99_ms": _ms(percentile(batch_seconds, 99)),
+            "alert_ids": sorted(a.alert_id for a in alerts),
+            "image_errors": pipeline.image_errors,
+        },
+    )
+
+
+def without_narratives(bank: Bank) -> Bank:
+    return dataclasses.replace(bank, narratives=())
+
+
+# --------------------------------------------------------------------------------------------- Kafka
+
+
+def broker_address(broker: str) -> tuple[str, str]:
+    first = bootstrap_servers(broker).split(",")[0]
+    host, _, port = first.rpartition(":")
+    return (host or first), (port or "9092")
+
+
+def check_broker(broker: str) -> None:
+    """`deploy/kafka/kafka.sh ready` against the broker's host and port, or a one-line BenchError."""
+    host, port = broker_address(broker)
+    env = {**os.environ, "KAFKA_HOST": host, "KAFKA_PORT": port}
+    try:
+        result = subprocess.run(
+            ["bash", str(KAFKA_SH), "ready"], env=env, capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"cannot check the Kafka broker at {host}:{port}: {exc}") from None
+    if result.returncode != 0:
+        said = (result.stderr or result.stdout).strip().splitlines()
+        raise BenchError(
+            f"Kafka broker at {host}:{port} is not ready ({said[-1] if said else 'kafka.sh ready failed'}); "
+            "start it with `bash deploy/kafka/kafka.sh start`, or pass --skip-kafka"
+        )
+
+
+@dataclass(frozen=True)
+class Record:
+    timestamp: float
+    """The message's timestamp (the producer's wall clock), in epoch seconds."""
+    received: float
+    """When this process received it (time.monotonic())."""
+    value: bytes
+
+
+class TopicWatcher:
+    """Reads topics from the start in the background and keeps every record with its receive time."""
+
+    def __init__(self, broker: str, topics: Sequence[str]) -> None:
+        self.broker = broker
+        self.topics = list(topics)
+        self.records: dict[str, list[Record]] = {topic: [] for topic in topics}
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        self._consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=bootstrap_servers(self.broker),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100)
+            received = time.monotonic()
+            for tp, records in batch.items():
+                self.records[tp.topic].extend(Record(r.timestamp / 1000, received, r.value) for r in records)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+class WorkerProcess:
+    """`monitor worker` as a subprocess with its output in a log file; stopped with SIGTERM."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+        self.spawned_at = 0.0
+        self.exit_code: int | None = None
+
+    async def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.spawned_at = time.time()
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monitor.cli", "--log-level", "info", "worker",
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no worker log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    async def stop(self, timeout: float = 60) -> int | None:
+        process = self.process
+        if process is None:
+            return None
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        self.exit_code = process.returncode
+        return self.exit_code
+
+
+async def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    worker: WorkerProcess | None = None,
+    required: bool = True,
+) -> bool:
+    """Poll until the condition holds. A dead worker always raises; a timeout raises only if required."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if worker is not None and worker.process is not None and worker.process.returncode is not None:
+            raise BenchError(
+                f"the worker exited ({worker.process.returncode}) while waiting for {what}; "
+                f"its log (kept with --keep):\n{worker.log_tail()}"
+            )
+        if time.monotonic() > deadline:
+            if not required:
+                print(
+                    f"throughput: warning: timed out after {timeout:.0f} s waiting for {what}",
+                    file=sys.stderr,
+                )
+                return False
+            tail = f"; worker log (kept with --keep):\n{worker.log_tail()}" if worker else ""
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}{tail}")
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def delete_topics(broker: str, prefix: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker), request_timeout_ms=15000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    """A live stream: raw events in produce order, and which of them triggers each alert."""
+
+    events: list[dict[str, Any]]
+    triggers: dict[str, int]
+    """Cluster id (level-1 alert) -> index of the triggering post in `events`."""
+    post_clusters: dict[str, list[str]]
+    """Post id -> the clusters it counts for (to map an alert to its cluster through sample_posts)."""
+
+
+def _rfc3339_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def plan_live_stream(
+    out_dir: Path, posts: int, seed: int, settings: Settings, bank: Bank, encoder: Encoder | None
+) -> LivePlan:
+    """Fresh pictures in clusters of ~30 posts; a dry run one post at a time finds each trigger."""
+    count = max(2, posts // 30)
+    specs = [
+        ClusterSpec(
+            f"live-{i:03d}",
+            uploads=8,
+            reshares=22,
+            spread_seconds=600,
+            suspicion=LIVE_SUSPICIONS[i % len(LIVE_SUSPICIONS)],
+        )
+        for i in range(count)
+    ]
+    scenario = build_scenario(
+        out_dir, specs, noise_posts=max(2, posts - 30 * count), malformed=0, seed=seed, inline_images=True
+    )
+    archive = read_archive(scenario.archive)
+    events: list[dict[str, Any]] = []
+    originals: list[Post] = []
+    seen: set[str] = set()
+    for entry in archive.entries:
+        if entry.post.post_id in seen:  # the scenario's redelivered event
+            continue
+        seen.add(entry.post.post_id)
+        event = dict(entry.raw)
+        event["post_id"] = "live-" + entry.post.post_id
+        if entry.post.reshare_of:
+            event["reshare_of"] = "live-" + entry.post.reshare_of
+        events.append(event)
+        originals.append(entry.post)
+    store: dict[str, Any] = {}
+    pipeline = Pipeline(settings, bank, encoder=encoder, store=store)
+    triggers: dict[str, int] = {}
+    now = time.time()
+    try:
+        for index, (event, post) in enumerate(zip(events, originals, strict=True)):
+            live = dataclasses.replace(
+                post,
+                post_id=event["post_id"],
+                reshare_of=event.get("reshare_of"),
+                created_at=now + index * 0.01,
+            )
+            for alert in await pipeline.process([live]):
+                if alert.level == 1:
+                    triggers[alert.cluster_id] = index
+    finally:
+        await pipeline.aclose()
+    post_clusters = {
+        key[2:]: list(value)
+        for key, value in store.items()
+        if key.startswith("p:") and isinstance(value, list)
+    }
+    return LivePlan(events, triggers, post_clusters)
+
+
+def kafka_env(run_id: str, broker: str, settings: Settings, data_dir: Path) -> dict[str, str]:
+    """The environment of this run's `monitor` subprocesses: its own app id, topics and data dir."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MONITOR_")}
+    env.update(
+        {
+            "MONITOR_BROKER": broker,
+            "MONITOR_APP_ID": run_id,
+            "MONITOR_POSTS_TOPIC": f"{run_id}-posts",
+            "MONITOR_DLQ_TOPIC": f"{run_id}-posts-dlq",
+            "MONITOR_ALERTS_TOPIC": f"{run_id}-alerts",
+            "MONITOR_SIGHTINGS_TOPIC": f"{run_id}-sightings",
+            "MONITOR_BANK": str(settings.bank),
+            "MONITOR_THRESHOLD": str(settings.threshold),
+            "MONITOR_WINDOW_SECONDS": str(settings.window_seconds),
+            "MONITOR_DATA_DIR": str(data_dir),
+            "MONITOR_PARTITIONS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    return env
+
+
+@dataclass
+class KafkaResult:
+    throughput: RunResult
+    live: RunResult | None
+    startup_seconds: float
+    produce_seconds: float
+
+
+def _first_batch(timestamps: Sequence[float], limit: int, gap: float = 0.01) -> int:
+    """How many records the worker's first batch sent: the leading burst (at most one batch of `limit`).
+
+    The analyze agent sends a batch's sightings back to back (0-3 ms apart); batches are tens of ms apart.
+    """
+    count = 1
+    while count < min(limit, len(timestamps)) and timestamps[count] - timestamps[count - 1] <= gap:
+        count += 1
+    return count
+
+
+def _alert_cluster(alert: dict[str, Any], plan: LivePlan) -> str | None:
+    cluster_id = str(alert.get("cluster_id"))
+    if cluster_id in plan.triggers:
+        return cluster_id
+    for sample in alert.get("sample_posts") or []:
+        for candidate in plan.post_clusters.get(str(sample), []):
+            if candidate in plan.triggers:
+                return candidate
+    return None
+
+
+async def run_kafka(
+    repeat: int,
+    stream: Stream,
+    settings: Settings,
+    broker: str,
+    work_dir: Path,
+    plan: LivePlan | None,
+    live_rate: float,
+    expected_alerts: int,
+    keep: bool,
+) -> KafkaResult:
+    """One repeat: pre-produce, start a worker, measure its throughput, then live latency; clean up."""
+    run_id = f"bench-{uuid.uuid4().hex[:8]}-r{repeat}"
+    data_dir = work_dir / f"{run_id}-data"
+    env = kafka_env(run_id, broker, settings, data_dir)
+    sightings, alerts_topic, posts_topic = (
+        env["MONITOR_SIGHTINGS_TOPIC"],
+        env["MONITOR_ALERTS_TOPIC"],
+        env["MONITOR_POSTS_TOPIC"],
+    )
+    worker = WorkerProcess(env, work_dir / f"{run_id}-worker.log")
+    watcher = TopicWatcher(broker, [sightings, alerts_topic])
+    try:
+        produce_started = time.monotonic()
+        replay = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monitor.cli", "replay", str(stream.archive), "--to-kafka",
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await replay.communicate()
+        produce_seconds = time.monotonic() - produce_started
+        if replay.returncode != 0:
+            raise BenchError(
+                f"`monitor replay --to-kafka` failed ({replay.returncode}): {output.decode()[-2000:]}"
+            )
+        await watcher.start()
+        await worker.start()
+        got = watcher.records[sightings]
+        await wait_until(lambda: len(got) >= stream.posts, 120 + stream.posts / 5, "all sightings", worker)
+        timestamps = sorted(r.timestamp for r in got[: stream.posts])
+        alerts = watcher.records[alerts_topic]
+        await wait_until(
+            lambda: len(alerts) >= expected_alerts, 60, f"{expected_alerts} alerts", worker, required=False
+        )
+        first_batch = _first_batch(timestamps, settings.caption_batch)
+        span = timestamps[-1] - timestamps[0]
+        if span <= 0 or first_batch >= len(timestamps):
+            raise BenchError("the worker sent all sightings in one burst: use more --posts to measure a rate")
+        throughput = RunResult(
+            "kafka worker",
+            len(timestamps) - first_batch,
+            span,
+            alerts=len(alerts),
+            extra={
+                "first_batch": first_batch,
+                "startup_seconds": round(timestamps[0] - worker.spawned_at, 3),
+                "produce_seconds": round(produce_seconds, 3),
+                "alert_ids": sorted(json.loads(r.value)["alert_id"] for r in alerts),
+                "run_id": run_id,
+            },
+        )
+        live = None
+        if plan is not None:
+            await asyncio.sleep(1.0)  # let the tracker drain the backlog's last sightings
+            rate = live_rate if live_rate > 0 else max(5.0, 0.5 * throughput.rate)
+            live = await run_live(plan, rate, broker, posts_topic, watcher, alerts_topic, worker)
+            live.extra["run_id"] = run_id
+        return KafkaResult(throughput, live, timestamps[0] - worker.spawned_at, produce_seconds)
+    finally:
+        await watcher.stop()
+        code = await worker.stop()
+        if code not in (None, 0, -signal.SIGTERM):
+            print(f"throughput: note: worker {run_id} exited with {code} on SIGTERM", file=sys.stderr)
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            with contextlib.suppress(Exception):
+                await delete_topics(broker, run_id)
+            with contextlib.suppress(OSError):
+                worker.log_path.unlink()
+
+
+async def run_live(
+    plan: LivePlan,
+    rate: float,
+    broker: str,
+    posts_topic: str,
+    watcher: TopicWatcher,
+    alerts_topic: str,
+    worker: WorkerProcess,
+) -> RunResult:
+    """Produce the live stream at `rate` posts/s with created_at = now; alert arrival - trigger produce."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(broker), linger_ms=0, max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    sent_at: list[float] = []
+    already = len(watcher.records[alerts_topic])
+    try:
+        started = time.monotonic()
+        for index, event in enumerate(plan.events):
+            delay = started + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            value = json.dumps({**event, "created_at": _rfc3339_now()}).encode()
+            sent_at.append(time.monotonic())
+            await producer.send(
+                posts_topic, value=value, key=event["post_id"].encode(), timestamp_ms=int(time.time() * 1000)
+            )
+        await producer.flush()
+        produced = time.monotonic() - started
+    finally:
+        await producer.stop()
+    records = watcher.records[alerts_topic]
+    want = len(plan.triggers)
+    await wait_until(
+        lambda: len(records) - already >= want, 30, f"{want} live alerts", worker, required=False
+    )
+    latencies: list[float] = []
+    unmatched = 0
+    for record in records[already:]:
+        alert = json.loads(record.value)
+        cluster = _alert_cluster(alert, plan)
+        if cluster is None or alert.get("level") != 1:
+            unmatched += 1
+            continue
+        latencies.append(record.received - sent_at[plan.triggers[cluster]])
+    return RunResult(
+        "kafka live latency",
+        len(plan.events),
+        produced,
+        alerts=len(latencies),
+        latencies=latencies,
+        extra={"rate": round(rate, 1), "expected_alerts": want, "unmatched_alerts": unmatched},
+    )
+
+
+# ------------------------------------------------------------------------------------------- reporting
+
+
+def summarise(runs: Sequence[RunResult]) -> dict[str, Any]:
+    rates = [r.rate for r in runs]
+    p50s = [v for v in (percentile(r.latencies, 50) for r in runs) if v is not None]
+    p99s = [v for v in (percentile(r.latencies, 99) for r in runs) if v is not None]
+    return {
+        "repeats": len(runs),
+        "posts_per_second_median": round(statistics.median(rates), 2) if rates else None,
+        "posts_per_second_min": round(min(rates), 2) if rates else None,
+        "posts_per_second_max": round(max(rates), 2) if rates else None,
+        "latency_p50_ms_median": _ms(statistics.median(p50s)) if p50s else None,
+        "latency_p99_ms_median": _ms(statistics.median(p99s)) if p99s else None,
+        "latency_samples": sum(len(r.latencies) for r in runs),
+        "alerts_median": statistics.median([r.alerts for r in runs]) if runs else None,
+    }
+
+
+def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
+    """Median over repeats of (numerator rate / denominator rate), each pair from the same repeat."""
+    pairs = [n.rate / d.rate for n, d in zip(numerators, denominators, strict=False) if d.rate > 0]
+    return round(statistics.median(pairs), 3) if pairs else None
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
+    header = (
+        f"{'variant':<32} {'posts/s':>8} {'(min-max)':>13} {'p50 ms':>8} {'p99 ms':>8} {'alerts':>6}"
+        "  vs baseline"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, summary, versus in rows:
+        spread = f"{_fmt(summary['posts_per_second_min'])}-{_fmt(summary['posts_per_second_max'])}"
+        print(
+            f"{name:<32} {_fmt(summary['posts_per_second_median']):>8} {spread:>13} "
+            f"{_fmt(summary['latency_p50_ms_median'], 1):>8} {_fmt(summary['latency_p99_ms_median'], 1):>8} "
+            f"{_fmt(summary['alerts_median']):>6}  {versus}"
+        )
+
+
+async def profile_pipeline(
+    archive: Path, settings: Settings, bank: Bank, encoder: Encoder | None, top: int
+) -> None:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    await run_pipeline("profile", archive, settings, bank, encoder)
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    print(f"\ncProfile of one in-process run ({archive.name}), top {top} by own time:")
+    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20_000])
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description="posts/s and post-to-alert latency, in-process and through Kafka with a real worker",
+    )
+    parser.add_argument(
+        "--posts", type=int, default=2000, help="posts in the synthetic stream (about half with images)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="measured runs of every variant; medians are quoted"
+    )
+    parser.add_argument(
+        "--skip-kafka", action="store_true", help="in-process figures only (no broker needed)"
+    )
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("MONITOR_BROKER", "kafka://localhost:9092"),
+        help="Kafka broker URL (default $MONITOR_BROKER or kafka://localhost:9092)",
+    )
+    parser.add_argument(
+        "--threshold", type=int, default=20, help="shares in the window that make a cluster viral"
+    )
+    parser.add_argument("--window-seconds", type=int, default=3600, help="virality window, in event time")
+    parser.add_argument(
+        "--live-posts", type=int, default=300, help="posts produced live for the Kafka latency test"
+    )
+    parser.add_argument(
+        "--live-rate", type=float, default=0.0, help="live posts/s (default: half the worker's measured rate)"
+    )
+    parser.add_argument("--seed", type=int, default=11, help="seed of the synthetic streams")
+    parser.add_argument("--json-out", type=Path, help="also write every run and the summary as JSON here")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print the top N cProfile entries"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep the streams here (default: a temporary directory)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the runs' topics, worker data dirs and logs"
+    )
+    args = parser.parse_args(argv)
+    if args.posts < MIN_POSTS:
+        parser.error(f"--posts must be at least {MIN_POSTS} (clusters must pass the threshold)")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.threshold < 2 or args.threshold > 25:
+        parser.error("--threshold must lie in 2..25 (the live clusters have 30 posts)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if not args.skip_kafka:
+            check_broker(args.broker)
+        if args.work_dir is not None:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+            return asyncio.run(benchmark(args, args.work_dir))
+        with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
+            return asyncio.run(benchmark(args, Path(tmp)))
+    except BenchError as exc:
+        print(f"throughput: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
+    log(f"building a synthetic stream of about {args.posts} posts in {work_dir}")
+    built = time.perf_counter()
+    stream = build_stream(work_dir / "stream", args.posts, args.seed)
+    log(
+        f"stream: {stream.posts} valid posts ({stream.with_images} with an image), "
+        f"{stream.rejected} malformed, {stream.clusters} clusters, {stream.expected_alerts} built to alert; "
+        f"took {time.perf_counter() - built:.1f} s"
+    )
+    settings = load_settings(
+        {"bank": stream.bank, "threshold": args.threshold, "window_seconds": args.window_seconds}, environ={}
+    )
+    bank = load_bank(stream.bank)
+    loading = time.perf_counter()
+    encoder = make_encoder(settings)
+    encoder.encode(["warm up the caption model"])
+    model_load = time.perf_counter() - loading
+    log(f"caption model loaded in {model_load:.1f} s (not counted in any in-process figure)")
+
+    warmup = await run_pipeline("warm-up", stream.unique_archive, settings, bank, encoder)
+    log(f"warm-up pass (unique captions, not counted): {warmup.rate:.0f} posts/s")
+
+    plan: LivePlan | None = None
+    if not args.skip_kafka:
+        plan = await plan_live_stream(
+            work_dir / "live", args.live_posts, args.seed + 1000, settings, bank, encoder
+        )
+        log(f"live stream: {len(plan.events)} posts, {len(plan.triggers)} alerts expected")
+
+    runs: dict[str, list[RunResult]] = {
+        name: [] for name in ("naive", "nocaptions", "inprocess", "unique", "kafka", "live")
+    }
+    kafka_startup: list[float] = []
+    kafka_produce: list[float] = []
+    plain_bank = without_narratives(bank)
+    for repeat in range(1, args.repeats + 1):
+        runs["naive"].append(naive_phash(stream.archive, stream.posts))
+        runs["nocaptions"].append(
+            await run_pipeline("in-process, no captions", stream.archive, settings, plain_bank, None)
+        )
+        runs["inprocess"].append(await run_pipeline("in-process", stream.archive, settings, bank, encoder))
+        runs["unique"].append(
+            await run_pipeline("in-process, unique captions", stream.unique_archive, settings, bank, encoder)
+        )
+        log(
+            f"repeat {repeat}/{args.repeats} in-process: naive {runs['naive'][-1].rate:.0f}, no captions "
+            f"{runs['nocaptions'][-1].rate:.0f}, full {runs['inprocess'][-1].rate:.0f}, unique captions "
+            f"{runs['unique'][-1].rate:.0f} posts/s"
+        )
+        if not args.skip_kafka:
+            result = await run_kafka(
+                repeat,
+                stream,
+                settings,
+                args.broker,
+                work_dir,
+                plan,
+                args.live_rate,
+                runs["inprocess"][-1].alerts,
+                args.keep,
+            )
+            runs["kafka"].append(result.throughput)
+            kafka_startup.append(result.startup_seconds)
+            kafka_produce.append(result.produce_seconds)
+            live = result.live
+            if live is not None:
+                runs["live"].append(live)
+            log(
+                f"repeat {repeat}/{args.repeats} kafka: {result.throughput.rate:.0f} posts/s after a "
+                f"{result.startup_seconds:.1f} s start-up, {result.throughput.alerts} alerts"
+                + (
+                    f"; live at {live.extra['rate']} posts/s: "
+                    f"{live.alerts}/{live.extra['expected_alerts']} alerts, "
+                    f"p50 {_fmt(_ms(percentile(live.latencies, 50)), 0)} ms"
+                    if live is not None
+                    else ""
+                )
+            )
+
+    if args.profile:
+        for archive in (stream.archive, stream.unique_archive):
+            await profile_pipeline(archive, settings, bank, encoder, args.profile)
+
+    summaries = {name: summarise(results) for name, results in runs.items() if results}
+    vs_naive_full = ratio_median(runs["inprocess"], runs["naive"])
+    vs_naive_plain = ratio_median(runs["nocaptions"], runs["naive"])
+    vs_naive_unique = ratio_median(runs["unique"], runs["naive"])
+    vs_full_plain = ratio_median(runs["nocaptions"], runs["inprocess"])
+    vs_full_unique = ratio_median(runs["unique"], runs["inprocess"])
+    kafka_vs_inprocess = ratio_median(runs["kafka"], runs["inprocess"])
+    print()
+    print(
+        f"{stream.posts} posts ({stream.with_images} with an image), threshold {args.threshold} in "
+        f"{args.window_seconds} s, {args.repeats} repeats, medians; {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; caption model load {model_load:.1f} s"
+    )
+    rows: list[tuple[str, dict[str, Any], str]] = [
+        ("naive phash per image", summaries["naive"], "baseline (in-process rows)"),
+        (
+            "in-process, no caption model",
+            summaries["nocaptions"],
+            f"x{_fmt(vs_naive_plain, 2)} naive; x{_fmt(vs_full_plain, 2)} in-process",
+        ),
+        ("in-process (embedded replay)", summaries["inprocess"], f"x{_fmt(vs_naive_full, 2)} naive"),
+        (
+            "in-process, unique captions",
+            summaries["unique"],
+            f"x{_fmt(vs_naive_unique, 2)} naive; x{_fmt(vs_full_unique, 2)} in-process",
+        ),
+    ]
+    if runs["kafka"]:
+        rows.append(
+            ("kafka worker (1 partition)", summaries["kafka"], f"x{_fmt(kafka_vs_inprocess, 2)} in-process")
+        )
+    if runs["live"]:
+        rate = statistics.median([r.extra["rate"] for r in runs["live"]])
+        rows.append((f"kafka live latency @{rate:.0f}/s", summaries["live"], "rate is the produce rate"))
+    print_table(rows)
+    if runs["kafka"]:
+        print(
+            "kafka: worker start-up (spawn to first sighting) median "
+            f"{statistics.median(kafka_startup):.1f} s; "
+            f"`replay --to-kafka` of the archive median {statistics.median(kafka_produce):.1f} s"
+        )
+        mismatched = [
+            i + 1
+            for i, (k, p) in enumerate(zip(runs["kafka"], runs["inprocess"], strict=False))
+            if k.extra["alert_ids"] != p.extra["alert_ids"]
+        ]
+        if mismatched:
+            print(f"warning: Kafka alerts differ from the in-process alerts in repeat(s) {mismatched}")
+    print(
+        "latency: in-process = batch entry to alert return; kafka live = produce of the triggering post to "
+        "arrival on the alerts topic"
+    )
+    if args.json_out is not None:
+        document = {
+            "config": {
+                "posts": stream.posts,
+                "posts_with_images": stream.with_images,
+                "requested_posts": args.posts,
+                "clusters": stream.clusters,
+                "threshold": args.threshold,
+                "window_seconds": args.window_seconds,
+                "repeats": args.repeats,
+                "caption_batch": settings.caption_batch,
+                "live_posts": len(plan.events) if plan else 0,
+                "broker": None if args.skip_kafka else args.broker,
+            },
+            "environment": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "loadavg": os.getloadavg(),
+                "caption_model_load_seconds": round(model_load, 3),
+            },
+            "summary": summaries,
+            "ratios": {
+                "inprocess_vs_naive": vs_naive_full,
+                "nocaptions_vs_naive": vs_naive_plain,
+                "unique_captions_vs_naive": vs_naive_unique,
+                "nocaptions_vs_inprocess": vs_full_plain,
+                "unique_captions_vs_inprocess": vs_full_unique,
+                "kafka_vs_inprocess": kafka_vs_inprocess,
+            },
+            "kafka_startup_seconds": [round(s, 3) for s in kafka_startup],
+            "kafka_produce_seconds": [round(s, 3) for s in kafka_produce],
+            "runs": {name: [r.to_json() for r in results] for name, results in runs.items()},
+        }
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
