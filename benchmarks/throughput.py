@@ -306,6 +306,12 @@ class Record:
     value: bytes
 
 
+def _batched_posts(value: bytes) -> int:
+    if not value.startswith(b'{"posts"'):
+        return 1
+    return len(json.loads(value)["posts"])
+
+
 class TopicWatcher:
     """Reads topics from the start in the background and keeps every record with its receive time."""
 
@@ -336,7 +342,12 @@ class TopicWatcher:
             batch = await self._consumer.getmany(timeout_ms=100)
             received = time.monotonic()
             for tp, records in batch.items():
-                self.records[tp.topic].extend(Record(r.timestamp / 1000, received, r.value) for r in records)
+                for r in records:
+                    # A sightings record carries a batch of analysed posts: count each post.
+                    posts = _batched_posts(r.value)
+                    self.records[tp.topic].extend(
+                        Record(r.timestamp / 1000, received, r.value) for _ in range(posts)
+                    )
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -184,7 +184,13 @@ class ClusterTracker:
             return []
         policy = self.policy
         candidates = window_counts(
-            self.store, cluster_id, first, meta["latest"], policy.window_seconds, last_new=last
+            self.store,
+            cluster_id,
+            first,
+            meta["latest"],
+            policy.window_seconds,
+            last_new=last,
+            first_seen=int(meta["first_seen"]),
         )
         alerts: list[Alert] = []
         level = int(meta["level"])

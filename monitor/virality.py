@@ -38,9 +38,16 @@ def shares_per_second(
     return counts
 
 
-def count_window(store: MutableMapping[str, Any], cluster_id: str, end: int, window: int) -> int:
-    """Shares whose time lies in the window (end - window, end]."""
-    return sum(shares_per_second(store, cluster_id, end - window + 1, end).values())
+def count_window(
+    store: MutableMapping[str, Any], cluster_id: str, end: int, window: int, first_seen: int | None = None
+) -> int:
+    """Shares whose time lies in the window (end - window, end].
+
+    `first_seen` (the cluster's earliest share) spares reading the buckets before it, which are empty:
+    most clusters are young, so most windows read one or two buckets rather than 61.
+    """
+    start = end - window + 1 if first_seen is None else max(end - window + 1, first_seen)
+    return sum(shares_per_second(store, cluster_id, start, end).values())
 
 
 def window_counts(
@@ -50,6 +57,7 @@ def window_counts(
     latest: int,
     window: int,
     last_new: int | None = None,
+    first_seen: int | None = None,
 ) -> list[tuple[int, int]]:
     """(window end, shares in window) for every window a new share at `new_share` can have changed.
 
@@ -59,9 +67,10 @@ def window_counts(
     the reshares that waited for it), they span [new_share, last_new].
     """
     if new_share >= latest and (last_new is None or last_new <= new_share):
-        return [(new_share, count_window(store, cluster_id, new_share, window))]
+        return [(new_share, count_window(store, cluster_id, new_share, window, first_seen))]
     last_end = min(max(new_share, last_new or new_share) + window - 1, latest)
-    counts = shares_per_second(store, cluster_id, new_share - window + 1, last_end)
+    start = new_share - window + 1 if first_seen is None else max(new_share - window + 1, first_seen)
+    counts = shares_per_second(store, cluster_id, start, last_end)
     seconds = sorted(counts)
     results: list[tuple[int, int]] = []
     running = 0
