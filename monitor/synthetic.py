@@ -345,6 +345,156 @@ def write_sample(out_dir: Path) -> Scenario:
     return scenario
 
 
+# --- provenance marks as generators write them (tests and benchmarks) ------------------------------------
+
+DIGITAL_SOURCE_TYPE_URI = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+
+
+def xmp_packet(source_type: str = "trainedAlgorithmicMedia", creator_tool: str = "") -> bytes:
+    """XMP with an IPTC DigitalSourceType (and optionally xmp:CreatorTool), as generators write it."""
+    tool = f' xmp:CreatorTool="{creator_tool}"' if creator_tool else ""
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
+        f' xmlns:xmp="http://ns.adobe.com/xap/1.0/"{tool}'
+        f' Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE_URI}{source_type}"/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def jpeg_with_xmp(image: Image.Image, xmp: bytes, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, xmp=xmp)
+    return buffer.getvalue()
+
+
+def jpeg_with_user_comment(image: Image.Image, text: str = SD_PARAMETERS, quality: int = 90) -> bytes:
+    """A JPEG with `text` in EXIF UserComment the way Stable Diffusion WebUI saves its parameters
+    (piexif's UNICODE comment: UTF-16 big-endian)."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + text.encode("utf-16-be")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, exif=exif)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class SigningChain:
+    """A C2PA claim signer: its certificate chain (signer first), its private key, the CA's certificate."""
+
+    chain_pem: bytes
+    key_pem: bytes
+    ca_pem: bytes
+
+
+def make_signing_chain(name: str = "Test Generator") -> SigningChain:
+    """An ES256 CA and a claim-signing certificate it issued, made on the spot: for tests and benchmarks."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def subject(common_name: str) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+            ]
+        )
+
+    def usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=sign,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=ca,
+            crl_sign=ca,
+            encipher_only=False,
+            decipher_only=False,
+        )
+
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(subject(f"{name} CA"))
+        .issuer_name(subject(f"{name} CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage(sign=False, ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    signer = (
+        x509.CertificateBuilder()
+        .subject_name(subject(f"{name} signer"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage(sign=True, ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return SigningChain(
+        chain_pem=signer.public_bytes(pem) + ca.public_bytes(pem),
+        key_pem=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        ca_pem=ca.public_bytes(pem),
+    )
+
+
+def sign_c2pa(
+    data: bytes,
+    mime: str,
+    chain: SigningChain,
+    source_type: str | None = "trainedAlgorithmicMedia",
+    *,
+    action: str = "c2pa.created",
+    parent: bytes | None = None,
+) -> bytes:
+    """`data` with an embedded C2PA manifest signed by `chain` (c2pa-python's Builder): one action, with
+    `source_type` as its digitalSourceType; `parent`, a file of the same type, becomes its parent ingredient
+    (with that file's own manifest, for an edit of a signed image)."""
+    import importlib
+
+    c2pa: Any = importlib.import_module("c2pa")
+    step: dict[str, Any] = {"action": action}
+    if source_type is not None:
+        step["digitalSourceType"] = DIGITAL_SOURCE_TYPE_URI + source_type
+    steps = [step]
+    if parent is not None:  # an edit opens its parent first
+        steps.insert(0, {"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}})
+    manifest = {
+        "claim_generator_info": [{"name": "monitor tests", "version": "1"}],
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": steps}}],
+    }
+    context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+    info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain.chain_pem, chain.key_pem, None)
+    signed = io.BytesIO()
+    builder = c2pa.Builder(json.dumps(manifest), context=context)
+    with c2pa.Signer.from_info(info) as signer, builder:
+        if parent is not None:
+            ingredient = {"title": "parent", "relationship": "parentOf", "label": "parent"}
+            builder.add_ingredient(ingredient, mime, io.BytesIO(parent))
+        builder.sign(signer, mime, io.BytesIO(data), signed)
+    return signed.getvalue()
+
+
 if __name__ == "__main__":
     import sys
 

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import random
+import zlib
+from typing import Any
 
 import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
-from monitor.provenance import read_markers
+from monitor.provenance import (
+    Problem,
+    ProvenanceReport,
+    add_problem_observer,
+    generator_names,
+    read_markers,
+    read_provenance,
+)
 
 SD_PARAMETERS = (
     "pope francis in a white puffer coat, street photo\n"
@@ -93,7 +103,10 @@ def test_comfyui_prompt_and_workflow() -> None:
     assert read_markers(png({"prompt": COMFY_PROMPT, "workflow": COMFY_WORKFLOW})) == (
         "png:prompt+workflow (ComfyUI)",
     )
-    assert read_markers(png({"prompt": COMFY_PROMPT})) == ()
+    # Images queued through ComfyUI's API carry the graph without the editor's workflow: still a mark.
+    assert read_markers(png({"prompt": COMFY_PROMPT})) == ("png:prompt (ComfyUI)",)
+    # A `prompt` chunk of plain text (any tool may write one) is not ComfyUI's graph.
+    assert read_markers(png({"prompt": "a cat asleep on a sofa"})) == ()
 
 
 def test_novelai_software_chunk() -> None:
@@ -209,3 +222,236 @@ def test_a_jpeg_with_a_corrupt_exif_block_never_raises() -> None:
     start = good.index(b"Exif\x00\x00") + 6
     corrupt = good[:start] + b"MM\x00\x2a\xff\xff\xff\xff" + good[start + 8 :]
     assert read_markers(corrupt) == ()
+
+
+# --- more formats and writers ----------------------------------------------------------------------------
+
+
+def webp(**params: object) -> bytes:
+    buffer = io.BytesIO()
+    PHOTO.save(buffer, format="WEBP", quality=80, **params)
+    return buffer.getvalue()
+
+
+def user_comment_exif(raw: bytes, *, camera: bool = False) -> Image.Exif:
+    tags = exif(camera=camera)
+    tags.get_ifd(0x8769)[0x9286] = raw  # Exif IFD: UserComment
+    return tags
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"UNICODE\x00" + SD_PARAMETERS.encode("utf-16-be"), id="unicode-be"),  # piexif, SD WebUI
+        pytest.param(b"UNICODE\x00" + SD_PARAMETERS.encode("utf-16-le"), id="unicode-le"),
+        pytest.param(b"ASCII\x00\x00\x00" + SD_PARAMETERS.encode(), id="ascii"),
+    ],
+)
+@pytest.mark.parametrize("save", [jpeg, webp], ids=["jpeg", "webp"])
+def test_stable_diffusion_parameters_in_exif_user_comment(raw: bytes, save: Any) -> None:
+    assert read_markers(save(exif=user_comment_exif(raw))) == ("exif:UserComment (Stable Diffusion)",)
+
+
+def test_a_camera_user_comment_is_no_marker() -> None:
+    data = jpeg(exif=user_comment_exif(b"ASCII\x00\x00\x00Holiday at the lake, Steps: 3 km", camera=True))
+    assert read_markers(data) == ()
+
+
+@pytest.mark.parametrize("source_type", ["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"])
+def test_xmp_digital_source_type_in_a_webp(source_type: str) -> None:
+    assert read_markers(webp(xmp=xmp(source_type))) == (f"xmp:DigitalSourceType {source_type}",)
+
+
+def test_xmp_in_a_compressed_png_itxt_chunk() -> None:
+    data = png({"XML:com.adobe.xmp": xmp("compositeWithTrainedAlgorithmicMedia").decode()}, compressed=True)
+    assert read_markers(data) == ("xmp:DigitalSourceType compositeWithTrainedAlgorithmicMedia",)
+
+
+def test_xmp_written_as_elements_under_another_prefix() -> None:
+    # The same properties as elements, one with rdf:resource, under prefixes of the writer's choosing.
+    packet = (
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description rdf:about="" xmlns:ext="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
+        b' xmlns:t="http://ns.adobe.com/xap/1.0/">'
+        b"<t:CreatorTool>Midjourney v6</t:CreatorTool>"
+        b'<ext:DigitalSourceType rdf:resource="http://cv.iptc.org/newscodes/digitalsourcetype/'
+        b'trainedAlgorithmicMedia"/>'
+        b"</rdf:Description></rdf:RDF></x:xmpmeta>"
+    )
+    assert set(read_markers(jpeg(xmp=packet))) == {
+        "xmp:DigitalSourceType trainedAlgorithmicMedia",
+        "xmp:CreatorTool (midjourney)",
+    }
+
+
+def test_a_generator_named_in_xmp_creator_tool() -> None:
+    assert read_markers(jpeg(xmp=xmp("digitalCapture", creator_tool="Adobe Firefly 3"))) == (
+        "xmp:CreatorTool (firefly)",
+    )
+
+
+@pytest.mark.parametrize("name", generator_names())
+def test_every_listed_generator_is_found_in_software_and_creator_tool(name: str) -> None:
+    written = f"{name.title()} 2.1"
+    assert read_markers(jpeg(xmp=xmp("digitalCapture", creator_tool=written))) == (
+        f"xmp:CreatorTool ({name})",
+    )
+    if name.isascii():  # Pillow writes EXIF ASCII as ASCII: "DALL·E" would arrive as "DALL?E"
+        assert read_markers(jpeg(exif=exif(written))) == (f"exif:Software ({name})",)
+
+
+def test_comfyui_graph_in_webp_exif() -> None:
+    # ComfyUI's WebP saver: "prompt:{json}" in Model, "workflow:{json}" in Make.
+    tags = Image.Exif()
+    tags[0x0110] = "prompt:" + COMFY_PROMPT
+    tags[0x010F] = "workflow:" + COMFY_WORKFLOW
+    assert set(read_markers(webp(exif=tags))) == {"exif:Model (ComfyUI)", "exif:Make (ComfyUI)"}
+
+
+NOVELAI_COMMENT = json.dumps(
+    {"prompt": "a cat", "steps": 28, "sampler": "k_euler_ancestral", "seed": 42, "scale": 5, "uc": "lowres"}
+)
+
+
+def test_a_whole_novelai_file_gives_one_marker() -> None:
+    data = png(
+        {
+            "Title": "AI generated image",
+            "Description": "a cat",
+            "Software": "NovelAI",
+            "Source": "NovelAI Diffusion V3 4BDE2A90",
+            "Comment": NOVELAI_COMMENT,
+        }
+    )
+    assert read_markers(data) == ("png:Software (NovelAI)",)
+
+
+def test_novelai_comment_alone_and_title_alone() -> None:
+    assert read_markers(png({"Comment": NOVELAI_COMMENT})) == ("png:Comment (NovelAI)",)
+    assert read_markers(png({"Title": "AI generated image"})) == ("png:Title (AI generated image)",)
+
+
+def test_stable_diffusion_parameters_in_a_jpeg_comment() -> None:
+    assert read_markers(jpeg(comment=SD_PARAMETERS.encode())) == ("jpeg:COM (Stable Diffusion)",)
+
+
+def test_a_marked_file_truncated_in_its_pixels_keeps_its_mark_and_reports_the_cut() -> None:
+    generated = png({"parameters": SD_PARAMETERS})
+    cut = generated[: generated.index(b"IDAT") + 200]
+    report = read_provenance(cut)
+    assert report.markers == ("png:parameters (Stable Diffusion)",)
+    assert len(report.problems) == 1 and "past the end" in str(report.problems[0])
+
+
+# --- ordinary look-alikes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(png({"Software": "gnome-screenshot"}), id="gnome-screenshot"),
+        pytest.param(png({"Software": "Greenshot", "Comment": "Screenshot 2024-03-01"}), id="greenshot"),
+        pytest.param(png({"Software": "Shutter", "Description": "Selection of Firefox"}), id="shutter"),
+        pytest.param(jpeg(comment=b"Screenshot taken with Flameshot"), id="jpeg-comment"),
+        pytest.param(jpeg(comment=b"CREATOR: gd-jpeg v1.0 (using IJG JPEG v80), quality = 85"), id="gd-jpeg"),
+        pytest.param(webp(exif=exif("Snipping Tool")), id="webp-snipping-tool"),
+        pytest.param(png({"XML:com.adobe.xmp": xmp("digitalCapture").decode()}), id="png-digital-capture"),
+        pytest.param(webp(xmp=xmp("digitalCapture", creator_tool="Pixelmator Pro")), id="webp-capture"),
+        pytest.param(webp(xmp=xmp("algorithmicallyEnhanced")), id="enhanced-is-not-generated"),
+        pytest.param(png({"prompt": "{not json"}), id="prompt-not-json"),
+        pytest.param(png({"workflow": json.dumps({"steps": ["crop", "resize"]})}), id="other-workflow"),
+    ],
+)
+def test_screenshot_tools_captures_and_other_writers_yield_no_markers(data: bytes) -> None:
+    assert read_provenance(data) == ProvenanceReport(markers=(), problems=())
+
+
+# --- bad metadata: reported and skipped ------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def png_with_chunks(*chunks: bytes) -> bytes:
+    plain = png()
+    idat = plain.index(b"IDAT") - 4  # insert the chunks after IHDR, before the pixels
+    return plain[:idat] + b"".join(chunks) + plain[idat:]
+
+
+def inflating_itxt(keyword: bytes, size: int) -> bytes:
+    return png_chunk(
+        b"iTXt", keyword + b"\x00\x01\x00\x00\x00" + zlib.compress(b"Steps: 1, " * (size // 10), 9)
+    )
+
+
+BAD_METADATA = {
+    "zip-bomb-itxt": png_with_chunks(inflating_itxt(b"parameters", 50 << 20)),
+    "corrupt-ztxt": png_with_chunks(png_chunk(b"zTXt", b"parameters\x00\x00" + b"not zlib at all")),
+    "truncated-ztxt": png_with_chunks(
+        png_chunk(b"zTXt", b"parameters\x00\x00" + zlib.compress(SD_PARAMETERS.encode())[:20])
+    ),
+    "text-without-keyword": png_with_chunks(png_chunk(b"tEXt", b"no separator here")),
+    "garbage-exif": png_with_chunks(png_chunk(b"eXIf", b"MM\x00\x2a\xff\xff\xff\xff" + b"\x01" * 40)),
+    "exif-huge-ifd": png_with_chunks(
+        png_chunk(b"eXIf", b"II\x2a\x00\x08\x00\x00\x00\xff\xff" + b"\x00" * 30)
+    ),
+    "xmp-entity-bomb": png_with_chunks(
+        png_chunk(
+            b"iTXt",
+            b"XML:com.adobe.xmp\x00\x00\x00\x00\x00"
+            b'<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/">&b; DigitalSourceType</x:xmpmeta>',
+        )
+    ),
+    "xmp-not-xml": jpeg(xmp=b"<x:xmpmeta DigitalSourceType trainedAlgorithmicMedia <<<</x:xmpmeta>"),
+    "jpeg-segment-past-the-end": b"\xff\xd8\xff\xe1\x7f\xffExif\x00\x00MM\x00\x2a",
+    "webp-chunk-past-the-end": b"RIFF\x00\x10\x00\x00WEBPEXIF\xff\xff\x00\x00MM\x00\x2a",
+}
+
+
+@pytest.mark.parametrize("data", BAD_METADATA.values(), ids=BAD_METADATA.keys())
+def test_bad_metadata_is_reported_and_skipped(data: bytes) -> None:
+    report = read_provenance(data)
+    assert report.markers == ()
+    assert report.problems, "the skipped metadata must be reported"
+
+
+def test_read_markers_logs_each_problem_and_tells_the_observers(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[Problem] = []
+    remove = add_problem_observer(seen.append)
+    try:
+        with caplog.at_level(logging.WARNING, logger="monitor.provenance"):
+            assert read_markers(BAD_METADATA["zip-bomb-itxt"]) == ()
+    finally:
+        remove()
+    assert len(seen) == 1 and "inflates past" in seen[0].detail
+    assert any("inflates past" in record.getMessage() for record in caplog.records)
+    read_markers(BAD_METADATA["corrupt-ztxt"])
+    assert len(seen) == 1  # removed: told no more
+
+
+def test_many_random_corruptions_of_marked_files_never_raise() -> None:
+    """Bytes flipped, cut and spliced in files carrying every kind of mark: read_provenance (which, unlike
+    read_markers, lets an unexpected exception through) must return a report for each."""
+    rng = random.Random(5)
+    tags = user_comment_exif(b"UNICODE\x00" + SD_PARAMETERS.encode("utf-16-be"), camera=True)
+    tags[0x0131] = "Midjourney"
+    marked = [
+        png(
+            {"parameters": SD_PARAMETERS, "prompt": COMFY_PROMPT, "workflow": COMFY_WORKFLOW}, compressed=True
+        ),
+        png({"XML:com.adobe.xmp": xmp("trainedAlgorithmicMedia", "Midjourney").decode()}, exif=tags),
+        jpeg(exif=tags, xmp=xmp("trainedAlgorithmicMedia"), comment=SD_PARAMETERS.encode()),
+        webp(exif=tags, xmp=xmp("compositeWithTrainedAlgorithmicMedia")),
+    ]
+    for original in marked:
+        header = min(len(original), 4096)  # where the metadata is
+        for _ in range(150):
+            data = bytearray(original)
+            for _ in range(rng.randrange(1, 6)):
+                data[rng.randrange(header)] = rng.randrange(256)
+            if rng.random() < 0.3:
+                data = data[: rng.randrange(len(data))]
+            report = read_provenance(bytes(data))
+            assert all(isinstance(marker, str) for marker in report.markers)
