@@ -9,18 +9,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 from pathlib import Path
 
-from monitor.analysis import LoadedImage
+from monitor.analysis import LoadedImage, StageObserver
 from monitor.fetch import FetchError, ImageFetcher
 from monitor.models import ImageRef, Post
+
+LOAD_ERRORS = (
+    "fetch failed",
+    "bad base64",
+    "cannot read",
+    "path ",
+    "url images",
+    "image too large: more than",
+)
+"""Prefixes of the errors this module gives, so metrics can tell load failures from decode failures."""
 
 
 class ImageLoader:
     def __init__(
-        self, fetcher: ImageFetcher | None, archive_dir: Path | None = None, max_bytes: int = 20_000_000
+        self,
+        fetcher: ImageFetcher | None,
+        archive_dir: Path | None = None,
+        max_bytes: int = 20_000_000,
+        observe: StageObserver | None = None,
     ) -> None:
         self.fetcher = fetcher
+        self._observe = observe
         self.archive_dir = archive_dir.resolve() if archive_dir else None
         self.max_bytes = max_bytes
 
@@ -36,10 +52,14 @@ class ImageLoader:
             return await asyncio.to_thread(self._read_path, ref.value)
         if self.fetcher is None:
             return LoadedImage(None, url=ref.value, error="url images are not fetched here")
+        start = time.perf_counter()
         try:
             return LoadedImage(await self.fetcher.fetch(ref.value), url=ref.value)
         except FetchError as exc:
             return LoadedImage(None, url=ref.value, error=f"fetch failed: {exc}")
+        finally:
+            if self._observe is not None:
+                self._observe("fetch", time.perf_counter() - start)
 
     def _read_path(self, relative: str) -> LoadedImage:
         if self.archive_dir is None:
@@ -50,7 +70,7 @@ class ImageLoader:
         try:
             size = target.stat().st_size
             if size > self.max_bytes:
-                return LoadedImage(None, error=f"image too large: {size} bytes > {self.max_bytes}")
+                return LoadedImage(None, error=f"image too large: more than {self.max_bytes} bytes ({size})")
             return LoadedImage(target.read_bytes())
         except OSError as exc:
             return LoadedImage(None, error=f"cannot read {relative}: {exc.strerror or exc}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from monitor.clustering import ClusterIndex
 from monitor.models import Alert, AnalyzedPost
-from monitor.virality import add_share, window_counts
+from monitor.virality import add_share, count_window, window_counts
 
 MAX_REASONS = 20
 MAX_SAMPLES = 5
@@ -92,6 +92,7 @@ class ClusterTracker:
         self.store = store
         self.policy = policy
         self.clusters = ClusterIndex(store, cluster_distance)
+        self._alerted: set[str] | None = None
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
@@ -204,7 +205,33 @@ class ClusterTracker:
         if alerts:
             meta["level"] = level
             self.store[key] = meta
+            if self._alerted is not None:
+                self._alerted.add(cluster_id)
         return alerts
+
+    def viral_levels(self, now: float) -> dict[int, int]:
+        """How many alerted clusters still reach each level in the window ending at event time `now`.
+
+        For the on-call's "currently viral" panel; reads only clusters that have alerted, so it stays cheap.
+        """
+        if self._alerted is None:
+            self._alerted = {
+                key[3:] for key, value in self.store.items() if key.startswith("cl:") and value.get("level")
+            }
+        counts: dict[int, int] = {}
+        for cluster_id in self._alerted:
+            meta = self.store.get("cl:" + cluster_id)
+            if not meta:
+                continue
+            shares = count_window(
+                self.store, cluster_id, int(now), self.policy.window_seconds, int(meta["first_seen"])
+            )
+            level = 0
+            while shares >= self.policy.needed(level + 1):
+                level += 1
+            if level:
+                counts[level] = counts.get(level, 0) + 1
+        return counts
 
     def _alert(self, cluster_id: str, meta: dict[str, Any], level: int, end: int, count: int) -> Alert:
         bank_matches = sorted(

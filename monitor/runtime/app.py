@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -24,13 +25,14 @@ from monitor.analysis import Analyzer
 from monitor.bank import Bank, BankWatcher
 from monitor.events import MalformedEvent, decode_event
 from monitor.fetch import ImageFetcher
-from monitor.images import ImageLoader
-from monitor.models import Alert, AnalyzedPost, Post
+from monitor.images import LOAD_ERRORS, ImageLoader
+from monitor.metrics import Metrics
+from monitor.models import AnalyzedPost, Post
 from monitor.narratives import Encoder
 from monitor.pipeline import build_analyzer, fetch_policy, make_encoder, virality_policy
+from monitor.runtime.delivery import register_delivery
 from monitor.runtime.topics import STATE_TABLE
 from monitor.settings import Settings
-from monitor.sinks.slack import SlackWebhook, alert_text
 from monitor.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
@@ -52,8 +54,9 @@ def dead_letter(
 class AnalyzerHolder:
     """The current analyser, rebuilt when the bank directory changes; the caption model loads once."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.watcher: BankWatcher | None = None
         self.encoder: Encoder | None = None
         self.analyzer: Analyzer | None = None
@@ -61,7 +64,9 @@ class AnalyzerHolder:
     def _build(self, bank: Bank) -> Analyzer:
         if bank.narratives and self.encoder is None:
             self.encoder = make_encoder(self.settings)
-        return build_analyzer(self.settings, bank, self.encoder)
+        self.metrics.bank_size.labels("images").set(bank.size)
+        self.metrics.bank_size.labels("narratives").set(len(bank.narratives))
+        return build_analyzer(self.settings, bank, self.encoder, observe=self.metrics.observe_stage)
 
     def current(self) -> Analyzer:
         """Called from a worker thread: loading the model or a bank must not block the event loop."""
@@ -84,7 +89,39 @@ class AnalyzerHolder:
         return self.current().analyze(posts, images)
 
 
-def create_app(settings: Settings) -> faust.App:
+def count_findings(metrics: Metrics, analyzed: list[AnalyzedPost]) -> None:
+    """Matches by reason kind and image errors by where they happened."""
+    for post in analyzed:
+        if post.narrative is not None:
+            metrics.matches.labels("narrative").inc()
+        for image in post.images:
+            if image.bank_match is not None:
+                metrics.matches.labels("bank_match").inc()
+            if image.provenance:
+                metrics.matches.labels("provenance").inc()
+            if image.error is not None:
+                stage = "fetch" if image.error.startswith(LOAD_ERRORS) else "decode"
+                metrics.image_errors.labels(stage).inc()
+
+
+def report_lag(app: faust.App, metrics: Metrics) -> None:
+    """Consumer lag per assigned partition: the end offset minus the next offset to read."""
+    consumer = app.consumer
+    read_offsets = getattr(consumer, "_read_offset", {})  # Faust keeps the last offset read per partition
+    for tp in consumer.assignment():
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:
+            continue
+        if highwater is None:
+            continue
+        last_read = read_offsets.get(tp)
+        lag = highwater - (last_read + 1 if last_read is not None else 0)
+        metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+
+
+def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
+    metrics = metrics or Metrics()
     app = faust.App(
         settings.app_id,
         broker=settings.broker,
@@ -109,21 +146,24 @@ def create_app(settings: Settings) -> faust.App:
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
-    holder = AnalyzerHolder(settings)
+    holder = AnalyzerHolder(settings, metrics)
     fetcher = ImageFetcher(fetch_policy(settings))
-    loader = ImageLoader(fetcher, None, settings.fetch_max_bytes)
+    loader = ImageLoader(fetcher, None, settings.fetch_max_bytes, observe=metrics.observe_stage)
     tracker_box: dict[str, ClusterTracker] = {}
+    latest_event = [0.0]
 
     @app.agent(posts_topic)
     async def analyze(stream: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.caption_batch, within=0.2):
             posts: list[Post] = []
+            metrics.events_consumed.labels(settings.posts_topic).inc(len(events))
             for event in events:
                 raw = event.value
                 try:
                     post, _ = decode_event(raw)
                 except MalformedEvent as exc:
+                    metrics.dead_letter(exc.reason)
                     message = event.message
                     await dlq_topic.send(
                         key=message.key,
@@ -136,6 +176,8 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             images = await loader.load_many(posts)
             analyzed = await loop.run_in_executor(None, holder.analyze, posts, images)
+            metrics.posts_analyzed.inc(len(analyzed))
+            count_findings(metrics, analyzed)
             # One record per batch: fewer, larger messages keep the producer and the track agent cheap.
             await sightings_topic.send(
                 key=SIGHTINGS_KEY, value={"posts": [item.to_json() for item in analyzed]}
@@ -145,32 +187,37 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(sightings_topic)
     async def track(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
         async for value in stream:
+            metrics.events_consumed.labels(settings.sightings_topic).inc()
             tracker = tracker_box.get("tracker")
             if tracker is None:
                 tracker = tracker_box["tracker"] = ClusterTracker(
                     state, virality_policy(settings), settings.cluster_distance
                 )
             for item in value["posts"]:
-                for alert in tracker.observe(AnalyzedPost.from_json(item)):
+                post = AnalyzedPost.from_json(item)
+                for alert in tracker.observe(post):
                     await alerts_topic.send(key=alert.cluster_id.encode(), value=alert.to_json())
+                    metrics.alerts.labels(str(alert.level)).inc()
                     log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
+                if post.created_at > latest_event[0]:
+                    latest_event[0] = post.created_at
+                    metrics.last_event_time.set(post.created_at)
+            metrics.last_processed.set(time.time())
+            metrics.clusters_tracked.set(len(tracker.clusters))
             yield None
 
-    if settings.slack_webhook_url:
-        slack = SlackWebhook(settings.slack_webhook_url)
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def report_state() -> None:
+        report_lag(app, metrics)
+        tracker = tracker_box.get("tracker")
+        if tracker is not None:
+            levels = tracker.viral_levels(latest_event[0])
+            metrics.viral_clusters.clear()
+            for level in range(1, max(levels, default=0) + 1):
+                metrics.viral_clusters.labels(str(level)).set(levels.get(level, 0))
 
-        @app.agent(alerts_topic)
-        async def deliver(stream: faust.StreamT[Any]) -> AsyncIterator[None]:
-            async for value in stream:
-                payload: dict[str, object] = {"text": alert_text(Alert.from_json(value))}
-                while True:
-                    delivery = await slack.post(payload)
-                    if delivery.delivered or delivery.outcome.startswith("permanent"):
-                        break
-                    log.warning(
-                        "slack still failing (%s); retrying alert %s", delivery.outcome, value.get("alert_id")
-                    )
-                yield None
+    if settings.slack_webhook_url:
+        register_delivery(app, alerts_topic, settings, metrics)
 
     async def _reload_clusters(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Table contents may have changed hands: rebuild the in-memory cluster index from the table.
@@ -188,6 +235,10 @@ def run_worker(settings: Settings) -> None:
     created = asyncio.run(ensure_topics(settings))
     if created:
         log.info("created topics: %s", ", ".join(created))
-    app = create_app(settings)
+    metrics = Metrics()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+    app = create_app(settings, metrics)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,12 @@ def broker_ready() -> tuple[bool, str]:
         ["bash", str(REPO / "deploy/kafka/kafka.sh"), "ready"], capture_output=True, text=True, timeout=60
     )
     return result.returncode == 0, (result.stderr or result.stdout).strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def isolated_env(tmp: Path, **settings: Any) -> dict[str, str]:
