@@ -49,7 +49,7 @@ class Settings:
     allow_private_addresses: bool = False
     max_image_pixels: int = 50_000_000
     bank_reload_seconds: float = 5.0
-    web_port: int = 6066
+    metrics_port: int = 9464
     data_dir: Path = Path("var/worker")
     log_level: str = "info"
 
