@@ -495,6 +495,11 @@ def sign_c2pa(
     return signed.getvalue()
 
 
+def distinct_pictures(count: int, seed: int) -> list[Image.Image]:
+    """`count` drawn pictures no two of which a perceptual hash confuses (the scenario builder's own)."""
+    return _distinct_pictures(count, seed)
+
+
 if __name__ == "__main__":
     import sys
 
