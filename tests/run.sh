@@ -11,6 +11,12 @@ PYTHON="${PYTHON:-python3}"
 echo "== installing the package and test dependencies" >&2
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --progress-bar off -e '.[test]'
 
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "== installing Prometheus, promtool and amtool (Debian packages)" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null
+fi
+
 echo "== starting Kafka (deploy/kafka/kafka.sh)" >&2
 bash deploy/kafka/kafka.sh start
 trap 'bash deploy/kafka/kafka.sh stop' EXIT
