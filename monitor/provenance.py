@@ -36,11 +36,18 @@ from importlib import resources
 from typing import Any
 
 from monitor.provenance_c2pa import C2paVerifier, default_verifier
-from monitor.provenance_containers import MAX_TEXT_BYTES, Metadata, Problem, read_container
+from monitor.provenance_containers import (
+    MAX_TEXT_BYTES,
+    PROBLEM_SOURCES,
+    Metadata,
+    Problem,
+    read_container,
+)
 from monitor.provenance_exif import ExifError, read_exif_text
 from monitor.provenance_xmp import XmpError, read_xmp, source_type_code
 
 __all__ = [
+    "PROBLEM_SOURCES",
     "Problem",
     "ProblemObserver",
     "ProvenanceReport",
@@ -163,7 +170,7 @@ def _exif_markers(metadata: Metadata, problems: list[Problem]) -> list[str]:
         try:
             exif = read_exif_text(blob)
         except ExifError as exc:
-            problems.append(Problem(f"{metadata.container} EXIF", f"{exc}, skipped"))
+            problems.append(Problem("exif", f"in {metadata.container}: {exc}, skipped"))
             continue
         software = exif.get("Software")
         if software and (name := generator_in(software)):
@@ -190,7 +197,7 @@ def _xmp_markers(metadata: Metadata, problems: list[Problem]) -> list[str]:
         try:
             facts = read_xmp(packet)
         except XmpError as exc:
-            problems.append(Problem(f"{metadata.container} XMP", f"{exc}, skipped"))
+            problems.append(Problem("xmp", f"in {metadata.container}: {exc}, skipped"))
             continue
         for value in facts.source_types:
             if code := source_type_code(value):

@@ -1,8 +1,9 @@
 """C2PA manifests (Content Credentials), read and validated with c2pa-python.
 
 Called only when the container walk found an embedded manifest store, so images without one never load
-the native library. The reader runs offline: no remote manifest fetch, no OCSP, no network host allowed
-(an image from the stream must not make the worker fetch a URL of its author's choosing).
+the native library. The reader runs offline: remote manifest fetch and OCSP fetch off, and an empty list
+of allowed network hosts (an image from the stream must not make the worker fetch a URL of its author's
+choosing). A manifest that exists only remotely (a URL in XMP, nothing embedded) is therefore not read.
 
 What a manifest yields (`C2paResult.markers`):
 

@@ -30,9 +30,13 @@ _TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "tiff": "image/tiff"}
 
 
+PROBLEM_SOURCES = ("jpeg", "png", "webp", "exif", "xmp", "c2pa", "provenance")
+"""Every `Problem.where`: a bounded set, fit for a metrics label (the details are not)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """Metadata that could not be read and was skipped: where (``png``, ``exif``, ``c2pa``...) and why."""
+    """Metadata that could not be read and was skipped: where (one of `PROBLEM_SOURCES`) and why."""
 
     where: str
     detail: str
@@ -115,14 +119,14 @@ def _exif_body(blob: bytes) -> bytes:
 
 def _add_exif(blob: bytes, where: str, found: _Found) -> None:
     if len(blob) > MAX_EXIF_BYTES:
-        found.problem(where, f"EXIF block of {len(blob)} bytes over the {MAX_EXIF_BYTES} cap, skipped")
+        found.problem("exif", f"{where}: block of {len(blob)} bytes over the {MAX_EXIF_BYTES} cap, skipped")
         return
     found.exif.append(_exif_body(blob))
 
 
 def _add_xmp(packet: bytes, where: str, found: _Found) -> None:
     if len(packet) + sum(len(p) for p in found.xmp) > MAX_XMP_BYTES:
-        found.problem(where, f"XMP over the {MAX_XMP_BYTES}-byte cap, skipped")
+        found.problem("xmp", f"{where}: over the {MAX_XMP_BYTES}-byte cap, skipped")
         return
     found.xmp.append(packet)
 
@@ -225,35 +229,35 @@ def _png_chunk(kind: bytes, body: bytes, found: _Found) -> None:
         return
     keyword_bytes, separator, rest = body.partition(b"\x00")
     keyword = keyword_bytes.decode("latin-1")
-    where = f"png {kind.decode()} {keyword[:40]!r}"
+    where = f"{kind.decode()} {keyword[:40]!r}"
     if not separator or not 1 <= len(keyword_bytes) <= 79:
-        found.problem(where, "no keyword separator, skipped")
+        found.problem("png", f"{where}: no keyword separator, skipped")
         return
     raw: bytes | None
     if kind == b"tEXt":
         raw = rest
     elif kind == b"zTXt":
         if rest[:1] != b"\x00":
-            found.problem(where, "unknown compression method, skipped")
+            found.problem("png", f"{where}: unknown compression method, skipped")
             return
         raw = _inflate(rest[1:], where, found)
     else:  # iTXt: flag, method, language\0, translated keyword\0, text
         if len(rest) < 2:
-            found.problem(where, "truncated iTXt header, skipped")
+            found.problem("png", f"{where}: truncated iTXt header, skipped")
             return
         compressed, method = rest[0], rest[1]
         parts = rest[2:].split(b"\x00", 2)
         if len(parts) < 3:
-            found.problem(where, "truncated iTXt header, skipped")
+            found.problem("png", f"{where}: truncated iTXt header, skipped")
             return
         if compressed and method != 0:
-            found.problem(where, "unknown compression method, skipped")
+            found.problem("png", f"{where}: unknown compression method, skipped")
             return
         raw = _inflate(parts[2], where, found) if compressed else parts[2]
     if raw is None:
         return
     if len(raw) > MAX_TEXT_BYTES:
-        found.problem(where, f"text of {len(raw)} bytes over the {MAX_TEXT_BYTES} cap, skipped")
+        found.problem("png", f"{where}: text of {len(raw)} bytes over the {MAX_TEXT_BYTES} cap, skipped")
         return
     if kind == b"iTXt" and keyword == XMP_KEYWORD:
         _add_xmp(raw, where, found)
@@ -268,13 +272,13 @@ def _inflate(blob: bytes, where: str, found: _Found) -> bytes | None:
     try:
         out = inflater.decompress(blob, MAX_TEXT_BYTES + 1)
     except zlib.error as exc:
-        found.problem(where, f"compressed text does not inflate ({exc}), skipped")
+        found.problem("png", f"{where}: compressed text does not inflate ({exc}), skipped")
         return None
     if len(out) > MAX_TEXT_BYTES:
-        found.problem(where, f"text inflates past the {MAX_TEXT_BYTES}-byte cap, skipped")
+        found.problem("png", f"{where}: text inflates past the {MAX_TEXT_BYTES}-byte cap, skipped")
         return None
     if not inflater.eof:
-        found.problem(where, "compressed text is truncated, skipped")
+        found.problem("png", f"{where}: compressed text is truncated, skipped")
         return None
     return out
 

@@ -16,6 +16,7 @@ from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
 from monitor.provenance import (
+    PROBLEM_SOURCES,
     Problem,
     ProvenanceReport,
     add_problem_observer,
@@ -415,6 +416,7 @@ def test_bad_metadata_is_reported_and_skipped(data: bytes) -> None:
     report = read_provenance(data)
     assert report.markers == ()
     assert report.problems, "the skipped metadata must be reported"
+    assert {problem.where for problem in report.problems} <= set(PROBLEM_SOURCES)  # a bounded label
 
 
 def test_read_markers_logs_each_problem_and_tells_the_observers(caplog: pytest.LogCaptureFixture) -> None:
