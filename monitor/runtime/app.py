@@ -208,13 +208,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
 
     @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
     async def report_state() -> None:
-        report_lag(app, metrics)
-        tracker = tracker_box.get("tracker")
-        if tracker is not None:
-            levels = tracker.viral_levels(latest_event[0])
-            metrics.viral_clusters.clear()
-            for level in range(1, max(levels, default=0) + 1):
-                metrics.viral_clusters.labels(str(level)).set(levels.get(level, 0))
+        try:
+            report_lag(app, metrics)
+            tracker = tracker_box.get("tracker")
+            if tracker is not None:
+                levels = tracker.viral_levels(latest_event[0])
+                metrics.viral_clusters.clear()
+                for level in range(1, max([1, *levels]) + 1):  # level 1 always: "none" is data too
+                    metrics.viral_clusters.labels(str(level)).set(levels.get(level, 0))
+        except Exception:  # a crashing timer would stop the whole worker: metrics are not worth that
+            log.exception("metrics report failed")
 
     if settings.slack_webhook_url:
         register_delivery(app, alerts_topic, settings, metrics)

@@ -51,6 +51,7 @@ def isolated_env(tmp: Path, **settings: Any) -> dict[str, str]:
             "MONITOR_ALERTS_TOPIC": f"{prefix}-alerts",
             "MONITOR_SIGHTINGS_TOPIC": f"{prefix}-sightings",
             "MONITOR_DATA_DIR": str(tmp / f"{prefix}-data"),
+            "MONITOR_METRICS_PORT": str(free_port()),  # workers of parallel tests never collide
             "HF_HUB_OFFLINE": "1",
         }
     )
