@@ -22,7 +22,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 REPO = Path(__file__).resolve().parents[2]
-BROKER = os.environ.get("MONITOR_TEST_BROKER", "localhost:9092")
+BROKER = os.environ.get("MONITOR_TEST_BROKER", f"localhost:{os.environ.get('KAFKA_PORT', '9092')}")
+"""The broker deploy/kafka/kafka.sh runs: KAFKA_PORT moves both, e.g. for a second broker beside a first."""
 
 
 def broker_ready() -> tuple[bool, str]:
