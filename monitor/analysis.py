@@ -2,7 +2,10 @@
 
 Pure CPU work over bytes already loaded (see `images.py` for fetching): the Faust agent runs it in a
 thread, the embedded replay and the benchmarks call it directly. Identical files (reshared bytes) are
-recognised by sha256 and skip decoding.
+recognised by sha256 and skip decoding, hashing and matching. The bank matcher's costly local-features
+stage runs only when the global hashes found no match, and its outcome is reused for later images whose
+PDQ is within a few bits of one it already examined (re-uploads of one picture), so a viral picture pays
+for it once.
 """
 
 from __future__ import annotations
@@ -13,15 +16,31 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from PIL import Image
+
 from monitor.decode import DecodeError, DecodeLimits, decode_image
+from monitor.hash_index import PdqIndex
 from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
-from monitor.models import AnalyzedPost, ImageAnalysis, ImageHashes, NarrativeMatch, Post
+from monitor.models import AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch, Post
 from monitor.narratives import NarrativeMatcher
 from monitor.provenance import read_markers
 
 StageObserver = Callable[[str, float], None]
 """Called with (stage name, seconds) after each stage; the worker feeds its metrics from it."""
+
+REUSE_DISTANCE = 16
+"""PDQ distance within which an image reuses the local-stage outcome of one examined before."""
+REUSE_LIMIT = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What one file's bytes yield: hashes, provenance markers and the bank decision."""
+
+    hashes: ImageHashes
+    markers: tuple[str, ...]
+    bank_match: BankMatch | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +67,32 @@ class Analyzer:
         self.narratives = narratives
         self.limits = limits or DecodeLimits()
         self._observe = observe or (lambda stage, seconds: None)
-        self._cache: OrderedDict[str, tuple[ImageHashes, tuple[str, ...]]] = OrderedDict()
+        self._cache: OrderedDict[str, Fingerprint] = OrderedDict()
         self._cache_size = cache_size
+        self._examined = PdqIndex()
+        self._examined_outcomes: list[BankMatch | None] = []
 
-    def _fingerprint(self, data: bytes) -> tuple[ImageHashes, tuple[str, ...]]:
+    def _match(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+        start = time.perf_counter()
+        found = self.bank_matcher.match(hashes)
+        self._observe("match", time.perf_counter() - start)
+        if found is not None or not self.bank_matcher.has_local:
+            return found
+        if hashes.pdq is not None:
+            seen = self._examined.nearest(hashes.pdq, REUSE_DISTANCE)
+            if seen is not None:
+                return self._examined_outcomes[seen.index]
+        start = time.perf_counter()
+        found = self.bank_matcher.match_local(image, hashes)
+        self._observe("local", time.perf_counter() - start)
+        if hashes.pdq is not None:
+            if len(self._examined) >= REUSE_LIMIT:
+                self._examined, self._examined_outcomes = PdqIndex(), []
+            self._examined.add(hashes.pdq)
+            self._examined_outcomes.append(found)
+        return found
+
+    def _fingerprint(self, data: bytes) -> Fingerprint:
         digest = hashlib.sha256(data).hexdigest()
         cached = self._cache.get(digest)
         if cached is not None:
@@ -67,22 +108,22 @@ class Analyzer:
         self._observe("provenance", after_provenance - start)
         self._observe("decode", after_decode - after_provenance)
         self._observe("hash", after_hash - after_decode)
-        self._cache[digest] = (hashes, markers)
+        fingerprint = Fingerprint(hashes, markers, self._match(image, hashes))
+        self._cache[digest] = fingerprint
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return hashes, markers
+        return fingerprint
 
     def analyze_image(self, loaded: LoadedImage) -> ImageAnalysis:
         if loaded.data is None:
             return ImageAnalysis(hashes=None, url=loaded.url, error=loaded.error or "image not loaded")
         try:
-            hashes, markers = self._fingerprint(loaded.data)
+            found = self._fingerprint(loaded.data)
         except DecodeError as exc:
             return ImageAnalysis(hashes=None, url=loaded.url, error=str(exc))
-        start = time.perf_counter()
-        bank_match = self.bank_matcher.match(hashes)
-        self._observe("match", time.perf_counter() - start)
-        return ImageAnalysis(hashes=hashes, bank_match=bank_match, provenance=markers, url=loaded.url)
+        return ImageAnalysis(
+            hashes=found.hashes, bank_match=found.bank_match, provenance=found.markers, url=loaded.url
+        )
 
     def analyze(self, posts: Sequence[Post], images: Sequence[Sequence[LoadedImage]]) -> list[AnalyzedPost]:
         """Analyse a batch; captions are embedded together, which is where batching pays."""

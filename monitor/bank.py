@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from monitor.decode import DecodeError, DecodeLimits, decode_image
 from monitor.hashing import compute_hashes
 from monitor.models import ImageHashes
+from monitor.threatexchange import PdqEntry
 
 IMAGES_FILE = "images.jsonl"
 NARRATIVES_FILE = "narratives.jsonl"
@@ -42,11 +45,23 @@ def check_id(kind: str, value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BankImage:
+    """A banked image. `hashes` is None for a hash imported without its picture (ThreatExchange)."""
+
     cluster: str
     label: str
     sha256: str
     file: str
-    hashes: ImageHashes
+    hashes: ImageHashes | None
+    imported_pdq: int | None = None
+    imported_quality: int | None = None
+
+    @property
+    def pdq(self) -> int | None:
+        return self.hashes.pdq if self.hashes is not None else self.imported_pdq
+
+    @property
+    def pdq_quality(self) -> int | None:
+        return self.hashes.pdq_quality if self.hashes is not None else self.imported_quality
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +77,20 @@ class Bank:
     images: tuple[BankImage, ...] = ()
     narratives: tuple[NarrativeExample, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    directory: Path | None = None
 
     @property
     def size(self) -> int:
         return len(self.images)
+
+    def picture(self, image: BankImage) -> Image.Image | None:
+        """The banked copy of an image, decoded; None when the bank has no readable copy of it."""
+        if self.directory is None or not image.file:
+            return None
+        try:
+            return decode_image((self.directory / image.file).read_bytes(), DecodeLimits())
+        except (OSError, DecodeError):
+            return None
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -94,13 +119,7 @@ def load_bank(directory: Path) -> Bank:
     labels: dict[str, str] = {}
     for obj in _read_jsonl(directory / IMAGES_FILE):
         try:
-            image = BankImage(
-                cluster=str(obj["cluster"]),
-                label=str(obj.get("label") or ""),
-                sha256=str(obj.get("sha256") or ""),
-                file=str(obj.get("file") or ""),
-                hashes=ImageHashes.from_json(obj),
-            )
+            image = _entry(directory, obj)
         except (KeyError, ValueError, TypeError) as exc:
             raise BankError(f"{directory / IMAGES_FILE}: bad entry {obj!r:.80}: {exc}") from None
         images.append(image)
@@ -111,7 +130,35 @@ def load_bank(directory: Path) -> Bank:
         for obj in _read_jsonl(directory / NARRATIVES_FILE)
         if obj.get("narrative_id") and obj.get("text")
     ]
-    return Bank(images=tuple(images), narratives=tuple(narratives), labels=labels)
+    return Bank(images=tuple(images), narratives=tuple(narratives), labels=labels, directory=directory)
+
+
+_RECOMPUTED: dict[str, ImageHashes] = {}
+
+
+def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
+    """One line of images.jsonl. Hashes of a kind the line lacks (PDQ in banks written before it) are
+    recomputed from the banked copy, once per file digest and process."""
+    cluster, label = str(obj["cluster"]), str(obj.get("label") or "")
+    sha256, file = str(obj.get("sha256") or ""), str(obj.get("file") or "")
+    if "phash" not in obj:
+        pdq = obj["pdq"]
+        quality = obj.get("pdq_quality")
+        imported_quality = None if quality is None else int(quality)
+        return BankImage(cluster, label, sha256, file, None, int(pdq, 16), imported_quality)
+    hashes = ImageHashes.from_json(obj)
+    if hashes.pdq is None and file:
+        recomputed = _RECOMPUTED.get(sha256) if sha256 else None
+        if recomputed is None:
+            try:
+                recomputed = compute_hashes(decode_image((directory / file).read_bytes(), DecodeLimits()))
+            except (OSError, DecodeError):
+                recomputed = None  # no readable copy: the entry keeps the hashes it has
+            if recomputed is not None and sha256:
+                _RECOMPUTED[sha256] = recomputed
+        if recomputed is not None:
+            hashes = recomputed
+    return BankImage(cluster, label, sha256, file, hashes)
 
 
 def _append_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -143,11 +190,55 @@ def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str 
     _append_lines(
         directory / IMAGES_FILE,
         (
-            {"cluster": i.cluster, "label": i.label, "sha256": i.sha256, "file": i.file, **i.hashes.to_json()}
+            {
+                "cluster": i.cluster,
+                "label": i.label,
+                "sha256": i.sha256,
+                "file": i.file,
+                **(i.hashes.to_json() if i.hashes else {}),
+            }
             for i in added
         ),
     )
     return added
+
+
+def import_pdq(directory: Path, entries: Iterable[PdqEntry]) -> list[BankImage]:
+    """Add PDQ hashes without pictures (a ThreatExchange/HMA hash list). Known (cluster, hash) pairs are
+    skipped, so importing the same list twice adds nothing."""
+    entries = list(entries)
+    for entry in entries:
+        check_id("cluster", entry.cluster)
+    directory.mkdir(parents=True, exist_ok=True)
+    known = {(i.cluster, i.pdq) for i in load_bank(directory).images}
+    added: list[BankImage] = []
+    for entry in entries:
+        if (entry.cluster, entry.pdq) in known:
+            continue
+        known.add((entry.cluster, entry.pdq))
+        added.append(BankImage(entry.cluster, entry.label, "", "", None, entry.pdq, entry.quality))
+    _append_lines(
+        directory / IMAGES_FILE,
+        (
+            {
+                "cluster": i.cluster,
+                "label": i.label,
+                "pdq": f"{i.imported_pdq:064x}",
+                **({"pdq_quality": i.imported_quality} if i.imported_quality is not None else {}),
+            }
+            for i in added
+        ),
+    )
+    return added
+
+
+def export_pdq(bank: Bank) -> list[PdqEntry]:
+    """Every banked PDQ hash with its cluster and label, for a ThreatExchange/HMA hash list."""
+    return [
+        PdqEntry(image.pdq, image.cluster, bank.labels.get(image.cluster, image.label), image.pdq_quality)
+        for image in bank.images
+        if image.pdq is not None
+    ]
 
 
 def add_narrative(directory: Path, narrative_id: str, texts: Iterable[str]) -> list[NarrativeExample]:

@@ -24,7 +24,7 @@ from monitor.bank import BankError, add_images, add_narrative, load_bank
 from monitor.decode import DecodeError, decode_image
 from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
-from monitor.narratives import ModelError, NarrativeMatcher
+from monitor.narratives import ModelError
 from monitor.provenance import read_markers
 from monitor.settings import Settings, SettingsError, load_settings
 
@@ -137,32 +137,31 @@ def cmd_match(args: argparse.Namespace) -> int:
     failed = False
     for path in args.images:
         try:
-            hashes = compute_hashes(decode_image(_read_image(path)))
+            image = decode_image(_read_image(path))
+            hashes = compute_hashes(image)
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
             continue
-        nearest = matcher.nearest(hashes)
-        matched = nearest is not None and nearest.distance <= matcher.max_distance
+        matched = matcher.match_image(image, hashes)
+        nearest = matched or matcher.nearest(hashes)
         _print_json(
             {
                 "path": path,
-                "bank_cluster": nearest.bank_cluster if matched and nearest else None,
+                "bank_cluster": matched.bank_cluster if matched else None,
                 "distance": nearest.distance if nearest else None,
-                "hash": nearest.hash_kind if nearest else "phash",
+                "hash": nearest.hash_kind if nearest else "pdq",
             }
         )
     return 1 if failed else 0
 
 
 def cmd_match_caption(args: argparse.Namespace) -> int:
-    from monitor.pipeline import make_encoder
+    from monitor.pipeline import make_encoder, make_narrative_matcher
 
     settings = load_settings()
     bank = load_bank(args.bank)
-    matcher = NarrativeMatcher(
-        make_encoder(settings), bank.narratives, settings.narrative_threshold, settings.narrative_margin
-    )
+    matcher = make_narrative_matcher(settings, make_encoder(settings), bank.narratives)
     decisions = matcher.match_many(args.texts)
     for text, decision in zip(args.texts, decisions, strict=True):
         best = decision or matcher.best(text)

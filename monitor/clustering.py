@@ -1,9 +1,13 @@
 """Group near-duplicate images into visual clusters, whoever posts them.
 
-An image joins the nearest known cluster within `max_distance` (pHash Hamming distance) or founds a new
-one, named after its own hash so that the same stream, processed in the same order, always yields the
-same cluster ids. The clusters' representative hashes live in the injected store (a dict in replays, a
-Faust table in workers), so a restarted worker rebuilds its index from the table's changelog.
+An image joins the nearest known cluster or founds a new one, named after its own pHash so that the same
+stream, processed in the same order, always yields the same cluster ids. Near-duplicate means what the
+bank matcher's global stage means: pHash within `max_distance`, or PDQ (of the whole image or of the
+picture inside its borders) within Meta's distance of a founder's PDQ in any of its eight dihedral
+variants, so mirrored, letterboxed and captioned re-uploads join their original's cluster. Flat,
+low-detail pictures are not joined by PDQ. The clusters' representative hashes live in the injected store
+(a dict in replays, a Faust table in workers), so a restarted worker rebuilds its index from the table's
+changelog.
 """
 
 from __future__ import annotations
@@ -11,32 +15,53 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from monitor.matching import HashIndex
+from monitor.hash_index import PdqIndex
+from monitor.matching import PDQ_MATCH_DISTANCE, HashIndex
 from monitor.models import ImageHashes
+from monitor.pdq import MIN_QUALITY, dihedral_bits
 
 REP_PREFIX = "rep:"
 
 
 class ClusterIndex:
-    def __init__(self, store: MutableMapping[str, Any], max_distance: int) -> None:
+    def __init__(
+        self, store: MutableMapping[str, Any], max_distance: int, pdq_distance: int = PDQ_MATCH_DISTANCE
+    ) -> None:
         self._store = store
         self.max_distance = max_distance
+        self.pdq_distance = pdq_distance
         self._index = HashIndex()
+        self._pdq = PdqIndex()
+        self._pdq_owner: list[int] = []
         self._ids: list[str] = []
         self._loaded = False
 
     def _load(self) -> None:
         reps = sorted(
-            (
-                (value["seq"], key[len(REP_PREFIX) :], int(value["phash"], 16))
-                for key, value in self._store.items()
-                if key.startswith(REP_PREFIX)
-            ),
+            (value["seq"], key[len(REP_PREFIX) :], ImageHashes.from_json(value))
+            for key, value in self._store.items()
+            if key.startswith(REP_PREFIX)
         )
-        for _, cluster_id, phash in reps:
-            self._index.add(phash)
-            self._ids.append(cluster_id)
+        for _, cluster_id, hashes in reps:
+            self._remember(cluster_id, hashes)
         self._loaded = True
+
+    def _remember(self, cluster_id: str, hashes: ImageHashes) -> None:
+        position = len(self._ids)
+        self._index.add(hashes.phash)
+        self._ids.append(cluster_id)
+        for value in _pdqs(hashes):
+            for variant in dihedral_bits(value):
+                self._pdq.add(variant)
+                self._pdq_owner.append(position)
+
+    def _nearest_by_pdq(self, hashes: ImageHashes) -> int | None:
+        best: tuple[int, int] | None = None
+        for value in _pdqs(hashes):
+            for found in self._pdq.search(value, self.pdq_distance)[:1]:
+                candidate = (found.distance, self._pdq_owner[found.index])
+                best = candidate if best is None else min(best, candidate)
+        return None if best is None else best[1]
 
     def __len__(self) -> int:
         if not self._loaded:
@@ -50,8 +75,16 @@ class ClusterIndex:
         hit = self._index.nearest(hashes.phash, self.max_distance)
         if hit is not None:
             return self._ids[hit.index]
+        position = self._nearest_by_pdq(hashes)
+        if position is not None:
+            return self._ids[position]
         cluster_id = f"c-{hashes.phash:016x}"
         self._store[REP_PREFIX + cluster_id] = {**hashes.to_json(), "seq": len(self._ids)}
-        self._index.add(hashes.phash)
-        self._ids.append(cluster_id)
+        self._remember(cluster_id, hashes)
         return cluster_id
+
+
+def _pdqs(hashes: ImageHashes) -> list[int]:
+    """The PDQ hashes that speak for an image: whole (if detailed enough) and the trimmed regions."""
+    whole = [hashes.pdq] if hashes.pdq is not None and (hashes.pdq_quality or 0) >= MIN_QUALITY else []
+    return whole + list(hashes.pdq_regions)

@@ -1,18 +1,38 @@
-"""Nearest-hash lookups: the bank of known fakes and the clusters of images seen in the stream.
+"""Bank matching: which banked cluster of known fakes, if any, an image is a copy of.
 
-Hashes sit in a contiguous uint64 array; a query is one vectorised XOR and popcount over it. That is exact
-and fast enough for banks of hundreds of thousands of hashes; the matching issue replaces the scan with a
-multi-index structure for banks of millions.
+Two stages, chosen by measurement (benchmarks/matching.py):
+
+1. Global hashes, for every image. The PDQ hashes of the whole image and of the picture found inside
+   added borders, bands and app chrome, each in its eight dihedral variants (mirrors, quarter turns), are
+   looked up within Meta's match distance (31 of 256 bits) in an exact multi-index (`hash_index.py`).
+   Hashes of quality under 50 (flat, low-detail pictures) are not looked up at all: they would match
+   everything. The 64-bit pHash within `match_distance` is tried first, as before PDQ, so that plain
+   re-encodes keep reporting the distance users and alerts already show.
+2. Local features, only when the global hashes found nothing: ORB keypoints verified by an affine fit
+   (`local_features.py`) against the banked pictures whose copies the bank keeps. This is what finds
+   crops, tilts, stickers and pictures shrunk into screenshots.
+
+`HashIndex` (64-bit pHash, brute force) stays for the visual clusters of the stream.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from monitor.bank import Bank
+from monitor.borders import uniform_trim
+from monitor.hash_index import PdqIndex
+from monitor.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
 from monitor.models import BankMatch, ImageHashes
+from monitor.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits
+
+log = logging.getLogger(__name__)
+
+PDQ_MATCH_DISTANCE = MATCH_THRESHOLD
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,24 +70,151 @@ class HashIndex:
         return Hit(best, distance) if distance <= max_distance else None
 
 
-class BankMatcher:
-    """Matches image hashes against the image clusters of a bank snapshot."""
+def query_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]:
+    """The PDQ hashes an image is looked up by: whole (if detailed enough) and regions, all dihedral."""
+    plain: list[int] = []
+    if hashes.pdq is not None and (hashes.pdq_quality or 0) >= min_quality:
+        plain.append(hashes.pdq)
+    plain.extend(hashes.pdq_regions)
+    out: list[int] = []
+    for value in plain:
+        out.extend(dihedral_bits(value))
+    return out
 
-    def __init__(self, bank: Bank, max_distance: int) -> None:
+
+def local_views(image: Image.Image) -> list[Image.Image]:
+    """What the local stage looks at: the whole image, then the picture inside its borders if any."""
+    grey = image.convert("L")
+    box = uniform_trim(np.asarray(grey, dtype=np.float32))
+    views = [grey]
+    if box != (0, 0, grey.width, grey.height):
+        views.append(grey.crop(box))
+    return views
+
+
+class BankMatcher:
+    """Matches images against the image clusters of a bank snapshot."""
+
+    def __init__(
+        self,
+        bank: Bank,
+        max_distance: int,
+        *,
+        pdq_distance: int = PDQ_MATCH_DISTANCE,
+        min_quality: int = MIN_QUALITY,
+        local: bool = True,
+        min_inliers: int = MIN_INLIERS,
+    ) -> None:
         self.max_distance = max_distance
-        self._clusters = [image.cluster for image in bank.images]
-        self._index = HashIndex()
+        self.pdq_distance = pdq_distance
+        self.min_quality = min_quality
+        self.min_inliers = min_inliers
+        self._phash_clusters: list[str] = []
+        self._phash = HashIndex()
+        self._pdq_clusters: list[str] = []
+        pdq_values: list[int] = []
         for image in bank.images:
-            self._index.add(image.hashes.phash)
+            if image.hashes is not None:
+                self._phash.add(image.hashes.phash)
+                self._phash_clusters.append(image.cluster)
+            pdq = image.pdq
+            if pdq is not None and (image.pdq_quality or 0) >= min_quality:
+                pdq_values.append(pdq)
+                self._pdq_clusters.append(image.cluster)
+            if image.hashes is not None:
+                for region in image.hashes.pdq_regions:
+                    pdq_values.append(region)
+                    self._pdq_clusters.append(image.cluster)
+        self._pdq = PdqIndex(pdq_values)
+        self._local = LocalIndex()
+        if local:
+            for image in bank.images:
+                picture = bank.picture(image)
+                if picture is not None:
+                    self._local.add_all(image.cluster, _cached_features(image.sha256, picture))
+
+    @property
+    def has_local(self) -> bool:
+        return len(self._local) > 0
+
+    def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
+        best: BankMatch | None = None
+        for value in query_pdqs(hashes, self.min_quality):
+            found = self._pdq.nearest(value, radius)
+            if found is not None and (best is None or found.distance < best.distance):
+                best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
+        return best
 
     def nearest(self, hashes: ImageHashes) -> BankMatch | None:
-        """The closest banked image whatever its distance (None for an empty bank): for `monitor match`."""
-        hit = self._index.nearest(hashes.phash, 64)
+        """The closest banked image by the global hashes, whatever its distance (None for an empty bank).
+
+        For `monitor match`, which prints the distance even when there is no match: PDQ distance when the
+        bank has PDQ hashes and the image is detailed enough, pHash distance otherwise.
+        """
+        if len(self._pdq):
+            best: BankMatch | None = None
+            for value in query_pdqs(hashes, self.min_quality):
+                found = self._pdq.nearest_any(value)
+                if found is not None and (best is None or found.distance < best.distance):
+                    best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
+            if best is not None:
+                return best
+        hit = self._phash.nearest(hashes.phash, 64)
         if hit is None:
             return None
-        return BankMatch(bank_cluster=self._clusters[hit.index], hash_kind="phash", distance=hit.distance)
+        return BankMatch(self._phash_clusters[hit.index], "phash", hit.distance)
 
     def match(self, hashes: ImageHashes) -> BankMatch | None:
-        """The closest banked image within the match distance, or None."""
-        found = self.nearest(hashes)
-        return found if found is not None and found.distance <= self.max_distance else None
+        """The global-hash match: pHash within `max_distance`, else PDQ within its distance, or None.
+
+        pHash comes first so that plain re-encodes report the same 64-bit distance as before PDQ; a
+        flat, low-detail picture (PDQ quality under the minimum, no detailed region) is refused by both.
+        """
+        flat = hashes.pdq_quality is not None and hashes.pdq_quality < self.min_quality
+        if not (flat and not hashes.pdq_regions):
+            hit = self._phash.nearest(hashes.phash, self.max_distance)
+            if hit is not None:
+                return BankMatch(self._phash_clusters[hit.index], "phash", hit.distance)
+        return self._best_pdq(hashes, self.pdq_distance)
+
+    def match_local(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+        """The local-features match for an image the global hashes did not match, or None.
+
+        The distance reported is the PDQ distance to the nearest banked image of the matched cluster: it
+        says how far the global hash was, and the `local` kind says what decided.
+        """
+        if not self.has_local:
+            return None
+        for view in local_views(image):
+            found = self._local.match(features(view), self.min_inliers)
+            if found is not None:
+                return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
+        return None
+
+    def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+        """Both stages: the global hashes, then local features if they found nothing."""
+        return self.match(hashes) or self.match_local(image, hashes)
+
+    def _distance_to(self, cluster: str, hashes: ImageHashes) -> int:
+        best = 256
+        queries = query_pdqs(hashes, 0)
+        for index, owner in enumerate(self._pdq_clusters):
+            if owner == cluster:
+                stored = self._pdq.value(index)
+                best = min([best, *((stored ^ q).bit_count() for q in queries)])
+        return best
+
+
+_FEATURE_CACHE: dict[str, list[Features]] = {}
+_FEATURE_CACHE_LIMIT = 10_000
+
+
+def _cached_features(sha256: str, picture: Image.Image) -> list[Features]:
+    """Features of a banked picture and its mirror, kept across bank reloads (keyed by file digest)."""
+    cached = _FEATURE_CACHE.get(sha256)
+    if cached is None:
+        cached = list(with_mirror(picture))
+        if len(_FEATURE_CACHE) >= _FEATURE_CACHE_LIMIT:
+            _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
+        _FEATURE_CACHE[sha256] = cached
+    return cached

@@ -48,17 +48,40 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
-    """Perceptual hashes of one decoded image, as 64-bit integers (bit order as imagehash prints them)."""
+    """Perceptual hashes of one decoded image, as integers.
+
+    `phash` and `dhash` are 64-bit (bit order as imagehash prints them); `pdq` is Meta's 256-bit PDQ of
+    the whole image (hex as ThreatExchange prints it) with its quality (0..100), and `pdq_regions` the
+    PDQ hashes of the picture found inside added borders, bands or app chrome (empty when there is none).
+    Records written before PDQ existed read back with `pdq=None`.
+    """
 
     phash: int
     dhash: int
+    pdq: int | None = None
+    pdq_quality: int | None = None
+    pdq_regions: tuple[int, ...] = ()
 
-    def to_json(self) -> dict[str, str]:
-        return {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}"}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}"}
+        if self.pdq is not None:
+            out["pdq"] = f"{self.pdq:064x}"
+            out["pdq_quality"] = self.pdq_quality
+        if self.pdq_regions:
+            out["pdq_regions"] = [f"{value:064x}" for value in self.pdq_regions]
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageHashes:
-        return cls(phash=int(data["phash"], 16), dhash=int(data["dhash"], 16))
+        pdq = data.get("pdq")
+        quality = data.get("pdq_quality")
+        return cls(
+            phash=int(data["phash"], 16),
+            dhash=int(data["dhash"], 16),
+            pdq=int(pdq, 16) if pdq else None,
+            pdq_quality=int(quality) if pdq and quality is not None else None,
+            pdq_regions=tuple(int(value, 16) for value in data.get("pdq_regions") or ()),
+        )
 
 
 @dataclass(frozen=True, slots=True)

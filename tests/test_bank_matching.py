@@ -302,11 +302,21 @@ def test_bank_matcher_ignores_unrelated_photos(tmp_path: Path, photos: dict[str,
 def test_bank_matcher_distance_setting_is_honoured(tmp_path: Path, photos: dict[str, Path]) -> None:
     add_images(tmp_path, "space-hoax", [photos["astronaut"]])
     bank = load_bank(tmp_path)
+    banked = bank.images[0].hashes
+    assert banked is not None
     probe = hashes_of(photos["astronaut-bright"].read_bytes())
-    distance = hamming(probe.phash, bank.images[0].hashes.phash)
+    distance = hamming(probe.phash, banked.phash)
     assert distance > 0, "the edit must change the hash for this test to mean anything"
-    assert BankMatcher(bank, distance).match(probe) is not None
-    assert BankMatcher(bank, distance - 1).match(probe) is None
+    # pHash alone (PDQ switched off by a zero distance that no edit meets):
+    no_pdq = {"pdq_distance": -1, "local": False}
+    assert BankMatcher(bank, distance, **no_pdq).match(probe) is not None
+    assert BankMatcher(bank, distance - 1, **no_pdq).match(probe) is None
+    # PDQ alone (pHash switched off):
+    assert probe.pdq is not None and banked.pdq is not None
+    pdq_distance = hamming(probe.pdq, banked.pdq)
+    assert pdq_distance > 0
+    assert BankMatcher(bank, -1, pdq_distance=pdq_distance, local=False).match(probe) is not None
+    assert BankMatcher(bank, -1, pdq_distance=pdq_distance - 1, local=False).match(probe) is None
 
 
 def test_an_empty_bank_matches_nothing(tmp_path: Path, photos: dict[str, Path]) -> None:

@@ -185,13 +185,24 @@ def test_hashes_are_64_bit_and_print_like_imagehash() -> None:
     # The documented bit order: the 16 hex digits are the ones imagehash prints.
     assert f"{hashes.phash:016x}" == str(imagehash.phash(image))
     assert f"{hashes.dhash:016x}" == str(imagehash.dhash(image))
-    assert hashes.to_json() == {"phash": str(imagehash.phash(image)), "dhash": str(imagehash.dhash(image))}
+    written = hashes.to_json()
+    assert (written["phash"], written["dhash"]) == (str(imagehash.phash(image)), str(imagehash.dhash(image)))
+    assert hashes.pdq is not None and written["pdq"] == f"{hashes.pdq:064x}" and len(written["pdq"]) == 64
+    assert written["pdq_quality"] == hashes.pdq_quality
 
 
 def test_hashes_round_trip_through_json() -> None:
     hashes = ImageHashes(phash=0xFFFF_0000_FFFF_0001, dhash=0x0000_0000_0000_0F00)
     assert ImageHashes.from_json(hashes.to_json()) == hashes
     assert hashes.to_json() == {"phash": "ffff0000ffff0001", "dhash": "0000000000000f00"}
+    full = ImageHashes(phash=1, dhash=2, pdq=(1 << 255) | 5, pdq_quality=87, pdq_regions=(7, 1 << 200))
+    assert ImageHashes.from_json(full.to_json()) == full
+    assert full.to_json()["pdq"] == "8" + "0" * 62 + "5"
+
+
+def test_records_written_before_pdq_read_back_without_it() -> None:
+    old = ImageHashes.from_json({"phash": "ffff0000ffff0001", "dhash": "0000000000000f00"})
+    assert (old.pdq, old.pdq_quality, old.pdq_regions) == (None, None, ())
 
 
 def test_hamming_counts_differing_bits() -> None:
