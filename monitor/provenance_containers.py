@@ -19,6 +19,9 @@ MAX_TEXT_CHUNKS = 256
 MAX_XMP_BYTES = 4 << 20
 """Largest XMP read, extended XMP included."""
 MAX_EXIF_BYTES = 1 << 20
+MAX_TOTAL_BYTES = 8 << 20
+"""All text, comments and EXIF kept from one file together: 256 small chunks that each inflate to the
+per-text cap must not make one image cost 256 MiB."""
 MAX_CHUNKS = 200_000
 """A PNG or WebP with more chunks than this is adversarial: the walk stops there (and says so)."""
 
@@ -77,8 +80,20 @@ class _Found:
     c2pa: bool = False
     problems: list[Problem] = field(default_factory=list)
 
+    kept: int = 0
+
     def problem(self, where: str, detail: str) -> None:
         self.problems.append(Problem(where, detail))
+
+    def keep(self, size: int, where: str, what: str) -> bool:
+        """Whether `size` more bytes fit the file's budget; a problem when they do not."""
+        if self.kept + size > MAX_TOTAL_BYTES:
+            self.problem(
+                where, f"{what}: past the {MAX_TOTAL_BYTES}-byte budget of one file's metadata, skipped"
+            )
+            return False
+        self.kept += size
+        return True
 
     def freeze(self, container: str) -> Metadata:
         return Metadata(
@@ -107,6 +122,7 @@ def read_container(data: bytes) -> Metadata:
     if data[:4] in _TIFF_HEADERS:
         # A TIFF is an EXIF structure itself; its XMP (tag 700) and any manifest are found by search.
         found.exif.append(data[:MAX_EXIF_BYTES])
+        found.kept += min(len(data), MAX_EXIF_BYTES)
         _search_other(data, found)
         return found.freeze("tiff")
     _search_other(data, found)
@@ -121,7 +137,8 @@ def _add_exif(blob: bytes, where: str, found: _Found) -> None:
     if len(blob) > MAX_EXIF_BYTES:
         found.problem("exif", f"{where}: block of {len(blob)} bytes over the {MAX_EXIF_BYTES} cap, skipped")
         return
-    found.exif.append(_exif_body(blob))
+    if found.keep(len(blob), "exif", where):
+        found.exif.append(_exif_body(blob))
 
 
 def _add_xmp(packet: bytes, where: str, found: _Found) -> None:
@@ -189,7 +206,7 @@ def _jpeg_segment(
         # JUMBF in APP11: 'JP', box instance, sequence number, then boxes; the store's label is 'c2pa'.
         if body.startswith(b"JP") and b"c2pa" in body:
             found.c2pa = True
-    elif len(found.comments) < MAX_TEXT_CHUNKS:
+    elif len(found.comments) < MAX_TEXT_CHUNKS and found.keep(len(body), "jpeg", "comment"):
         found.comments.append(body.rstrip(b"\x00").decode("utf-8", errors="replace"))
 
 
@@ -261,6 +278,8 @@ def _png_chunk(kind: bytes, body: bytes, found: _Found) -> None:
         return
     if kind == b"iTXt" and keyword == XMP_KEYWORD:
         _add_xmp(raw, where, found)
+        return
+    if not found.keep(len(raw), "png", where):
         return
     text = raw.decode("latin-1") if kind != b"iTXt" else raw.decode("utf-8", errors="replace")
     found.texts.append((keyword, text))

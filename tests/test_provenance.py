@@ -419,6 +419,14 @@ def test_bad_metadata_is_reported_and_skipped(data: bytes) -> None:
     assert {problem.where for problem in report.problems} <= set(PROBLEM_SOURCES)  # a bounded label
 
 
+def test_many_large_texts_stop_at_the_files_budget_and_keep_the_mark_before_them() -> None:
+    fillers = [inflating_itxt(f"note{i}".encode(), 900_000) for i in range(20)]  # 18 MB inflated, 20 kB here
+    data = png_with_chunks(png_chunk(b"tEXt", b"parameters\x00" + SD_PARAMETERS.encode()), *fillers)
+    report = read_provenance(data)
+    assert report.markers == ("png:parameters (Stable Diffusion)",)
+    assert report.problems and all("budget" in problem.detail for problem in report.problems)
+
+
 def test_read_markers_logs_each_problem_and_tells_the_observers(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[Problem] = []
     remove = add_problem_observer(seen.append)
