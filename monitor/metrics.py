@@ -35,7 +35,7 @@ DEAD_LETTER_REASONS = (
 )
 """Every reason `monitor.events` can give; anything else is counted as `other` to keep labels bounded."""
 
-DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error")
+DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error", "duplicate")
 
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -67,6 +67,12 @@ class Metrics:
             "monitor_image_errors_total",
             "Images that could not be loaded or decoded; the rest of the post stays in play.",
             ["stage"],
+            registry=r,
+        )
+        self.provenance_problems = Counter(
+            "monitor_provenance_problems_total",
+            "Image metadata skipped as truncated, oversized or garbage, by where it was found.",
+            ["where"],
             registry=r,
         )
         self.dead_letters = Counter(

@@ -43,7 +43,7 @@ def test_labels_stay_bounded() -> None:
     assert 'monitor_dead_letters_total{reason="other"} 1.0' in text, "an unknown reason folds into 'other'"
     for label in re.findall(r"\{([^}]*)\}", text):
         for name in re.findall(r'(\w+)="', label):
-            assert name in {"topic", "partition", "stage", "kind", "reason", "level", "outcome", "le"}, name
+            assert name in {"topic", "partition", "stage", "kind", "reason", "level", "outcome", "where", "le"}, name
 
 
 def test_rules_and_config_are_valid() -> None:

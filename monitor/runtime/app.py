@@ -30,6 +30,7 @@ from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post
 from monitor.narratives import Encoder
 from monitor.pipeline import build_analyzer, fetch_policy, make_encoder, virality_policy
+from monitor.provenance import add_problem_observer
 from monitor.runtime.delivery import register_delivery
 from monitor.runtime.topics import STATE_TABLE
 from monitor.settings import Settings
@@ -146,6 +147,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
+    add_problem_observer(lambda problem: metrics.provenance_problems.labels(problem.where).inc())
     holder = AnalyzerHolder(settings, metrics)
     fetcher = ImageFetcher(fetch_policy(settings))
     loader = ImageLoader(fetcher, None, settings.fetch_max_bytes, observe=metrics.observe_stage)
