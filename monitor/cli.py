@@ -26,6 +26,7 @@ from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
 from monitor.narratives import ModelError
 from monitor.provenance import read_markers
+from monitor.runtime.topics import BrokerUnavailable
 from monitor.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -316,11 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         level = (args.log_level or os.environ.get("MONITOR_LOG_LEVEL") or "warning").upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if level not in ("DEBUG", "INFO"):
+            # aiokafka logs each failed connection; our own one-line error says it better.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SettingsError, BankError, ArchiveError, ModelError) as exc:
+    except (SettingsError, BankError, ArchiveError, ModelError, BrokerUnavailable) as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

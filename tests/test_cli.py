@@ -14,6 +14,9 @@ from monitor.cli import main
 from monitor.synthetic import Scenario, draw_picture, jpeg_bytes, png_with_parameters, reupload
 
 
+SAMPLE_ARCHIVE = str(Path(__file__).resolve().parents[1] / "monitor/sample/archive.jsonl")
+
+
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
     code = main(argv)
     out, err = capsys.readouterr()
@@ -90,6 +93,7 @@ def test_match_caption_recognises_a_paraphrase_and_not_an_unrelated_caption(
         (["demo", "--frobnicate"], "unrecognized arguments"),
         (["match", "--bank", "/no/such/bank", "a.jpg"], "bank directory not found"),
         (["bank", "add", "--bank", "b", "--cluster", "bad id!", "x.jpg"], "image not found"),
+        (["replay", SAMPLE_ARCHIVE, "--to-kafka", "--broker", "kafka://localhost:1"], "cannot reach Kafka"),
     ],
 )
 def test_bad_invocations_exit_non_zero_with_one_line_and_no_traceback(argv: list[str], needle: str) -> None:

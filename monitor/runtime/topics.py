@@ -11,11 +11,18 @@ import contextlib
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.settings import Settings
 
+
+class BrokerUnavailable(ConnectionError):
+    """Kafka cannot be reached at the configured address: a setting or an outage, not a bug."""
+
+
 STATE_TABLE = "state"
+DELIVERED_TABLE = "delivered"
+"""Alert ids Slack accepted (monitor/runtime/delivery.py): a redelivered alert is not posted twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +58,19 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(settings.alerts_topic, n, keep_forever),
         TopicSpec(changelog_topic(settings), n, {"cleanup.policy": "compact"}),
+        TopicSpec(f"{settings.app_id}-{DELIVERED_TABLE}-changelog", n, {"cleanup.policy": "compact"}),
     ]
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers(settings.broker), request_timeout_ms=15000
-    )
-    await admin.start()
+    servers = bootstrap_servers(settings.broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except (KafkaError, OSError) as exc:
+        await admin.close()
+        raise BrokerUnavailable(f"cannot reach Kafka at {servers}: {exc}") from None
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
