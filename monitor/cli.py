@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from monitor.archive import ArchiveError
-from monitor.bank import BankError, add_images, add_narrative, load_bank
+from monitor.bank import BankError, add_images, add_narrative, export_pdq, import_pdq, load_bank
 from monitor.decode import DecodeError, decode_image
 from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
@@ -28,6 +28,7 @@ from monitor.narratives import ModelError
 from monitor.provenance import read_markers
 from monitor.runtime.topics import BrokerUnavailable
 from monitor.settings import Settings, SettingsError, load_settings
+from monitor.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
 
 EXIT_USAGE = 2
 
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--cluster", required=True)
     add.add_argument("--label", default="")
     add.add_argument("images", nargs="+", type=Path)
+    imported = bank_commands.add_parser(
+        "import", help="add PDQ hashes from a ThreatExchange/HMA hash list (hash,cluster[,label] per line)"
+    )
+    imported.add_argument("--bank", type=Path, required=True)
+    imported.add_argument("--cluster", help="cluster for lines that carry only a hash")
+    imported.add_argument("--label", default="", help="label for lines that carry none")
+    imported.add_argument("file", help="the hash list, or - for standard input")
+    exported = bank_commands.add_parser("export", help="write the bank's PDQ hashes as a ThreatExchange list")
+    exported.add_argument("--bank", type=Path, required=True)
+    exported.add_argument("--out", type=Path, help="write here instead of standard output")
     narrative = bank_commands.add_parser("add-narrative", help="add example captions of a false narrative")
     narrative.add_argument("--bank", type=Path, required=True)
     narrative.add_argument("--id", required=True, dest="narrative_id")
@@ -198,9 +209,36 @@ def cmd_bank(args: argparse.Namespace) -> int:
             raise UsageError(f"image not found: {', '.join(missing)}")
         added = add_images(args.bank, args.cluster, args.images, label=args.label)
         print(f"added {len(added)} image(s) to cluster {args.cluster} in {args.bank}", file=sys.stderr)
+    elif args.bank_command == "import":
+        return _bank_import(args)
+    elif args.bank_command == "export":
+        text = format_lines(export_pdq(load_bank(args.bank)))
+        if args.out:
+            args.out.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
     else:
         added_texts = add_narrative(args.bank, args.narrative_id, args.texts)
         print(f"added {len(added_texts)} caption(s) to narrative {args.narrative_id}", file=sys.stderr)
+    return 0
+
+
+def _bank_import(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        source = Path(args.file)
+        if not source.is_file():
+            raise UsageError(f"hash list not found: {source}")
+        lines = source.read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        entries = parse_lines(lines, args.cluster)
+    except FormatError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
+    if args.label:
+        entries = [e if e.label else PdqEntry(e.pdq, e.cluster, args.label, e.quality) for e in entries]
+    added = import_pdq(args.bank, entries)
+    print(f"imported {len(added)} of {len(entries)} hash(es) into {args.bank}", file=sys.stderr)
     return 0
 
 

@@ -118,7 +118,8 @@ class BankMatcher:
                 self._phash.add(image.hashes.phash)
                 self._phash_clusters.append(image.cluster)
             pdq = image.pdq
-            if pdq is not None and (image.pdq_quality or 0) >= min_quality:
+            quality = image.pdq_quality
+            if pdq is not None and (quality is None or quality >= min_quality):  # lists may omit quality
                 pdq_values.append(pdq)
                 self._pdq_clusters.append(image.cluster)
             if image.hashes is not None:

@@ -51,38 +51,44 @@ class PdqHash:
         return f"{self.value:064x}"
 
 
-def _box_matrix(n: int, window: int) -> np.ndarray:
-    """One Jarosz box pass over n samples as an n x n matrix, with the reference's window placement."""
-    if window <= 1:
-        return np.eye(n, dtype=np.float64)
-    half = (window + 2) // 2
+def _bounds(n: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each output of one Jarosz box pass reads: [lo, hi), with the reference's placement."""
     k = np.arange(n)
-    lo = np.clip(k + half - window, 0, n)
-    hi = np.clip(k + half, 0, n)
-    j = np.arange(n)
-    inside = (j[None, :] >= lo[:, None]) & (j[None, :] < hi[:, None])
-    return inside / (hi - lo)[:, None]
+    if window <= 1:
+        return k, k + 1
+    half = (window + 2) // 2
+    return np.clip(k + half - window, 0, n), np.clip(k + half, 0, n)
 
 
 def _window(old: int, new: int) -> int:
     return (old + 2 * new - 1) // (2 * new)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _reducer(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Two Jarosz passes along an axis of n samples, then the reference's decimation to 64 samples.
 
-    The filters are linear, so filter-then-decimate is one 64 x n matrix per axis; each of its rows is a
-    tent a few windows wide, kept sparse as (indices, weights) of shape 64 x k so that reducing an image
-    reads each pixel about once instead of 64 times.
+    The filters are linear, so filter-then-decimate is one 64 x n matrix per axis: row p is
+    box[pick_p] @ box. Each box row is a run of equal weights, so the product is built with difference
+    arrays in O(64 n), never an n x n matrix. Rows are tents a few windows wide and are kept sparse as
+    (indices, weights) of shape 64 x k, so reducing an image reads each pixel about once.
     """
-    box = _box_matrix(n, _window(n, 64))
+    lo, hi = _bounds(n, _window(n, 64))
+    counts = (hi - lo).astype(np.float64)
     picks = ((np.arange(64) + 0.5) * n / 64).astype(np.intp)
-    dense = (box @ box)[picks]
+    k = np.arange(n)
+    # box[pick_p] is 1/count on [lo, hi) of the pick: dense rows from a mask.
+    row = ((k[None, :] >= lo[picks, None]) & (k[None, :] < hi[picks, None])) / counts[picks, None]
+    # (row @ box)_k sums row_j / count_j over the j whose window covers k: a contiguous run of j, since
+    # lo and hi never decrease, so it is a difference of prefix sums.
+    prefix = np.concatenate([np.zeros((64, 1)), np.cumsum(row / counts[None, :], axis=1)], axis=1)
+    first_j = np.searchsorted(hi, k, side="right")
+    end_j = np.searchsorted(lo, k, side="right")
+    dense = prefix[:, end_j] - prefix[:, first_j]  # box[pick_p] @ box
+    dense[np.abs(dense) < 1e-12] = 0.0
     width = max(1, int((dense > 0).sum(axis=1).max()))
-    first = np.argmax(dense > 0, axis=1)
-    first = np.minimum(first, n - width)
-    indices = first[:, None] + np.arange(width)[None, :]
+    start = np.minimum(np.argmax(dense > 0, axis=1), n - width)
+    indices = start[:, None] + np.arange(width)[None, :]
     weights = np.take_along_axis(dense, indices, axis=1)
     return indices, weights.astype(np.float32)
 

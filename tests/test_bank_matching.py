@@ -384,3 +384,42 @@ def test_rebuilt_index_keeps_founding_order_for_ties() -> None:
 
     reordered = dict(reversed(list(store.items())))
     assert ClusterIndex(reordered, 2).assign(probe) == first
+
+
+# --- PDQ in banks and clusters --------------------------------------------------------------------------
+
+
+def test_a_bank_written_before_pdq_gets_it_recomputed_from_its_copies(
+    tmp_path: Path, photos: dict[str, Path]
+) -> None:
+    add_images(tmp_path, "space-hoax", [photos["astronaut"]])
+    lines = _lines(tmp_path / IMAGES_FILE)
+    assert isinstance(lines[0]["pdq"], str) and len(lines[0]["pdq"]) == 64
+    old = [{k: v for k, v in line.items() if not k.startswith("pdq")} for line in lines]
+    (tmp_path / IMAGES_FILE).write_text("".join(json.dumps(o) + "\n" for o in old), encoding="utf-8")
+    entry = load_bank(tmp_path).images[0]
+    assert entry.hashes is not None and entry.pdq == int(str(lines[0]["pdq"]), 16)
+    # Without the copy the entry keeps what it has: a pHash, no PDQ.
+    (tmp_path / str(lines[0]["file"])).unlink()
+    import monitor.bank as bank_module
+
+    bank_module._RECOMPUTED.clear()
+    stripped = load_bank(tmp_path).images[0]
+    assert stripped.pdq is None and stripped.hashes is not None
+    assert stripped.hashes.phash == int(str(lines[0]["phash"]), 16)
+
+
+def test_mirrored_and_letterboxed_reuploads_join_their_cluster(photos: dict[str, Path]) -> None:
+    from PIL import ImageOps
+
+    index = ClusterIndex({}, CLUSTER_DISTANCE)
+    astronaut = Image.open(photos["astronaut"]).convert("RGB")
+    first = index.assign(hashes_of(jpeg(astronaut)))
+    mirrored = hashes_of(jpeg(ImageOps.mirror(astronaut)))
+    assert hamming(mirrored.phash, hashes_of(jpeg(astronaut)).phash) > CLUSTER_DISTANCE
+    assert index.assign(mirrored) == first
+    boxed = Image.new("RGB", (900, 512))
+    boxed.paste(astronaut, (194, 0))
+    assert index.assign(hashes_of(jpeg(boxed))) == first
+    assert index.assign(hashes_of(photos["chelsea"].read_bytes())) != first
+    assert len(index) == 2
