@@ -45,6 +45,9 @@ class Settings:
     narrative_screen: float = 2.5
     caption_batch: int = 32
     slack_webhook_url: str = ""
+    slack_min_interval_seconds: float = 1.0
+    dashboard_url: str = ""
+    post_url_template: str = ""
     fetch_timeout_seconds: float = 10.0
     fetch_max_bytes: int = 20_000_000
     fetch_max_redirects: int = 3
@@ -65,6 +68,10 @@ class Settings:
             raise SettingsError("match_distance and cluster_distance must lie in 0..64")
         if not -1.0 <= self.narrative_threshold <= 1.0:
             raise SettingsError("narrative_threshold must lie in -1..1")
+        if self.slack_min_interval_seconds < 0:
+            raise SettingsError("slack_min_interval_seconds must not be negative")
+        if self.post_url_template and "{post_id}" not in self.post_url_template:
+            raise SettingsError("post_url_template must contain {post_id}")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

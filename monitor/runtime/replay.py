@@ -92,7 +92,7 @@ async def replay_embedded(
                 + "\n"
             )
     pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
-    slack = SlackWebhook(settings.slack_webhook_url) if settings.slack_webhook_url else None
+    slack = SlackWebhook.from_settings(settings) if settings.slack_webhook_url else None
     ticker = _Ticker(progress, len(archive.entries))
     try:
         batch = settings.caption_batch

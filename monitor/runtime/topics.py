@@ -21,8 +21,6 @@ class BrokerUnavailable(ConnectionError):
 
 
 STATE_TABLE = "state"
-DELIVERED_TABLE = "delivered"
-"""Alert ids Slack accepted (monitor/runtime/delivery.py): a redelivered alert is not posted twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +46,11 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-{STATE_TABLE}-changelog"
 
 
+def delivered_topic(settings: Settings) -> str:
+    """Alert ids Slack accepted (monitor/runtime/delivery.py), so no alert is posted twice."""
+    return f"{settings.app_id}-slack-delivered"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.partitions
     keep_forever = {"retention.ms": "-1"}
@@ -58,7 +61,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(settings.alerts_topic, n, keep_forever),
         TopicSpec(changelog_topic(settings), n, {"cleanup.policy": "compact"}),
-        TopicSpec(f"{settings.app_id}-{DELIVERED_TABLE}-changelog", n, {"cleanup.policy": "compact"}),
+        TopicSpec(delivered_topic(settings), 1, {"cleanup.policy": "compact"}),
     ]
 
 
