@@ -304,7 +304,9 @@ def test_min_interval_spaces_messages() -> None:
         deliveries = asyncio.run(go(receiver.url))
         times = receiver.times
     assert all(d.delivered for d in deliveries)
-    assert all(b - a >= 0.29 for a, b in pairwise(times)), times
+    # Paced at the client; arrival times add a little network jitter of their own.
+    assert times[-1] - times[0] >= 3 * 0.3 - 0.03, times
+    assert all(b - a >= 0.2 for a, b in pairwise(times)), times
 
 
 def test_permanent_errors_are_counted_and_not_retried() -> None:

@@ -176,6 +176,9 @@ class SlackDelivery:
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Partitions are moving: give up waiting on an alert of theirs, uncommitted, for the next owner."""
+        for tp in revoked:
+            with contextlib.suppress(KeyError):  # their lag is the new owner's to report
+                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         if self._in_hand is not None and self._in_hand in revoked:
             self._interrupt.set()
             await self._idle.wait()
