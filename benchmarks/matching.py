@@ -44,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
 from monitor.bank import add_images, load_bank
-from monitor.decode import decode_image
+from monitor.decode import HASH_DRAFT, decode_image
 from monitor.hash_index import PdqIndex, distances, to_words
 from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
@@ -250,8 +250,7 @@ def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats) -> Decid
     clusters = {name.replace(":", "_"): name for name in bank}
 
     def decide(data: bytes) -> str | None:
-        image = decode_image(data)
-        found = matcher.match_image(image, compute_hashes(image))
+        _, found = matcher.match_bytes(data)
         if found is None:
             return None
         stats.stages[found.hash_kind] += 1
@@ -340,7 +339,7 @@ def report_hash_cost(files: Sequence[Path], repeats: int) -> None:
             imagehash.phash(Image.open(path))
             naive.append(time.perf_counter() - start)
             start = time.perf_counter()
-            compute_hashes(decode_image(data))
+            compute_hashes(decode_image(data, grey=True, draft=HASH_DRAFT))
             ours.append(time.perf_counter() - start)
         a, b = statistics.median(naive), statistics.median(ours)
         ratios.append(a / b)
@@ -437,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         report_recall(outcomes, stats)
         for q in data.queries[:: max(1, len(data.queries) // 2000)]:
-            hashes = compute_hashes(decode_image(q.data), regions=False)
+            hashes = compute_hashes(decode_image(q.data, grey=True), regions=False)
             if hashes.pdq is not None:
                 real.append(hashes.pdq)
     if not args.skip_cost:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from monitor.decode import DecodeError, DecodeLimits, decode_image
+from monitor.decode import HASH_DRAFT, DecodeError, DecodeLimits, decode_image
 from monitor.hash_index import PdqIndex
 from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher
+from monitor.matching import BankMatcher, local_image
 from monitor.models import AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch, Post
 from monitor.narratives import NarrativeMatcher
 from monitor.provenance import read_markers
@@ -72,7 +72,7 @@ class Analyzer:
         self._examined = PdqIndex()
         self._examined_outcomes: list[BankMatch | None] = []
 
-    def _match(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+    def _match(self, data: bytes, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
         start = time.perf_counter()
         found = self.bank_matcher.match(hashes)
         self._observe("match", time.perf_counter() - start)
@@ -83,7 +83,10 @@ class Analyzer:
             if seen is not None:
                 return self._examined_outcomes[seen.index]
         start = time.perf_counter()
-        found = self.bank_matcher.match_local(image, hashes)
+        try:
+            found = self.bank_matcher.match_local(local_image(data, image, self.limits), hashes)
+        except DecodeError:
+            found = None  # decoded once already; a second, larger decode failing leaves the hashes' verdict
         self._observe("local", time.perf_counter() - start)
         if hashes.pdq is not None:
             if len(self._examined) >= REUSE_LIMIT:
@@ -101,14 +104,14 @@ class Analyzer:
         start = time.perf_counter()
         markers = read_markers(data)
         after_provenance = time.perf_counter()
-        image = decode_image(data, self.limits)
+        image = decode_image(data, self.limits, grey=True, draft=HASH_DRAFT)
         after_decode = time.perf_counter()
         hashes = compute_hashes(image)
         after_hash = time.perf_counter()
         self._observe("provenance", after_provenance - start)
         self._observe("decode", after_decode - after_provenance)
         self._observe("hash", after_hash - after_decode)
-        fingerprint = Fingerprint(hashes, markers, self._match(image, hashes))
+        fingerprint = Fingerprint(hashes, markers, self._match(data, image, hashes))
         self._cache[digest] = fingerprint
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -88,7 +88,7 @@ class Bank:
         if self.directory is None or not image.file:
             return None
         try:
-            return decode_image((self.directory / image.file).read_bytes(), DecodeLimits())
+            return decode_image((self.directory / image.file).read_bytes(), DecodeLimits(), grey=True)
         except (OSError, DecodeError):
             return None
 
@@ -151,7 +151,8 @@ def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
         recomputed = _RECOMPUTED.get(sha256) if sha256 else None
         if recomputed is None:
             try:
-                recomputed = compute_hashes(decode_image((directory / file).read_bytes(), DecodeLimits()))
+                data = (directory / file).read_bytes()
+                recomputed = compute_hashes(decode_image(data, DecodeLimits(), grey=True))
             except (OSError, DecodeError):
                 recomputed = None  # no readable copy: the entry keeps the hashes it has
             if recomputed is not None and sha256:
@@ -176,7 +177,7 @@ def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str 
     for source in files:
         data = source.read_bytes()
         try:
-            hashes = compute_hashes(decode_image(data, DecodeLimits()))
+            hashes = compute_hashes(decode_image(data, DecodeLimits(), grey=True))
         except DecodeError as exc:
             raise BankError(f"{source}: {exc}") from None
         digest = hashlib.sha256(data).hexdigest()

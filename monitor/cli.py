@@ -149,13 +149,11 @@ def cmd_match(args: argparse.Namespace) -> int:
     failed = False
     for path in args.images:
         try:
-            image = decode_image(_read_image(path))
-            hashes = compute_hashes(image)
+            hashes, matched = matcher.match_bytes(_read_image(path))
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
             continue
-        matched = matcher.match_image(image, hashes)
         nearest = matched or matcher.nearest(hashes)
         _print_json(
             {
@@ -193,7 +191,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             data = _read_image(path)
             markers = read_markers(data)
-            hashes = compute_hashes(decode_image(data))
+            hashes = compute_hashes(decode_image(data, grey=True))
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True

@@ -7,8 +7,8 @@ that lets us refuse flat, low-detail pictures, and its dihedral variants catch m
 copies. Besides the whole image we hash the picture found inside added borders, meme bands and app
 chrome (`borders.py`), since a copy inside a screenshot hashes like the screenshot, not like the picture.
 
-All hashes come from one grey conversion of the decoded image; pHash and dHash equal imagehash's on the
-same image.
+All hashes come from one grey copy of the decoded image, reduced to at most 512 px; up to that size
+pHash and dHash equal imagehash's on the same image.
 """
 
 from __future__ import annotations
@@ -29,7 +29,17 @@ def _to_int(bits: np.ndarray) -> int:
     return int.from_bytes(packed.tobytes(), "big")
 
 
+WORK_SIDE = 512
+"""Hashes are computed on a grey copy no larger than this: PDQ stays within 8 bits of the reference
+there, pHash and dHash thumbnails are 32 px, and the border search costs a fraction of full size."""
+
+
 def grey_of(image: Image.Image) -> Image.Image:
+    """A grey copy reduced (area average) to at most WORK_SIDE on its longest side."""
+    if max(image.size) > WORK_SIDE:
+        scale = WORK_SIDE / max(image.size)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     return image if image.mode == "L" else image.convert("L")
 
 
@@ -39,7 +49,7 @@ def compute_hashes(image: Image.Image, regions: bool = True) -> ImageHashes:
     whole = pdq(grey)
     region_hashes: list[int] = []
     if regions:
-        for box in candidate_boxes(np.asarray(grey, dtype=np.float32))[1:]:
+        for box in regions_of(grey):
             found = pdq(grey.crop(box))
             if found.quality >= MIN_QUALITY and found.value != whole.value:
                 region_hashes.append(found.value)
@@ -50,6 +60,31 @@ def compute_hashes(image: Image.Image, regions: bool = True) -> ImageHashes:
         pdq_quality=whole.quality,
         pdq_regions=tuple(region_hashes),
     )
+
+
+BORDER_SIDE = 256
+"""Borders are searched on a copy this small (a band of 2 % is still 5 lines), then scaled back."""
+
+
+def regions_of(grey: Image.Image) -> list[tuple[int, int, int, int]]:
+    """The boxes (in `grey`'s pixels) of the pictures found inside added borders, if any."""
+    scale = min(1.0, BORDER_SIDE / max(grey.size))
+    small = grey
+    if scale < 1.0:
+        small = grey.resize(
+            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.Resampling.BOX
+        )
+    boxes = candidate_boxes(np.asarray(small, dtype=np.float32))[1:]
+    fx, fy = grey.width / small.width, grey.height / small.height
+    return [
+        (
+            round(left * fx),
+            round(top * fy),
+            min(grey.width, round(right * fx)),
+            min(grey.height, round(bottom * fy)),
+        )
+        for left, top, right, bottom in boxes
+    ]
 
 
 def hamming(a: int, b: int) -> int:

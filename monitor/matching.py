@@ -24,8 +24,9 @@ import numpy as np
 from PIL import Image
 
 from monitor.bank import Bank
-from monitor.borders import uniform_trim
+from monitor.decode import DRAFT_TARGET, HASH_DRAFT, DecodeLimits, decode_image, header_size
 from monitor.hash_index import PdqIndex
+from monitor.hashing import compute_hashes, regions_of
 from monitor.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
 from monitor.models import BankMatch, ImageHashes
 from monitor.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits
@@ -82,13 +83,27 @@ def query_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]
     return out
 
 
+LOCAL_SIDE = 512
+
+
+def local_image(data: bytes, hashed: Image.Image, limits: DecodeLimits | None = None) -> Image.Image:
+    """The picture the local stage should look at: the one decoded for hashing, or, when that decode was
+    reduced (JPEG draft at 1/8) below the local stage's 512 px, the same bytes decoded larger."""
+    if max(hashed.size) >= LOCAL_SIDE:
+        return hashed
+    size = header_size(data)
+    if size is None or max(size) <= max(hashed.size):
+        return hashed
+    return decode_image(data, limits, grey=True, draft=DRAFT_TARGET)
+
+
 def local_views(image: Image.Image) -> list[Image.Image]:
     """What the local stage looks at: the whole image, then the picture inside its borders if any."""
-    grey = image.convert("L")
-    box = uniform_trim(np.asarray(grey, dtype=np.float32))
+    grey = image if image.mode == "L" else image.convert("L")
     views = [grey]
-    if box != (0, 0, grey.width, grey.height):
-        views.append(grey.crop(box))
+    found = regions_of(grey)
+    if found:
+        views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
     return views
 
 
@@ -191,6 +206,18 @@ class BankMatcher:
             if found is not None:
                 return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         return None
+
+    def match_bytes(
+        self, data: bytes, limits: DecodeLimits | None = None
+    ) -> tuple[ImageHashes, BankMatch | None]:
+        """A file's hashes and its match by both stages, decoded as the pipeline decodes (JPEG draft at
+        1/8 for the hashes, larger for the local stage only when it runs). Raises DecodeError."""
+        image = decode_image(data, limits, grey=True, draft=HASH_DRAFT)
+        hashes = compute_hashes(image)
+        found = self.match(hashes)
+        if found is None:
+            found = self.match_local(local_image(data, image, limits), hashes)
+        return hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
         """Both stages: the global hashes, then local features if they found nothing."""

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from monitor.bank import add_images, load_bank
-from monitor.decode import decode_image
 from monitor.hashing import compute_hashes
 from monitor.matching import BankMatcher
 from monitor.models import BankMatch
@@ -78,8 +77,8 @@ def matcher(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
 
 
 def decide(matcher: BankMatcher, data: bytes) -> BankMatch | None:
-    image = decode_image(data)
-    return matcher.match_image(image, compute_hashes(image))
+    """As the pipeline decides: hashes of a 1/8-scale draft decode, local features of a larger one."""
+    return matcher.match_bytes(data)[1]
 
 
 @pytest.mark.parametrize("kind", sorted(EDITS))
