@@ -1,14 +1,17 @@
 """Exact radius search over 256-bit PDQ hashes, fast at bank scale: multi-index hashing.
 
-A brute-force scan XORs and popcounts every stored hash: fine for thousands, ~100 ms for ten million.
-Multi-index hashing (Norouzi et al.) splits each hash into 16 chunks of 16 bits. Two hashes within
-distance r < 32 differ by at most one bit in at least one chunk (pigeonhole: 16 chunks x 2 bits > 31), so
-the candidates are the stored hashes whose chunk equals one of the query's 16 chunks or one of their 16
-one-bit neighbours: 272 bucket look-ups, then an exact check of the candidates. Nothing within the radius
-is missed; the result is the brute force's.
+A brute-force scan XORs and popcounts every stored hash: fine for thousands, ~0.5 s for ten million.
+Multi-index hashing (Norouzi et al.) splits each hash into m chunks. If two hashes are within distance 31
+and chunk c is given radius r_c with sum(r_c + 1) >= 32, some chunk differs by at most its radius
+(pigeonhole), so the candidates are the stored hashes whose chunk lies within r_c of the query's chunk
+in some chunk c: bucket look-ups of every such chunk value, then an exact check of the candidates.
+Nothing within the radius is missed; the result is the brute force's.
 
-Memory: 32 bytes per hash for the hashes and 4 bytes per hash per chunk for the bucket tables
-(16 sorted id arrays), 96 bytes per hash in all, plus 8 MB of bucket offsets.
+Chunks are as wide as log2 of the bank size (16 bits up to 65k hashes, 20 at a million, 24 at ten
+million), so that a bucket holds about one hash and the candidates stay few thousand at any size; the
+radii are 1 or 2 bits per chunk. Memory: 32 bytes per hash for the hashes, 4 bytes per hash per chunk
+for the sorted bucket tables (44-64 bytes), plus 4 bytes per possible chunk value for bucket offsets
+(0.5 GB at ten million: 47 bytes per hash there). `memory_bytes` reports the exact figure.
 
 Hashes added after the tables were built sit in a tail that is scanned; the tables are rebuilt when the
 tail grows past a share of the whole, so appends stay cheap and searches stay fast.
@@ -16,20 +19,58 @@ tail grows past a share of the whole, so appends stay cheap and searches stay fa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
 
 import numpy as np
 
 WORDS = 4
-CHUNKS = 16
-CHUNK_BITS = 16
-MAX_RADIUS = 2 * CHUNKS - 1
-"""Largest radius the tables answer exactly (31, Meta's PDQ match threshold); larger ones scan."""
+BITS = 256
+MAX_RADIUS = 31
+"""Largest radius the tables answer exactly (Meta's PDQ match threshold); larger ones scan."""
 BRUTE_FORCE_BELOW = 20_000
 """Under this many hashes a scan is as fast as the tables and needs no building."""
 
-_FLIPS = (1 << np.arange(CHUNK_BITS, dtype=np.int64)).astype(np.int64)
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    start: int
+    width: int
+    radius: int
+
+
+def layout(count: int) -> tuple[Chunk, ...]:
+    """Chunks for a bank of `count` hashes: widths near log2(count), radii summing (plus one each) to 32."""
+    width = max(16, min(24, math.ceil(math.log2(max(2, count)))))
+    m = math.ceil(BITS / width)
+    widths = [BITS // m + (1 if i < BITS % m else 0) for i in range(m)]
+    base = 32 // m - 1
+    extra = 32 - m * (base + 1)
+    radii = [base + (1 if i >= m - extra else 0) for i in range(m)]  # the narrowest chunks get more
+    starts = [sum(widths[:i]) for i in range(m)]
+    return tuple(Chunk(s, w, r) for s, w, r in zip(starts, widths, radii, strict=True))
+
+
+@lru_cache(maxsize=64)
+def _masks(width: int, radius: int) -> np.ndarray:
+    """Every value with at most `radius` of `width` bits set: XORed onto a chunk, its probes."""
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks.extend(sum(1 << b for b in bits) for bits in combinations(range(width), r))
+    return np.array(masks, dtype=np.int64)
+
+
+def _chunk_keys(words: np.ndarray, chunk: Chunk) -> np.ndarray:
+    """The chunk's bits of each row of an (n, 4) uint64 array, as int64."""
+    word, offset = divmod(chunk.start, 64)
+    mask = np.uint64((1 << chunk.width) - 1)
+    keys = words[:, word] >> np.uint64(offset)
+    if offset + chunk.width > 64:
+        keys = keys | (words[:, word + 1] << np.uint64(64 - offset))
+    return (keys & mask).astype(np.int64)
 
 
 def to_words(values: Iterable[int]) -> np.ndarray:
@@ -63,8 +104,10 @@ class PdqIndex:
         self._count = len(self._words)
         self._tables_for = 0
         self._force_tables = tables
-        self._orders = np.zeros((CHUNKS, 0), dtype=np.uint32)
-        self._starts = np.zeros((CHUNKS, 0), dtype=np.int64)
+        self._layout: tuple[Chunk, ...] = ()
+        self._orders = np.zeros(0, dtype=np.uint32)
+        """Per chunk, the ids sorted by that chunk's value; chunk c's block starts at c * _tables_for."""
+        self._starts: list[np.ndarray] = []
         self._maybe_build()
 
     def __len__(self) -> int:
@@ -73,7 +116,8 @@ class PdqIndex:
     @property
     def memory_bytes(self) -> int:
         """Bytes held for the hashes and the bucket tables."""
-        return int(self._words[: self._count].nbytes + self._orders.nbytes + self._starts.nbytes)
+        tables = self._orders.nbytes + sum(s.nbytes for s in self._starts)
+        return int(self._words[: self._count].nbytes + tables)
 
     def value(self, index: int) -> int:
         """The stored hash at `index`."""
@@ -91,7 +135,7 @@ class PdqIndex:
 
     def _maybe_build(self) -> None:
         wanted = self._force_tables if self._force_tables is not None else self._count >= BRUTE_FORCE_BELOW
-        if not wanted:
+        if not wanted or self._count == 0:
             return
         tail = self._count - self._tables_for
         if self._tables_for and tail <= max(BRUTE_FORCE_BELOW, self._tables_for // 8):
@@ -100,33 +144,41 @@ class PdqIndex:
 
     def _build(self) -> None:
         words = self._words[: self._count]
-        orders = np.empty((CHUNKS, self._count), dtype=np.uint32)
-        starts = np.empty((CHUNKS, (1 << CHUNK_BITS) + 1), dtype=np.int64)
-        for chunk in range(CHUNKS):
-            keys = self._chunk(words, chunk)
-            orders[chunk] = np.argsort(keys, kind="stable").astype(np.uint32)
-            starts[chunk, 0] = 0
-            np.cumsum(np.bincount(keys, minlength=1 << CHUNK_BITS), out=starts[chunk, 1:])
-        self._orders, self._starts, self._tables_for = orders, starts, self._count
+        self._layout = layout(self._count)
+        self._orders = np.empty(len(self._layout) * self._count, dtype=np.uint32)
+        self._starts = []
+        for number, chunk in enumerate(self._layout):
+            keys = _chunk_keys(words, chunk)
+            block = slice(number * self._count, (number + 1) * self._count)
+            self._orders[block] = np.argsort(keys, kind="stable")
+            starts = np.zeros((1 << chunk.width) + 1, dtype=np.uint32)
+            np.cumsum(np.bincount(keys, minlength=1 << chunk.width), out=starts[1:])
+            self._starts.append(starts)
+        self._tables_for = self._count
 
-    @staticmethod
-    def _chunk(words: np.ndarray, chunk: int) -> np.ndarray:
-        word, shift = divmod(chunk * CHUNK_BITS, 64)
-        return ((words[:, word] >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
-
-    def _candidates(self, query: np.ndarray, radius: int) -> np.ndarray:
-        per_chunk = radius // CHUNKS
-        pieces: list[np.ndarray] = []
-        for chunk in range(CHUNKS):
-            key = int(self._chunk(query.reshape(1, WORDS), chunk)[0])
-            probes = np.concatenate([[key], key ^ _FLIPS]) if per_chunk >= 1 else np.array([key])
-            lo = self._starts[chunk, probes]
-            hi = self._starts[chunk, probes + 1]
-            order = self._orders[chunk]
-            pieces.extend(order[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a)
-        if not pieces:
-            return np.zeros(0, dtype=np.uint32)
-        return np.concatenate(pieces)
+    def _candidates(self, query: np.ndarray) -> np.ndarray:
+        """Ids of every stored hash sharing, in some chunk, a value within that chunk's radius."""
+        los: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        for number, chunk in enumerate(self._layout):
+            key = int(_chunk_keys(query.reshape(1, WORDS), chunk)[0])
+            probes = key ^ _masks(chunk.width, chunk.radius)
+            starts = self._starts[number]
+            lo = starts[probes].astype(np.int64)
+            size = starts[probes + 1].astype(np.int64) - lo
+            keep = size > 0
+            los.append(lo[keep] + number * self._tables_for)
+            lengths.append(size[keep])
+        lo_all = np.concatenate(los)
+        size_all = np.concatenate(lengths)
+        total = int(size_all.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        # Expand the ranges [lo, lo + size) into positions, then read the ids there.
+        ends = np.cumsum(size_all)
+        positions = np.arange(total, dtype=np.int64) + np.repeat(lo_all - (ends - size_all), size_all)
+        ids: np.ndarray = self._orders[positions].astype(np.int64)
+        return ids
 
     def search(self, value: int, radius: int) -> list[Found]:
         """Every stored hash within `radius` of `value`, nearest first (lowest index on ties)."""
@@ -137,7 +189,7 @@ class PdqIndex:
         found_dist: list[np.ndarray] = []
         use_tables = self._tables_for > 0 and radius <= MAX_RADIUS
         if use_tables:
-            ids = self._candidates(query, radius)
+            ids = self._candidates(query)
             d = distances(self._words[ids], query)
             kept = d <= radius
             ids, first = np.unique(ids[kept], return_index=True)  # a hash can come from several chunks

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from monitor.bank import Bank
+from monitor.bank import Bank, BankImage
 from monitor.decode import DRAFT_TARGET, HASH_DRAFT, DecodeLimits, decode_image, header_size
 from monitor.hash_index import PdqIndex
 from monitor.hashing import compute_hashes, regions_of
@@ -145,9 +145,9 @@ class BankMatcher:
         self._local = LocalIndex()
         if local:
             for image in bank.images:
-                picture = bank.picture(image)
-                if picture is not None:
-                    self._local.add_all(image.cluster, _cached_features(image.sha256, picture))
+                found = _banked_features(bank, image)
+                if found:
+                    self._local.add_all(image.cluster, found)
 
     @property
     def has_local(self) -> bool:
@@ -237,12 +237,17 @@ _FEATURE_CACHE: dict[str, list[Features]] = {}
 _FEATURE_CACHE_LIMIT = 10_000
 
 
-def _cached_features(sha256: str, picture: Image.Image) -> list[Features]:
-    """Features of a banked picture and its mirror, kept across bank reloads (keyed by file digest)."""
-    cached = _FEATURE_CACHE.get(sha256)
+def _banked_features(bank: Bank, image: BankImage) -> list[Features]:
+    """Features of a banked picture and its mirror, kept across bank reloads (keyed by file digest), so
+    a reload decodes only the pictures added since."""
+    cached = _FEATURE_CACHE.get(image.sha256) if image.sha256 else None
     if cached is None:
+        picture = bank.picture(image)
+        if picture is None:
+            return []
         cached = list(with_mirror(picture))
-        if len(_FEATURE_CACHE) >= _FEATURE_CACHE_LIMIT:
-            _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
-        _FEATURE_CACHE[sha256] = cached
+        if image.sha256:
+            if len(_FEATURE_CACHE) >= _FEATURE_CACHE_LIMIT:
+                _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
+            _FEATURE_CACHE[image.sha256] = cached
     return cached

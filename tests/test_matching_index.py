@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from monitor.hash_index import MAX_RADIUS, PdqIndex, distances, from_words, to_words
+from monitor.hash_index import MAX_RADIUS, PdqIndex, distances, from_words, layout, to_words
 
 
 def _near(rng: random.Random, value: int, flips: int) -> int:
@@ -77,5 +77,15 @@ def test_nearest_prefers_the_closest_then_the_lowest_index() -> None:
 def test_memory_per_hash_is_what_the_docs_say() -> None:
     rng = random.Random(5)
     index = PdqIndex([rng.getrandbits(256) for _ in range(50_000)], tables=True)
-    per_hash = (index.memory_bytes - 16 * ((1 << 16) + 1) * 8) / len(index)
-    assert per_hash == 32 + 16 * 4
+    chunks = layout(50_000)
+    offsets = sum(((1 << c.width) + 1) * 4 for c in chunks)
+    assert (index.memory_bytes - offsets) / len(index) == 32 + 4 * len(chunks)
+
+
+@pytest.mark.parametrize("count", [1, 1000, 50_000, 1_000_000, 10_000_000, 10**9])
+def test_chunk_layouts_cover_every_bit_and_the_pigeonhole(count: int) -> None:
+    chunks = layout(count)
+    assert [c.start for c in chunks] == [sum(c.width for c in chunks[:i]) for i in range(len(chunks))]
+    assert sum(c.width for c in chunks) == 256
+    assert sum(c.radius + 1 for c in chunks) >= MAX_RADIUS + 1
+    assert all(16 <= c.width <= 24 for c in chunks)
