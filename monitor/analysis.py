@@ -21,16 +21,19 @@ from PIL import Image
 from monitor.decode import HASH_DRAFT, DecodeError, DecodeLimits, decode_image
 from monitor.hash_index import PdqIndex
 from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher, local_image
+from monitor.matching import BankMatcher, HashIndex, local_image
 from monitor.models import AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch, Post
 from monitor.narratives import NarrativeMatcher
+from monitor.pdq import MIN_QUALITY
 from monitor.provenance import read_markers
 
 StageObserver = Callable[[str, float], None]
 """Called with (stage name, seconds) after each stage; the worker feeds its metrics from it."""
 
-REUSE_DISTANCE = 16
-"""PDQ distance within which an image reuses the local-stage outcome of one examined before."""
+REUSE_PHASH = 10
+REUSE_PDQ = 31
+"""An image within these distances (pHash, or PDQ of 256 bits) of one the local stage examined before is
+a near-duplicate of it, as visual clusters mean it, and reuses its outcome."""
 REUSE_LIMIT = 50_000
 
 
@@ -70,6 +73,7 @@ class Analyzer:
         self._cache: OrderedDict[str, Fingerprint] = OrderedDict()
         self._cache_size = cache_size
         self._examined = PdqIndex()
+        self._examined_phash = HashIndex()
         self._examined_outcomes: list[BankMatch | None] = []
 
     def _match(self, data: bytes, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
@@ -78,21 +82,24 @@ class Analyzer:
         self._observe("match", time.perf_counter() - start)
         if found is not None or not self.bank_matcher.has_local:
             return found
-        if hashes.pdq is not None:
-            seen = self._examined.nearest(hashes.pdq, REUSE_DISTANCE)
-            if seen is not None:
-                return self._examined_outcomes[seen.index]
+        by_phash = self._examined_phash.nearest(hashes.phash, REUSE_PHASH)
+        if by_phash is not None:
+            return self._examined_outcomes[by_phash.index]
+        if hashes.pdq is not None and (hashes.pdq_quality or 0) >= MIN_QUALITY:
+            by_pdq = self._examined.nearest(hashes.pdq, REUSE_PDQ)
+            if by_pdq is not None:
+                return self._examined_outcomes[by_pdq.index]
         start = time.perf_counter()
         try:
             found = self.bank_matcher.match_local(local_image(data, image, self.limits), hashes)
         except DecodeError:
             found = None  # decoded once already; a second, larger decode failing leaves the hashes' verdict
         self._observe("local", time.perf_counter() - start)
-        if hashes.pdq is not None:
-            if len(self._examined) >= REUSE_LIMIT:
-                self._examined, self._examined_outcomes = PdqIndex(), []
-            self._examined.add(hashes.pdq)
-            self._examined_outcomes.append(found)
+        if len(self._examined_outcomes) >= REUSE_LIMIT:
+            self._examined, self._examined_phash, self._examined_outcomes = PdqIndex(), HashIndex(), []
+        self._examined.add(hashes.pdq if hashes.pdq is not None else 0)
+        self._examined_phash.add(hashes.phash)
+        self._examined_outcomes.append(found)
         return found
 
     def _fingerprint(self, data: bytes) -> Fingerprint:

@@ -54,6 +54,8 @@ class LocalMatch:
     inliers: int
 
 
+BRUTE_FORCE_BELOW = 20_000
+"""Banked descriptors (40 pictures) under which a brute-force scan beats the LSH index."""
 _LSH: dict[str, bool | int | float | str] = {
     "algorithm": 6,
     "table_number": 8,
@@ -91,7 +93,7 @@ class LocalIndex:
         self._owner = np.zeros(0, dtype=np.int32)
         self._descriptors = np.zeros((0, 32), dtype=np.uint8)
         self._offsets: list[int] = []
-        self._matcher: cv2.FlannBasedMatcher | None = None
+        self._matcher: cv2.DescriptorMatcher | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -106,10 +108,15 @@ class LocalIndex:
         self._points.append(found.points)
         self._matcher = None
 
-    def _trained(self) -> cv2.FlannBasedMatcher:
-        """A FLANN LSH index over all banked descriptors, built on first use after additions."""
+    def _trained(self) -> cv2.DescriptorMatcher:
+        """A matcher over all banked descriptors, built on first use after additions: a brute-force scan
+        for small banks (cheaper than hashing there), FLANN's LSH index from BRUTE_FORCE_BELOW on."""
         if self._matcher is None:
-            matcher = cv2.FlannBasedMatcher(_LSH, {"checks": 64})
+            matcher: cv2.DescriptorMatcher
+            if len(self._descriptors) < BRUTE_FORCE_BELOW:
+                matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+            else:
+                matcher = cv2.FlannBasedMatcher(_LSH, {"checks": 64})
             matcher.add([self._descriptors])
             matcher.train()
             self._matcher = matcher
