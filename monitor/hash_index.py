@@ -156,17 +156,17 @@ class PdqIndex:
             self._starts.append(starts)
         self._tables_for = self._count
 
-    def _candidates(self, query: np.ndarray) -> np.ndarray:
+    def _candidates(self, value: int) -> np.ndarray:
         """Ids of every stored hash sharing, in some chunk, a value within that chunk's radius."""
         los: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
         for number, chunk in enumerate(self._layout):
-            key = int(_chunk_keys(query.reshape(1, WORDS), chunk)[0])
+            key = (value >> chunk.start) & ((1 << chunk.width) - 1)
             probes = key ^ _masks(chunk.width, chunk.radius)
             starts = self._starts[number]
             lo = starts[probes].astype(np.int64)
             size = starts[probes + 1].astype(np.int64) - lo
-            keep = size > 0
+            keep = np.flatnonzero(size)
             los.append(lo[keep] + number * self._tables_for)
             lengths.append(size[keep])
         lo_all = np.concatenate(los)
@@ -180,36 +180,47 @@ class PdqIndex:
         ids: np.ndarray = self._orders[positions].astype(np.int64)
         return ids
 
-    def search(self, value: int, radius: int) -> list[Found]:
-        """Every stored hash within `radius` of `value`, nearest first (lowest index on ties)."""
-        if self._count == 0:
-            return []
+    def _within(self, value: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (each once, unordered) and distances of the stored hashes within `radius` of `value`."""
         query = to_words([value])[0]
         found_ids: list[np.ndarray] = []
         found_dist: list[np.ndarray] = []
         use_tables = self._tables_for > 0 and radius <= MAX_RADIUS
         if use_tables:
-            ids = self._candidates(query)
+            ids = self._candidates(value)
             d = distances(self._words[ids], query)
-            kept = d <= radius
-            ids, first = np.unique(ids[kept], return_index=True)  # a hash can come from several chunks
-            found_ids.append(ids.astype(np.int64))
-            found_dist.append(d[kept][first])
+            kept = np.flatnonzero(d <= radius)
+            found_ids.append(ids[kept])  # may repeat an id found through several chunks
+            found_dist.append(d[kept])
         start = self._tables_for if use_tables else 0
         if start < self._count:
             d = distances(self._words[start : self._count], query)
-            keep = np.flatnonzero(d <= radius)
-            found_ids.append(keep + start)
-            found_dist.append(d[keep])
-        ids = np.concatenate(found_ids)
-        dist = np.concatenate(found_dist)
+            kept = np.flatnonzero(d <= radius)
+            found_ids.append(kept + start)
+            found_dist.append(d[kept])
+        if not found_ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        return np.concatenate(found_ids), np.concatenate(found_dist)
+
+    def search(self, value: int, radius: int) -> list[Found]:
+        """Every stored hash within `radius` of `value`, nearest first (lowest index on ties)."""
+        if self._count == 0:
+            return []
+        ids, dist = self._within(value, radius)
+        ids, first = np.unique(ids, return_index=True)
+        dist = dist[first]
         order = np.lexsort((ids, dist))
         return [Found(int(ids[i]), int(dist[i])) for i in order]
 
     def nearest(self, value: int, radius: int) -> Found | None:
         """The closest stored hash within `radius` (lowest index on ties), or None."""
-        found = self.search(value, radius)
-        return found[0] if found else None
+        if self._count == 0:
+            return None
+        ids, dist = self._within(value, radius)
+        if len(ids) == 0:
+            return None
+        best = int(dist.min())
+        return Found(int(ids[dist == best].min()), best)
 
     def nearest_any(self, value: int) -> Found | None:
         """The closest stored hash at any distance (a scan): what `monitor match` reports as distance."""
