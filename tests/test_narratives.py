@@ -406,3 +406,13 @@ def test_a_sentence_transformers_model_still_works_as_a_setting() -> None:
     best = m.best("Police have arrested Donald Trump in New York")
     unrelated = m.best("Lovely sunset over the harbour tonight")
     assert best is not None and unrelated is not None and best.score > unrelated.score
+
+
+def test_a_rebuilt_matcher_embeds_only_the_new_bank_texts() -> None:
+    encoder = TableEncoder(VECTORS)
+    NarrativeMatcher(encoder, BANK[:1], 0.5, background=BACKGROUND)
+    before = len(encoder.encoded)
+    rebuilt = NarrativeMatcher(encoder, BANK, score_of(0.9), background=BACKGROUND)  # a narrative was added
+    assert encoder.encoded[before:] == ["trump example"]
+    match = rebuilt.match("trump example")
+    assert match is not None and match.narrative_id == "trump-arrest"
