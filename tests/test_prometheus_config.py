@@ -38,12 +38,15 @@ def test_exposition_passes_promtool_check_metrics() -> None:
     assert result.stdout.strip() == b"" and result.stderr.strip() == b"", "promtool found lint problems"
 
 
+BOUNDED_LABELS = {"topic", "partition", "stage", "kind", "reason", "level", "outcome", "where", "le"}
+
+
 def test_labels_stay_bounded() -> None:
     text = worker_exposition().decode()
     assert 'monitor_dead_letters_total{reason="other"} 1.0' in text, "an unknown reason folds into 'other'"
     for label in re.findall(r"\{([^}]*)\}", text):
         for name in re.findall(r'(\w+)="', label):
-            assert name in {"topic", "partition", "stage", "kind", "reason", "level", "outcome", "where", "le"}, name
+            assert name in BOUNDED_LABELS, name
 
 
 def test_rules_and_config_are_valid() -> None:
