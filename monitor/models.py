@@ -194,6 +194,8 @@ class Alert:
     first_seen: float
     reasons: tuple[dict[str, Any], ...] = field(default=())
     sample_posts: tuple[str, ...] = ()
+    image_url: str | None = None
+    """The URL of the cluster's first image that was given by URL: Slack shows it as a thumbnail."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -208,6 +210,7 @@ class Alert:
             "first_seen": format_time(self.first_seen),
             "reasons": [dict(r) for r in self.reasons],
             "sample_posts": list(self.sample_posts),
+            **({"image_url": self.image_url} if self.image_url else {}),
         }
 
     @classmethod
@@ -224,4 +227,5 @@ class Alert:
             first_seen=parse_alert_time(value["first_seen"]),
             reasons=tuple(value.get("reasons") or ()),
             sample_posts=tuple(value.get("sample_posts") or ()),
+            image_url=value.get("image_url"),
         )

@@ -120,6 +120,7 @@ class ClusterTracker:
             image_reasons = _image_reasons(post)
             clusters: list[str] = []
             per_cluster: dict[str, list[dict[str, Any]]] = {}
+            urls: dict[str, str] = {}
             for i, image in enumerate(post.images):
                 if image.hashes is None:
                     continue
@@ -128,7 +129,13 @@ class ClusterTracker:
                     clusters.append(cluster_id)
                     per_cluster[cluster_id] = []
                 per_cluster[cluster_id].extend(image_reasons[i])
+                if image.url and cluster_id not in urls:
+                    urls[cluster_id] = image.url
             self._count(post.post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
+            for cluster_id, url in urls.items():
+                meta = self.store["cl:" + cluster_id]
+                if not meta.get("image_url"):
+                    self.store["cl:" + cluster_id] = {**meta, "image_url": url}
         alerts: list[Alert] = []
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
@@ -250,4 +257,5 @@ class ClusterTracker:
             first_seen=float(meta["first_seen"]),
             reasons=tuple(meta["reasons"]),
             sample_posts=tuple(pid for _, pid in meta["samples"]),
+            image_url=meta.get("image_url"),
         )

@@ -66,7 +66,11 @@ def test_url_images_give_the_same_alerts_as_local_files(
             progress=None,
         )
     )
-    assert [a.to_json() for a in fetched.alerts] == [a.to_json() for a in local.alerts]
+    fetched_json = [a.to_json() for a in fetched.alerts]
+    # URL images give the alert a thumbnail for Slack: the cluster's first image given by URL.
+    assert all(a.pop("image_url").startswith(served_images + "images/") for a in fetched_json)
+    assert fetched_json == [a.to_json() for a in local.alerts]
+    assert all(a.image_url is None for a in local.alerts)
     assert fetched.image_errors == local.image_errors  # only the scenario's deliberately broken images
 
 
@@ -82,3 +86,17 @@ def test_private_addresses_are_not_fetched_by_default_and_the_replay_goes_on(
     # Without their pictures no visual cluster forms, so nothing alerts; every post is still processed.
     assert summary.alerts == []
     assert summary.posts == scenario.posts
+
+
+def test_alert_json_round_trips_its_thumbnail_url() -> None:
+    from monitor.models import Alert
+
+    alert = Alert(
+        alert_id="c-1/L1", cluster_id="c-1", bank_cluster=None, level=1, shares_in_window=20,
+        window_seconds=3600, threshold=20, event_time=1679846400.0, first_seen=1679846000.0,
+        image_url="https://cdn.example/fake.jpg",
+    )  # fmt: skip
+    data = alert.to_json()
+    assert data["image_url"] == "https://cdn.example/fake.jpg"
+    assert Alert.from_json(data) == alert
+    assert "image_url" not in Alert.from_json({**data, "image_url": None}).to_json()

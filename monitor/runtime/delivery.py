@@ -214,7 +214,7 @@ class SlackDelivery:
             log.info("alert %s was delivered before; not posting it again", alert.alert_id)
             self.count("duplicate")
             return True
-        delivery = await webhook.send_alert(alert, stop=self._interrupt)
+        delivery = await webhook.send_alert(alert, image_url=alert.image_url, stop=self._interrupt)
         if delivery.delivered:
             await self.delivered.add(alert.alert_id, delivery.attempts)
             log.info("alert %s delivered to slack after %d attempt(s)", alert.alert_id, delivery.attempts)

@@ -106,7 +106,7 @@ async def replay_embedded(
                 if on_alert is not None:
                     on_alert(alert)
                 if slack is not None:
-                    delivery = await slack.send_alert(alert)
+                    delivery = await slack.send_alert(alert, image_url=alert.image_url)
                     summary.undelivered += 0 if delivery.delivered else 1
             summary.posts += len(posts)
             ticker.tick(summary.posts, len(summary.alerts))
