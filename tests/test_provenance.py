@@ -24,6 +24,7 @@ from monitor.provenance import (
     read_markers,
     read_provenance,
 )
+from monitor.synthetic import xmp_packet
 
 SD_PARAMETERS = (
     "pope francis in a white puffer coat, street photo\n"
@@ -72,15 +73,7 @@ def exif(software: str | None = None, *, camera: bool = True) -> Image.Exif:
 
 
 def xmp(source_type: str, creator_tool: str = "") -> bytes:
-    tool = f' xmp:CreatorTool="{creator_tool}"' if creator_tool else ""
-    return (
-        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
-        f' xmlns:xmp="http://ns.adobe.com/xap/1.0/"{tool}'
-        f' Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/{source_type}"/>'
-        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
-    ).encode()
+    return xmp_packet(source_type, creator_tool)
 
 
 # --- generated images -----------------------------------------------------------------------------------
