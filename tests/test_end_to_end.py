@@ -8,6 +8,7 @@ events must land in the dead-letter topic with their reasons.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from monitor.archive import iter_lines
 from monitor.events import MalformedEvent, decode_event
-from monitor.models import parse_alert_time
+from monitor.models import Post, parse_alert_time
 from monitor.synthetic import Scenario
 from tests.support.kafka import Worker, isolated_env, read_topic, run_monitor
 
@@ -30,6 +31,17 @@ def embedded_alerts(scenario: Scenario, tmp_path: Path) -> list[dict[str, Any]]:
     result = run_monitor(["replay", "--embedded", str(scenario.archive), "--alerts-out", str(out)], env)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def archive_lines(scenario: Scenario) -> Iterator[tuple[str, Post | None, str]]:
+    """Each line of the scenario's archive with its post, or None and the reason it is malformed."""
+    for _, line in iter_lines(scenario.archive):
+        try:
+            post, _ = decode_event(line, allow_paths=True)
+        except MalformedEvent as exc:
+            yield line, None, exc.reason
+        else:
+            yield line, post, ""
 
 
 def expected_first_posts(scenario: Scenario) -> set[str]:
@@ -66,12 +78,7 @@ def test_worker_alerts_equal_embedded_replay_and_dead_letters_malformed(
     assert len(alerts) == len(embedded), "an alert was repeated or missed"
     assert by_id(alerts) == by_id(embedded)
 
-    expected_reasons = []
-    for _, line in iter_lines(scenario.archive):
-        try:
-            decode_event(line, allow_paths=True)
-        except MalformedEvent as exc:
-            expected_reasons.append(exc.reason)
+    expected_reasons = [reason for _, post, reason in archive_lines(scenario) if post is None]
     assert sorted(d["reason"] for d in dead) == sorted(expected_reasons)
     assert all(d["raw"] and "offset" in d for d in dead)
 
@@ -79,12 +86,9 @@ def test_worker_alerts_equal_embedded_replay_and_dead_letters_malformed(
 def split_archive(scenario: Scenario, cut: float) -> list[Path]:
     """The archive cut at event time `cut` into two archives beside it (so their image paths resolve)."""
     parts: list[list[str]] = [[], []]
-    for _, line in iter_lines(scenario.archive):
-        try:
-            post, _ = decode_event(line, allow_paths=True)
-        except MalformedEvent:
-            continue
-        parts[post.created_at >= cut].append(line)
+    for line, post, _ in archive_lines(scenario):
+        if post is not None:
+            parts[post.created_at >= cut].append(line)
     paths = []
     for i, lines in enumerate(parts):
         path = scenario.archive.with_name(f"part-{cut:.0f}-{i}.jsonl")
