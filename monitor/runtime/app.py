@@ -1,11 +1,12 @@
-"""The Faust worker: two agents around the plain pipeline stages, and a Slack delivery agent.
+"""The worker: an analysis loop and a Faust agent around the plain pipeline stages, and Slack delivery.
 
     posts ──analyze──▶ sightings ──track──▶ alerts ──deliver──▶ Slack
       │                  (one key)            (keyed by cluster)
       └─▶ posts-dlq (malformed events, with the reason)
 
-`analyze` does the heavy, stateless work (fetch, decode, hash, bank match, provenance, caption embedding)
-and scales with the partitions of `posts` and the number of workers. `track` keeps the per-cluster state
+`analyze` (monitor/runtime/analysis_loop.py, its own consumer group) does the heavy, stateless work (fetch,
+decode, hash, bank match, provenance, caption embedding) and scales with the partitions of `posts` and the
+number of workers. `track` keeps the per-cluster state
 (clusters, event-time share counts, levels alerted) in a changelogged table; every sighting carries one
 key, so all cluster state lives in one partition and near-duplicates posted anywhere meet in one index.
 It is cheap (dictionary updates), so one partition keeps up with many analysing workers.
@@ -23,33 +24,20 @@ import faust
 
 from monitor.analysis import Analyzer
 from monitor.bank import Bank, BankWatcher
-from monitor.events import MalformedEvent, decode_event
 from monitor.fetch import ImageFetcher
-from monitor.images import LOAD_ERRORS, ImageLoader
+from monitor.images import ImageLoader
 from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post
 from monitor.narratives import Encoder
 from monitor.pipeline import build_analyzer, fetch_policy, make_encoder, virality_policy
 from monitor.provenance import add_problem_observer
+from monitor.runtime.analysis_loop import AnalysisLoop, register_analysis
 from monitor.runtime.delivery import register_delivery
 from monitor.runtime.topics import STATE_TABLE
 from monitor.settings import Settings
 from monitor.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
-SIGHTINGS_KEY = b"clusters"
-
-
-def dead_letter(
-    raw: bytes, reason: str, detail: str, partition: int | None, offset: int | None
-) -> dict[str, Any]:
-    return {
-        "reason": reason,
-        "detail": detail,
-        "raw": raw.decode("utf-8", errors="replace")[:100_000],
-        "partition": partition,
-        "offset": offset,
-    }
 
 
 class AnalyzerHolder:
@@ -90,21 +78,6 @@ class AnalyzerHolder:
         return self.current().analyze(posts, images)
 
 
-def count_findings(metrics: Metrics, analyzed: list[AnalyzedPost]) -> None:
-    """Matches by reason kind and image errors by where they happened."""
-    for post in analyzed:
-        if post.narrative is not None:
-            metrics.matches.labels("narrative").inc()
-        for image in post.images:
-            if image.bank_match is not None:
-                metrics.matches.labels("bank_match").inc()
-            if image.provenance:
-                metrics.matches.labels("provenance").inc()
-            if image.error is not None:
-                stage = "fetch" if image.error.startswith(LOAD_ERRORS) else "decode"
-                metrics.image_errors.labels(stage).inc()
-
-
 def report_lag(app: faust.App, metrics: Metrics) -> None:
     """Consumer lag per assigned partition: the end offset minus the next offset to read."""
     consumer = app.consumer
@@ -136,10 +109,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         producer_acks=-1,
         broker_commit_every=200,
     )
-    posts_topic = app.topic(
-        settings.posts_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
-    dlq_topic = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="json")
     sightings_topic = app.topic(settings.sightings_topic, key_serializer="raw", value_serializer="json")
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="json")
     state = app.Table(
@@ -154,37 +123,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     tracker_box: dict[str, ClusterTracker] = {}
     latest_event = [0.0]
 
-    @app.agent(posts_topic)
-    async def analyze(stream: Any) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.caption_batch, within=0.2):
-            posts: list[Post] = []
-            metrics.events_consumed.labels(settings.posts_topic).inc(len(events))
-            for event in events:
-                raw = event.value
-                try:
-                    post, _ = decode_event(raw)
-                except MalformedEvent as exc:
-                    metrics.dead_letter(exc.reason)
-                    message = event.message
-                    await dlq_topic.send(
-                        key=message.key,
-                        value=dead_letter(raw, exc.reason, exc.detail, message.partition, message.offset),
-                    )
-                    log.warning("dead-lettered event at %s/%s: %s", message.partition, message.offset, exc)
-                    continue
-                posts.append(post)
-            if not posts:
-                continue
-            images = await loader.load_many(posts)
-            analyzed = await loop.run_in_executor(None, holder.analyze, posts, images)
-            metrics.posts_analyzed.inc(len(analyzed))
-            count_findings(metrics, analyzed)
-            # One record per batch: fewer, larger messages keep the producer and the track agent cheap.
-            await sightings_topic.send(
-                key=SIGHTINGS_KEY, value={"posts": [item.to_json() for item in analyzed]}
-            )
-            yield None
+    register_analysis(app, AnalysisLoop(settings, metrics, loader, holder.analyze))
 
     @app.agent(sightings_topic)
     async def track(stream: faust.StreamT[Any]) -> AsyncIterator[None]:

@@ -1,0 +1,185 @@
+"""The worker's analysis loop on the real broker: what reaches `sightings` and `posts-dlq`, what is committed.
+
+The loop runs in-process here (the end-to-end tests run it inside `monitor worker`), so a test can make the
+analysis itself fail, the way a bug would, and watch one post's failure not hold up its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from monitor.analysis import LoadedImage
+from monitor.bank import Bank
+from monitor.images import ImageLoader
+from monitor.metrics import Metrics
+from monitor.models import AnalyzedPost, Post, format_time
+from monitor.pipeline import build_analyzer
+from monitor.runtime.analysis_loop import AnalysisLoop
+from monitor.runtime.topics import ensure_topics
+from monitor.settings import Settings
+from tests.support.kafka import BROKER, isolated_env
+
+T0 = 1_700_000_000
+
+
+def settings_for(tmp_path: Path, partitions: int = 1) -> Settings:
+    env = isolated_env(tmp_path)
+    return Settings(
+        broker=env["MONITOR_BROKER"],
+        app_id=env["MONITOR_APP_ID"],
+        posts_topic=env["MONITOR_POSTS_TOPIC"],
+        dlq_topic=env["MONITOR_DLQ_TOPIC"],
+        alerts_topic=env["MONITOR_ALERTS_TOPIC"],
+        sightings_topic=env["MONITOR_SIGHTINGS_TOPIC"],
+        data_dir=tmp_path / "data",
+        partitions=partitions,
+        caption_batch=8,
+    )
+
+
+def event(i: int) -> bytes:
+    return json.dumps(
+        {
+            "post_id": f"p{i}",
+            "author_id": f"a{i % 7}",
+            "created_at": format_time(T0 + i),
+            "text": f"post number {i}",
+        }
+    ).encode()
+
+
+async def produce(topic: str, values: list[bytes], partitions: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BROKER, acks="all")
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            await producer.send_and_wait(topic, value, partition=i % partitions)
+    finally:
+        await producer.stop()
+
+
+async def read_all(topic: str, count: int, timeout: float = 60) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=BROKER, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def sighted_ids(records: list[Any]) -> list[str]:
+    return [post["post_id"] for r in records for post in json.loads(r.value)["posts"]]
+
+
+async def committed(settings: Settings, partitions: int) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{settings.app_id}-analyze")
+    finally:
+        await admin.close()
+    topic = settings.posts_topic
+    return {
+        p: offsets[TopicPartition(topic, p)].offset
+        for p in range(partitions)
+        if TopicPartition(topic, p) in offsets
+    }
+
+
+def loop_for(
+    settings: Settings, analyze: Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]]
+) -> AnalysisLoop:
+    return AnalysisLoop(settings, Metrics(), ImageLoader(None), analyze)
+
+
+def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go_on(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    real = build_analyzer(settings, Bank(), None).analyze
+
+    def analyze(posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        if any(post.post_id == "p3" for post in posts):
+            raise RuntimeError("bug triggered by p3")
+        return real(posts, images)
+
+    values = [event(i) for i in range(6)] + [b"{not json"] + [event(i) for i in range(6, 10)]
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+        await ensure_topics(settings)
+        await produce(settings.posts_topic, values, 1)
+        loop = loop_for(settings, analyze)
+        task = asyncio.create_task(loop.run())
+        try:
+            dlq = await read_all(settings.dlq_topic, 2)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(sighted_ids(sightings)) < 9 and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            await loop.stop()
+            await task
+        return dlq, sightings, await committed(settings, 1), loop.metrics
+
+    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    letters = sorted((json.loads(r.value) for r in dlq), key=lambda letter: letter["offset"])
+    assert [letter["reason"] for letter in letters] == ["analysis failed", "invalid json"]
+    assert "bug triggered by p3" in letters[0]["detail"]
+    assert json.loads(letters[0]["raw"])["post_id"] == "p3", "the event itself is kept"
+    assert letters[1]["raw"] == "{not json"
+    assert sorted(sighted_ids(sightings)) == sorted(f"p{i}" for i in range(10) if i != 3)
+    assert offsets == {0: len(values)}, "everything handled is committed, the failure included"
+    assert metrics.dead_letters.labels("analysis failed")._value.get() == 1
+
+
+def test_two_loops_share_the_partitions_and_analyse_every_post(kafka_broker: str, tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, partitions=2)
+    analyzer = build_analyzer(settings, Bank(), None)
+    count = 40
+
+    async def scenario() -> tuple[list[AnalysisLoop], list[Any], dict[int, int]]:
+        await ensure_topics(settings)
+        loops = [loop_for(settings, analyzer.analyze) for _ in range(2)]
+        tasks = [asyncio.create_task(loop.run()) for loop in loops]
+        try:
+            await wait_until(lambda: all(len(loop.assigned) == 1 for loop in loops), 60, "a partition each")
+            await produce(settings.posts_topic, [event(i) for i in range(count)], 2)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(set(sighted_ids(sightings))) < count and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            for loop in loops:
+                await loop.stop()
+            await asyncio.gather(*tasks)
+        return loops, sightings, await committed(settings, 2)
+
+    loops, sightings, offsets = asyncio.run(scenario())
+    assert sorted(set(sighted_ids(sightings))) == sorted(f"p{i}" for i in range(count))
+    per_loop = [loop.metrics.posts_analyzed._value.get() for loop in loops]
+    assert all(n > 0 for n in per_loop) and sum(per_loop) == count, per_loop
+    assert offsets == {0: count // 2, 1: count // 2}
