@@ -42,8 +42,8 @@ Before the repeats, one unmeasured in-process pass (unique captions) warms up Pi
 The worker is stopped with SIGTERM at the end of each repeat; its data dir and topics are deleted.
 
 Caveats: the synthetic pictures are 320x240 JPEGs of ~10 kB, far cheaper to decode than real photos (where
-JPEG draft decoding matters); the worker waits up to 0.2 s to fill a batch (`take_events(..., within=0.2)`
-in monitor/runtime/app.py), which is part of the live latency at low rates.
+JPEG draft decoding matters); the worker analyses what its consumer has fetched, up to `caption_batch`
+posts at once, without waiting to fill a batch (monitor/runtime/analysis_loop.py).
 """
 
 from __future__ import annotations
@@ -549,7 +549,7 @@ class KafkaResult:
 def _first_batch(timestamps: Sequence[float], limit: int, gap: float = 0.01) -> int:
     """How many records the worker's first batch sent: the leading burst (at most one batch of `limit`).
 
-    The analyze agent sends a batch's sightings back to back (0-3 ms apart); batches are tens of ms apart.
+    The watcher counts each post of a sightings record at its timestamp; batches are tens of ms apart.
     """
     count = 1
     while count < min(limit, len(timestamps)) and timestamps[count] - timestamps[count - 1] <= gap:

@@ -34,6 +34,7 @@ class ClusterIndex:
         self._pdq = PdqIndex()
         self._pdq_owner: list[int] = []
         self._ids: list[str] = []
+        self._next_seq = 0
         self._loaded = False
 
     def _load(self) -> None:
@@ -42,9 +43,21 @@ class ClusterIndex:
             for key, value in self._store.items()
             if key.startswith(REP_PREFIX)
         )
-        for _, cluster_id, hashes in reps:
+        for seq, cluster_id, hashes in reps:
             self._remember(cluster_id, hashes)
+            self._next_seq = max(self._next_seq, int(seq) + 1)
         self._loaded = True
+
+    def forget(self, cluster_ids: set[str]) -> None:
+        """Drop clusters (state expiry); the index is rebuilt from the store on its next use."""
+        for cluster_id in cluster_ids:
+            self._store.pop(REP_PREFIX + cluster_id, None)
+        self._index = HashIndex()
+        self._pdq = PdqIndex()
+        self._pdq_owner = []
+        self._ids = []
+        self._next_seq = 0
+        self._loaded = False
 
     def _remember(self, cluster_id: str, hashes: ImageHashes) -> None:
         position = len(self._ids)
@@ -79,7 +92,9 @@ class ClusterIndex:
         if position is not None:
             return self._ids[position]
         cluster_id = f"c-{hashes.phash:016x}"
-        self._store[REP_PREFIX + cluster_id] = {**hashes.to_json(), "seq": len(self._ids)}
+        # seq orders the clusters when the index is rebuilt, so ties resolve the same way after a restart.
+        self._store[REP_PREFIX + cluster_id] = {**hashes.to_json(), "seq": self._next_seq}
+        self._next_seq += 1
         self._remember(cluster_id, hashes)
         return cluster_id
 

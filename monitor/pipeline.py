@@ -33,7 +33,9 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 
 def virality_policy(settings: Settings) -> ViralityPolicy:
-    return ViralityPolicy(settings.threshold, settings.window_seconds, settings.level_factor)
+    return ViralityPolicy(
+        settings.threshold, settings.window_seconds, settings.level_factor, settings.state_retention_seconds
+    )
 
 
 def make_encoder(settings: Settings) -> Encoder:

@@ -31,6 +31,7 @@ class Settings:
     threshold: int = 1000
     window_seconds: int = 3600
     level_factor: int = 10
+    state_retention_seconds: int = 7 * 24 * 3600
     partitions: int = 1
     posts_topic: str = "posts"
     dlq_topic: str = "posts-dlq"
@@ -63,6 +64,11 @@ class Settings:
         for name in ("threshold", "window_seconds", "partitions", "caption_batch", "fetch_max_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.state_retention_seconds and self.state_retention_seconds < self.window_seconds:
+            raise SettingsError(
+                f"state_retention_seconds ({self.state_retention_seconds}) must be 0 (keep everything) "
+                f"or at least window_seconds ({self.window_seconds})"
+            )
         if self.level_factor < 2:
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:

@@ -4,7 +4,7 @@
 All its state lives in the injected store (a dict in replays, a Faust table in workers), keyed so that
 each update is small:
 
-    s:<post>            the post was seen (at-least-once delivery: a redelivery is ignored)
+    s:<post>            the post's second: it was seen (at-least-once delivery: a redelivery is ignored)
     p:<post>            the clusters a post counts for (its own images', or its reshared post's)
     w:<post>            reshares waiting for <post> to arrive (out-of-order archives)
     rep:<cluster>       a cluster's representative hash (clustering.py)
@@ -14,19 +14,30 @@ each update is small:
 A cluster is suspected once any of its posts shows a reason (contract §4); a suspected cluster whose shares
 in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
 level alerted is stored with the cluster.
+
+State older than `retention_seconds` in event time is dropped now and then (monitor/state_expiry.py), so a
+worker that runs for months keeps a bounded table; clusters that alerted are kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+import logging
+import time
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from monitor.clustering import ClusterIndex
 from monitor.models import Alert, AnalyzedPost
-from monitor.virality import add_share, count_window, window_counts
+from monitor.state_expiry import plan_expiry
+from monitor.virality import BUCKET_SECONDS, add_share, count_window, window_counts
+
+log = logging.getLogger("monitor.tracker")
 
 MAX_REASONS = 20
+FUTURE_SLACK = 3600
+"""A post dated further than this past the wall clock does not move the event-time clock: one bad
+timestamp (year 2099) must not expire all state at once."""
 MAX_SAMPLES = 5
 _KIND_ORDER = {"bank_match": 0, "narrative": 1, "provenance": 2}
 
@@ -36,6 +47,8 @@ class ViralityPolicy:
     threshold: int = 1000
     window_seconds: int = 3600
     level_factor: int = 10
+    retention_seconds: int = 7 * 24 * 3600
+    """How far back in event time the tracker keeps per-post state and share counts; 0 keeps everything."""
 
     def needed(self, level: int) -> int:
         return int(self.threshold * self.level_factor ** (level - 1))
@@ -87,19 +100,28 @@ def _narrative_reasons(narrative: dict[str, Any] | None) -> list[dict[str, Any]]
 
 class ClusterTracker:
     def __init__(
-        self, store: MutableMapping[str, Any], policy: ViralityPolicy, cluster_distance: int
+        self,
+        store: MutableMapping[str, Any],
+        policy: ViralityPolicy,
+        cluster_distance: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.policy = policy
         self.clusters = ClusterIndex(store, cluster_distance)
         self._alerted: set[str] | None = None
+        self._clock = clock
+        self.watermark = 0
+        """The latest event time seen (posts dated implausibly far in the future excepted)."""
+        self._next_expiry: int | None = None
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
-        if self.store.get("s:" + post.post_id):
+        if self.store.get("s:" + post.post_id) is not None:
             return []
-        self.store["s:" + post.post_id] = 1
         second = int(post.created_at)
+        self.store["s:" + post.post_id] = second
+        self._advance(second)
         narrative = (
             {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
             if post.narrative
@@ -140,6 +162,32 @@ class ClusterTracker:
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
         return alerts
+
+    def _advance(self, second: int) -> None:
+        """Move the event-time clock; expire old state each time it passed a tenth of the retention."""
+        if second > self.watermark and second <= self._clock() + FUTURE_SLACK:
+            self.watermark = second
+        retention = self.policy.retention_seconds
+        if retention <= 0 or not self.watermark:
+            return
+        if self._next_expiry is None:
+            self._next_expiry = self.watermark  # once at start: a restarted worker may find old state
+        if self.watermark >= self._next_expiry:
+            self.expire(self.watermark - retention)
+            self._next_expiry = self.watermark + max(BUCKET_SECONDS, retention // 10)
+
+    def expire(self, horizon: int) -> int:
+        """Forget the state no window from `horizon` on can need; returns how many entries went."""
+        plan = plan_expiry(list(self.store.items()), horizon)
+        for key in plan.delete:
+            self.store.pop(key, None)
+        for key, kept in plan.rewrite.items():
+            self.store[key] = kept
+        if plan.clusters:
+            self.clusters.forget(set(plan.clusters))
+        if len(plan):
+            log.info("state expiry before %d: %d entries dropped", horizon, len(plan))
+        return len(plan)
 
     def _count(
         self,
