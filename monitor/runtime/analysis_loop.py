@@ -26,7 +26,9 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import faust
@@ -49,7 +51,10 @@ STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
 RESTART_PAUSE = 5.0
 LAG_EVERY = 5.0
+PIPELINE_DEPTH = 2
+"""Batches in flight: one analysed while the one before it is sent and committed."""
 
+Records = list[tuple[TopicPartition, Any]]
 Analyze = Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]]
 
 
@@ -111,6 +116,7 @@ class AnalysisLoop:
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._lag_reported = 0.0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
         self.assigned: frozenset[int] = frozenset()
         """The `posts` partitions this loop reads now (empty while the group rebalances)."""
 
@@ -127,6 +133,7 @@ class AnalysisLoop:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), RESTART_PAUSE)
         finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self._finished.set()
 
     async def stop(self) -> None:
@@ -150,21 +157,53 @@ class AnalysisLoop:
             await producer.start()
             consumer.subscribe([self.settings.posts_topic], listener=_Rebalance(self))
             await consumer.start()
-            while not self._stopping.is_set():
-                fetched = await consumer.getmany(timeout_ms=200, max_records=self.settings.caption_batch)
-                records = [(tp, record) for tp, batch in fetched.items() for record in batch]
-                if records:
-                    await self._handle(records, producer)
-                    await self._commit(consumer, records)
-                await self._report_lag(consumer)
+            # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
+            # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
+            pending: deque[tuple[Records, asyncio.Task[list[AnalyzedPost]]]] = deque()
+            try:
+                while not self._stopping.is_set():
+                    records: Records = []
+                    if len(pending) < PIPELINE_DEPTH:
+                        fetched = await consumer.getmany(
+                            timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
+                        )
+                        records = [(tp, record) for tp, batch in fetched.items() for record in batch]
+                        if records:
+                            pending.append((records, asyncio.create_task(self._prepare(records, producer))))
+                    if pending and (len(pending) >= PIPELINE_DEPTH or not records or pending[0][1].done()):
+                        await self._finish(*pending.popleft(), consumer, producer)
+                    await self._report_lag(consumer)
+                while pending:  # stopping: what was taken is finished, sent and committed
+                    await self._finish(*pending.popleft(), consumer, producer)
+            finally:
+                for _, task in pending:
+                    task.cancel()
+                await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
                 await producer.stop()
 
-    async def _handle(self, records: list[tuple[TopicPartition, Any]], producer: Any) -> None:
-        """Decode, dead-letter what is malformed, analyse the rest, send one sightings record."""
+    async def _finish(
+        self,
+        records: Records,
+        task: asyncio.Task[list[AnalyzedPost]],
+        consumer: Any,
+        producer: Any,
+    ) -> None:
+        """Send a prepared batch's sightings, then commit its offsets."""
+        analyzed = await task
+        if analyzed:
+            self.metrics.posts_analyzed.inc(len(analyzed))
+            count_findings(self.metrics, analyzed)
+            # One record per batch: fewer, larger messages keep the producer and the track agent cheap.
+            value = json.dumps({"posts": [item.to_json() for item in analyzed]}).encode()
+            await producer.send_and_wait(self.settings.sightings_topic, key=SIGHTINGS_KEY, value=value)
+        await self._commit(consumer, records)
+
+    async def _prepare(self, records: Records, producer: Any) -> list[AnalyzedPost]:
+        """Decode, dead-letter what is malformed (waiting until Kafka has it), analyse the rest."""
         self.metrics.events_consumed.labels(self.settings.posts_topic).inc(len(records))
         posts: list[Post] = []
         sources: list[tuple[TopicPartition, Any]] = []
@@ -187,19 +226,13 @@ class AnalysisLoop:
             analyzed = await self._analyze(posts, images, sources, producer, dead)
         for pending in dead:
             await pending  # the dead letters are on Kafka before the batch is committed
-        if not analyzed:
-            return
-        self.metrics.posts_analyzed.inc(len(analyzed))
-        count_findings(self.metrics, analyzed)
-        # One record per batch: fewer, larger messages keep the producer and the track agent cheap.
-        value = json.dumps({"posts": [item.to_json() for item in analyzed]}).encode()
-        await producer.send_and_wait(self.settings.sightings_topic, key=SIGHTINGS_KEY, value=value)
+        return analyzed
 
     async def _analyze(
         self,
         posts: list[Post],
         images: list[list[LoadedImage]],
-        sources: list[tuple[TopicPartition, Any]],
+        sources: Records,
         producer: Any,
         dead: list[Any],
     ) -> list[AnalyzedPost]:
@@ -210,13 +243,15 @@ class AnalysisLoop:
         """
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(None, self.analyze, posts, images)
+            return await loop.run_in_executor(self._executor, self.analyze, posts, images)
         except Exception:
             log.exception("analysis of a batch of %d posts failed; analysing them one by one", len(posts))
         analyzed: list[AnalyzedPost] = []
         for post, post_images, (tp, record) in zip(posts, images, sources, strict=True):
             try:
-                analyzed.extend(await loop.run_in_executor(None, self.analyze, [post], [post_images]))
+                analyzed.extend(
+                    await loop.run_in_executor(self._executor, self.analyze, [post], [post_images])
+                )
             except Exception as exc:
                 log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
                 self.metrics.dead_letter("analysis failed")
@@ -229,7 +264,7 @@ class AnalysisLoop:
     async def _send_dead_letter(self, producer: Any, key: bytes | None, letter: dict[str, Any]) -> Any:
         return await producer.send(self.settings.dlq_topic, key=key, value=json.dumps(letter).encode())
 
-    async def _commit(self, consumer: Any, records: list[tuple[TopicPartition, Any]]) -> None:
+    async def _commit(self, consumer: Any, records: Records) -> None:
         offsets: dict[TopicPartition, int] = {}
         for tp, record in records:
             offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
