@@ -40,6 +40,7 @@ from monitor.events import MalformedEvent, decode_event
 from monitor.images import LOAD_ERRORS, ImageLoader
 from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post
+from monitor.runtime.consumer_loops import forget_lag, report_lag, run_until_stopped
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
 
@@ -49,7 +50,6 @@ SIGHTINGS_KEY = b"clusters"
 """Every sighting carries this key: all cluster state lives in one partition of the tracker's table."""
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
-RESTART_PAUSE = 5.0
 LAG_EVERY = 5.0
 PIPELINE_DEPTH = 2
 """Batches in flight: one analysed while the one before it is sent and committed."""
@@ -92,9 +92,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         self.loop.assigned = frozenset()
-        for tp in revoked:  # a partition that moved is its new owner's to report
-            with contextlib.suppress(KeyError):
-                self.loop.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        forget_lag(self.loop.metrics, revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self.loop.assigned = frozenset(tp.partition for tp in assigned)
@@ -123,15 +121,8 @@ class AnalysisLoop:
     async def run(self) -> None:
         """Analyse until stopped; a failure of the loop (say, the broker gone) restarts it after a pause."""
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self._run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("analysis loop failed; restarting it (uncommitted posts are read again)")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), RESTART_PAUSE)
+            what = "analysis loop (uncommitted posts are read again)"
+            await run_until_stopped(self._run_once, self._stopping, log, what)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._finished.set()
@@ -281,17 +272,9 @@ class AnalysisLoop:
 
     async def _report_lag(self, consumer: Any) -> None:
         now = time.monotonic()
-        if now - self._lag_reported < LAG_EVERY:
-            return
-        self._lag_reported = now
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await consumer.position(tp)
-                lag = max(0, highwater - position)
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        if now - self._lag_reported >= LAG_EVERY:
+            self._lag_reported = now
+            await report_lag(consumer, self.metrics)
 
 
 def register_analysis(app: faust.App, loop: AnalysisLoop) -> None:

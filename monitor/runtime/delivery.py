@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 
 from monitor.metrics import Metrics
 from monitor.models import Alert
+from monitor.runtime.consumer_loops import forget_lag, report_lag, run_until_stopped
 from monitor.runtime.topics import bootstrap_servers, delivered_topic
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
@@ -44,7 +45,6 @@ log = logging.getLogger("monitor.delivery")
 
 STOP_TIMEOUT = 30.0
 """How long a stopping worker waits for the alert in hand (one request, then the commit)."""
-RESTART_PAUSE = 5.0
 
 
 class DeliveredLog:
@@ -126,15 +126,8 @@ class SlackDelivery:
     async def run(self) -> None:
         """Deliver until stopped; a failure of the loop (say, the broker gone) restarts it after a pause."""
         try:
-            while not self._stopping.is_set():
-                try:
-                    await self._run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("slack delivery loop failed; restarting it (alerts stay in the topic)")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), RESTART_PAUSE)
+            what = "slack delivery loop (alerts stay in the topic)"
+            await run_until_stopped(self._run_once, self._stopping, log, what)
         finally:
             self._finished.set()
 
@@ -159,7 +152,7 @@ class SlackDelivery:
                         await self.ready.wait()
                         if tp in consumer.assignment():  # else the partition's new owner reads it
                             await self._handle(consumer, webhook, tp, record)
-                await self._report_lag(consumer)
+                await report_lag(consumer, self.metrics)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -176,9 +169,7 @@ class SlackDelivery:
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Partitions are moving: give up waiting on an alert of theirs, uncommitted, for the next owner."""
-        for tp in revoked:
-            with contextlib.suppress(KeyError):  # their lag is the new owner's to report
-                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        forget_lag(self.metrics, revoked)
         if self._in_hand is not None and self._in_hand in revoked:
             self._interrupt.set()
             await self._idle.wait()
@@ -224,17 +215,6 @@ class SlackDelivery:
         else:
             log.error("alert %s NOT delivered to slack: %s", alert.alert_id, delivery.outcome)
         return True
-
-    async def _report_lag(self, consumer: Any) -> None:
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            with contextlib.suppress(KafkaError, AssertionError):
-                position = await consumer.position(tp)
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position)
-                )
 
 
 def register_delivery(app: faust.App, alerts_topic: Any, settings: Settings, metrics: Metrics) -> None:
