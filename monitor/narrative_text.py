@@ -1,10 +1,22 @@
 """Text handling for narrative matching: cleaning noisy captions and building decoys from example captions.
 
 Pure functions, no model. Captions arrive full of hashtags, mentions, links and emoji; sentence models read
-"#TrumpArrest" as one odd token, so hashtags are split into their words. Decoys are what keeps a caption
-about the same person but another story ("Trump speaks at a rally") from matching "Trump arrested": the
-names in a narrative's examples placed in bland contexts, so a caption that is close to the examples only
-because it names the same people is close to the decoys too (see monitor.narratives).
+"#TrumpArrest" as one odd token, so hashtags are split into their words.
+
+Decoys are captions built from a narrative's own examples that the narrative must NOT match; a caption as
+close to a decoy as to the examples is probably another story (see monitor.narratives). Three kinds:
+
+- name decoys (`decoys`): every name of the examples in bland contexts ("Trump today"), against captions
+  that are close to the examples only because they name the same people;
+- story decoys (`story_decoys`): the narrative's subjects in everyday stories of the kind that on-topic
+  captions tell ("Trump gives a speech", "tourists visit the Louvre"), the same thing with more ground;
+- swap decoys (`swap_decoys`): the examples with their subjects replaced by "someone" ("someone arrested
+  and dragged away by police officers"), against the same kind of event happening to another subject
+  ("Greta Thunberg detained by police"). They do not count against a caption that names one of the
+  narrative's subjects (`SubjectIndex`): such a caption cannot be about another subject.
+
+A narrative's subjects are the proper names that come back in at least two of its examples (the person,
+place or thing the story is about: "Trump", "Louvre", "Matterhorn"), not the incidental ones ("NYPD").
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _TAG = re.compile(r"[#@]([\w']+)")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")
 _WORD = re.compile(r"[^\W_][\w'\u2019.-]*", re.UNICODE)
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 #: Capitalised words that start sentences or headlines without naming anyone.
 _NOT_NAMES = frozenset(
@@ -91,6 +104,40 @@ DECOY_TEMPLATES: tuple[str, ...] = (
 )
 
 
+#: Everyday stories about a narrative's subjects (people first, then places and things). English only, like
+#: the bland contexts; bland on purpose: none of them is a claim anyone would fake a picture for.
+STORY_TEMPLATES: tuple[str, ...] = (
+    "{} gives a speech",
+    "{} speaks at a rally",
+    "{} meets world leaders",
+    "{} gives an interview on television",
+    "{} at a press conference",
+    "{} visits a school",
+    "{} attends a ceremony",
+    "{} waves to the crowd",
+    "{} announces a new plan",
+    "{} on holiday with family",
+    "{} wins an award",
+    "{} posts a message on social media",
+    "tourists visit {}",
+    "{} lit up at night",
+    "fireworks over {}",
+    "{} at sunset",
+    "{} reopens to the public",
+    "crowds gather at {}",
+    "a new exhibition at {}",
+    "{} celebrates its anniversary",
+    "{} covered in scaffolding for renovation",
+    "a beautiful view of {} on a sunny day",
+)
+
+#: What a narrative's subjects become in its swap decoys.
+SWAP_PLACEHOLDER = "someone"
+
+#: Lower-case words that join the parts of one name ("Statue of Liberty", "Houses of Parliament").
+_NAME_JOINERS = frozenset(["of", "de", "du", "des", "del", "van", "von", "der", "bin"])
+
+
 def clean_caption(text: str) -> str:
     """A caption as a sentence model should read it: links dropped, hashtags and mentions split into words,
     emoji and other pictographs dropped, whitespace collapsed. Never raises; may return ''."""
@@ -123,3 +170,155 @@ def names(texts: Iterable[str]) -> list[str]:
 def decoys(examples: Sequence[str], templates: Sequence[str] = DECOY_TEMPLATES) -> list[str]:
     """Bland captions about the names in a narrative's examples (none if the examples name no one)."""
     return [template.format(name) for name in names(examples) for template in templates]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: "Erdoğan" -> "erdogan", "Zürich" -> "zurich"."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _strip(word: str) -> str:
+    """A name's word without trailing punctuation or possessive: "Trump's" -> "Trump"."""
+    word = word.rstrip(".'\u2019")
+    return re.sub(r"['\u2019]s$", "", word)
+
+
+def proper_names(texts: Iterable[str]) -> list[str]:
+    """The proper names of example captions, stricter than `names`: runs of capitalised words (joined by
+    "of", "de"... inside one name) and all-capital acronyms ("NASA"); a single capitalised word that opens
+    its caption counts only where some example also capitalises it inside a longer name or mid-sentence
+    ("Trump tackled..." with "Donald Trump" elsewhere), not "Snow falls on..." or "Huge flames...".
+    In order of first appearance, without duplicates."""
+    parsed: list[tuple[int, list[tuple[int, list[str]]], list[str]]] = []
+    capitalised_elsewhere: set[str] = set()
+    for text in texts:
+        words = _WORD.findall(clean_caption(text))
+        runs: list[tuple[int, list[str]]] = []
+        run: list[str] = []
+        start = 0
+        for i, word in enumerate(words):
+            if word[:1].isupper() and word.lower() not in _NOT_NAMES:
+                if not run:
+                    start = i
+                run.append(_strip(word))
+            elif run and word in _NAME_JOINERS and i + 1 < len(words) and words[i + 1][:1].isupper():
+                run.append(word)
+            elif run:
+                runs.append((start, run))
+                run = []
+        if run:
+            runs.append((start, run))
+        first = next((i for i, w in enumerate(words) if w.lower() not in _NOT_NAMES), 0)
+        for begin, found in runs:
+            if begin != first or len(found) > 1:
+                capitalised_elsewhere.update(w.lower() for w in found)
+        parsed.append((first, runs, words))
+    out: list[str] = []
+    for first, runs, words in parsed:
+        for begin, found in runs:
+            lone = begin == first and len(found) == 1 and found[0].lower() not in capitalised_elsewhere
+            if lone and not (len(found[0]) > 1 and found[0].isupper()):
+                continue  # a capitalised common word opening the caption, not an acronym
+            out.append(" ".join(found))
+        out.extend(
+            _strip(w) for w in words if len(_strip(w)) > 1 and _strip(w).isupper() and _strip(w).isalpha()
+        )
+    return list(dict.fromkeys(n for n in out if n and n.lower() not in _NOT_NAMES))
+
+
+def _has_word(text: str, word: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(fold(word)) + r"(?!\w)", fold(clean_caption(text))) is not None
+
+
+def subject_names(examples: Sequence[str]) -> list[str]:
+    """Every proper name of the examples whose last word comes back in at least two examples: the forms
+    of the narrative's subjects ("Donald Trump", "Trump"), the incidental names left out ("NYPD")."""
+    return [
+        name
+        for name in proper_names(examples)
+        if sum(_has_word(text, name.split()[-1]) for text in examples) >= 2
+    ]
+
+
+def subjects(examples: Sequence[str]) -> list[str]:
+    """The narrative's subjects, one form each (the shortest: "Trump" for "Donald Trump" and "Trump")."""
+    groups: dict[str, list[str]] = {}
+    for name in subject_names(examples):
+        groups.setdefault(fold(name.split()[-1]), []).append(name)
+    return [min(forms, key=len) for forms in groups.values()]
+
+
+def story_decoys(examples: Sequence[str], templates: Sequence[str] = STORY_TEMPLATES) -> list[str]:
+    """Everyday stories about the narrative's subjects (none if it has none)."""
+    return [template.format(subject) for subject in subjects(examples) for template in templates]
+
+
+def swap_decoys(examples: Sequence[str], placeholder: str = SWAP_PLACEHOLDER) -> list[str]:
+    """The examples with every form of the narrative's subjects replaced by the placeholder: the same event
+    with someone else in it. Examples that do not name a subject give none."""
+    forms = subject_names(examples)
+    if not forms:
+        return []
+    words = {w for name in forms for w in name.split()}
+    targets = {n for n in proper_names(examples) if words & set(n.split())} | set(forms)
+    targets |= {n.split()[-1] for n in targets}
+    pattern = re.compile(
+        "|".join(
+            r"(?<!\w)" + re.escape(t) + r"(?:'s|\u2019s)?(?!\w)"
+            for t in sorted(targets, key=len, reverse=True)
+        )
+    )
+    out: list[str] = []
+    for text in examples:
+        cleaned = clean_caption(text)
+        swapped = pattern.sub("\x00", cleaned)
+        if swapped == cleaned:
+            continue
+        swapped = re.sub(r"\x00(?:\s*\x00)*", placeholder, swapped)
+        out.append(" ".join(swapped.split()))
+    return list(dict.fromkeys(out))
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Two folded words that name the same thing: equal, or one a close variant of the other ("zelenski" /
+    "zelensky", "eiffelturm" / "eiffel"): a common start of 5+ letters covering 3/4 of the shorter word."""
+    if a == b:
+        return True
+    shorter = min(len(a), len(b))
+    if shorter < 5:
+        return False
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common >= 5 and common >= 0.75 * shorter
+
+
+class SubjectIndex:
+    """Which narratives' subjects a caption names, by their words (accents and case folded, close spellings
+    accepted): one dictionary look-up per word of the caption."""
+
+    def __init__(self, subjects_by_narrative: Sequence[Sequence[str]]) -> None:
+        self.count = len(subjects_by_narrative)
+        self._by_start: dict[str, list[tuple[str, int]]] = {}
+        for k, names_ in enumerate(subjects_by_narrative):
+            for name in names_:
+                for word in _TOKEN.findall(fold(name)):
+                    if word in _NAME_JOINERS or word in _NOT_NAMES:
+                        continue
+                    self._by_start.setdefault(word[:5], []).append((word, k))
+
+    @property
+    def empty(self) -> bool:
+        return not self._by_start
+
+    def named(self, caption: str) -> set[int]:
+        """The narratives (by index) whose subjects the caption names."""
+        found: set[int] = set()
+        for word in set(_TOKEN.findall(fold(caption))):
+            for subject_word, k in self._by_start.get(word[:5], ()):
+                if k not in found and _same_word(word, subject_word):
+                    found.add(k)
+        return found

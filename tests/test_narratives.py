@@ -23,8 +23,18 @@ from monitor.encoders import (
     parse_model_spec,
 )
 from monitor.narrative_background import BACKGROUND_CAPTIONS
-from monitor.narrative_text import clean_caption, decoys, names
+from monitor.narrative_text import (
+    SubjectIndex,
+    clean_caption,
+    decoys,
+    names,
+    proper_names,
+    story_decoys,
+    subjects,
+    swap_decoys,
+)
 from monitor.narratives import (
+    CONTRAST_WEIGHT,
     DEFAULT_MODEL,
     SCORE_SCALE,
     SHIPPED_CALIBRATIONS,
@@ -206,6 +216,54 @@ def test_decoys_refuse_a_caption_that_shares_only_the_name() -> None:
     assert m.match("Trump speaks at a rally") is None
 
 
+# Dimensions: trump (the subject), arrest (the event), rally (another event), three unrelated topics.
+SWAP_EXAMPLES = ["Trump arrested by police", "police officers detain Trump"]
+
+
+def swap_table() -> dict[str, Sequence[float]]:
+    """Vectors for a narrative whose two examples share their subject, and for every decoy it gets."""
+    table: dict[str, Sequence[float]] = dict(DECOY_VECTORS)
+    table["Trump arrested by police"] = (1, 1, 0, 0, 0, 0)
+    table["police officers detain Trump"] = (0.9, 1, 0, 0.1, 0, 0)
+    table["Trump detained by police"] = (0.9, 1, 0, 0, 0.1, 0)  # the story, the subject named
+    table["Greta Thunberg detained by police"] = (0, 1, 0, 0.3, 0, 0.1)  # the event, someone else
+    for text in decoys(SWAP_EXAMPLES):
+        table[text] = (1, 0, 0.4, 0.1, 0.1, 0.1)  # the name in bland contexts
+    for text in story_decoys(SWAP_EXAMPLES):
+        table[text] = (1, 0, 1, 0, 0, 0)  # the name in other stories
+    for text in swap_decoys(SWAP_EXAMPLES):
+        table[text] = (0, 1, 0, 0.2, 0, 0)  # the event with "someone"
+    return table
+
+
+def test_swap_decoys_refuse_the_same_event_about_someone_else_but_not_the_subject() -> None:
+    assert swap_decoys(SWAP_EXAMPLES) == ["someone arrested by police", "police officers detain someone"]
+    bank = examples(*(("trump-arrest", text) for text in SWAP_EXAMPLES))
+    captions = ["Trump detained by police", "Greta Thunberg detained by police"]
+
+    def scores(contrast_weight: float) -> list[float]:
+        m = NarrativeMatcher(
+            TableEncoder(swap_table()),
+            bank,
+            0.0,
+            background=DECOY_BACKGROUND,
+            contrast_weight=contrast_weight,
+        )
+        found = [m.best(text) for text in captions]
+        assert all(f is not None and f.narrative_id == "trump-arrest" for f in found)
+        return [f.score for f in found if f is not None]
+
+    (story, other), (story_before, other_before) = scores(CONTRAST_WEIGHT), scores(0.0)
+    # The caption that names Trump is not about someone else: the swap decoys cost it nothing, although
+    # it is closer to them than to the bland contexts of the name.
+    assert story == pytest.approx(story_before, abs=1e-6)
+    assert other < other_before - 0.1
+    threshold = (story + other) / 2
+    assert other_before > threshold  # without the swap decoys, Greta's arrest passed for Trump's
+    m = NarrativeMatcher(TableEncoder(swap_table()), bank, threshold, background=DECOY_BACKGROUND)
+    assert [r.narrative_id if r else None for r in m.match_many(captions)] == ["trump-arrest", None]
+
+
 # --- a mix of models: weights and the screen --------------------------------------------------------------
 
 
@@ -335,6 +393,57 @@ def test_names_are_runs_of_capitalised_words_without_headline_words() -> None:
     assert "latest news about Pope Francis" in decoys(["Pope Francis on a motorbike"])
 
 
+def test_proper_names_skip_capitalised_common_words_that_open_a_caption() -> None:
+    assert proper_names(
+        ["Snow falls on the Egyptian pyramids and the Sphinx", "The pyramids of Giza in snow"]
+    ) == [
+        "Egyptian",
+        "Sphinx",
+        "Giza",
+    ]
+    assert proper_names(["Trump tackled by NYPD officers", "Donald Trump's arrest"]) == [
+        "Trump",
+        "NYPD",
+        "Donald Trump",
+    ]
+    assert proper_names(["Flood water rising up to the torch of the Statue of Liberty"]) == [
+        "Statue of Liberty"
+    ]
+    assert proper_names(["Leaked NASA photo of the moon landing"]) == ["NASA"]
+
+
+def test_subjects_are_the_names_that_come_back_in_several_examples() -> None:
+    trump = [
+        "Donald Trump arrested and dragged away by police",
+        "Trump tackled to the ground by NYPD officers",
+    ]
+    assert subjects(trump) == ["Trump"]  # one form each; NYPD is named once only
+    assert subjects(["Pope Francis in a puffer jacket", "The pope in a white coat"]) == []
+    assert story_decoys(["no names here", "none either"]) == []
+    assert "Trump gives a speech" in story_decoys(trump)
+    assert "tourists visit Louvre" in story_decoys(["The Louvre flooded", "Paintings floating in the Louvre"])
+    assert swap_decoys(trump) == [
+        "someone arrested and dragged away by police",
+        "someone tackled to the ground by NYPD officers",
+    ]
+    assert swap_decoys(["Xi Jinping in a wheelchair", "Chinese leader Xi, too weak to walk"]) == [
+        "someone in a wheelchair",
+        "Chinese leader someone, too weak to walk",
+    ]
+
+
+def test_a_subject_is_named_across_accents_case_and_close_spellings() -> None:
+    index = SubjectIndex([["Erdogan"], ["Zelensky"], ["Eiffel Tower"], ["Xi"], []])
+    assert index.named("Erdoğan s'effondre sur scène") == {0}
+    assert index.named("ZELENSKI pide a los soldados que se rindan") == {1}
+    assert index.named("Feuerwerk über dem Eiffelturm") == {2}
+    assert index.named("is Xi sick?? in a wheelchair now") == {3}
+    assert index.named("Xiaomi launches a phone") == set()
+    assert index.named("Zelda fans queue for the new game") == set()
+    assert index.named("the Turkish president faints") == set()
+    assert SubjectIndex([[], []]).empty
+
+
 # --- model settings ---------------------------------------------------------------------------------------
 
 
@@ -391,9 +500,12 @@ def test_default_models_match_translations_and_refuse_another_story(default_enco
         "Donald Trump von der Polizei festgenommen",
         "Heavy rain expected in Seattle this weekend",
         "Donald Trump plays golf in Florida",
+        "Trump gives a speech in Manhattan",
+        "Police detain Elon Musk outside his office",
+        "Une star du football arrêtée par la police à Manhattan",
     ]
     results = m.match_many(texts)
-    assert [r.narrative_id if r else None for r in results] == ["pope-fashion", "trump-arrest", None, None]
+    assert [r.narrative_id if r else None for r in results] == ["pope-fashion", "trump-arrest"] + [None] * 5
     # A short translation that mostly repeats the names scores lower (the names' decoys pull it down), but
     # still ranks its narrative first and above another story about the same people.
     french = m.best("Le pape François porte une doudoune blanche")
