@@ -8,8 +8,9 @@ close to a decoy as to the examples is probably another story (see monitor.narra
 
 - name decoys (`decoys`): every name of the examples in bland contexts ("Trump today"), against captions
   that are close to the examples only because they name the same people;
-- story decoys (`story_decoys`): the narrative's subjects in everyday stories of the kind that on-topic
-  captions tell ("Trump gives a speech", "tourists visit the Louvre"), the same thing with more ground;
+- story decoys (`story_decoys`): the narrative's subjects (or, failing those, its proper names) in
+  everyday stories of the kind that on-topic captions tell ("Trump gives a speech", "tourists visit
+  Louvre"), the same thing with more ground;
 - swap decoys (`swap_decoys`): the examples with their subjects replaced by "someone" ("someone arrested
   and dragged away by police officers"), against the same kind of event happening to another subject
   ("Greta Thunberg detained by police"). They do not count against a caption that names one of the
@@ -250,8 +251,11 @@ def subjects(examples: Sequence[str]) -> list[str]:
 
 
 def story_decoys(examples: Sequence[str], templates: Sequence[str] = STORY_TEMPLATES) -> list[str]:
-    """Everyday stories about the narrative's subjects (none if it has none)."""
-    return [template.format(subject) for subject in subjects(examples) for template in templates]
+    """Everyday stories about the narrative's subjects or, where no name comes back in two examples ("the
+    pyramids of Giza" / "the Egyptian pyramids and the Sphinx"), about each of its proper names; none if
+    the examples name nothing."""
+    named = subjects(examples) or proper_names(examples)
+    return [template.format(name) for name in named for template in templates]
 
 
 def swap_decoys(examples: Sequence[str], placeholder: str = SWAP_PLACEHOLDER) -> list[str]:

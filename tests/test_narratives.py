@@ -422,6 +422,10 @@ def test_subjects_are_the_names_that_come_back_in_several_examples() -> None:
     assert story_decoys(["no names here", "none either"]) == []
     assert "Trump gives a speech" in story_decoys(trump)
     assert "tourists visit Louvre" in story_decoys(["The Louvre flooded", "Paintings floating in the Louvre"])
+    pyramids = ["The pyramids of Giza covered in snow", "Snow falls on the Egyptian pyramids and the Sphinx"]
+    assert subjects(pyramids) == []  # no name comes back: each proper name gets the stories
+    assert {"tourists visit Giza", "tourists visit Sphinx"} <= set(story_decoys(pyramids))
+    assert swap_decoys(pyramids) == []
     assert swap_decoys(trump) == [
         "someone arrested and dragged away by police",
         "someone tackled to the ground by NYPD officers",
