@@ -34,6 +34,7 @@ from monitor.provenance import add_problem_observer
 from monitor.runtime.analysis_loop import AnalysisLoop, register_analysis
 from monitor.runtime.delivery import register_delivery
 from monitor.runtime.topics import STATE_TABLE
+from monitor.runtime.write_buffer import WriteBuffer
 from monitor.settings import Settings
 from monitor.tracker import ClusterTracker
 
@@ -131,18 +132,23 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
             metrics.events_consumed.labels(settings.sightings_topic).inc()
             tracker = tracker_box.get("tracker")
             if tracker is None:
+                buffer = WriteBuffer(state)
                 tracker = tracker_box["tracker"] = ClusterTracker(
-                    state, virality_policy(settings), settings.cluster_distance
+                    buffer, virality_policy(settings), settings.cluster_distance
                 )
+            alerts = []
             for item in value["posts"]:
                 post = AnalyzedPost.from_json(item)
-                for alert in tracker.observe(post):
-                    await alerts_topic.send(key=alert.cluster_id.encode(), value=alert.to_json())
-                    metrics.alerts.labels(str(alert.level)).inc()
-                    log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
+                alerts.extend(tracker.observe(post))
                 if post.created_at > latest_event[0]:
                     latest_event[0] = post.created_at
                     metrics.last_event_time.set(post.created_at)
+            # The batch's state first (one changelog record per key), then its alerts.
+            cast(WriteBuffer, tracker.store).flush()
+            for alert in alerts:
+                await alerts_topic.send(key=alert.cluster_id.encode(), value=alert.to_json())
+                metrics.alerts.labels(str(alert.level)).inc()
+                log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
             metrics.last_processed.set(time.time())
             metrics.clusters_tracked.set(len(tracker.clusters))
             yield None
