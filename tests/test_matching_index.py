@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
 import pytest
 
+from monitor import hash_index
 from monitor.hash_index import MAX_RADIUS, PdqIndex, distances, from_words, layout, to_words
 
 
@@ -89,3 +91,61 @@ def test_chunk_layouts_cover_every_bit_and_the_pigeonhole(count: int) -> None:
     assert sum(c.width for c in chunks) == 256
     assert sum(c.radius + 1 for c in chunks) >= MAX_RADIUS + 1
     assert all(16 <= c.width <= 24 for c in chunks)
+
+
+def _brute_nearest(values: list[int], query: int, radius: int) -> tuple[int, int] | None:
+    d = distances(to_words(values), to_words([query])[0])
+    best = int(np.argmin(d))  # the lowest index among the closest
+    return (best, int(d[best])) if d[best] <= radius else None
+
+
+def _planted_bank(rng: random.Random, size: int) -> tuple[list[int], list[int]]:
+    """A random bank with planted near neighbours (and exact duplicates, for ties), and queries near
+    its hashes at every distance from 0 to 45 (so inside and outside the radius) or far from all."""
+    values = [rng.getrandbits(256) for _ in range(size)]
+    for _ in range(size // 10):
+        values.append(_near(rng, rng.choice(values), rng.randrange(0, 40)))
+    for _ in range(20):
+        values.append(rng.choice(values))  # a duplicate: a tie the lowest index must win
+    queries = [_near(rng, rng.choice(values), rng.randrange(0, 46)) for _ in range(200)]
+    queries += [rng.getrandbits(256) for _ in range(20)]
+    return values, queries
+
+
+@pytest.mark.parametrize("radius", [0, 9, 31, 40])
+def test_nearest_and_nearest_many_agree_with_a_scan(radius: int) -> None:
+    rng = random.Random(100 + radius)
+    values, queries = _planted_bank(rng, 30_000)  # over BRUTE_FORCE_BELOW: tables built
+    index = PdqIndex(values)
+    expected = [_brute_nearest(values, q, radius) for q in queries]
+    single = [index.nearest(q, radius) for q in queries]
+    assert [None if f is None else (f.index, f.distance) for f in single] == expected
+    many = index.nearest_many(queries, radius)
+    assert [None if f is None else (f.index, f.distance) for f in many] == expected
+    assert sum(e is not None for e in expected) >= (3 if radius == 0 else 20)
+
+
+def test_appends_get_tables_of_their_own_and_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hash_index, "TAIL_LIMIT", 300)
+    rng = random.Random(11)
+    values, queries = _planted_bank(rng, 2000)
+    index = PdqIndex(values[:500], tables=True)
+    most = 1
+    for i, value in enumerate(values[500:], start=500):
+        assert index.add(value) == i
+        segments = index._segments
+        most = max(most, len(segments))
+        # Tables cover all but under TAIL_LIMIT hashes, in segments that shrink geometrically.
+        assert len(index) - (segments[-1].first + segments[-1].count) < 300
+        assert all(a.count >= hash_index.MERGE_FACTOR * b.count for a, b in itertools.pairwise(segments))
+        if i % 350 == 0 or i == len(values) - 1:
+            seen = values[: i + 1]
+            for q in queries[::4]:
+                found = index.nearest(q, MAX_RADIUS)
+                assert (None if found is None else (found.index, found.distance)) == _brute_nearest(
+                    seen, q, MAX_RADIUS
+                )
+                assert [(f.distance, f.index) for f in index.search(q, MAX_RADIUS)] == _brute(
+                    seen, q, MAX_RADIUS
+                )
+    assert most > 1
