@@ -142,6 +142,8 @@ class BankMatcher:
                     pdq_values.append(region)
                     self._pdq_clusters.append(image.cluster)
         self._pdq = PdqIndex(pdq_values)
+        self._cluster_rows: dict[str, list[int]] | None = None
+        """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
         if local:
             for image in bank.images:
@@ -155,8 +157,7 @@ class BankMatcher:
 
     def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
         best: BankMatch | None = None
-        for value in query_pdqs(hashes, self.min_quality):
-            found = self._pdq.nearest(value, radius)
+        for found in self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius):
             if found is not None and (best is None or found.distance < best.distance):
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
@@ -224,12 +225,15 @@ class BankMatcher:
         return self.match(hashes) or self.match_local(image, hashes)
 
     def _distance_to(self, cluster: str, hashes: ImageHashes) -> int:
+        if self._cluster_rows is None:  # built on the first local match, not for banks that have none
+            self._cluster_rows = {}
+            for index, owner in enumerate(self._pdq_clusters):
+                self._cluster_rows.setdefault(owner, []).append(index)
         best = 256
         queries = query_pdqs(hashes, 0)
-        for index, owner in enumerate(self._pdq_clusters):
-            if owner == cluster:
-                stored = self._pdq.value(index)
-                best = min([best, *((stored ^ q).bit_count() for q in queries)])
+        for index in self._cluster_rows.get(cluster, ()):
+            stored = self._pdq.value(index)
+            best = min([best, *((stored ^ q).bit_count() for q in queries)])
         return best
 
 
