@@ -209,6 +209,7 @@ def _ms(seconds: float | None) -> float | None:
 def naive_phash(archive: Path, posts: int) -> RunResult:
     """The least work: parse every line, base64-decode every image, one `imagehash.phash` each."""
     start = time.perf_counter()
+    cpu_start = time.process_time()
     images = failed = 0
     with archive.open(encoding="utf-8") as reader:
         for line in reader:
@@ -225,7 +226,10 @@ def naive_phash(archive: Path, posts: int) -> RunResult:
                 except (KeyError, TypeError, ValueError, OSError):  # the stream's deliberately broken images
                     failed += 1
     seconds = time.perf_counter() - start
-    return RunResult("naive phash", posts, seconds, extra={"images": images, "images_failed": failed})
+    cpu = time.process_time() - cpu_start
+    return RunResult(
+        "naive phash", posts, seconds, extra={"images": images, "images_failed": failed, "cpu_seconds": cpu}
+    )
 
 
 async def run_pipeline(
@@ -233,6 +237,7 @@ async def run_pipeline(
 ) -> RunResult:
     """Archive parse + `Pipeline.process` in batches of `caption_batch`, as the embedded replay does."""
     start = time.perf_counter()
+    cpu_start = time.process_time()
     archive = read_archive(archive_path)
     pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
     latencies: list[float] = []
@@ -258,6 +263,7 @@ async def run_pipeline(
         alerts=len(alerts),
         latencies=latencies,
         extra={
+            "cpu_seconds": time.process_time() - cpu_start,
             "batch_p50_ms": _ms(percentile(batch_seconds, 50)),
             "batch_p99_ms": _ms(percentile(batch_seconds, 99)),
             "alert_ids": sorted(a.alert_id for a in alerts),
@@ -379,6 +385,16 @@ class WorkerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the worker so far, all its threads (Linux /proc), or None."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 25) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -399,6 +415,43 @@ class WorkerProcess:
                 await process.wait()
         self.exit_code = process.returncode
         return self.exit_code
+
+
+class CpuSampler:
+    """The worker's CPU time every 0.1 s, so the CPU spent between two wall-clock times can be read."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.samples: list[tuple[float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        async def sample() -> None:
+            while True:
+                cpu = self.worker.cpu_seconds()
+                if cpu is not None:
+                    self.samples.append((time.time(), cpu))
+                await asyncio.sleep(0.1)
+
+        self._task = asyncio.create_task(sample())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def between(self, start: float, end: float) -> float | None:
+        def at(when: float) -> float | None:
+            before = [s for s in self.samples if s[0] <= when]
+            after = [s for s in self.samples if s[0] >= when]
+            if not before or not after:
+                return None
+            (t0, c0), (t1, c1) = before[-1], after[0]
+            return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+        first, last = at(start), at(end)
+        return None if first is None or last is None else last - first
 
 
 async def wait_until(
@@ -604,8 +657,15 @@ async def run_kafka(
             )
         await watcher.start()
         await worker.start()
+        sampler = CpuSampler(worker)
+        sampler.start()
         got = watcher.records[sightings]
-        await wait_until(lambda: len(got) >= stream.posts, 120 + stream.posts / 5, "all sightings", worker)
+        try:
+            await wait_until(
+                lambda: len(got) >= stream.posts, 120 + stream.posts / 5, "all sightings", worker
+            )
+        finally:
+            await sampler.stop()
         timestamps = sorted(r.timestamp for r in got[: stream.posts])
         alerts = watcher.records[alerts_topic]
         await wait_until(
@@ -623,6 +683,7 @@ async def run_kafka(
             extra={
                 "first_batch": first_batch,
                 "startup_seconds": round(timestamps[0] - worker.spawned_at, 3),
+                "cpu_seconds": sampler.between(timestamps[0], timestamps[-1]),
                 "produce_seconds": round(produce_seconds, 3),
                 "alert_ids": sorted(json.loads(r.value)["alert_id"] for r in alerts),
                 "run_id": run_id,
@@ -721,7 +782,14 @@ def summarise(runs: Sequence[RunResult]) -> dict[str, Any]:
         "latency_p99_ms_median": _ms(statistics.median(p99s)) if p99s else None,
         "latency_samples": sum(len(r.latencies) for r in runs),
         "alerts_median": statistics.median([r.alerts for r in runs]) if runs else None,
+        "cpu_ms_per_post_median": _cpu_ms_per_post(runs),
     }
+
+
+def _cpu_ms_per_post(runs: Sequence[RunResult]) -> float | None:
+    """CPU time per post (all threads): unlike posts/s, barely moved by other work on a shared machine."""
+    values = [r.extra["cpu_seconds"] * 1000 / r.posts for r in runs if r.extra.get("cpu_seconds") and r.posts]
+    return round(statistics.median(values), 2) if values else None
 
 
 def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
@@ -737,7 +805,7 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 def print_table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
     header = (
         f"{'variant':<32} {'posts/s':>8} {'(min-max)':>13} {'p50 ms':>8} {'p99 ms':>8} {'alerts':>6}"
-        "  vs baseline"
+        f" {'CPU ms/post':>11}  vs baseline"
     )
     print(header)
     print("-" * len(header))
@@ -746,7 +814,7 @@ def print_table(rows: list[tuple[str, dict[str, Any], str]]) -> None:
         print(
             f"{name:<32} {_fmt(summary['posts_per_second_median']):>8} {spread:>13} "
             f"{_fmt(summary['latency_p50_ms_median'], 1):>8} {_fmt(summary['latency_p99_ms_median'], 1):>8} "
-            f"{_fmt(summary['alerts_median']):>6}  {versus}"
+            f"{_fmt(summary['alerts_median']):>6} {_fmt(summary['cpu_ms_per_post_median'], 2):>11}  {versus}"
         )
 
 
