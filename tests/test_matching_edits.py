@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from monitor.bank import add_images, load_bank
 from monitor.hashing import compute_hashes
+from monitor.local_features import Features, LocalIndex, features
 from monitor.matching import BankMatcher
 from monitor.models import BankMatch
 from monitor.settings import Settings
@@ -128,3 +129,29 @@ def test_a_matcher_without_the_local_stage_misses_crops(tmp_path: Path) -> None:
     global_only = BankMatcher(load_bank(tmp_path / "bank"), Settings().match_distance, local=False)
     image = Image.open(io.BytesIO(apply_edit("crop", picture, 1)))
     assert global_only.match_image(image, compute_hashes(image)) is None
+
+
+def test_local_matching_is_reproducible(matcher: BankMatcher) -> None:
+    """The local stage's LSH tables are drawn from a seeded generator: a matcher built again from the
+    same bank, after other indexes were built in between, pairs descriptors the same way."""
+    picture = apply_edit("crop", generated_photo(BANKED[1]), 3)
+    query = features(Image.open(io.BytesIO(picture)))
+    first = matcher._local.match(query)
+    other = LocalIndex()
+    other.add("noise", features(generated_photo(OTHERS[0])))
+    assert other.match(query) is None  # builds (and draws) another index in between
+    rebuilt = LocalIndex()
+    for key, found in zip(matcher._local._keys, _features_of(matcher), strict=True):
+        rebuilt.add(key, found)
+    again = rebuilt.match(query)
+    assert first is not None and again is not None
+    assert (again.key, again.inliers) == (first.key, first.inliers)
+
+
+def _features_of(matcher: BankMatcher) -> list[Features]:
+    index = matcher._local
+    bounds = [*index._offsets, len(index._descriptors)]
+    return [
+        Features(points, index._descriptors[bounds[i] : bounds[i + 1]])
+        for i, points in enumerate(index._points)
+    ]

@@ -148,4 +148,8 @@ def test_appends_get_tables_of_their_own_and_stay_exact(monkeypatch: pytest.Monk
                 assert [(f.distance, f.index) for f in index.search(q, MAX_RADIUS)] == _brute(
                     seen, q, MAX_RADIUS
                 )
+            many = index.nearest_many(queries[::4], MAX_RADIUS)
+            assert [None if f is None else (f.index, f.distance) for f in many] == [
+                _brute_nearest(seen, q, MAX_RADIUS) for q in queries[::4]
+            ]
     assert most > 1
