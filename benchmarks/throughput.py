@@ -584,6 +584,7 @@ def kafka_env(run_id: str, broker: str, settings: Settings, data_dir: Path) -> d
             "MONITOR_WINDOW_SECONDS": str(settings.window_seconds),
             "MONITOR_DATA_DIR": str(data_dir),
             "MONITOR_PARTITIONS": "1",
+            "MONITOR_ANALYSIS_PROCESSES": str(settings.analysis_processes),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -936,7 +937,7 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         log(f"live stream: {len(plan.events)} posts, {len(plan.triggers)} alerts expected")
 
     runs: dict[str, list[RunResult]] = {
-        name: [] for name in ("naive", "nocaptions", "inprocess", "unique", "kafka", "live")
+        name: [] for name in ("naive", "nocaptions", "inprocess", "unique", "kafka", "kafka_thread", "live")
     }
     kafka_startup: list[float] = []
     kafka_produce: list[float] = []
@@ -968,6 +969,18 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                 args.keep,
             )
             runs["kafka"].append(result.throughput)
+            threaded = await run_kafka(
+                repeat,
+                stream,
+                settings.replace(analysis_processes=0),
+                args.broker,
+                work_dir,
+                None,
+                args.live_rate,
+                runs["inprocess"][-1].alerts,
+                args.keep,
+            )
+            runs["kafka_thread"].append(threaded.throughput)
             kafka_startup.append(result.startup_seconds)
             kafka_produce.append(result.produce_seconds)
             live = result.live
@@ -975,7 +988,8 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
                 runs["live"].append(live)
             log(
                 f"repeat {repeat}/{args.repeats} kafka: {result.throughput.rate:.0f} posts/s after a "
-                f"{result.startup_seconds:.1f} s start-up, {result.throughput.alerts} alerts"
+                f"{result.startup_seconds:.1f} s start-up, {result.throughput.alerts} alerts "
+                f"(analysis in a thread: {threaded.throughput.rate:.0f} posts/s)"
                 + (
                     f"; live at {live.extra['rate']} posts/s: "
                     f"{live.alerts}/{live.extra['expected_alerts']} alerts, "
@@ -996,6 +1010,7 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
     vs_full_plain = ratio_median(runs["nocaptions"], runs["inprocess"])
     vs_full_unique = ratio_median(runs["unique"], runs["inprocess"])
     kafka_vs_inprocess = ratio_median(runs["kafka"], runs["inprocess"])
+    thread_vs_inprocess = ratio_median(runs["kafka_thread"], runs["inprocess"])
     print()
     print(
         f"{stream.posts} posts ({stream.with_images} with an image), threshold {args.threshold} in "
@@ -1017,8 +1032,20 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         ),
     ]
     if runs["kafka"]:
+        processes = settings.analysis_processes
         rows.append(
-            ("kafka worker (1 partition)", summaries["kafka"], f"x{_fmt(kafka_vs_inprocess, 2)} in-process")
+            (
+                f"kafka worker, {processes} analysis proc.",
+                summaries["kafka"],
+                f"x{_fmt(kafka_vs_inprocess, 2)} in-process",
+            )
+        )
+        rows.append(
+            (
+                "kafka worker, analysis in thread",
+                summaries["kafka_thread"],
+                f"x{_fmt(thread_vs_inprocess, 2)} in-process",
+            )
         )
     if runs["live"]:
         rate = statistics.median([r.extra["rate"] for r in runs["live"]])
@@ -1032,8 +1059,10 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         )
         mismatched = [
             i + 1
-            for i, (k, p) in enumerate(zip(runs["kafka"], runs["inprocess"], strict=False))
-            if k.extra["alert_ids"] != p.extra["alert_ids"]
+            for i, (k, t, p) in enumerate(
+                zip(runs["kafka"], runs["kafka_thread"], runs["inprocess"], strict=False)
+            )
+            if k.extra["alert_ids"] != p.extra["alert_ids"] or t.extra["alert_ids"] != p.extra["alert_ids"]
         ]
         if mismatched:
             print(f"warning: Kafka alerts differ from the in-process alerts in repeat(s) {mismatched}")

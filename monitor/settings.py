@@ -46,6 +46,7 @@ class Settings:
     narrative_decoy_weight: float = 0.3
     narrative_screen: float = 2.0
     caption_batch: int = 32
+    analysis_processes: int = 2
     slack_webhook_url: str = ""
     slack_min_interval_seconds: float = 1.0
     dashboard_url: str = ""
@@ -69,6 +70,8 @@ class Settings:
                 f"state_retention_seconds ({self.state_retention_seconds}) must be 0 (keep everything) "
                 f"or at least window_seconds ({self.window_seconds})"
             )
+        if self.analysis_processes < 0:
+            raise SettingsError(f"analysis_processes must not be negative, got {self.analysis_processes}")
         if self.level_factor < 2:
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:

@@ -22,6 +22,7 @@ from monitor.images import ImageLoader
 from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post, format_time
 from monitor.pipeline import build_analyzer
+from monitor.runtime.analysis_backends import ThreadAnalysis
 from monitor.runtime.analysis_loop import AnalysisLoop
 from monitor.runtime.topics import ensure_topics
 from monitor.settings import Settings
@@ -113,7 +114,7 @@ async def committed(settings: Settings, partitions: int) -> dict[int, int]:
 def loop_for(
     settings: Settings, analyze: Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]]
 ) -> AnalysisLoop:
-    return AnalysisLoop(settings, Metrics(), ImageLoader(None), analyze)
+    return AnalysisLoop(settings, Metrics(), ImageLoader(None), ThreadAnalysis(analyze))
 
 
 def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go_on(

@@ -27,8 +27,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
@@ -40,6 +39,7 @@ from monitor.events import MalformedEvent, decode_event
 from monitor.images import LOAD_ERRORS, ImageLoader
 from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post
+from monitor.runtime.analysis_backends import Analysis
 from monitor.runtime.consumer_loops import forget_lag, report_lag, run_until_stopped
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
@@ -51,11 +51,8 @@ SIGHTINGS_KEY = b"clusters"
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
 LAG_EVERY = 5.0
-PIPELINE_DEPTH = 2
-"""Batches in flight: one analysed while the one before it is sent and committed."""
 
 Records = list[tuple[TopicPartition, Any]]
-Analyze = Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]]
 
 
 def dead_letter(
@@ -102,19 +99,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
 class AnalysisLoop:
     """One worker's consumer of `posts`; `run` until `stop`.
 
-    `analyze` is the CPU-bound part (decode, hash, match, provenance, captions); it runs in a thread so the
-    event loop keeps fetching, producing and heartbeating meanwhile.
+    `analysis` runs the CPU-bound part (decode, hash, match, provenance, captions) off the event loop (a
+    thread or processes, runtime/analysis_backends.py), so the loop keeps fetching, producing and
+    heartbeating meanwhile; up to `analysis.depth` batches are in flight, sent and committed in order.
     """
 
-    def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analyze: Analyze) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
         self.settings = settings
         self.metrics = metrics
         self.loader = loader
-        self.analyze = analyze
+        self.analysis = analysis
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
         self._lag_reported = 0.0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
         self.assigned: frozenset[int] = frozenset()
         """The `posts` partitions this loop reads now (empty while the group rebalances)."""
 
@@ -124,7 +121,7 @@ class AnalysisLoop:
             what = "analysis loop (uncommitted posts are read again)"
             await run_until_stopped(self._run_once, self._stopping, log, what)
         finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self.analysis.close()
             self._finished.set()
 
     async def stop(self) -> None:
@@ -154,14 +151,16 @@ class AnalysisLoop:
             try:
                 while not self._stopping.is_set():
                     records: Records = []
-                    if len(pending) < PIPELINE_DEPTH:
+                    if len(pending) < self.analysis.depth:
                         fetched = await consumer.getmany(
                             timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
                         )
                         records = [(tp, record) for tp, batch in fetched.items() for record in batch]
                         if records:
                             pending.append((records, asyncio.create_task(self._prepare(records, producer))))
-                    if pending and (len(pending) >= PIPELINE_DEPTH or not records or pending[0][1].done()):
+                    if pending and (
+                        len(pending) >= self.analysis.depth or not records or pending[0][1].done()
+                    ):
                         await self._finish(*pending.popleft(), consumer, producer)
                     await self._report_lag(consumer)
                 while pending:  # stopping: what was taken is finished, sent and committed
@@ -232,17 +231,14 @@ class AnalysisLoop:
         A post that breaks the analysis must not block its partition forever (at least once would read it
         again and again): it goes to the DLQ with the error, and its neighbours go on.
         """
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self.analyze, posts, images)
+            return await self.analysis.run(posts, images)
         except Exception:
             log.exception("analysis of a batch of %d posts failed; analysing them one by one", len(posts))
         analyzed: list[AnalyzedPost] = []
         for post, post_images, (tp, record) in zip(posts, images, sources, strict=True):
             try:
-                analyzed.extend(
-                    await loop.run_in_executor(self._executor, self.analyze, [post], [post_images])
-                )
+                analyzed.extend(await self.analysis.run([post], [post_images]))
             except Exception as exc:
                 log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
                 self.metrics.dead_letter("analysis failed")

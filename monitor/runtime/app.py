@@ -22,15 +22,12 @@ from typing import Any, cast
 
 import faust
 
-from monitor.analysis import Analyzer
-from monitor.bank import Bank, BankWatcher
 from monitor.fetch import ImageFetcher
 from monitor.images import ImageLoader
 from monitor.metrics import Metrics
-from monitor.models import AnalyzedPost, Post
-from monitor.narratives import Encoder
-from monitor.pipeline import build_analyzer, fetch_policy, make_encoder, virality_policy
-from monitor.provenance import add_problem_observer
+from monitor.models import AnalyzedPost
+from monitor.pipeline import fetch_policy, virality_policy
+from monitor.runtime.analysis_backends import analysis_for
 from monitor.runtime.analysis_loop import AnalysisLoop, register_analysis
 from monitor.runtime.delivery import register_delivery
 from monitor.runtime.topics import STATE_TABLE
@@ -39,44 +36,6 @@ from monitor.settings import Settings
 from monitor.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
-
-
-class AnalyzerHolder:
-    """The current analyser, rebuilt when the bank directory changes; the caption model loads once."""
-
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.watcher: BankWatcher | None = None
-        self.encoder: Encoder | None = None
-        self.analyzer: Analyzer | None = None
-
-    def _build(self, bank: Bank) -> Analyzer:
-        if bank.narratives and self.encoder is None:
-            self.encoder = make_encoder(self.settings)
-        self.metrics.bank_size.labels("images").set(bank.size)
-        self.metrics.bank_size.labels("narratives").set(len(bank.narratives))
-        return build_analyzer(self.settings, bank, self.encoder, observe=self.metrics.observe_stage)
-
-    def current(self) -> Analyzer:
-        """Called from a worker thread: loading the model or a bank must not block the event loop."""
-        if self.analyzer is None:
-            if self.settings.bank is not None:
-                self.watcher = BankWatcher(self.settings.bank, self.settings.bank_reload_seconds)
-                bank = self.watcher.bank
-            else:
-                bank = Bank()
-            self.analyzer = self._build(bank)
-            log.info("bank loaded: %d images, %d narrative examples", bank.size, len(bank.narratives))
-        elif self.watcher is not None:
-            fresh = self.watcher.poll()
-            if fresh is not None:
-                self.analyzer = self._build(fresh)
-                log.info("bank reloaded: %d images, %d narrative examples", fresh.size, len(fresh.narratives))
-        return self.analyzer
-
-    def analyze(self, posts: list[Post], images: list[list[Any]]) -> list[AnalyzedPost]:
-        return self.current().analyze(posts, images)
 
 
 def report_lag(app: faust.App, metrics: Metrics) -> None:
@@ -117,14 +76,12 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
-    add_problem_observer(lambda problem: metrics.provenance_problems.labels(problem.where).inc())
-    holder = AnalyzerHolder(settings, metrics)
     fetcher = ImageFetcher(fetch_policy(settings))
     loader = ImageLoader(fetcher, None, settings.fetch_max_bytes, observe=metrics.observe_stage)
     tracker_box: dict[str, ClusterTracker] = {}
     latest_event = [0.0]
 
-    register_analysis(app, AnalysisLoop(settings, metrics, loader, holder.analyze))
+    register_analysis(app, AnalysisLoop(settings, metrics, loader, analysis_for(settings, metrics)))
 
     @app.agent(sightings_topic)
     async def track(stream: faust.StreamT[Any]) -> AsyncIterator[None]:

@@ -1,0 +1,207 @@
+"""Where a worker's analysis runs: a thread of the worker, or a pool of analysis processes.
+
+Analysis (decode, hash, match, provenance, caption models) is CPU work, most of it holding Python's GIL, so
+a second thread adds little. With `MONITOR_ANALYSIS_PROCESSES=N` the worker starts N processes, each with
+its own analyser (bank, caption models), and keeps Kafka, the tracker and Slack in the worker process:
+batches are analysed side by side and still sent in order. A process that dies (a decoder crashing on a
+hostile file) takes only its batch with it: the pool is rebuilt, the batch is retried post by post, and the
+post that kills a process goes to the DLQ as `analysis failed`. A worker thread could not survive that.
+
+What the processes measure (stage timings, provenance problems, bank sizes) comes back with each result
+and is recorded in the worker's metrics, so dashboards read the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from monitor.analysis import Analyzer, LoadedImage
+from monitor.bank import Bank, BankWatcher
+from monitor.metrics import Metrics
+from monitor.models import AnalyzedPost, Post
+from monitor.narratives import Encoder
+from monitor.pipeline import build_analyzer, make_encoder
+from monitor.provenance import add_problem_observer
+from monitor.settings import Settings
+
+log = logging.getLogger("monitor.analysis")
+
+
+@dataclass
+class Telemetry:
+    """What an analysis measured, for the worker's metrics."""
+
+    stages: list[tuple[str, float]] = field(default_factory=list)
+    provenance_problems: list[str] = field(default_factory=list)
+    bank_sizes: tuple[int, int] | None = None
+    """(images, narrative examples) when the bank was (re)loaded."""
+
+    def record(self, metrics: Metrics) -> None:
+        for stage, seconds in self.stages:
+            metrics.observe_stage(stage, seconds)
+        for where in self.provenance_problems:
+            metrics.provenance_problems.labels(where).inc()
+        if self.bank_sizes is not None:
+            metrics.bank_size.labels("images").set(self.bank_sizes[0])
+            metrics.bank_size.labels("narratives").set(self.bank_sizes[1])
+
+
+class AnalyzerHolder:
+    """The current analyser, rebuilt when the bank directory changes; the caption model loads once."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.watcher: BankWatcher | None = None
+        self.encoder: Encoder | None = None
+        self.analyzer: Analyzer | None = None
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        self.telemetry.stages.append((stage, seconds))
+
+    def _build(self, bank: Bank) -> Analyzer:
+        if bank.narratives and self.encoder is None:
+            self.encoder = make_encoder(self.settings)
+        self.telemetry.bank_sizes = (bank.size, len(bank.narratives))
+        return build_analyzer(self.settings, bank, self.encoder, observe=self._observe)
+
+    def current(self) -> Analyzer:
+        """Called off the event loop: loading the model or a bank must not block it."""
+        if self.analyzer is None:
+            if self.settings.bank is not None:
+                self.watcher = BankWatcher(self.settings.bank, self.settings.bank_reload_seconds)
+                bank = self.watcher.bank
+            else:
+                bank = Bank()
+            self.analyzer = self._build(bank)
+            log.info("bank loaded: %d images, %d narrative examples", bank.size, len(bank.narratives))
+        elif self.watcher is not None:
+            fresh = self.watcher.poll()
+            if fresh is not None:
+                self.analyzer = self._build(fresh)
+                log.info("bank reloaded: %d images, %d narrative examples", fresh.size, len(fresh.narratives))
+        return self.analyzer
+
+    def analyze(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        return self.current().analyze(posts, images)
+
+    def take_telemetry(self) -> Telemetry:
+        taken, self.telemetry = self.telemetry, Telemetry()
+        return taken
+
+
+class Analysis(Protocol):
+    depth: int
+    """How many batches may be in flight at once (analysed side by side, sent in order)."""
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadAnalysis:
+    """Analysis on one thread of the worker: batches one at a time, in order."""
+
+    depth = 2  # the next batch is analysed while the previous one is sent
+
+    def __init__(self, analyze: Any, metrics: Metrics | None = None, holder: AnalyzerHolder | None = None):
+        self._analyze = analyze
+        self._metrics = metrics
+        self._holder = holder
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
+
+    @classmethod
+    def for_settings(cls, settings: Settings, metrics: Metrics) -> ThreadAnalysis:
+        holder = AnalyzerHolder(settings, Telemetry())
+        add_problem_observer(lambda problem: metrics.provenance_problems.labels(problem.where).inc())
+        return cls(holder.analyze, metrics, holder)
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        loop = asyncio.get_running_loop()
+        analyzed: list[AnalyzedPost] = await loop.run_in_executor(
+            self._executor, self._analyze, posts, images
+        )
+        if self._holder is not None and self._metrics is not None:
+            self._holder.take_telemetry().record(self._metrics)
+        return analyzed
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- the analysis processes -----------------------------------------------------------------------------
+
+_child: AnalyzerHolder | None = None
+
+
+def _start_child(settings: Settings) -> None:
+    global _child
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    _child = AnalyzerHolder(settings, Telemetry())
+    add_problem_observer(
+        lambda problem: _child.telemetry.provenance_problems.append(problem.where) if _child else None
+    )
+    _child.current()  # load the bank and the caption models now, not with the first batch
+
+
+def _analyze_in_child(
+    posts: list[Post], images: list[list[LoadedImage]]
+) -> tuple[list[AnalyzedPost], Telemetry]:
+    assert _child is not None, "analysis process not started"
+    analyzed = _child.analyze(posts, images)
+    return analyzed, _child.take_telemetry()
+
+
+class AnalysisProcessDied(RuntimeError):
+    """The process analysing a batch died; the pool was rebuilt."""
+
+
+class ProcessAnalysis:
+    """Analysis in a pool of processes, each with its own analyser."""
+
+    def __init__(self, settings: Settings, processes: int, metrics: Metrics) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.metrics = metrics
+        self.depth = processes + 1
+        self._generation = 0
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the worker has threads (aiokafka, executors) that a fork would copy mid-flight.
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(
+            self.processes, mp_context=context, initializer=_start_child, initargs=(self.settings,)
+        )
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        loop = asyncio.get_running_loop()
+        generation, pool = self._generation, self._pool
+        try:
+            analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, posts, images)
+        except BrokenProcessPool:
+            if generation == self._generation:  # the first to notice rebuilds it
+                self._generation += 1
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                log.error("an analysis process died; started a new pool")
+            raise AnalysisProcessDied(f"analysis process died analysing {len(posts)} post(s)") from None
+        telemetry.record(self.metrics)
+        return list(analyzed)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def analysis_for(settings: Settings, metrics: Metrics) -> Analysis:
+    if settings.analysis_processes > 0:
+        return ProcessAnalysis(settings, settings.analysis_processes, metrics)
+    return ThreadAnalysis.for_settings(settings, metrics)
