@@ -1,7 +1,8 @@
 """Narrative matching: recall, false flags and wrong narratives on held-out captions, and captions/s on CPU.
 
     python -m benchmarks.narratives                      # held-out set v3 (now tuning data), all methods
-    python -m benchmarks.narratives --data heldout-v4    # held-out set v4, to be run once (see History)
+    python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
+    python -m benchmarks.narratives --data heldout-v5    # held-out set v5, to be run once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
     python -m benchmarks.narratives --json-out out.json
 
@@ -21,7 +22,12 @@ run once, then became tuning data:
 - v4 (`--data heldout-v4`, benchmarks/data/narratives-heldout-v4.json, written by someone else) judges the
   story and swap decoys (monitor.narratives), designed and tuned on dev + v1 + v2 + v3 pooled (360
   positives, 318 negatives: 93.6% recall, 3/318 flagged, 0 wrong at the default threshold; choosing the
-  weight and threshold on three sets and scoring the fourth gave 93.9% / 5/318 / 0).
+  weight and threshold on three sets and scoring the fourth gave 93.9% / 5/318 / 0). Judged once: 81.5%
+  recall, 12/180 false flags (6.7%), 0 wrong.
+- v5 (`--data heldout-v5`, benchmarks/data/narratives-heldout-v5.json, written by someone else) judges the
+  language-aware decoy penalty and the weights chosen on dev + v1-v4 pooled (468 positives, 498 negatives:
+  90.2% recall, 12/498 flagged, 0 wrong at the default threshold; choosing them on four sets and scoring
+  the fifth, pooled over the five folds: 90.4%, 16/498, 0).
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -34,7 +40,8 @@ Methods, each given the same two English examples per narrative:
   variables say otherwise).
 - `ours, <model> only`: the same decision with one model of the default mix, for the ablation.
 - `ours, name decoys only`: without the story and swap decoys (the kind of decoy judged by v1-v3, here at
-  the new threshold); `ours, no decoys`: without any decoy.
+  the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty in all languages`:
+  captions that do not look English pay the whole decoy penalty (the matcher judged by v4, re-weighted).
 
 Reported: recall (positives matched to the right narrative), false flags (negatives matched to any
 narrative, of all negatives), wrong (positives matched to another narrative), per-language recall for ours,
@@ -59,7 +66,12 @@ from pathlib import Path
 
 from monitor.bank import NarrativeExample
 from monitor.encoders import Encoder, SentenceTransformerEncoder, load_encoder
-from monitor.narratives import NarrativeMatcher
+from monitor.narratives import (
+    CONTRAST_WEIGHT,
+    FOREIGN_DECOY_FACTOR,
+    SWAP_WEIGHT,
+    NarrativeMatcher,
+)
 from monitor.pipeline import make_narrative_matcher
 from monitor.settings import Settings, load_settings
 
@@ -68,6 +80,7 @@ HELDOUT = HERE / "data" / "narratives-heldout-v3.json"
 HELDOUT_V1 = HERE / "data" / "narratives-heldout.json"
 HELDOUT_V2 = HERE / "data" / "narratives-heldout-v2.json"
 HELDOUT_V4 = HERE / "data" / "narratives-heldout-v4.json"
+HELDOUT_V5 = HERE / "data" / "narratives-heldout-v5.json"
 #: --data names -> files; "dev" is looked up in DEV_CANDIDATES.
 NAMED_DATA = {
     "heldout": HELDOUT,
@@ -75,9 +88,10 @@ NAMED_DATA = {
     "heldout-v2": HELDOUT_V2,
     "heldout-v3": HELDOUT,
     "heldout-v4": HELDOUT_V4,
+    "heldout-v5": HELDOUT_V5,
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
-TUNING_DATA = ("dev", "heldout", "heldout-v1", "heldout-v2", "heldout-v3")
+TUNING_DATA = ("dev", "heldout", "heldout-v1", "heldout-v2", "heldout-v3", "heldout-v4")
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
     HERE.parent.parent / "shared" / "data" / "narratives-dev.json",
@@ -241,6 +255,8 @@ def matcher_with(
     examples: Sequence[NarrativeExample],
     decoy_weight: float,
     contrast_weight: float,
+    swap_weight: float,
+    foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
 ) -> NarrativeMatcher:
     """The matcher of the settings with other decoy weights (ablation)."""
     return NarrativeMatcher(
@@ -251,6 +267,8 @@ def matcher_with(
         decoy_weight=decoy_weight,
         screen=settings.narrative_screen,
         contrast_weight=contrast_weight,
+        swap_weight=swap_weight,
+        foreign_decoy_factor=foreign_decoy_factor,
     )
 
 
@@ -328,8 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1', 'heldout-v2', 'heldout-v3', 'heldout-v4', 'dev', "
-        "or a JSON file",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v5', 'dev', or a JSON file",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
@@ -382,11 +399,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             alone = make_narrative_matcher(settings, view.encoder, data.examples)
             decisions, rate = timed(matcher_decider(alone), texts, args.repeats)
             results.append(score(f"ours, {view.name} only", data, decisions, rate))
-        for name, decoy_weight, contrast_weight in (
-            ("ours, name decoys only", settings.narrative_decoy_weight, 0.0),
-            ("ours, no decoys", 0.0, 0.0),
+        for name, decoy_weight, contrast_weight, swap_weight, factor in (
+            ("ours, name decoys only", settings.narrative_decoy_weight, 0.0, 0.0, FOREIGN_DECOY_FACTOR),
+            ("ours, no decoys", 0.0, 0.0, 0.0, 1.0),
+            (
+                "ours, full decoy penalty in all languages",
+                settings.narrative_decoy_weight,
+                CONTRAST_WEIGHT,
+                SWAP_WEIGHT,
+                1.0,
+            ),
         ):
-            ablated = matcher_with(settings, encoder, data.examples, decoy_weight, contrast_weight)
+            ablated = matcher_with(
+                settings, encoder, data.examples, decoy_weight, contrast_weight, swap_weight, factor
+            )
             decisions, rate = timed(matcher_decider(ablated), texts, args.repeats)
             results.append(score(name, data, decisions, rate))
 
@@ -406,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"settings: threshold {settings.narrative_threshold}, margin {settings.narrative_margin}, "
         f"model {settings.narrative_model}, decoy weights {settings.narrative_decoy_weight} (names) and "
-        f"{ours.contrast_weight} (stories, swaps)"
+        f"{ours.contrast_weight} (stories), {ours.swap_weight} (swaps), x{ours.foreign_decoy_factor} for "
+        "captions that do not look English"
     )
     print(f"\noff-topic stream ({GENERIC.name}, {len(generic)} everyday captions, same bank):")
     for name, flags, rate in stream_rows:

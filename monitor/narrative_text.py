@@ -132,6 +132,37 @@ STORY_TEMPLATES: tuple[str, ...] = (
     "a beautiful view of {} on a sunny day",
 )
 
+#: English function words: a caption with none of them is in another language (or has no sentence at all).
+_ENGLISH_WORDS = frozenset(
+    [
+        "the",
+        "of",
+        "on",
+        "at",
+        "is",
+        "to",
+        "and",
+        "with",
+        "his",
+        "her",
+        "after",
+        "for",
+        "from",
+        "by",
+        "its",
+        "their",
+        "has",
+        "was",
+        "are",
+        "this",
+        "that",
+        "into",
+        "over",
+        "while",
+        "being",
+    ]
+)
+
 #: What a narrative's subjects become in its swap decoys.
 SWAP_PLACEHOLDER = "someone"
 
@@ -146,6 +177,14 @@ def clean_caption(text: str) -> str:
     text = _TAG.sub(lambda m: " " + _CAMEL.sub(" ", m.group(1)).replace("_", " ") + " ", text)
     text = "".join(" " if unicodedata.category(ch) in ("So", "Sk", "Cs", "Co", "Cn") else ch for ch in text)
     return " ".join(text.split())
+
+
+def looks_english(text: str) -> bool:
+    """Whether a caption reads as (at least partly) English: it has one of the commonest English function
+    words ("the", "of", "with"...). Captions in French, German... and bare lists of names or hashtags do not.
+    The decoys are English, so they take less from a caption that does not look English (monitor.narratives).
+    """
+    return any(w in _ENGLISH_WORDS for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def names(texts: Iterable[str]) -> list[str]:

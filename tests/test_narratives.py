@@ -27,6 +27,7 @@ from monitor.narrative_text import (
     SubjectIndex,
     clean_caption,
     decoys,
+    looks_english,
     names,
     proper_names,
     story_decoys,
@@ -34,10 +35,11 @@ from monitor.narrative_text import (
     swap_decoys,
 )
 from monitor.narratives import (
-    CONTRAST_WEIGHT,
     DEFAULT_MODEL,
+    FOREIGN_DECOY_FACTOR,
     SCORE_SCALE,
     SHIPPED_CALIBRATIONS,
+    SWAP_WEIGHT,
     Calibration,
     NarrativeMatcher,
 )
@@ -241,19 +243,20 @@ def test_swap_decoys_refuse_the_same_event_about_someone_else_but_not_the_subjec
     bank = examples(*(("trump-arrest", text) for text in SWAP_EXAMPLES))
     captions = ["Trump detained by police", "Greta Thunberg detained by police"]
 
-    def scores(contrast_weight: float) -> list[float]:
+    def scores(weight: float) -> list[float]:
         m = NarrativeMatcher(
             TableEncoder(swap_table()),
             bank,
             0.0,
             background=DECOY_BACKGROUND,
-            contrast_weight=contrast_weight,
+            contrast_weight=weight,
+            swap_weight=weight,
         )
         found = [m.best(text) for text in captions]
         assert all(f is not None and f.narrative_id == "trump-arrest" for f in found)
         return [f.score for f in found if f is not None]
 
-    (story, other), (story_before, other_before) = scores(CONTRAST_WEIGHT), scores(0.0)
+    (story, other), (story_before, other_before) = scores(SWAP_WEIGHT), scores(0.0)
     # The caption that names Trump is not about someone else: the swap decoys cost it nothing, although
     # it is closer to them than to the bland contexts of the name.
     assert story == pytest.approx(story_before, abs=1e-6)
@@ -262,6 +265,45 @@ def test_swap_decoys_refuse_the_same_event_about_someone_else_but_not_the_subjec
     assert other_before > threshold  # without the swap decoys, Greta's arrest passed for Trump's
     m = NarrativeMatcher(TableEncoder(swap_table()), bank, threshold, background=DECOY_BACKGROUND)
     assert [r.narrative_id if r else None for r in m.match_many(captions)] == ["trump-arrest", None]
+
+
+def test_captions_in_other_languages_are_told_from_english_ones() -> None:
+    assert looks_english("Police detain Trump in the middle of the street")
+    assert looks_english("Le pape en doudoune blanche, the drip is unreal")  # two languages at once
+    for text in (
+        "La police arrête Donald Trump à New York",
+        "Donald Trump von der Polizei festgenommen",
+        "El papa Francisco luciendo un abrigo acolchado blanco",
+        "Il Cremlino in fiamme dopo un attacco di droni",
+        "Os canais de Veneza completamente secos",
+        "#Trump #Arrest",
+    ):
+        assert not looks_english(text), text
+
+
+def test_a_caption_that_does_not_look_english_pays_less_of_the_decoy_penalty() -> None:
+    table = dict(DECOY_VECTORS)
+    table["Police detain Trump at the station"] = DECOY_VECTORS["Police detain Trump"]
+    table["La police arrête Trump"] = DECOY_VECTORS["Police detain Trump"]  # the same vector
+    bank = examples(("trump-arrest", "Trump arrested by police"))
+
+    def scores(factor: float) -> tuple[float, float]:
+        m = NarrativeMatcher(
+            TableEncoder(table), bank, 0.0, background=DECOY_BACKGROUND, foreign_decoy_factor=factor
+        )
+        english, french = m.best("Police detain Trump at the station"), m.best("La police arrête Trump")
+        assert english is not None and french is not None
+        return english.score, french.score
+
+    same = scores(1.0)
+    assert same[0] == pytest.approx(same[1], abs=1e-6)
+    english, french = scores(FOREIGN_DECOY_FACTOR)
+    assert 0 < FOREIGN_DECOY_FACTOR < 1
+    assert english == pytest.approx(same[0], abs=1e-6)  # an English caption pays the whole penalty
+    assert french > english + 0.01  # a French one less of it
+    plain = NarrativeMatcher(TableEncoder(table), bank, 0.0, decoy_weight=0.0, background=DECOY_BACKGROUND)
+    no_decoys = plain.best("La police arrête Trump")
+    assert no_decoys is not None and french < no_decoys.score  # but still some
 
 
 # --- a mix of models: weights and the screen --------------------------------------------------------------
