@@ -40,7 +40,7 @@ Methods, each given the same two English examples per narrative:
   variables say otherwise).
 - `ours, <model> only`: the same decision with one model of the default mix, for the ablation.
 - `ours, name decoys only`: without the story and swap decoys (the kind of decoy judged by v1-v3, here at
-  the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty in all languages`:
+  the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty everywhere`:
   captions that do not look English pay the whole decoy penalty (the matcher judged by v4, re-weighted).
 
 Reported: recall (positives matched to the right narrative), false flags (negatives matched to any
@@ -403,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("ours, name decoys only", settings.narrative_decoy_weight, 0.0, 0.0, FOREIGN_DECOY_FACTOR),
             ("ours, no decoys", 0.0, 0.0, 0.0, 1.0),
             (
-                "ours, full decoy penalty in all languages",
+                "ours, full decoy penalty everywhere",
                 settings.narrative_decoy_weight,
                 CONTRAST_WEIGHT,
                 SWAP_WEIGHT,
