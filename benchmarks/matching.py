@@ -494,11 +494,25 @@ def report_hash_cost(files: Sequence[Path], repeats: int) -> None:
 # --- bank lookups at scale ------------------------------------------------------------------------------
 
 
+def brute_nearest(words: np.ndarray, value: int, block: int = 1 << 16) -> tuple[int, int]:
+    """The closest row (lowest index on ties) and its distance, by a numpy scan in blocks of 64k rows
+    (2x faster than one pass over ten million: the temporaries stay in cache)."""
+    query = to_words([value])[0]
+    best = (-1, 257)
+    for start in range(0, len(words), block):
+        d = distances(words[start : start + block], query)
+        at = int(np.argmin(d))
+        if d[at] < best[1]:
+            best = (start + at, int(d[at]))
+    return best
+
+
 def report_scale(sizes: Sequence[int], queries: int, real: Sequence[int], checked: int = 100) -> None:
     print(
         f"\nexact lookups within distance {MATCH_THRESHOLD} (random 256-bit hashes + planted real ones; "
         f"{queries} queries after 50 warm-up ones, gc paused; cpu: the query thread's own time; brute "
-        f"force: numpy XOR + popcount over the bank, on {checked} of the queries, after the index's)"
+        f"force: numpy XOR + popcount over the bank in 64k-row blocks, on {checked} of the queries, after "
+        "the index's)"
     )
     print(
         f"{'bank':>10s} {'build s':>7s} {'B/hash':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'p50 cpu':>7s} "
@@ -540,11 +554,10 @@ def report_scale(sizes: Sequence[int], queries: int, real: Sequence[int], checke
         brute, brute_cpu, agree = [], [], 0
         for probe, answer in zip(probes[:checked], answers, strict=False):
             start, start_cpu = time.perf_counter(), time.thread_time()
-            d = distances(words, to_words([probe])[0])
-            best = int(np.argmin(d))  # the lowest index among the closest, as the index answers
+            best = brute_nearest(words, probe)
             brute.append(time.perf_counter() - start)
             brute_cpu.append(time.thread_time() - start_cpu)
-            agree += ((best, int(d[best])) if d[best] <= MATCH_THRESHOLD else None) == answer
+            agree += (best if best[1] <= MATCH_THRESHOLD else None) == answer
         gc.enable()
         p50, p99 = np.percentile(times, 50) * 1000, np.percentile(times, 99) * 1000
         c50, c99 = np.percentile(cpu, 50) * 1000, np.percentile(cpu, 99) * 1000

@@ -1,6 +1,6 @@
 """Exact radius search over 256-bit PDQ hashes, fast at bank scale: multi-index hashing.
 
-A brute-force scan XORs and popcounts every stored hash: fine for thousands, ~0.1 s for ten million.
+A brute-force scan XORs and popcounts every stored hash: fine for thousands, ~0.2 s for ten million.
 Multi-index hashing (Norouzi et al.) splits each hash into m chunks. If two hashes are within distance 31
 and chunk c is given radius r_c with sum(r_c + 1) >= 32, some chunk differs by at most its radius
 (pigeonhole), so the candidates are the stored hashes whose chunk lies within r_c of the query's chunk
