@@ -386,14 +386,15 @@ class WorkerProcess:
         return self.process is not None and self.process.returncode is None
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the worker so far, all its threads (Linux /proc), or None."""
+        """User + system CPU time of the worker and its analysis processes so far (Linux /proc), or None."""
         if self.process is None:
             return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        total = _cpu_of(self.process.pid)
+        if total is None:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for child in _children(self.process.pid):
+            total += _cpu_of(child) or 0.0
+        return total
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -415,6 +416,28 @@ class WorkerProcess:
                 await process.wait()
         self.exit_code = process.returncode
         return self.exit_code
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _cpu_of(pid: int) -> float | None:
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 class CpuSampler:
@@ -440,6 +463,9 @@ class CpuSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        cpu = self.worker.cpu_seconds()  # one more, so the last record lies between two samples
+        if cpu is not None:
+            self.samples.append((time.time(), cpu))
 
     def between(self, start: float, end: float) -> float | None:
         def at(when: float) -> float | None:
@@ -584,6 +610,7 @@ def kafka_env(run_id: str, broker: str, settings: Settings, data_dir: Path) -> d
             "MONITOR_WINDOW_SECONDS": str(settings.window_seconds),
             "MONITOR_DATA_DIR": str(data_dir),
             "MONITOR_PARTITIONS": "1",
+            "MONITOR_CAPTION_BATCH": str(settings.caption_batch),
             "MONITOR_ANALYSIS_PROCESSES": str(settings.analysis_processes),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
@@ -866,6 +893,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--live-rate", type=float, default=0.0, help="live posts/s (default: half the worker's measured rate)"
     )
     parser.add_argument("--seed", type=int, default=11, help="seed of the synthetic streams")
+    parser.add_argument(
+        "--caption-batch", type=int, default=Settings.caption_batch, help="posts per analysed batch"
+    )
+    parser.add_argument(
+        "--analysis-processes",
+        type=int,
+        default=Settings.analysis_processes,
+        help="analysis processes of the measured worker (a worker with a thread is measured too)",
+    )
     parser.add_argument("--json-out", type=Path, help="also write every run and the summary as JSON here")
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print the top N cProfile entries"
@@ -917,7 +953,14 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
         f"took {time.perf_counter() - built:.1f} s"
     )
     settings = load_settings(
-        {"bank": stream.bank, "threshold": args.threshold, "window_seconds": args.window_seconds}, environ={}
+        {
+            "bank": stream.bank,
+            "threshold": args.threshold,
+            "window_seconds": args.window_seconds,
+            "caption_batch": args.caption_batch,
+            "analysis_processes": args.analysis_processes,
+        },
+        environ={},
     )
     bank = load_bank(stream.bank)
     loading = time.perf_counter()
