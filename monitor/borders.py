@@ -64,8 +64,13 @@ def uniform_trim(grey: np.ndarray) -> Box:
     """The box left after trimming bars, frames and text bands of one colour from every side."""
     height, width = grey.shape
     box: Box = (0, 0, width, height)
+    unchanged = 0
     for vertical in (True, False, True, False):
-        box = _trim_pass(grey, box, vertical)
+        trimmed = _trim_pass(grey, box, vertical)
+        unchanged = unchanged + 1 if trimmed == box else 0
+        box = trimmed
+        if unchanged == 2:
+            break  # both directions left this box alone: the passes that remain would repeat them
     return box if _sane(box, width, height) else (0, 0, width, height)
 
 
