@@ -9,6 +9,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
@@ -80,11 +81,13 @@ def test_a_dead_analysis_process_fails_its_batch_and_the_pool_comes_back(bank_di
         try:
             await analysis.run(posts, images)  # started and warm
             pids = list(analysis._pool._processes)  # the test plays the crashing decoder
-            # Pictures not seen before (no cache hit), so the process is busy when it is killed.
-            fresh = [[LoadedImage(jpeg(skdata.coffee(), (300 + i, 200 + i)))] for i in range(60)]
+            # 120 distinct noise pictures: seconds of work, still pending when the process dies.
+            rng = np.random.default_rng(7)
+            noise = [rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(120)]
+            fresh = [[LoadedImage(jpeg(picture, (320, 240)))] for picture in noise]
             many = [Post(f"m{i}", "a", T0 + i) for i in range(len(fresh))]
             running = asyncio.ensure_future(analysis.run(many, fresh))
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.05)
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
             with pytest.raises(AnalysisProcessDied):
