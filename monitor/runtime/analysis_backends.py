@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -142,6 +143,10 @@ _child: AnalyzerHolder | None = None
 
 def _start_child(settings: Settings) -> None:
     global _child
+    # The worker decides when analysis stops (after the batch in hand): Ctrl-C in a terminal or a service
+    # manager's SIGTERM to the whole group must not kill a process mid-batch.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
