@@ -30,13 +30,19 @@ ratio is between figures measured in the same run):
   starts. Throughput is the posts analysed after the worker's first batch divided by the time between the
   first and the last `sightings` record (the worker's own produce timestamps), so start-up (imports,
   group join, bank and caption model load, first batch) is excluded and reported separately (`startup`:
-  process spawn to first sighting). Its baseline is the in-process row of the same repeat.
+  process spawn to first sighting). Its baseline is the in-process row of the same repeat. It runs twice
+  per repeat: with `--analysis-processes` analysis processes (the default setting) and with the analysis
+  in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one run.
 - `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
   provenance or narrative so the same bank serves) is produced live with `created_at` = now at a steady
   rate below capacity (`--live-rate`, default half the worker's measured throughput). Latency is the time
   the alert arrives on the `alerts` topic minus the time the triggering post was produced. The triggering
   post (the one whose share pushes its cluster to the threshold) is found beforehand by a dry run of the
   same stream, in the same order, through an in-process pipeline one post at a time.
+
+`CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
+the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
+for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
 
 Before the repeats, one unmeasured in-process pass (unique captions) warms up Pillow, NumPy and torch.
 The worker is stopped with SIGTERM at the end of each repeat; its data dir and topics are deleted.
