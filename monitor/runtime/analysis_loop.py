@@ -28,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -40,7 +40,7 @@ from monitor.images import LOAD_ERRORS, ImageLoader
 from monitor.metrics import Metrics
 from monitor.models import AnalyzedPost, Post
 from monitor.runtime.analysis_backends import Analysis
-from monitor.runtime.consumer_loops import forget_lag, report_lag, run_until_stopped
+from monitor.runtime.consumer_loops import forget_lag, report_lag, run_beside, run_until_stopped
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
 
@@ -275,9 +275,4 @@ class AnalysisLoop:
 
 def register_analysis(app: faust.App, loop: AnalysisLoop) -> None:
     """Start the loop with the worker; stop it, batch in hand finished, before the worker goes."""
-    app.task(loop.run)
-
-    async def finish(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await loop.stop()
-
-    app.on_before_shutdown.connect(cast(Any, finish))
+    run_beside(app, loop.run, loop.stop)

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
+import faust
 from aiokafka.errors import KafkaError
 
 from monitor.metrics import Metrics
@@ -50,3 +51,16 @@ def forget_lag(metrics: Metrics, revoked: Any) -> None:
     for tp in revoked:
         with contextlib.suppress(KeyError):
             metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+
+Loop = Callable[[], Awaitable[None]]
+
+
+def run_beside(app: faust.App, run: Loop, stop: Loop) -> None:
+    """Start a loop with the worker and stop it (work in hand finished) before the worker's services go."""
+    app.task(run)
+
+    async def finish(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await stop()
+
+    app.on_before_shutdown.connect(cast(Any, finish))

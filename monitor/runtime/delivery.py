@@ -28,7 +28,7 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 
 from monitor.metrics import Metrics
 from monitor.models import Alert
-from monitor.runtime.consumer_loops import forget_lag, report_lag, run_until_stopped
+from monitor.runtime.consumer_loops import forget_lag, report_lag, run_beside, run_until_stopped
 from monitor.runtime.topics import bootstrap_servers, delivered_topic
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
@@ -223,9 +223,4 @@ def register_delivery(app: faust.App, alerts_topic: Any, settings: Settings, met
     `alerts_topic` is the Faust topic the tracker writes to; the loop reads it by name with its own consumer.
     """
     delivery = SlackDelivery(settings, metrics)
-    app.task(delivery.run)
-
-    async def finish(sender: Any, *args: Any, **kwargs: Any) -> None:
-        await delivery.stop()
-
-    app.on_before_shutdown.connect(cast(Any, finish))
+    run_beside(app, delivery.run, delivery.stop)
