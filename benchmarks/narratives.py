@@ -259,13 +259,11 @@ def matcher_with(
     foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
 ) -> NarrativeMatcher:
     """The matcher of the settings with other decoy weights (ablation)."""
-    return NarrativeMatcher(
+    return make_narrative_matcher(
+        settings,
         encoder,
         examples,
-        settings.narrative_threshold,
-        settings.narrative_margin,
         decoy_weight=decoy_weight,
-        screen=settings.narrative_screen,
         contrast_weight=contrast_weight,
         swap_weight=swap_weight,
         foreign_decoy_factor=foreign_decoy_factor,

@@ -18,7 +18,14 @@ from monitor.fetch import FetchPolicy, ImageFetcher
 from monitor.images import ImageLoader
 from monitor.matching import BankMatcher
 from monitor.models import Alert, AnalyzedPost, Post
-from monitor.narratives import Encoder, NarrativeMatcher, load_encoder
+from monitor.narratives import (
+    CONTRAST_WEIGHT,
+    FOREIGN_DECOY_FACTOR,
+    SWAP_WEIGHT,
+    Encoder,
+    NarrativeMatcher,
+    load_encoder,
+)
 from monitor.settings import Settings
 from monitor.tracker import ClusterTracker, ViralityPolicy
 
@@ -43,16 +50,29 @@ def make_encoder(settings: Settings) -> Encoder:
 
 
 def make_narrative_matcher(
-    settings: Settings, encoder: Encoder, examples: Sequence[NarrativeExample]
+    settings: Settings,
+    encoder: Encoder,
+    examples: Sequence[NarrativeExample],
+    *,
+    decoy_weight: float | None = None,
+    contrast_weight: float = CONTRAST_WEIGHT,
+    swap_weight: float = SWAP_WEIGHT,
+    foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
 ) -> NarrativeMatcher:
-    """The narrative matcher for a bank's examples, with every narrative_* setting."""
+    """The narrative matcher for a bank's examples, with every narrative_* setting.
+
+    The keyword arguments override the decoy weights, for ablations; the worker passes none.
+    """
     return NarrativeMatcher(
         encoder,
         examples,
         settings.narrative_threshold,
         settings.narrative_margin,
-        decoy_weight=settings.narrative_decoy_weight,
+        decoy_weight=settings.narrative_decoy_weight if decoy_weight is None else decoy_weight,
         screen=settings.narrative_screen,
+        contrast_weight=contrast_weight,
+        swap_weight=swap_weight,
+        foreign_decoy_factor=foreign_decoy_factor,
     )
 
 
