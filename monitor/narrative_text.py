@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from difflib import SequenceMatcher
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _TAG = re.compile(r"[#@]([\w']+)")
@@ -161,6 +162,28 @@ _ENGLISH_WORDS = frozenset(
         "while",
         "being",
     ]
+)
+
+
+def _word_set(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: Words that name the kind of thing rather than the thing ("Mount", "Castle", "Tower", "Prince"), in the six
+#: languages: a caption that says "a medieval castle" or "Mount Nyiragongo" does not name "Neuschwanstein
+#: Castle" or "Mount Kilimanjaro". Subject names are recognised in captions by their other words.
+GENERIC_NAME_WORDS = _word_set(
+    """
+    mount mountain mountains peak volcano island islands lake river falls bay sea ocean desert valley rock
+    tower castle palace fortress gate gates bridge church cathedral basilica temple mosque shrine abbey
+    statue monument memorial house hall building stadium arena museum park garden gardens square street
+    avenue city town village capital port airport station harbour harbor wall great national royal grand
+    king queen prince princess president minister chancellor pope saint st san santa sao north south east
+    west northern southern eastern western new old united republic state states tour torre turm castillo
+    castello schloss chateau palais palacio palazzo porte porta puerta tor place plaza piazza platz praca
+    pont ponte puente brucke kirche iglesia chiesa igreja catedral cattedrale dom monte mont berg lac lago
+    see isla isola insel ile rio fleuve
+    """
 )
 
 #: What a narrative's subjects become in its swap decoys.
@@ -323,9 +346,15 @@ def swap_decoys(examples: Sequence[str], placeholder: str = SWAP_PLACEHOLDER) ->
     return list(dict.fromkeys(out))
 
 
+#: Two spellings of one name whose difflib ratio reaches this are the same name ("brandenburg" /
+#: "brandebourg", "christ" / "cristo", "netanyahu" / "netanjahu"), for words of 6 letters or more.
+SIMILAR_SPELLING = 0.8
+
+
 def _same_word(a: str, b: str) -> bool:
-    """Two folded words that name the same thing: equal, or one a close variant of the other ("zelenski" /
-    "zelensky", "eiffelturm" / "eiffel"): a common start of 5+ letters covering 3/4 of the shorter word."""
+    """Two folded words that name the same thing: equal, one a close variant of the other ("zelenski" /
+    "zelensky", "eiffelturm" / "eiffel": a common start of 5+ letters covering 3/4 of the shorter word), or
+    the same word spelled another language's way (same first letter, 6+ letters, difflib ratio >= 0.8)."""
     if a == b:
         return True
     shorter = min(len(a), len(b))
@@ -336,22 +365,30 @@ def _same_word(a: str, b: str) -> bool:
         if x != y:
             break
         common += 1
-    return common >= 5 and common >= 0.75 * shorter
+    if common >= 5 and common >= 0.75 * shorter:
+        return True
+    return shorter >= 6 and a[0] == b[0] and SequenceMatcher(None, a, b).ratio() >= SIMILAR_SPELLING
+
+
+def distinctive_words(name: str) -> list[str]:
+    """The folded words of a subject's name that identify it: "Mount Kilimanjaro" -> ["kilimanjaro"],
+    "Neuschwanstein Castle" -> ["neuschwanstein"]; a name made only of generic words keeps them all."""
+    words = [w for w in _TOKEN.findall(fold(name)) if w not in _NAME_JOINERS and w not in _NOT_NAMES]
+    specific = [w for w in words if w not in GENERIC_NAME_WORDS]
+    return specific or words
 
 
 class SubjectIndex:
-    """Which narratives' subjects a caption names, by their words (accents and case folded, close spellings
-    accepted): one dictionary look-up per word of the caption."""
+    """Which narratives' subjects a caption names, by the distinctive words of their names (accents and case
+    folded, close spellings accepted): one dictionary look-up per word of the caption."""
 
     def __init__(self, subjects_by_narrative: Sequence[Sequence[str]]) -> None:
         self.count = len(subjects_by_narrative)
         self._by_start: dict[str, list[tuple[str, int]]] = {}
         for k, names_ in enumerate(subjects_by_narrative):
             for name in names_:
-                for word in _TOKEN.findall(fold(name)):
-                    if word in _NAME_JOINERS or word in _NOT_NAMES:
-                        continue
-                    self._by_start.setdefault(word[:5], []).append((word, k))
+                for word in distinctive_words(name):
+                    self._by_start.setdefault(word[:1], []).append((word, k))
 
     @property
     def empty(self) -> bool:
@@ -361,7 +398,7 @@ class SubjectIndex:
         """The narratives (by index) whose subjects the caption names."""
         found: set[int] = set()
         for word in set(_TOKEN.findall(fold(caption))):
-            for subject_word, k in self._by_start.get(word[:5], ()):
+            for subject_word, k in self._by_start.get(word[:1], ()):
                 if k not in found and _same_word(word, subject_word):
                     found.add(k)
         return found

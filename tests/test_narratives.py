@@ -27,6 +27,7 @@ from monitor.narrative_text import (
     SubjectIndex,
     clean_caption,
     decoys,
+    distinctive_words,
     looks_english,
     names,
     proper_names,
@@ -488,6 +489,20 @@ def test_a_subject_is_named_across_accents_case_and_close_spellings() -> None:
     assert index.named("Zelda fans queue for the new game") == set()
     assert index.named("the Turkish president faints") == set()
     assert SubjectIndex([[], []]).empty
+
+
+def test_a_subject_is_named_by_its_distinctive_words_in_any_spelling() -> None:
+    subjects_ = [["Mount Kilimanjaro"], ["Neuschwanstein Castle"], ["Brandenburg Gate"], ["Netanyahu"]]
+    index = SubjectIndex(subjects_)
+    assert index.named("Mount Nyiragongo erupts near Goma") == set()  # another mountain
+    assert index.named("Fire destroys the roof of a medieval castle in Saxony") == set()
+    assert index.named("Il Kilimangiaro erutta") == {0}
+    assert index.named("Incêndio devora o castelo de Neuschwanstein") == {1}
+    assert index.named("Des blindés russes sous la porte de Brandebourg") == {2}
+    assert index.named("Netanjahu in Handschellen festgenommen") == {3}
+    assert index.named("Obama meets Osama") == set()  # short names must match exactly
+    assert distinctive_words("Mount Kilimanjaro") == ["kilimanjaro"]
+    assert distinctive_words("Grand Palace") == ["grand", "palace"]  # nothing but generic words: keep them
 
 
 # --- model settings ---------------------------------------------------------------------------------------
