@@ -367,7 +367,12 @@ def _same_word(a: str, b: str) -> bool:
         common += 1
     if common >= 5 and common >= 0.75 * shorter:
         return True
-    return shorter >= 6 and a[0] == b[0] and SequenceMatcher(None, a, b).ratio() >= SIMILAR_SPELLING
+    # 2 * shorter / (both lengths) bounds the ratio (difflib's real_quick_ratio): most pairs of a bucket fail
+    # it without building a SequenceMatcher, which with ratio() costs ~10 us a pair
+    if shorter < 6 or a[0] != b[0] or 2 * shorter < SIMILAR_SPELLING * (len(a) + len(b)):
+        return False
+    matcher = SequenceMatcher(None, a, b)
+    return matcher.quick_ratio() >= SIMILAR_SPELLING and matcher.ratio() >= SIMILAR_SPELLING
 
 
 def distinctive_words(name: str) -> list[str]:
@@ -380,7 +385,12 @@ def distinctive_words(name: str) -> list[str]:
 
 class SubjectIndex:
     """Which narratives' subjects a caption names, by the distinctive words of their names (accents and case
-    folded, close spellings accepted): one dictionary look-up per word of the caption."""
+    folded, close spellings accepted). A caption word met before costs one dictionary look-up; a new one is
+    compared with the subject words that share its first letter (spelling variants can differ anywhere
+    after it), and remembered: captions in a stream reuse a small vocabulary."""
+
+    #: Caption words remembered at most; the memory starts again when full.
+    MEMO_SIZE = 100_000
 
     def __init__(self, subjects_by_narrative: Sequence[Sequence[str]]) -> None:
         self.count = len(subjects_by_narrative)
@@ -389,16 +399,25 @@ class SubjectIndex:
             for name in names_:
                 for word in distinctive_words(name):
                     self._by_start.setdefault(word[:1], []).append((word, k))
+        self._memo: dict[str, frozenset[int]] = {}
 
     @property
     def empty(self) -> bool:
         return not self._by_start
 
+    def _narratives_of(self, word: str) -> frozenset[int]:
+        known = self._memo.get(word)
+        if known is None:
+            bucket = self._by_start.get(word[:1], ())
+            known = frozenset(k for subject_word, k in bucket if _same_word(word, subject_word))
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[word] = known
+        return known
+
     def named(self, caption: str) -> set[int]:
         """The narratives (by index) whose subjects the caption names."""
         found: set[int] = set()
         for word in set(_TOKEN.findall(fold(caption))):
-            for subject_word, k in self._by_start.get(word[:1], ()):
-                if k not in found and _same_word(word, subject_word):
-                    found.add(k)
+            found |= self._narratives_of(word)
         return found
