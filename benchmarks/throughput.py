@@ -60,6 +60,7 @@ import base64
 import contextlib
 import cProfile
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -1006,29 +1007,17 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             f"{runs['unique'][-1].rate:.0f} posts/s"
         )
         if not args.skip_kafka:
-            result = await run_kafka(
-                repeat,
-                stream,
-                settings,
-                args.broker,
-                work_dir,
-                plan,
-                args.live_rate,
-                runs["inprocess"][-1].alerts,
-                args.keep,
+            worker_run = functools.partial(
+                run_kafka,
+                broker=args.broker,
+                work_dir=work_dir,
+                live_rate=args.live_rate,
+                expected_alerts=runs["inprocess"][-1].alerts,
+                keep=args.keep,
             )
+            result = await worker_run(repeat, stream, settings, plan=plan)
             runs["kafka"].append(result.throughput)
-            threaded = await run_kafka(
-                repeat,
-                stream,
-                settings.replace(analysis_processes=0),
-                args.broker,
-                work_dir,
-                None,
-                args.live_rate,
-                runs["inprocess"][-1].alerts,
-                args.keep,
-            )
+            threaded = await worker_run(repeat, stream, settings.replace(analysis_processes=0), plan=None)
             runs["kafka_thread"].append(threaded.throughput)
             kafka_startup.append(result.startup_seconds)
             kafka_produce.append(result.produce_seconds)
