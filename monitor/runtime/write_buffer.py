@@ -16,6 +16,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 _DELETED = object()
+_MISSING = object()
 
 
 class WriteBuffer(MutableMapping[str, Any]):
@@ -24,12 +25,12 @@ class WriteBuffer(MutableMapping[str, Any]):
         self._pending: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
-        value = self._pending.get(key, None)
+        value = self._pending.get(key, _MISSING)
+        if value is _MISSING:
+            return self.table[key]
         if value is _DELETED:
             raise KeyError(key)
-        if value is not None or key in self._pending:
-            return value
-        return self.table[key]
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._pending[key] = value
