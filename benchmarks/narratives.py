@@ -75,6 +75,7 @@ from pathlib import Path
 
 from monitor.bank import NarrativeExample
 from monitor.encoders import Encoder, SentenceTransformerEncoder, load_encoder
+from monitor.narrative_text import clean_caption
 from monitor.narratives import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
@@ -336,7 +337,8 @@ def print_table(results: Sequence[Result], title: str) -> None:
 def sweep(name: str, data: Dataset, matcher: NarrativeMatcher) -> None:
     """Recall and false flags at a range of thresholds (tuning aid; use on the development set only)."""
     texts = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
-    matrix = matcher.score_matrix([c for c in texts])
+    # the captions as match_many scores them: cleaned, and screened by the first model
+    matrix = matcher.score_matrix([clean_caption(t) or t for t in texts], screen=True)
     n_pos = len(data.positives)
     ranked = [matcher._ranked(row) for row in matrix]
     print(f"sweep {name}: threshold recall flags wrong (margin {matcher.margin})")
