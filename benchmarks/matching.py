@@ -8,7 +8,7 @@ Photos: the `--set eval` bank is the nature photographs of Debian's `mate-backgr
 with `apt-get download` and unpacked with `dpkg -x` into a cache folder); none of them was looked at while
 the matcher was built (except that the local stage's move from a brute-force descriptor scan to its LSH
 index, with unchanged settings, was checked on a sample of them). Half of them are banked; positives are
-edits of banked photos (every kind in `monitor.viral_edits`, several seeds each). Negatives come from 57
+edits of banked photos (every kind in `tests.support.viral_edits`, several seeds each). Negatives come from 57
 photos never banked: the other half, scikit-image's bundled photos and pictures, and the photographs of
 three more Debian packages fetched the same way (`lomiri-wallpapers-16.04` and `-20.04`: Ubuntu's
 wallpaper-contest photos; KDE's `plasma-workspace-wallpapers`, its photos only): each photo, its edits
@@ -21,7 +21,8 @@ Methods, side by side:
 - `pHash<=10`: imagehash.phash of `Image.open(file)`, nearest banked pHash within 10 bits.
 - `PDQ<=31`: the reference PDQ (`pdqhash`) with the eight dihedral hashes of the query and quality >= 50,
   nearest banked hash within 31 bits: how Meta's Hasher-Matcher-Actioner matches.
-- `ours`: monitor.matching.BankMatcher on monitor.decode + monitor.hashing, as the pipeline runs it.
+- `ours`: monitor.bank.matcher.BankMatcher on monitor.ingest.decode + monitor.imaging.hashes, as the
+  pipeline runs it.
 
 Per image: wall-clock and CPU time (median / mean), for copies of banked photos and for never-seen
 images apart.
@@ -55,13 +56,13 @@ import pdqhash
 from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
-from monitor.bank import add_images, load_bank
-from monitor.decode import HASH_DRAFT, decode_image
-from monitor.hash_index import PdqIndex, distances, to_words
-from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher
-from monitor.pdq import MATCH_THRESHOLD, MIN_QUALITY
-from monitor.viral_edits import EDITS, apply_edit, jpeg
+from monitor.bank.matcher import BankMatcher
+from monitor.bank.store import add_images, load_bank
+from monitor.imaging.hash_index import PdqIndex, distances, to_words
+from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY
+from monitor.ingest.decode import HASH_DRAFT, decode_image
+from tests.support.viral_edits import EDITS, apply_edit, jpeg
 
 CACHE_ROOT = Path.home() / ".cache" / "misinfo-monitor"
 SKIMAGE_PHOTOS = (

@@ -21,7 +21,7 @@ run once, then became tuning data:
 - v3 (`--data heldout`, the default, or `heldout-v3`) judged the re-tuning on dev + v1 + v2 pooled: 90.7%
   recall, 5/96 false flags, 0 wrong.
 - v4 (`--data heldout-v4`, benchmarks/data/narratives-heldout-v4.json, written by someone else) judges the
-  story and swap decoys (monitor.narratives), designed and tuned on dev + v1 + v2 + v3 pooled (360
+  story and swap decoys (monitor.narratives.matcher), designed and tuned on dev + v1 + v2 + v3 pooled (360
   positives, 318 negatives: 93.6% recall, 3/318 flagged, 0 wrong at the default threshold; choosing the
   weight and threshold on three sets and scoring the fourth gave 93.9% / 5/318 / 0). Judged once: 81.5%
   recall, 12/180 false flags (6.7%), 0 wrong.
@@ -45,8 +45,8 @@ Methods, each given the same two English examples per narrative:
   (the setting this project shipped with), no margin.
 - `MiniLM oracle`: the same with the threshold tuned after the fact on this very set (the highest recall
   with at most 1 in 30 negatives flagged): an upper bound for any threshold on MiniLM alone.
-- `ours`: monitor.narratives.NarrativeMatcher with the settings (the defaults unless MONITOR_NARRATIVE_*
-  variables say otherwise).
+- `ours`: monitor.narratives.matcher.NarrativeMatcher with the settings (the defaults unless
+  MONITOR_NARRATIVE_* variables say otherwise).
 - `ours, <model> only`: the same decision with one model of the default mix, for the ablation.
 - `ours, name decoys only`: without the story and swap decoys (the kind of decoy judged by v1-v3, here at
   the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty everywhere`:
@@ -73,15 +73,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from monitor.bank import NarrativeExample
-from monitor.encoders import Encoder, SentenceTransformerEncoder, load_encoder
-from monitor.narrative_text import clean_caption
-from monitor.narratives import (
+from monitor.bank.store import NarrativeExample
+from monitor.narratives.encoders import Encoder, SentenceTransformerEncoder, load_encoder
+from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
     SWAP_WEIGHT,
     NarrativeMatcher,
 )
+from monitor.narratives.text import clean_caption
 from monitor.pipeline import make_narrative_matcher
 from monitor.settings import Settings, load_settings
 
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours_result = results[-1]
 
     if not args.skip_ablation:
-        from monitor.encoders import views_of
+        from monitor.narratives.encoders import views_of
 
         for view in views_of(encoder):
             alone = make_narrative_matcher(settings, view.encoder, data.examples)

@@ -8,10 +8,10 @@ real photographs bundled with scikit-image (`skimage.data`: astronaut, camera, c
 hubble_deep_field, immunohistochemistry, moon, retina, rocket), re-encoded with Pillow as JPEG (quality 90)
 and PNG, which carry no metadata but Pillow's JFIF header. For each one, in the same run and interleaved:
 
-- `read_markers`: `monitor.provenance.read_markers(data)`, what the analysis stage calls on every new
+- `read_markers`: `monitor.provenance.markers.read_markers(data)`, what the analysis stage calls on every new
   image, mean of `--inner` calls;
-- `decode+hash` (the baseline): `monitor.decode.decode_image(data)` + `monitor.hashing.compute_hashes`,
-  what the same stage must spend on that image anyway.
+- `decode+hash` (the baseline): `monitor.ingest.decode.decode_image(data)` +
+  `monitor.imaging.hashes.compute_hashes`, what the same stage must spend on that image anyway.
 
 Each figure is the median over `--repeats` repeats (2 shared, noisy cores); the ratio is read_markers
 over decode+hash of the same image. Rows marked `(marked)` time images that carry a mark (SD parameters
@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 from PIL import Image
 from skimage import data as skdata
 
-from monitor.decode import decode_image
-from monitor.hashing import compute_hashes
-from monitor.provenance import read_markers
-from monitor.synthetic import (
+from monitor.imaging.hashes import compute_hashes
+from monitor.ingest.decode import decode_image
+from monitor.provenance.markers import read_markers
+from tests.support.synthetic import (
     jpeg_with_user_comment,
     jpeg_with_xmp,
     make_signing_chain,

@@ -4,7 +4,7 @@
     python -m benchmarks.throughput --posts 1000 --repeats 5 --json-out bench.json
     python -m benchmarks.throughput --skip-kafka       # no broker needed
 
-The stream is synthetic (`monitor.synthetic`): clusters of re-uploaded pictures (each upload a distinct
+The stream is synthetic (`tests.support.synthetic`): clusters of re-uploaded pictures (each upload a distinct
 JPEG that must be decoded and hashed), reshares (no image of their own) and noise posts, so that about half
 of the posts carry an image. Images are inline base64 `data`, so the same archive feeds the in-process
 pipeline and Kafka. Every cluster but each fourth is suspected (bank match, narrative caption or generator
@@ -84,14 +84,14 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from monitor.archive import read_archive
-from monitor.bank import Bank, load_bank
+from monitor.bank.store import Bank, load_bank
+from monitor.ingest.archive import read_archive
 from monitor.models import Alert, Post
-from monitor.narratives import Encoder
+from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings, load_settings
-from monitor.synthetic import ClusterSpec, Suspicion, build_scenario
+from tests.support.synthetic import ClusterSpec, Suspicion, build_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"

@@ -19,16 +19,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from monitor.archive import ArchiveError
-from monitor.bank import BankError, add_images, add_narrative, export_pdq, import_pdq, load_bank
-from monitor.decode import DecodeError, decode_image
-from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher
-from monitor.narratives import ModelError
-from monitor.provenance import read_markers
+from monitor.bank.matcher import BankMatcher
+from monitor.bank.store import BankError, add_images, add_narrative, export_pdq, import_pdq, load_bank
+from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
+from monitor.imaging.hashes import compute_hashes
+from monitor.ingest.archive import ArchiveError
+from monitor.ingest.decode import DecodeError, decode_image
+from monitor.narratives.matcher import ModelError
+from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
 from monitor.settings import Settings, SettingsError, load_settings
-from monitor.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
 
 EXIT_USAGE = 2
 

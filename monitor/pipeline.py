@@ -11,14 +11,14 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor.analysis import Analyzer, StageObserver
-from monitor.bank import Bank, NarrativeExample
-from monitor.decode import DecodeLimits
-from monitor.fetch import FetchPolicy, ImageFetcher
-from monitor.images import ImageLoader
-from monitor.matching import BankMatcher
+from monitor.analysis.analyzer import Analyzer, StageObserver
+from monitor.bank.matcher import BankMatcher
+from monitor.bank.store import Bank, NarrativeExample
+from monitor.ingest.decode import DecodeLimits
+from monitor.ingest.fetch import FetchPolicy, ImageFetcher
+from monitor.ingest.loading import ImageLoader
 from monitor.models import Alert, AnalyzedPost, Post
-from monitor.narratives import (
+from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
     SWAP_WEIGHT,
@@ -27,7 +27,7 @@ from monitor.narratives import (
     load_encoder,
 )
 from monitor.settings import Settings
-from monitor.tracker import ClusterTracker, ViralityPolicy
+from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from monitor.synthetic import Scenario, build_scenario
 from tests.support.kafka import broker_ready
+from tests.support.synthetic import Scenario, build_scenario
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Analysis in processes (monitor/runtime/analysis_backends.py): the same results as in a thread, metrics
+"""Analysis in processes (monitor/runtime/analysis_pool.py): the same results as in a thread, metrics
 that reach the worker, and a process that dies costs its batch, not the worker."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from monitor.analysis import LoadedImage
-from monitor.bank import add_images
-from monitor.metrics import Metrics
+from monitor.analysis.analyzer import LoadedImage
+from monitor.bank.store import add_images
 from monitor.models import Post
-from monitor.runtime.analysis_backends import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
+from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
+from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 
 T0 = 1_700_000_000.0

@@ -16,14 +16,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from monitor.analysis import LoadedImage
-from monitor.bank import Bank
-from monitor.images import ImageLoader
-from monitor.metrics import Metrics
+from monitor.analysis.analyzer import LoadedImage
+from monitor.bank.store import Bank
+from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost, Post, format_time
 from monitor.pipeline import build_analyzer
-from monitor.runtime.analysis_backends import ThreadAnalysis
 from monitor.runtime.analysis_loop import AnalysisLoop
+from monitor.runtime.analysis_pool import ThreadAnalysis
+from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import ensure_topics
 from monitor.settings import Settings
 from tests.support.kafka import BROKER, isolated_env

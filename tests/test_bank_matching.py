@@ -1,5 +1,5 @@
-"""Tests for monitor.bank (the bank directory of known fakes and narratives), monitor.matching (nearest-hash
-lookups) and monitor.clustering (visual clusters of stream images), on real photos."""
+"""Tests for monitor.bank.store (the bank directory of known fakes and narratives), monitor.bank.matcher
+(nearest-hash lookups) and monitor.tracking.clusters (visual clusters of stream images), on real photos."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
-from monitor.bank import (
+from monitor.bank.matcher import BankMatcher, HashIndex
+from monitor.bank.store import (
     IMAGES_FILE,
     NARRATIVES_FILE,
     BankError,
@@ -20,12 +21,11 @@ from monitor.bank import (
     add_narrative,
     load_bank,
 )
-from monitor.clustering import ClusterIndex
-from monitor.decode import decode_image
-from monitor.hashing import compute_hashes, hamming
-from monitor.matching import BankMatcher, HashIndex
+from monitor.imaging.hashes import compute_hashes, hamming
+from monitor.ingest.decode import decode_image
 from monitor.models import ImageHashes
 from monitor.settings import Settings
+from monitor.tracking.clusters import ClusterIndex
 
 MATCH_DISTANCE = Settings().match_distance
 CLUSTER_DISTANCE = Settings().cluster_distance
@@ -401,7 +401,7 @@ def test_a_bank_written_before_pdq_gets_it_recomputed_from_its_copies(
     assert entry.hashes is not None and entry.pdq == int(str(lines[0]["pdq"]), 16)
     # Without the copy the entry keeps what it has: a pHash, no PDQ.
     (tmp_path / str(lines[0]["file"])).unlink()
-    import monitor.bank as bank_module
+    import monitor.bank.store as bank_module
 
     bank_module._RECOMPUTED.clear()
     stripped = load_bank(tmp_path).images[0]

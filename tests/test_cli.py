@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from monitor.cli import main
-from monitor.synthetic import Scenario, draw_picture, jpeg_bytes, png_with_parameters, reupload
+from tests.support.synthetic import Scenario, draw_picture, jpeg_bytes, png_with_parameters, reupload
 
 SAMPLE_ARCHIVE = str(Path(__file__).resolve().parents[1] / "monitor/sample/archive.jsonl")
 

@@ -1,5 +1,6 @@
-"""Tests for monitor.decode (hostile bytes in, an RGB image or a DecodeError out) and monitor.hashing
-(perceptual hashes of real photos: edits of one photo stay close, different photos stay far apart)."""
+"""Tests for monitor.ingest.decode (hostile bytes in, an RGB image or a DecodeError out) and
+monitor.imaging.hashes (perceptual hashes of real photos: edits of one photo stay close, different photos
+stay far apart)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
-from monitor.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image
-from monitor.hashing import compute_hashes, hamming
+from monitor.imaging.hashes import compute_hashes, hamming
+from monitor.ingest.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image
 from monitor.models import ImageHashes
 from monitor.settings import Settings
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from monitor.archive import iter_lines
-from monitor.events import MalformedEvent, decode_event
+from monitor.ingest.archive import iter_lines
+from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.models import Post, parse_alert_time
-from monitor.synthetic import Scenario
 from tests.support.kafka import Worker, isolated_env, read_topic, run_monitor
+from tests.support.synthetic import Scenario
 
 SETTINGS = {"threshold": 20, "window_seconds": 3600}
 

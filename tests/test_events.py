@@ -1,5 +1,5 @@
-"""Tests for monitor.events: post events (contract §1) are parsed into `Post`s, malformed ones are refused
-with a short, stable reason and never crash the caller."""
+"""Tests for monitor.ingest.events: post events (contract §1) are parsed into `Post`s, malformed ones are
+refused with a short, stable reason and never crash the caller."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from monitor.events import MalformedEvent, decode_event, parse_post, parse_time
+from monitor.ingest.events import MalformedEvent, decode_event, parse_post, parse_time
 from monitor.models import ImageRef
 
 CONTRACT_EXAMPLE: dict[str, Any] = {

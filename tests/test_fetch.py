@@ -1,4 +1,4 @@
-"""Tests for monitor.fetch against a real HTTP server on 127.0.0.1 (and a mock transport for hops that
+"""Tests for monitor.ingest.fetch against a real HTTP server on 127.0.0.1 (and a mock transport for hops that
 would need public addresses)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from monitor.fetch import FetchError, FetchPolicy, ImageFetcher, is_blocked_address
+from monitor.ingest.fetch import FetchError, FetchPolicy, ImageFetcher, is_blocked_address
 
 
 def _make_png() -> bytes:

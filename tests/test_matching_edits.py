@@ -1,8 +1,8 @@
 """Every kind of viral edit is matched to its banked original, on generated pictures; nothing else is.
 
 The pictures are drawn from a seed (smooth colour fields, shapes, lines): detailed like a photo, but no
-data set is needed. The edits are the benchmark's own (`monitor.viral_edits`); the benchmark measures the
-same matcher on real photos (benchmarks/matching.py).
+data set is needed. The edits are the benchmark's own (`tests.support.viral_edits`); the benchmark
+measures the same matcher on real photos (benchmarks/matching.py).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from monitor.bank import add_images, load_bank
-from monitor.hashing import compute_hashes
-from monitor.local_features import Features, LocalIndex, features
-from monitor.matching import BankMatcher
+from monitor.bank.matcher import BankMatcher
+from monitor.bank.store import add_images, load_bank
+from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.local_features import Features, LocalIndex, features
 from monitor.models import BankMatch
 from monitor.settings import Settings
-from monitor.viral_edits import EDITS, apply_edit, jpeg
+from tests.support.viral_edits import EDITS, apply_edit, jpeg
 
 BANKED = (101, 202, 303)
 OTHERS = (404, 505)

@@ -1,4 +1,4 @@
-"""The PDQ multi-index (monitor.hash_index) returns exactly what a brute-force scan returns."""
+"""The PDQ multi-index (monitor.imaging.hash_index) returns exactly what a brute-force scan returns."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from monitor import hash_index
-from monitor.hash_index import MAX_RADIUS, PdqIndex, distances, from_words, layout, to_words
+from monitor.imaging import hash_index
+from monitor.imaging.hash_index import MAX_RADIUS, PdqIndex, distances, from_words, layout, to_words
 
 
 def _near(rng: random.Random, value: int, flips: int) -> int:

@@ -1,4 +1,4 @@
-"""Bank hashes in and out in the ThreatExchange PDQ text format (monitor.threatexchange, bank import and
+"""Bank hashes in and out in the ThreatExchange PDQ text format (monitor.bank.threatexchange, bank import and
 export, `monitor bank import|export`), and matching against hashes imported without their pictures."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import pytest
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from monitor.bank import IMAGES_FILE, add_images, export_pdq, import_pdq, load_bank
+from monitor.bank.matcher import BankMatcher
+from monitor.bank.store import IMAGES_FILE, add_images, export_pdq, import_pdq, load_bank
+from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
 from monitor.cli import main
-from monitor.decode import decode_image
-from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher
-from monitor.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
+from monitor.imaging.hashes import compute_hashes
+from monitor.ingest.decode import decode_image
 
 HASH_A = "f8f8f0cee0f4a84f06370a22038f2f0b82e6e0f4a8e1b4f2b7e11e0bf061b064"
 HASH_B = "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"

@@ -11,8 +11,9 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import pytest
 
-from monitor.bank import NarrativeExample
-from monitor.encoders import (
+from monitor.bank.store import NarrativeExample
+from monitor.narratives.background import BACKGROUND_CAPTIONS
+from monitor.narratives.encoders import (
     E5Encoder,
     ModelError,
     ModelMix,
@@ -22,8 +23,16 @@ from monitor.encoders import (
     load_encoder,
     parse_model_spec,
 )
-from monitor.narrative_background import BACKGROUND_CAPTIONS
-from monitor.narrative_text import (
+from monitor.narratives.matcher import (
+    DEFAULT_MODEL,
+    FOREIGN_DECOY_FACTOR,
+    SCORE_SCALE,
+    SHIPPED_CALIBRATIONS,
+    SWAP_WEIGHT,
+    Calibration,
+    NarrativeMatcher,
+)
+from monitor.narratives.text import (
     SubjectIndex,
     clean_caption,
     decoys,
@@ -34,15 +43,6 @@ from monitor.narrative_text import (
     story_decoys,
     subjects,
     swap_decoys,
-)
-from monitor.narratives import (
-    DEFAULT_MODEL,
-    FOREIGN_DECOY_FACTOR,
-    SCORE_SCALE,
-    SHIPPED_CALIBRATIONS,
-    SWAP_WEIGHT,
-    Calibration,
-    NarrativeMatcher,
 )
 from monitor.pipeline import make_encoder, make_narrative_matcher
 from monitor.settings import Settings

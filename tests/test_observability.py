@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from monitor.synthetic import Scenario
 from tests.support.kafka import Worker, free_port, isolated_env, read_topic, run_monitor
+from tests.support.synthetic import Scenario
 from tests.test_dashboards import dashboard_queries
 
 pytestmark = pytest.mark.kafka

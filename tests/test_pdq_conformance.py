@@ -14,9 +14,9 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from monitor.decode import decode_image
-from monitor.hashing import compute_hashes
-from monitor.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, pdq, pdq_dihedral, pdq_from_hex
+from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, pdq, pdq_dihedral, pdq_from_hex
+from monitor.ingest.decode import decode_image
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "pdq"
 TOLERANCE = 10

@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from monitor.metrics import Metrics
+from monitor.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = REPO / "deploy/prometheus"

@@ -1,5 +1,5 @@
-"""Tests for monitor.provenance: generator marks in a file's own metadata give markers; ordinary photos and
-edited photos give none; garbage never raises."""
+"""Tests for monitor.provenance.markers: generator marks in a file's own metadata give markers; ordinary
+photos and edited photos give none; garbage never raises."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
-from monitor.provenance import (
+from monitor.provenance.markers import (
     PROBLEM_SOURCES,
     Problem,
     ProvenanceReport,
@@ -24,7 +24,7 @@ from monitor.provenance import (
     read_markers,
     read_provenance,
 )
-from monitor.synthetic import xmp_packet
+from tests.support.synthetic import xmp_packet
 
 SD_PARAMETERS = (
     "pope francis in a white puffer coat, street photo\n"
@@ -424,7 +424,7 @@ def test_read_markers_logs_each_problem_and_tells_the_observers(caplog: pytest.L
     seen: list[Problem] = []
     remove = add_problem_observer(seen.append)
     try:
-        with caplog.at_level(logging.WARNING, logger="monitor.provenance"):
+        with caplog.at_level(logging.WARNING, logger="monitor.provenance.markers"):
             assert read_markers(BAD_METADATA["zip-bomb-itxt"]) == ()
     finally:
         remove()

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from monitor import provenance_c2pa
-from monitor.provenance import read_markers, read_provenance
-from monitor.provenance_c2pa import C2paVerifier
-from monitor.synthetic import SigningChain, draw_picture, make_signing_chain, sign_c2pa
+from monitor.provenance.c2pa import C2paVerifier
+from monitor.provenance import c2pa as provenance_c2pa
+from monitor.provenance.markers import read_markers, read_provenance
+from tests.support.synthetic import SigningChain, draw_picture, make_signing_chain, sign_c2pa
 
 REPO = Path(__file__).resolve().parents[1]
 PICTURE = draw_picture(11)
@@ -186,8 +186,8 @@ def test_monitor_inspect_lists_c2pa_markers_and_reads_trust_anchors_from_the_env
 def test_images_without_a_manifest_never_load_the_c2pa_library(tmp_path: Path) -> None:
     code = (
         "import io, sys\n"
-        "from monitor.provenance import read_markers\n"
-        "from monitor.synthetic import draw_picture, jpeg_bytes, png_with_parameters\n"
+        "from monitor.provenance.markers import read_markers\n"
+        "from tests.support.synthetic import draw_picture, jpeg_bytes, png_with_parameters\n"
         "jpeg, png = jpeg_bytes(draw_picture(1)), png_with_parameters(draw_picture(2))\n"
         "print(read_markers(jpeg), read_markers(png))\n"
         "print('c2pa' in sys.modules)\n"

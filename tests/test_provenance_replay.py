@@ -18,7 +18,7 @@ from typing import Any
 from monitor.models import format_time
 from monitor.runtime.replay import replay_embedded
 from monitor.settings import Settings
-from monitor.synthetic import (
+from tests.support.synthetic import (
     distinct_pictures,
     jpeg_bytes,
     jpeg_with_user_comment,

@@ -20,8 +20,8 @@ from monitor.runtime.replay import replay_embedded
 from monitor.settings import load_settings
 from monitor.sinks.blocks import AlertLinks, alert_blocks, alert_message, alert_text, escape_fit
 from monitor.sinks.slack import Delivery, SlackWebhook, parse_retry_after
-from monitor.synthetic import Scenario
 from tests.support.slack_receiver import Answer, alert_id_of, slack_receiver
+from tests.support.synthetic import Scenario
 
 ALERT = Alert(
     alert_id="c-1/L1",

@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.models import Alert
-from monitor.synthetic import Scenario
 from tests.support.kafka import BROKER, Worker, free_port, isolated_env, read_topic, run_monitor
 from tests.support.slack_receiver import Answer, SlackReceiver, slack_receiver
+from tests.support.synthetic import Scenario
 
 pytestmark = pytest.mark.kafka
 

@@ -1,5 +1,5 @@
-"""Tracker state expiry in event time (monitor/state_expiry.py): bounded state, and nothing counted twice or
-alerted twice because of what was forgotten."""
+"""Tracker state expiry in event time (monitor/tracking/expiry.py): bounded state, and nothing counted twice
+or alerted twice because of what was forgotten."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from monitor.models import ImageHashes
 from monitor.settings import Settings, SettingsError
-from monitor.state_expiry import plan_expiry
-from monitor.tracker import ClusterTracker, ViralityPolicy
+from monitor.tracking.expiry import plan_expiry
+from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 from tests.test_virality_tracker import CLUSTER_DISTANCE, POPE, T0, feed, image, post
 
 DAY = 24 * 3600

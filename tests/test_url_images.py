@@ -15,7 +15,7 @@ import pytest
 
 from monitor.runtime.replay import replay_embedded
 from monitor.settings import load_settings
-from monitor.synthetic import Scenario
+from tests.support.synthetic import Scenario
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

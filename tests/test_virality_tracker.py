@@ -1,5 +1,5 @@
-"""Tests for monitor.virality (event-time share counts) and monitor.tracker (the per-cluster stage: dedupe,
-reshares, suspicion reasons and alert levels, contract §2 and §4)."""
+"""Tests for monitor.tracking.virality (event-time share counts) and monitor.tracking.tracker (the per-
+cluster stage: dedupe, reshares, suspicion reasons and alert levels, contract §2 and §4)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from monitor.decode import decode_image
-from monitor.hashing import compute_hashes
+from monitor.imaging.hashes import compute_hashes
+from monitor.ingest.decode import decode_image
 from monitor.models import Alert, AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch
 from monitor.settings import Settings
-from monitor.tracker import ClusterTracker, ViralityPolicy
-from monitor.virality import add_share, count_window, shares_per_second, window_counts
+from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
+from monitor.tracking.virality import add_share, count_window, shares_per_second, window_counts
 
 CLUSTER_DISTANCE = Settings().cluster_distance
 T0 = 1_679_320_800  # 2023-03-20T14:00:00Z, on a minute boundary

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from monitor.runtime.write_buffer import WriteBuffer
-from monitor.tracker import ClusterTracker, ViralityPolicy
+from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 from tests.test_virality_tracker import CLUSTER_DISTANCE, OTHER, POPE, T0, image, post
 
 

@@ -34,17 +34,17 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from monitor.analysis import LoadedImage
-from monitor.events import MalformedEvent, decode_event
-from monitor.images import LOAD_ERRORS, ImageLoader
-from monitor.metrics import Metrics
+from monitor.analysis.analyzer import LoadedImage
+from monitor.ingest.events import MalformedEvent, decode_event
+from monitor.ingest.loading import LOAD_ERRORS, ImageLoader
 from monitor.models import AnalyzedPost, Post
-from monitor.runtime.analysis_backends import Analysis
-from monitor.runtime.consumer_loops import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.analysis_pool import Analysis
+from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
 
-log = logging.getLogger("monitor.analysis")
+log = logging.getLogger("monitor.analysis.analyzer")
 
 SIGHTINGS_KEY = b"clusters"
 """Every sighting carries this key: all cluster state lives in one partition of the tracker's table."""

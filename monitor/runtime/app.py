@@ -22,18 +22,18 @@ from typing import Any, cast
 
 import faust
 
-from monitor.fetch import ImageFetcher
-from monitor.images import ImageLoader
-from monitor.metrics import Metrics
+from monitor.ingest.fetch import ImageFetcher
+from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost
 from monitor.pipeline import fetch_policy, virality_policy
-from monitor.runtime.analysis_backends import analysis_for
 from monitor.runtime.analysis_loop import AnalysisLoop, register_analysis
+from monitor.runtime.analysis_pool import analysis_for
 from monitor.runtime.delivery import register_delivery
+from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import STATE_TABLE
 from monitor.runtime.write_buffer import WriteBuffer
 from monitor.settings import Settings
-from monitor.tracker import ClusterTracker
+from monitor.tracking.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
 

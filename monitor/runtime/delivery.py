@@ -34,9 +34,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from monitor.metrics import Metrics
 from monitor.models import Alert
-from monitor.runtime.consumer_loops import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import bootstrap_servers, delivered_topic
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook

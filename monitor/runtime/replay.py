@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor.archive import ArchiveEntry, read_archive
-from monitor.bank import Bank, load_bank
+from monitor.bank.store import Bank, load_bank
+from monitor.ingest.archive import ArchiveEntry, read_archive
 from monitor.models import Alert
-from monitor.narratives import Encoder
+from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
@@ -144,7 +144,7 @@ async def replay_to_kafka(
     """Produce an archive into the posts topic, each message timestamped with its `created_at`."""
     from aiokafka import AIOKafkaProducer
 
-    from monitor.archive import iter_lines
+    from monitor.ingest.archive import iter_lines
     from monitor.runtime.topics import bootstrap_servers, ensure_topics
 
     started = time.monotonic()

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from monitor.decode import HASH_DRAFT, DecodeError, DecodeLimits, decode_image
-from monitor.hash_index import PdqIndex
-from monitor.hashing import compute_hashes
-from monitor.matching import BankMatcher, HashIndex, local_image
+from monitor.bank.matcher import BankMatcher, HashIndex, local_image
+from monitor.imaging.hash_index import PdqIndex
+from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.pdq import MIN_QUALITY
+from monitor.ingest.decode import HASH_DRAFT, DecodeError, DecodeLimits, decode_image
 from monitor.models import AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch, Post
-from monitor.narratives import NarrativeMatcher
-from monitor.pdq import MIN_QUALITY
-from monitor.provenance import read_markers
+from monitor.narratives.matcher import NarrativeMatcher
+from monitor.provenance.markers import read_markers
 
 StageObserver = Callable[[str, float], None]
 """Called with (stage name, seconds) after each stage; the worker feeds its metrics from it."""

@@ -34,8 +34,8 @@ DEAD_LETTER_REASONS = (
     "bad platform",
     "analysis failed",
 )
-"""Every reason `monitor.events` can give, and a post whose analysis raised; anything else is counted as
-`other` to keep labels bounded."""
+"""Every reason `monitor.ingest.events` can give, and a post whose analysis raised; anything else is counted
+as `other` to keep labels bounded."""
 
 DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error", "duplicate")
 

@@ -22,16 +22,16 @@ from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from monitor.analysis import Analyzer, LoadedImage
-from monitor.bank import Bank, BankWatcher
-from monitor.metrics import Metrics
+from monitor.analysis.analyzer import Analyzer, LoadedImage
+from monitor.bank.store import Bank, BankWatcher
 from monitor.models import AnalyzedPost, Post
-from monitor.narratives import Encoder
+from monitor.narratives.matcher import Encoder
 from monitor.pipeline import build_analyzer, make_encoder
-from monitor.provenance import add_problem_observer
+from monitor.provenance.markers import add_problem_observer
+from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 
-log = logging.getLogger("monitor.analysis")
+log = logging.getLogger("monitor.analysis.analyzer")
 
 
 @dataclass

@@ -17,7 +17,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitor.pdq import pdq_from_hex
+from monitor.imaging.pdq import pdq_from_hex
 
 
 class FormatError(ValueError):

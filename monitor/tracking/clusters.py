@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from monitor.hash_index import PdqIndex
-from monitor.matching import PDQ_MATCH_DISTANCE, HashIndex
+from monitor.bank.matcher import PDQ_MATCH_DISTANCE, HashIndex
+from monitor.imaging.hash_index import PdqIndex
+from monitor.imaging.pdq import MIN_QUALITY, dihedral_bits
 from monitor.models import ImageHashes
-from monitor.pdq import MIN_QUALITY, dihedral_bits
 
 REP_PREFIX = "rep:"
 

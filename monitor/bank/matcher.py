@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from monitor.bank import Bank, BankImage
-from monitor.decode import DRAFT_TARGET, HASH_DRAFT, DecodeLimits, decode_image, header_size
-from monitor.hash_index import PdqIndex
-from monitor.hashing import compute_hashes, regions_of
-from monitor.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
+from monitor.bank.store import Bank, BankImage
+from monitor.imaging.hash_index import PdqIndex
+from monitor.imaging.hashes import compute_hashes, regions_of
+from monitor.imaging.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
+from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits
+from monitor.ingest.decode import DRAFT_TARGET, HASH_DRAFT, DecodeLimits, decode_image, header_size
 from monitor.models import BankMatch, ImageHashes
-from monitor.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits
 
 log = logging.getLogger(__name__)
 

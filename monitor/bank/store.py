@@ -23,10 +23,10 @@ from typing import Any
 
 from PIL import Image
 
-from monitor.decode import DecodeError, DecodeLimits, decode_image
-from monitor.hashing import compute_hashes
+from monitor.bank.threatexchange import PdqEntry
+from monitor.imaging.hashes import compute_hashes
+from monitor.ingest.decode import DecodeError, DecodeLimits, decode_image
 from monitor.models import ImageHashes
-from monitor.threatexchange import PdqEntry
 
 IMAGES_FILE = "images.jsonl"
 NARRATIVES_FILE = "narratives.jsonl"

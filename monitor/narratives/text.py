@@ -4,7 +4,7 @@ Pure functions, no model. Captions arrive full of hashtags, mentions, links and 
 "#TrumpArrest" as one odd token, so hashtags are split into their words.
 
 Decoys are captions built from a narrative's own examples that the narrative must NOT match; a caption as
-close to a decoy as to the examples is probably another story (see monitor.narratives). Three kinds:
+close to a decoy as to the examples is probably another story (see monitor.narratives.matcher). Three kinds:
 
 - name decoys (`decoys`): every name of the examples in bland contexts ("Trump today"), against captions
   that are close to the examples only because they name the same people;
@@ -205,7 +205,8 @@ def clean_caption(text: str) -> str:
 def looks_english(text: str) -> bool:
     """Whether a caption reads as (at least partly) English: it has one of the commonest English function
     words ("the", "of", "with"...). Captions in French, German... and bare lists of names or hashtags do not.
-    The decoys are English, so they take less from a caption that does not look English (monitor.narratives).
+    The decoys are English, so they take less from a caption that does not look English
+    (monitor.narratives.matcher).
     """
     return any(w in _ENGLISH_WORDS for w in re.findall(r"[a-z]+", text.lower()))
 

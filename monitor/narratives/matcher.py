@@ -1,14 +1,14 @@
 """Recognise captions that repeat a banked false narrative, whatever their wording and language.
 
 A narrative is banked as a few example captions (two English ones are enough). A caption's score for a
-narrative comes from each caption model of the setting (monitor.encoders), then the models' scores are
-averaged with their weights:
+narrative comes from each caption model of the setting (monitor.narratives.encoders), then the models'
+scores are averaged with their weights:
 
 1. Calibration. Raw cosines mean nothing across models (multilingual-e5 puts unrelated captions at 0.75,
-   USE at 0.1), so each model is measured once against generic captions (monitor.narrative_background)
+   USE at 0.1), so each model is measured once against generic captions (monitor.narratives.background)
    and similarities are read in standard deviations above that background (z).
 2. Nearest example: the z of the narrative's closest example.
-3. Decoys: captions built from the examples that the narrative must not match (monitor.narrative_text).
+3. Decoys: captions built from the examples that the narrative must not match (monitor.narratives.text).
    An on-topic caption sits close to the examples for one reason only: it names the same subject ("Trump
    speaks at a rally" against "Trump arrested"), or it tells the same kind of event about someone else
    ("Greta Thunberg detained by police"). A true paraphrase or translation has both and is far closer to
@@ -20,7 +20,7 @@ averaged with their weights:
      by police officers"), weight `swap_weight`, not counted against a caption that names one of the
      narrative's subjects (it cannot be about someone else).
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
-   for a caption that does not look English (monitor.narrative_text.looks_english): decoys are English
+   for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
    a decoy's z overstates how much of the caption is "another story" (chosen on the tuning sets: 0.8 or 0.9 in
    every fold of their leave-one-set-out validation, the full penalty in none).
@@ -47,8 +47,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.bank import NarrativeExample
-from monitor.encoders import (
+from monitor.bank.store import NarrativeExample
+from monitor.models import NarrativeMatch
+from monitor.narratives.background import BACKGROUND_CAPTIONS
+from monitor.narratives.encoders import (
     Encoder,
     ModelError,
     SentenceTransformerEncoder,
@@ -57,9 +59,7 @@ from monitor.encoders import (
     resolve_model,
     views_of,
 )
-from monitor.models import NarrativeMatch
-from monitor.narrative_background import BACKGROUND_CAPTIONS
-from monitor.narrative_text import (
+from monitor.narratives.text import (
     SubjectIndex,
     clean_caption,
     decoys,

@@ -19,9 +19,9 @@ Cost: the container walk (`provenance_containers`) touches headers only, and eac
 only when a cheap byte check says it may hold a mark, so an image without metadata costs microseconds.
 
 Metadata that is truncated, oversized or garbage is skipped and *reported*: `read_provenance` returns it
-as `Problem` records; `read_markers` logs each one (warning, logger ``monitor.provenance``) and hands it
-to the observers registered with `add_problem_observer` (a metrics counter, say). It is never a marker
-and never an exception.
+as `Problem` records; `read_markers` logs each one (warning, logger ``monitor.provenance.markers``) and
+hands it to the observers registered with `add_problem_observer` (a metrics counter, say). It is never a
+marker and never an exception.
 """
 
 from __future__ import annotations
@@ -35,16 +35,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from monitor.provenance_c2pa import C2paVerifier, default_verifier
-from monitor.provenance_containers import (
+from monitor.provenance.c2pa import C2paVerifier, default_verifier
+from monitor.provenance.containers import (
     MAX_TEXT_BYTES,
     PROBLEM_SOURCES,
     Metadata,
     Problem,
     read_container,
 )
-from monitor.provenance_exif import ExifError, read_exif_text
-from monitor.provenance_xmp import XmpError, read_xmp, source_type_code
+from monitor.provenance.exif import ExifError, read_exif_text
+from monitor.provenance.xmp import XmpError, read_xmp, source_type_code
 
 __all__ = [
     "PROBLEM_SOURCES",

@@ -15,7 +15,7 @@ from typing import Any, cast
 import faust
 from aiokafka.errors import KafkaError
 
-from monitor.metrics import Metrics
+from monitor.runtime.metrics import Metrics
 
 RESTART_PAUSE = 5.0
 

@@ -15,7 +15,7 @@ A cluster is suspected once any of its posts shows a reason (contract §4); a su
 in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
 level alerted is stored with the cluster.
 
-State older than `retention_seconds` in event time is dropped now and then (monitor/state_expiry.py), so a
+State older than `retention_seconds` in event time is dropped now and then (monitor/tracking/expiry.py), so a
 worker that runs for months keeps a bounded table; clusters that alerted are kept.
 """
 
@@ -27,12 +27,12 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.clustering import ClusterIndex
 from monitor.models import Alert, AnalyzedPost
-from monitor.state_expiry import plan_expiry
-from monitor.virality import BUCKET_SECONDS, add_share, count_window, window_counts
+from monitor.tracking.clusters import ClusterIndex
+from monitor.tracking.expiry import plan_expiry
+from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
 
-log = logging.getLogger("monitor.tracker")
+log = logging.getLogger("monitor.tracking.tracker")
 
 MAX_REASONS = 20
 FUTURE_SLACK = 3600

@@ -12,8 +12,8 @@ import binascii
 import time
 from pathlib import Path
 
-from monitor.analysis import LoadedImage, StageObserver
-from monitor.fetch import FetchError, ImageFetcher
+from monitor.analysis.analyzer import LoadedImage, StageObserver
+from monitor.ingest.fetch import FetchError, ImageFetcher
 from monitor.models import ImageRef, Post
 
 LOAD_ERRORS = (

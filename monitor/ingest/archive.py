@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from monitor.events import MalformedEvent, decode_event
+from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.models import Post
 
 

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 from PIL import Image, ImageDraw, ImageEnhance, PngImagePlugin
 
-from monitor.bank import add_images, add_narrative
-from monitor.hashing import compute_hashes, hamming
+from monitor.bank.store import add_images, add_narrative
+from monitor.imaging.hashes import compute_hashes, hamming
 from monitor.models import format_time
 
 Suspicion = Literal["bank", "narrative", "provenance", "none"]
@@ -324,7 +324,8 @@ SAMPLE_SETTINGS = {"threshold": 20, "window_seconds": 3600}
 
 
 def write_sample(out_dir: Path) -> Scenario:
-    """The bundled demo sample: `python -m monitor.synthetic monitor/sample` regenerates it identically."""
+    """The bundled demo sample: `python -m tests.support.synthetic monitor/sample` regenerates it
+    identically."""
     import shutil
 
     for name in ("archive.jsonl", "images", "bank", "manifest.json"):
@@ -339,7 +340,7 @@ def write_sample(out_dir: Path) -> Scenario:
         "viral_suspected": scenario.viral_suspected,
         "posts": scenario.posts,
         "malformed": scenario.malformed,
-        "generated_by": "python -m monitor.synthetic monitor/sample",
+        "generated_by": "python -m tests.support.synthetic monitor/sample",
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return scenario

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from monitor.provenance_xmp import AI_SOURCE_TYPES, source_type_code
+from monitor.provenance.xmp import AI_SOURCE_TYPES, source_type_code
 
 logger = logging.getLogger(__name__)
 

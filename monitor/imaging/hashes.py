@@ -17,9 +17,9 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from monitor.borders import candidate_boxes
+from monitor.imaging.borders import candidate_boxes
+from monitor.imaging.pdq import MIN_QUALITY, pdq
 from monitor.models import ImageHashes
-from monitor.pdq import MIN_QUALITY, pdq
 
 HASH_KINDS = ("phash", "dhash", "pdq")
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.virality import BUCKET_SECONDS
+from monitor.tracking.virality import BUCKET_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
