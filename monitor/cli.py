@@ -22,9 +22,9 @@ from typing import Any, NoReturn
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import BankError, add_images, add_narrative, export_pdq, import_pdq, load_bank
 from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
-from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.fingerprint import fingerprint
 from monitor.ingest.archive import ArchiveError
-from monitor.ingest.decode import DecodeError, decode_image
+from monitor.ingest.decode import DecodeError
 from monitor.narratives.matcher import ModelError
 from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
@@ -191,7 +191,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         try:
             data = _read_image(path)
             markers = read_markers(data)
-            hashes = compute_hashes(decode_image(data, grey=True))
+            hashes = fingerprint(data).hashes
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True

@@ -8,11 +8,15 @@ per-post stage hands to the per-cluster stage (topic `sightings`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 ImageSource = Literal["url", "data", "path"]
+
+StageObserver = Callable[[str, float], None]
+"""Called with (stage name, seconds) after each stage of the per-post work; the worker feeds its metrics."""
 
 
 def parse_alert_time(text: str) -> float:
@@ -47,23 +51,31 @@ class Post:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """The bytes of one image of a post, or why they could not be had."""
+
+    data: bytes | None
+    url: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ImageHashes:
     """Perceptual hashes of one decoded image, as integers.
 
-    `phash` and `dhash` are 64-bit (bit order as imagehash prints them); `pdq` is Meta's 256-bit PDQ of
+    `phash` is 64-bit (bit order as imagehash prints it); `pdq` is Meta's 256-bit PDQ of
     the whole image (hex as ThreatExchange prints it) with its quality (0..100), and `pdq_regions` the
     PDQ hashes of the picture found inside added borders, bands or app chrome (empty when there is none).
     Records written before PDQ existed read back with `pdq=None`.
     """
 
     phash: int
-    dhash: int
     pdq: int | None = None
     pdq_quality: int | None = None
     pdq_regions: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}"}
+        out: dict[str, Any] = {"phash": f"{self.phash:016x}"}
         if self.pdq is not None:
             out["pdq"] = f"{self.pdq:064x}"
             out["pdq_quality"] = self.pdq_quality
@@ -77,7 +89,6 @@ class ImageHashes:
         quality = data.get("pdq_quality")
         return cls(
             phash=int(data["phash"], 16),
-            dhash=int(data["dhash"], 16),
             pdq=int(pdq, 16) if pdq else None,
             pdq_quality=int(quality) if pdq and quality is not None else None,
             pdq_regions=tuple(int(value, 16) for value in data.get("pdq_regions") or ()),

@@ -11,13 +11,13 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor.analysis.analyzer import Analyzer, StageObserver
+from monitor.analysis.analyzer import Analyzer
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import Bank, NarrativeExample
 from monitor.ingest.decode import DecodeLimits
 from monitor.ingest.fetch import FetchPolicy, ImageFetcher
 from monitor.ingest.loading import ImageLoader
-from monitor.models import Alert, AnalyzedPost, Post
+from monitor.models import Alert, AnalyzedPost, Post, StageObserver
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,

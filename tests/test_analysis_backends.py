@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from monitor.analysis.analyzer import LoadedImage
 from monitor.bank.store import add_images
-from monitor.models import Post
+from monitor.models import LoadedImage, Post
 from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings

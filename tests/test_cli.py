@@ -66,7 +66,7 @@ def test_inspect_reports_hashes_and_generator_marks(
     assert code == 0
     assert rows[0]["provenance"] == ["png:parameters (Stable Diffusion)"]
     assert rows[1]["provenance"] == []
-    assert {"phash", "dhash", "pdq", "pdq_quality"} <= set(rows[1]["hashes"])
+    assert {"phash", "pdq", "pdq_quality"} <= set(rows[1]["hashes"])
 
 
 def test_match_caption_recognises_a_paraphrase_and_not_an_unrelated_caption(

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
-from monitor.imaging.hashes import compute_hashes, hamming
+from monitor.imaging.hashes import compute_hashes
 from monitor.ingest.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image
 from monitor.models import ImageHashes
 from monitor.settings import Settings
+from tests.support.synthetic import hamming
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera")
 MATCH_DISTANCE = Settings().match_distance
@@ -167,7 +168,6 @@ def test_jpeg_draft_decodes_a_large_photo_smaller_with_the_same_hashes() -> None
     assert min(image.size) >= DRAFT_TARGET
     full = Image.open(io.BytesIO(data)).convert("RGB")
     assert hamming(compute_hashes(image).phash, compute_hashes(full).phash) <= 2
-    assert hamming(compute_hashes(image).dhash, compute_hashes(full).dhash) <= 4
 
 
 def test_jpeg_draft_never_goes_below_the_target() -> None:
@@ -178,39 +178,30 @@ def test_jpeg_draft_never_goes_below_the_target() -> None:
 # --- hashing --------------------------------------------------------------------------------------------
 
 
-def test_hashes_are_64_bit_and_print_like_imagehash() -> None:
+def test_phash_is_64_bit_and_prints_like_imagehash() -> None:
     image = photo("astronaut")
     hashes = compute_hashes(image)
     assert 0 <= hashes.phash < 2**64
-    assert 0 <= hashes.dhash < 2**64
     # The documented bit order: the 16 hex digits are the ones imagehash prints.
     assert f"{hashes.phash:016x}" == str(imagehash.phash(image))
-    assert f"{hashes.dhash:016x}" == str(imagehash.dhash(image))
     written = hashes.to_json()
-    assert (written["phash"], written["dhash"]) == (str(imagehash.phash(image)), str(imagehash.dhash(image)))
+    assert written["phash"] == str(imagehash.phash(image))
     assert hashes.pdq is not None and written["pdq"] == f"{hashes.pdq:064x}" and len(written["pdq"]) == 64
     assert written["pdq_quality"] == hashes.pdq_quality
 
 
 def test_hashes_round_trip_through_json() -> None:
-    hashes = ImageHashes(phash=0xFFFF_0000_FFFF_0001, dhash=0x0000_0000_0000_0F00)
+    hashes = ImageHashes(phash=0xFFFF_0000_FFFF_0001)
     assert ImageHashes.from_json(hashes.to_json()) == hashes
-    assert hashes.to_json() == {"phash": "ffff0000ffff0001", "dhash": "0000000000000f00"}
-    full = ImageHashes(phash=1, dhash=2, pdq=(1 << 255) | 5, pdq_quality=87, pdq_regions=(7, 1 << 200))
+    assert hashes.to_json() == {"phash": "ffff0000ffff0001"}
+    full = ImageHashes(phash=1, pdq=(1 << 255) | 5, pdq_quality=87, pdq_regions=(7, 1 << 200))
     assert ImageHashes.from_json(full.to_json()) == full
     assert full.to_json()["pdq"] == "8" + "0" * 62 + "5"
 
 
 def test_records_written_before_pdq_read_back_without_it() -> None:
     old = ImageHashes.from_json({"phash": "ffff0000ffff0001", "dhash": "0000000000000f00"})
-    assert (old.pdq, old.pdq_quality, old.pdq_regions) == (None, None, ())
-
-
-def test_hamming_counts_differing_bits() -> None:
-    assert hamming(0, 0) == 0
-    assert hamming(0, 2**64 - 1) == 64
-    assert hamming(0b1011, 0b0110) == 3
-    assert hamming(1 << 63, 0) == 1
+    assert (old.phash, old.pdq, old.pdq_quality, old.pdq_regions) == (0xFFFF_0000_FFFF_0001, None, None, ())
 
 
 def test_hashing_is_deterministic() -> None:

@@ -12,9 +12,8 @@ import binascii
 import time
 from pathlib import Path
 
-from monitor.analysis.analyzer import LoadedImage, StageObserver
 from monitor.ingest.fetch import FetchError, ImageFetcher
-from monitor.models import ImageRef, Post
+from monitor.models import ImageRef, LoadedImage, Post, StageObserver
 
 LOAD_ERRORS = (
     "fetch failed",

@@ -34,10 +34,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from monitor.analysis.analyzer import LoadedImage
 from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import LOAD_ERRORS, ImageLoader
-from monitor.models import AnalyzedPost, Post
+from monitor.models import AnalyzedPost, LoadedImage, Post
 from monitor.runtime.analysis_pool import Analysis
 from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
 from monitor.runtime.metrics import Metrics

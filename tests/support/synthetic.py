@@ -21,10 +21,16 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw, ImageEnhance, PngImagePlugin
 
 from monitor.bank.store import add_images, add_narrative
-from monitor.imaging.hashes import compute_hashes, hamming
+from monitor.imaging.hashes import compute_hashes
 from monitor.models import format_time
 
 Suspicion = Literal["bank", "narrative", "provenance", "none"]
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two hashes."""
+    return (a ^ b).bit_count()
+
 
 SD_PARAMETERS = (
     "a photo of a politician among rubbish bags in Paris, photorealistic\n"
