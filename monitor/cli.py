@@ -25,6 +25,7 @@ from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, par
 from monitor.imaging.fingerprint import fingerprint
 from monitor.ingest.archive import ArchiveError
 from monitor.ingest.decode import DecodeError
+from monitor.models import Alert, format_time
 from monitor.narratives.matcher import ModelError
 from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
@@ -240,15 +241,12 @@ def _bank_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_alert(alert_json: dict[str, Any]) -> None:
-    reasons = ", ".join(
-        f"{r['kind']}:{r.get('bank_cluster') or r.get('narrative_id') or r.get('marker')}"
-        for r in alert_json["reasons"]
-    )
+def _print_alert(alert: Alert) -> None:
+    reasons = ", ".join(f"{r.kind}:{r.subject}" for r in alert.reasons)
     print(
-        f"ALERT level {alert_json['level']} {alert_json['cluster_id']} "
-        f"({alert_json['bank_cluster'] or 'unbanked'}): {alert_json['shares_in_window']} shares in "
-        f"{alert_json['window_seconds']}s at {alert_json['event_time']}; reasons: {reasons}",
+        f"ALERT level {alert.level} {alert.cluster_id} ({alert.bank_cluster or 'unbanked'}): "
+        f"{alert.shares_in_window} shares in {alert.window_seconds}s at {format_time(alert.event_time)}; "
+        f"reasons: {reasons}",
         flush=True,
     )
 
@@ -280,9 +278,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
     try:
-        summary = asyncio.run(
-            replay_embedded(archive, settings, alerts_out=out, on_alert=lambda a: _print_alert(a.to_json()))
-        )
+        summary = asyncio.run(replay_embedded(archive, settings, alerts_out=out, on_alert=_print_alert))
     finally:
         if out is not None:
             out.close()

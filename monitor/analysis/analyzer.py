@@ -115,11 +115,13 @@ class Analyzer:
 
     def analyze_image(self, loaded: LoadedImage) -> ImageAnalysis:
         if loaded.data is None:
-            return ImageAnalysis(hashes=None, url=loaded.url, error=loaded.error or "image not loaded")
+            return ImageAnalysis(
+                hashes=None, url=loaded.url, error=loaded.error or "image not loaded", error_stage="fetch"
+            )
         try:
             found = self._fingerprint(loaded.data)
         except DecodeError as exc:
-            return ImageAnalysis(hashes=None, url=loaded.url, error=str(exc))
+            return ImageAnalysis(hashes=None, url=loaded.url, error=str(exc), error_stage="decode")
         return ImageAnalysis(
             hashes=found.hashes, bank_match=found.bank_match, provenance=found.markers, url=loaded.url
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.ingest.events import MalformedEvent, decode_event
-from monitor.models import Post
+from monitor.models import DeadLetterReason, Post
 
 
 class ArchiveError(OSError):
@@ -32,7 +32,7 @@ class ArchiveEntry:
 @dataclass(frozen=True, slots=True)
 class Reject:
     line: int
-    reason: str
+    reason: DeadLetterReason
     detail: str
     raw: str
 

@@ -15,16 +15,6 @@ from pathlib import Path
 from monitor.ingest.fetch import FetchError, ImageFetcher
 from monitor.models import ImageRef, LoadedImage, Post, StageObserver
 
-LOAD_ERRORS = (
-    "fetch failed",
-    "bad base64",
-    "cannot read",
-    "path ",
-    "url images",
-    "image too large: more than",
-)
-"""Prefixes of the errors this module gives, so metrics can tell load failures from decode failures."""
-
 
 class ImageLoader:
     def __init__(

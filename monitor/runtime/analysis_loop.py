@@ -35,8 +35,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from monitor.ingest.events import MalformedEvent, decode_event
-from monitor.ingest.loading import LOAD_ERRORS, ImageLoader
-from monitor.models import AnalyzedPost, LoadedImage, Post
+from monitor.ingest.loading import ImageLoader
+from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
 from monitor.runtime.analysis_pool import Analysis
 from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
 from monitor.runtime.metrics import Metrics
@@ -55,11 +55,11 @@ Records = list[tuple[TopicPartition, Any]]
 
 
 def dead_letter(
-    raw: bytes, reason: str, detail: str, partition: int | None, offset: int | None
+    raw: bytes, reason: DeadLetterReason, detail: str, partition: int | None, offset: int | None
 ) -> dict[str, Any]:
     """The `posts-dlq` record: why, where it came from, and the event itself (so nothing is lost)."""
     return {
-        "reason": reason,
+        "reason": reason.value,
         "detail": detail,
         "raw": raw.decode("utf-8", errors="replace")[:100_000],
         "partition": partition,
@@ -77,9 +77,8 @@ def count_findings(metrics: Metrics, analyzed: Sequence[AnalyzedPost]) -> None:
                 metrics.matches.labels("bank_match").inc()
             if image.provenance:
                 metrics.matches.labels("provenance").inc()
-            if image.error is not None:
-                stage = "fetch" if image.error.startswith(LOAD_ERRORS) else "decode"
-                metrics.image_errors.labels(stage).inc()
+            if image.error_stage is not None:
+                metrics.image_errors.labels(image.error_stage).inc()
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -240,9 +239,13 @@ class AnalysisLoop:
                 analyzed.extend(await self.analysis.run([post], [post_images]))
             except Exception as exc:
                 log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
-                self.metrics.dead_letter("analysis failed")
+                self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
                 letter = dead_letter(
-                    record.value or b"", "analysis failed", repr(exc)[:500], tp.partition, record.offset
+                    record.value or b"",
+                    DeadLetterReason.ANALYSIS_FAILED,
+                    repr(exc)[:500],
+                    tp.partition,
+                    record.offset,
                 )
                 dead.append(await self._send_dead_letter(producer, record.key, letter))
         return analyzed
