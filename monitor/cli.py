@@ -27,6 +27,7 @@ from monitor.ingest.archive import ArchiveError, check_archive
 from monitor.ingest.decode import DecodeError
 from monitor.models import Alert, format_time
 from monitor.narratives.matcher import ModelError
+from monitor.pipeline import decode_limits
 from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
 from monitor.settings import Settings, SettingsError, load_settings
@@ -205,11 +206,12 @@ def _read_image(path: str) -> bytes:
 
 def cmd_match(args: argparse.Namespace) -> int:
     settings = load_settings()
-    matcher = BankMatcher(load_bank(args.bank), settings.match_distance)
+    matcher = BankMatcher(load_bank(args.bank), settings.match_distance, local=settings.local_match)
+    limits = decode_limits(settings)
     failed = False
     for path in args.images:
         try:
-            hashes, matched = matcher.match_bytes(_read_image(path))
+            hashes, matched = matcher.match_bytes(_read_image(path), limits)
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
@@ -246,12 +248,13 @@ def cmd_match_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    limits = decode_limits(load_settings())
     failed = False
     for path in args.images:
         try:
             data = _read_image(path)
             markers = read_markers(data)
-            hashes = fingerprint(data).hashes
+            hashes = fingerprint(data, limits).hashes
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
@@ -265,7 +268,8 @@ def cmd_bank(args: argparse.Namespace) -> int:
         missing = [str(p) for p in args.images if not p.is_file()]
         if missing:
             raise UsageError(f"image not found: {', '.join(missing)}")
-        added = add_images(args.bank, args.cluster, args.images, label=args.label)
+        limits = decode_limits(load_settings())
+        added = add_images(args.bank, args.cluster, args.images, label=args.label, limits=limits)
         print(f"added {len(added)} image(s) to cluster {args.cluster} in {args.bank}", file=sys.stderr)
     elif args.bank_command == "import":
         return _bank_import(args)

@@ -35,6 +35,7 @@ class DeadLetterReason(StrEnum):
     BAD_TEXT = "bad text"
     BAD_LANG = "bad lang"
     BAD_PLATFORM = "bad platform"
+    TOO_LARGE = "too large"
     ANALYSIS_FAILED = "analysis failed"
 
 
@@ -75,6 +76,8 @@ class Post:
     platform: str | None = None
     images: tuple[ImageRef, ...] = ()
     reshare_of: str | None = None
+    ignored_images: int = 0
+    """Images past the per-post bound (`EventLimits.max_images`): not loaded, only counted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,13 +56,25 @@ class Settings:
     fetch_max_redirects: int = 3
     allow_private_addresses: bool = False
     max_image_pixels: int = 50_000_000
+    max_event_bytes: int = 32_000_000
+    max_images_per_post: int = 20
+    max_caption_chars: int = 2000
     bank_reload_seconds: float = 5.0
     metrics_port: int = 9464
     data_dir: Path = Path("var/worker")
     log_level: str = "info"
 
     def __post_init__(self) -> None:
-        for name in ("threshold", "window_seconds", "partitions", "caption_batch", "fetch_max_bytes"):
+        for name in (
+            "threshold",
+            "window_seconds",
+            "partitions",
+            "caption_batch",
+            "fetch_max_bytes",
+            "max_event_bytes",
+            "max_images_per_post",
+            "max_caption_chars",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.state_retention_seconds and self.state_retention_seconds < self.window_seconds:

@@ -52,6 +52,9 @@ BAD_EVENTS = {
     '{"post_id": "p", "author_id": "a", "created_at": "2023-03-26T16:00:00Z", "platform": 1}': (
         DeadLetterReason.BAD_PLATFORM
     ),
+    '{"post_id": "p", "author_id": "a", "created_at": "2023-03-26T16:00:00Z", "text": "'
+    + "x" * 40_000_000
+    + '"}': (DeadLetterReason.TOO_LARGE),
 }
 
 
@@ -59,7 +62,7 @@ def labels(exposition: str, metric: str, label: str) -> set[str]:
     return set(re.findall(rf'^{metric}{{{label}="([^"]*)"}}', exposition, flags=re.MULTILINE))
 
 
-@pytest.mark.parametrize(("raw", "reason"), BAD_EVENTS.items())
+@pytest.mark.parametrize(("raw", "reason"), BAD_EVENTS.items(), ids=[r.value for r in BAD_EVENTS.values()])
 def test_each_malformed_event_gets_its_typed_reason(raw: str, reason: DeadLetterReason) -> None:
     with pytest.raises(MalformedEvent) as caught:
         decode_event(raw)

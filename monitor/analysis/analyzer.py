@@ -63,10 +63,14 @@ class Analyzer:
         limits: DecodeLimits | None = None,
         observe: StageObserver | None = None,
         cache_size: int = 20_000,
+        max_caption_chars: int = 2000,
     ) -> None:
         self.bank_matcher = bank_matcher
         self.narratives = narratives
         self.limits = limits or DecodeLimits()
+        self.max_caption_chars = max_caption_chars
+        """Captions are cut to this before any narrative work: the models read 512 tokens at most, and a
+        900 KB caption once took a minute and 5 GB in the subject and decoy checks."""
         self._observe = observe or (lambda stage, seconds: None)
         self._cache: LRUCache[str, Fingerprint] = LRUCache(maxsize=cache_size)
         self._examined = PdqIndex()
@@ -131,7 +135,7 @@ class Analyzer:
         narratives: list[NarrativeMatch | None] = [None] * len(posts)
         if self.narratives is not None:
             start = time.perf_counter()
-            narratives = self.narratives.match_many([p.text for p in posts])
+            narratives = self.narratives.match_many([p.text[: self.max_caption_chars] for p in posts])
             self._observe("embed", time.perf_counter() - start)
         return [
             AnalyzedPost(

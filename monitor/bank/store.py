@@ -170,7 +170,9 @@ def _append_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         handle.write(text)
 
 
-def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str = "") -> list[BankImage]:
+def add_images(
+    directory: Path, cluster: str, files: Iterable[Path], label: str = "", limits: DecodeLimits | None = None
+) -> list[BankImage]:
     """Hash and copy images into a cluster of the bank. Re-adding the same file is a no-op."""
     check_id("cluster", cluster)
     directory.mkdir(parents=True, exist_ok=True)
@@ -179,7 +181,7 @@ def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str 
     for source in files:
         data = source.read_bytes()
         try:
-            hashes = fingerprint(data).hashes
+            hashes = fingerprint(data, limits).hashes
         except DecodeError as exc:
             raise BankError(f"{source}: {exc}") from None
         digest = hashlib.sha256(data).hexdigest()

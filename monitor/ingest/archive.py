@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from monitor.ingest.events import MalformedEvent, decode_event
+from monitor.ingest.events import EventLimits, MalformedEvent, decode_event
 from monitor.models import DeadLetterReason, Post
 
 
@@ -106,13 +106,13 @@ def check_archive(path: Path) -> None:
     raise _not_an_archive(path, lines, first)
 
 
-def read_archive(path: Path) -> Archive:
+def read_archive(path: Path, limits: EventLimits | None = None) -> Archive:
     """Parse a whole archive, sorted by event time. Raises ArchiveError for a file with no JSON object."""
     entries: list[ArchiveEntry] = []
     rejects: list[Reject] = []
     for number, line in iter_lines(path):
         try:
-            post, raw = decode_event(line, allow_paths=True)
+            post, raw = decode_event(line, allow_paths=True, limits=limits)
         except MalformedEvent as exc:
             rejects.append(Reject(number, exc.reason, exc.detail, line.rstrip("\n")))
             continue

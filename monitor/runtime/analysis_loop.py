@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
+from monitor.pipeline import event_limits
 from monitor.runtime.analysis_pool import Analysis
 from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
 from monitor.runtime.metrics import Metrics
@@ -104,6 +105,7 @@ class AnalysisLoop:
 
     def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
         self.settings = settings
+        self.event_limits = event_limits(settings)
         self.metrics = metrics
         self.loader = loader
         self.analysis = analysis
@@ -199,13 +201,15 @@ class AnalysisLoop:
         for tp, record in records:
             raw = record.value or b""
             try:
-                post, _ = decode_event(raw)
+                post, _ = decode_event(raw, limits=self.event_limits)
             except MalformedEvent as exc:
                 self.metrics.dead_letter(exc.reason)
                 letter = dead_letter(raw, exc.reason, exc.detail, tp.partition, record.offset)
                 dead.append(await self._send_dead_letter(producer, record.key, letter))
                 log.warning("dead-lettered event at %s/%s: %s", tp.partition, record.offset, exc)
                 continue
+            if post.ignored_images:
+                self.metrics.images_ignored.inc(post.ignored_images)
             posts.append(post)
             sources.append((tp, record))
         analyzed: list[AnalyzedPost] = []

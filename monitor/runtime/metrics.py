@@ -51,6 +51,11 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.images_ignored = Counter(
+            "monitor_images_ignored_total",
+            "Images past the per-post bound (MONITOR_MAX_IMAGES_PER_POST): not loaded, only counted.",
+            registry=r,
+        )
         self.image_errors = Counter(
             "monitor_image_errors_total",
             "Images that could not be loaded or decoded; the rest of the post stays in play.",
