@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from monitor.provenance.markers import (
     read_markers,
     read_provenance,
 )
+from monitor.provenance.xmp import XmpError, read_xmp
 from tests.support.synthetic import xmp_packet
 
 SD_PARAMETERS = (
@@ -276,6 +278,91 @@ def test_xmp_written_as_elements_under_another_prefix() -> None:
         "xmp:DigitalSourceType trainedAlgorithmicMedia",
         "xmp:CreatorTool (midjourney)",
     }
+
+
+# XML attacks: the packet declares entities before its xmpmeta element. Its DigitalSourceType is written
+# through an entity, so a parser that expanded or fetched it would find the mark.
+_SOURCE_ELEMENT = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+    "<Iptc4xmpExt:DigitalSourceType>{value}</Iptc4xmpExt:DigitalSourceType>"
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def billion_laughs_xmp() -> bytes:
+    """Ten levels of ten references: 10^9 copies of the text when expanded (gigabytes), 1 kB written."""
+    levels = ['<!ENTITY lol0 "trainedAlgorithmicMedia ">'] + [
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+    ]
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        f"<!DOCTYPE x:xmpmeta [{''.join(levels)}]>" + _SOURCE_ELEMENT.format(value="&lol9;")
+    ).encode()
+
+
+def external_entity_xmp(target: str) -> bytes:
+    return (
+        f'<!DOCTYPE x:xmpmeta [<!ENTITY source SYSTEM "{target}">]>'
+        + _SOURCE_ELEMENT.format(value="&source;")
+    ).encode()
+
+
+def test_an_entity_free_packet_written_the_same_way_is_a_marker() -> None:
+    # The control for the two attacks below: the same element with its value written out.
+    packet = _SOURCE_ELEMENT.format(
+        value="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    )
+    assert read_markers(jpeg(xmp=packet.encode())) == ("xmp:DigitalSourceType trainedAlgorithmicMedia",)
+
+
+@pytest.mark.parametrize("container", ["jpeg", "png"])
+def test_an_xmp_billion_laughs_is_refused_not_expanded(container: str) -> None:
+    packet = billion_laughs_xmp()
+    assert len(packet) < 2000
+    data = jpeg(xmp=packet) if container == "jpeg" else png({"XML:com.adobe.xmp": packet.decode()})
+    report = read_provenance(data)  # returns at once: nothing is expanded
+    assert report.markers == ()
+    assert [(p.where, p.detail) for p in report.problems] == [
+        ("xmp", f"in {container}: a document type declaration in XMP, refused, skipped")
+    ]
+
+
+def test_an_xmp_external_entity_is_refused_not_fetched(tmp_path: Path) -> None:
+    source = tmp_path / "source.txt"
+    source.write_text("http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia")
+    for target in (source.as_uri(), "http://127.0.0.1:9/source.txt"):
+        report = read_provenance(jpeg(xmp=external_entity_xmp(target)))
+        assert report.markers == ()
+        assert len(report.problems) == 1 and report.problems[0].where == "xmp"
+        assert "refused" in report.problems[0].detail
+
+
+@pytest.mark.parametrize(
+    ("packet", "reason"),
+    [
+        pytest.param(
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "b">]><rdf:RDF>&a; DigitalSourceType</rdf:RDF>',
+            "a document type declaration in XMP, refused",
+            id="internal-entity-before-rdf",
+        ),
+        pytest.param(
+            b'<!DOCTYPE x:xmpmeta SYSTEM "http://127.0.0.1:9/x.dtd">'
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>',
+            "a document type declaration in XMP, refused",
+            id="external-dtd",
+        ),
+        pytest.param(
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/">&undeclared; DigitalSourceType</x:xmpmeta>',
+            "not well-formed XML (undefined entity",
+            id="undeclared-entity",
+        ),
+    ],
+)
+def test_read_xmp_refuses_declarations_and_undeclared_entities(packet: bytes, reason: str) -> None:
+    with pytest.raises(XmpError) as info:
+        read_xmp(packet)
+    assert str(info.value).startswith(reason)
 
 
 def test_a_generator_named_in_xmp_creator_tool() -> None:
