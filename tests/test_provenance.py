@@ -16,6 +16,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
+from monitor.provenance.containers import read_container
+from monitor.provenance.exif import ExifError, ExifText, read_exif_text, user_comment
 from monitor.provenance.markers import (
     PROBLEM_SOURCES,
     Problem,
@@ -26,7 +28,7 @@ from monitor.provenance.markers import (
     read_provenance,
 )
 from monitor.provenance.xmp import XmpError, read_xmp
-from tests.support.synthetic import xmp_packet
+from tests.support.synthetic import jpeg_with_user_comment, xmp_packet
 
 SD_PARAMETERS = (
     "pope francis in a white puffer coat, street photo\n"
@@ -251,6 +253,114 @@ def test_stable_diffusion_parameters_in_exif_user_comment(raw: bytes, save: Any)
 def test_a_camera_user_comment_is_no_marker() -> None:
     data = jpeg(exif=user_comment_exif(b"ASCII\x00\x00\x00Holiday at the lake, Steps: 3 km", camera=True))
     assert read_markers(data) == ()
+
+
+# --- EXIF: our reader against Pillow's -------------------------------------------------------------------
+
+
+def pillow_exif_text(blob: bytes) -> ExifText:
+    """The same five tags read with Pillow's EXIF parser. Its UserComment is raw bytes, decoded with our
+    charset rules (Pillow has none); its ASCII tags are cut at the first NUL, as EXIF defines them."""
+    tags = Image.Exif()
+    tags.load(blob)
+    found: list[tuple[str, str]] = []
+    for tag, name in (
+        (0x0131, "Software"),
+        (0x010E, "ImageDescription"),
+        (0x010F, "Make"),
+        (0x0110, "Model"),
+    ):
+        value = tags.get(tag)
+        if isinstance(value, str) and (text := value.split("\x00", 1)[0].strip()):
+            found.append((name, text))
+    comment = tags.get_ifd(0x8769).get(0x9286)
+    if isinstance(comment, bytes) and (
+        text := user_comment(comment, "little" if blob[:2] == b"II" else "big")
+    ):
+        found.append(("UserComment", text))
+    return ExifText(tuple(found))
+
+
+def _skimage_file(name: str) -> bytes:
+    return (Path(skdata.__file__).parent / name).read_bytes()
+
+
+def _exif_samples() -> dict[str, bytes]:
+    described = exif("Stable Diffusion", camera=True)
+    described[0x010E] = SD_PARAMETERS  # ImageDescription
+    comfy = Image.Exif()
+    comfy[0x0110] = "prompt:" + COMFY_PROMPT
+    comfy[0x010F] = "workflow:" + COMFY_WORKFLOW
+    return {
+        # Real photos: an edited astronomy photo (Photoshop) and scientific TIFFs.
+        "hubble-jpeg": _skimage_file("hubble_deep_field.jpg"),
+        "multipage-tiff": _skimage_file("multipage.tif"),
+        "multipage-rgb-tiff": _skimage_file("multipage_rgb.tif"),
+        # Generators and cameras, in each container that carries EXIF.
+        "camera-jpeg": jpeg(exif=exif()),
+        "midjourney-jpeg": jpeg(exif=exif("Midjourney v6")),
+        "midjourney-png": png(exif=exif("Midjourney v6")),
+        "described-webp": webp(exif=described),
+        "comfyui-webp": webp(exif=comfy),
+        "sd-webui-jpeg": jpeg_with_user_comment(PHOTO),
+        "unicode-le-webp": webp(exif=user_comment_exif(b"UNICODE\x00" + SD_PARAMETERS.encode("utf-16-le"))),
+        "ascii-comment-jpeg": jpeg(exif=user_comment_exif(b"ASCII\x00\x00\x00Lake, 3 km", camera=True)),
+        "jis-comment-jpeg": jpeg(
+            exif=user_comment_exif(b"JIS\x00\x00\x00\x00\x00" + "湖".encode("shift_jis"))
+        ),
+    }
+
+
+EXIF_SAMPLES = _exif_samples()
+
+
+@pytest.mark.parametrize("data", EXIF_SAMPLES.values(), ids=EXIF_SAMPLES.keys())
+def test_our_exif_reader_gives_pillows_answers(data: bytes) -> None:
+    blobs = read_container(data).exif
+    assert len(blobs) == 1
+    ours = read_exif_text(blobs[0])
+    assert ours.tags, "every sample carries at least one of the tags read"
+    assert ours == pillow_exif_text(blobs[0])
+
+
+def test_the_exif_samples_cover_every_tag_read() -> None:
+    names = {
+        name
+        for data in EXIF_SAMPLES.values()
+        for name, _ in read_exif_text(read_container(data).exif[0]).tags
+    }
+    assert names == {"Software", "ImageDescription", "Make", "Model", "UserComment"}
+
+
+def _tiff_with_software(raw: bytes) -> bytes:
+    """A little-endian TIFF structure whose IFD0 holds one ASCII Software entry of `raw`."""
+    entry = (0x0131).to_bytes(2, "little") + (2).to_bytes(2, "little") + len(raw).to_bytes(4, "little")
+    return (
+        b"II*\x00"
+        + (8).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + entry
+        + (26).to_bytes(4, "little")
+        + b"\0" * 4
+        + raw
+    )
+
+
+def test_utf8_in_an_ascii_tag_is_read_as_utf8_where_pillow_reads_latin1() -> None:
+    blob = _tiff_with_software("DALL·E 3\x00".encode())
+    assert read_exif_text(blob).get("Software") == "DALL·E 3"
+    assert read_markers(png_with_chunks(png_chunk(b"eXIf", blob))) == ("exif:Software (dall·e)",)
+
+
+def test_an_ifd_of_65535_entries_is_refused_at_once_and_reported() -> None:
+    # 786 kB of entries, each pointing past the end: Pillow would read and warn about every one.
+    entry = (0x0131).to_bytes(2, "big") + (2).to_bytes(2, "big") + (1 << 30).to_bytes(4, "big") + bytes(4)
+    blob = b"MM\x00*" + (8).to_bytes(4, "big") + (65535).to_bytes(2, "big") + entry * 65535 + bytes(4)
+    with pytest.raises(ExifError, match="IFD of 65535 entries"):
+        read_exif_text(blob)
+    report = read_provenance(png_with_chunks(png_chunk(b"eXIf", blob)))
+    assert report.markers == ()
+    assert [p.where for p in report.problems] == ["exif"]
 
 
 @pytest.mark.parametrize("source_type", ["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"])
