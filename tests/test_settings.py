@@ -3,8 +3,11 @@ SettingsError with one clear line."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +295,20 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         settings.threshold = 5  # type: ignore[misc]
     assert settings.threshold == 1000
+
+
+def test_the_cli_refuses_a_bad_log_level_in_one_line_with_exit_status_2() -> None:
+    env = {**os.environ, "MONITOR_LOG_LEVEL": "loud"}
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "inspect", "nothing.png"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "monitor: error: MONITOR_LOG_LEVEL: cannot read 'loud' as one of "
+        "debug, info, warning, error, critical"
+    )

@@ -85,6 +85,9 @@ def decode_image(
 
 def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image:
     with warnings.catch_warnings():
+        # Pillow warns about metadata it cannot read (corrupt EXIF, a malformed MPO index): decode does not
+        # use it, and provenance reports it from the original bytes.
+        warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image: Image.Image = Image.open(io.BytesIO(data))
         width, height = image.size
