@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -30,7 +29,7 @@ from monitor.narratives.matcher import ModelError
 from monitor.pipeline import decode_limits
 from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
-from monitor.settings import Settings, SettingsError, load_settings
+from monitor.settings import Settings, SettingsError, explicit_setting, load_settings
 
 EXIT_USAGE = 2
 
@@ -174,7 +173,7 @@ def _resolve_bank(args: argparse.Namespace) -> None:
     args.bank = bank
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+def _settings(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> Settings:
     names = (
         "bank",
         "threshold",
@@ -186,8 +185,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         "log_level",
     )
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    overrides.update({k: v for k, v in extra.items() if v is not None})
-    settings = load_settings(overrides)
+    settings = load_settings(overrides, defaults=defaults)
     if settings.bank is not None and not settings.bank.is_dir():
         raise UsageError(f"bank directory not found: {settings.bank}")
     return settings
@@ -340,12 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "threshold": manifest["threshold"],
         "window_seconds": manifest["window_seconds"],
     }
-    explicit = {
-        k: v
-        for k, v in defaults.items()
-        if getattr(args, k) is None and f"MONITOR_{k.upper()}" not in os.environ
-    }
-    settings = _settings(args, **explicit)
+    settings = _settings(args, defaults)  # the sample's, under the environment's and the flags
     if not archive.is_file():
         raise UsageError(f"archive not found: {archive}")
     check_archive(archive)
@@ -445,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _check_options(args)
         _resolve_bank(args)
-        level = (args.log_level or os.environ.get("MONITOR_LOG_LEVEL") or "warning").upper()
+        level = (explicit_setting("log_level", args.log_level) or "warning").upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if level not in ("DEBUG", "INFO"):
             # aiokafka logs each failed connection; our own one-line error says it better.
