@@ -199,4 +199,3 @@ def test_bad_record_invocations_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == [], "nothing written"
-
