@@ -79,10 +79,8 @@ def test_the_stack_comes_up_alerts_at_the_receiver_and_goes_down(tmp_path: Path)
             [name, "up"] for name in ("kafka", "slack", "alertmanager", "prometheus", "worker")
         ]
 
-        replay = run_monitor(
-            ["replay", "monitor/sample/archive.jsonl", "--to-kafka", "--broker", f"localhost:{ports['KAFKA']}"],
-            env,
-        )
+        sample = str(REPO / "monitor/sample/archive.jsonl")
+        replay = run_monitor(["replay", sample, "--to-kafka", "--broker", f"localhost:{ports['KAFKA']}"], env)
         assert replay.returncode == 0, replay.stderr
 
         def alerts_posted() -> set[str | None]:

@@ -11,6 +11,7 @@ printed as one line (the fallback text, or Alertmanager's title and text) and ap
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -78,10 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     server = serve(args.port, args.record)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"slack receiver on http://127.0.0.1:{args.port}/ (any path)", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     server.server_close()
     return 0
 
