@@ -199,3 +199,13 @@ def test_bad_record_invocations_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
+def test_the_contracts_option_names_are_accepted_too() -> None:
+    """docs/CONTRACT.md §3 writes `--from TIME|--from-offset` and `--max-posts N`."""
+    from monitor.cli import build_parser
+
+    args = build_parser().parse_args(["record", "--out", "a.jsonl", "--from", "T", "--max-posts", "3"])
+    assert (args.since, args.max_events) == ("T", 3)
+    args = build_parser().parse_args(["record", "--out", "a.jsonl", "--from-offset", "0:5"])
+    assert args.from_offsets == "0:5"
