@@ -9,7 +9,6 @@ most of a small replay's time).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import threading
 from collections.abc import Coroutine, Mapping
@@ -20,7 +19,6 @@ from monitor.bank import store
 from monitor.bank.store import Bank
 from monitor.models import Alert, BankMatch
 from monitor.settings import Settings, SettingsError
-from monitor.settings import _convert as convert
 
 if TYPE_CHECKING:
     from monitor.narratives.matcher import Encoder
@@ -41,14 +39,13 @@ def make_settings(settings: Settings | None = None, overrides: Mapping[str, Any]
     """`settings` (default: the documented defaults, not the environment) with `overrides` applied, each
     read as its environment variable would be (`threshold=20`, `bank="dir"`); an unknown name or a bad
     value raises SettingsError."""
-    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
     changes: dict[str, Any] = {}
     for name, value in (overrides or {}).items():
-        if name not in kinds:
+        if name not in Settings.model_fields:
             raise SettingsError(f"unknown setting {name!r}")
         if value is not None:
-            changes[name] = convert(name, kinds[name], value)
-    return (settings or Settings()).replace(**changes)
+            changes[name] = value
+    return (settings or Settings()).replace(**changes)  # validated (and text read) as the environment is
 
 
 def _bank_for(bank: Bank | PathLike | None, settings: Settings) -> tuple[Bank, Settings]:

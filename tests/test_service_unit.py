@@ -28,9 +28,6 @@ def test_the_unit_stops_the_worker_gracefully_with_its_own_port() -> None:
 
 
 def test_the_example_env_file_sets_only_known_settings_and_leaves_instances_theirs() -> None:
-    from dataclasses import fields
-
-    from monitor.provenance.c2pa import TRUST_ANCHORS_ENV
     from monitor.settings import Settings, env_name, load_settings
 
     example = REPO / "deploy/systemd/monitor.env.example"
@@ -40,7 +37,7 @@ def test_the_example_env_file_sets_only_known_settings_and_leaves_instances_thei
         for line in example.read_text().splitlines()
         if "=" in line and line.lstrip("#").startswith(("MONITOR_", "HF_"))
     }
-    known = {env_name(f.name) for f in fields(Settings)} | {TRUST_ANCHORS_ENV, "HF_HUB_OFFLINE"}
+    known = {env_name(name) for name in Settings.model_fields} | {"HF_HUB_OFFLINE"}
     assert set(settings) <= known, set(settings) - known
     assert not {"MONITOR_DATA_DIR", "MONITOR_METRICS_PORT"} & set(settings), "the unit sets them per instance"
     loaded = load_settings(environ={k: v for k, v in settings.items() if k.startswith("MONITOR_")})
