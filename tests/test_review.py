@@ -6,6 +6,7 @@ one caption of the trump-arrest narrative and one generated picture."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,25 @@ def test_review_of_an_unknown_alert_is_one_clear_line(
         f"monitor: error: alert c-0000000000000000/L1 is not in {alerts_file}"
     ]
     assert not (bank / "reviews.jsonl").exists()
+
+
+def test_review_server_without_a_signing_secret_or_reviewers_refuses_to_start(
+    replayed: tuple[Path, Path, list[dict[str, Any]]],
+) -> None:
+    bank, alerts_file, _ = replayed
+    command = [sys.executable, "-m", "monitor.cli", "review-server", "--bank", str(bank)]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    for extra, expected in (
+        ({}, "no Slack signing secret: set MONITOR_SLACK_SIGNING_SECRET"),
+        ({"MONITOR_SLACK_SIGNING_SECRET": "s"}, "no reviewer may decide"),
+    ):
+        done = subprocess.run(
+            [*command, "--alerts", str(alerts_file)],
+            env={**base, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith(f"monitor: error: {expected}")
