@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -28,6 +29,8 @@ from monitor.models import Alert, format_time
 from monitor.narratives.matcher import ModelError
 from monitor.pipeline import decode_limits
 from monitor.provenance.markers import read_markers
+from monitor.review.decisions import VERDICTS, ReviewError
+from monitor.review.evidence import write_source
 from monitor.runtime.topics import BrokerUnavailable
 from monitor.settings import Settings, SettingsError, explicit_setting, load_settings
 
@@ -167,13 +170,53 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument(
         "--inline-images", action="store_true", help="fetch url images into the archive (self-contained)"
     )
+    _review_parsers(commands)
 
     topics = commands.add_parser("topics", help="create the Kafka topics (the worker also does this)")
     _setting_options(topics, "broker", "partitions")
     return parser
 
 
+def _review_parsers(commands: Any) -> None:
+    """`review confirm|dismiss|list` and `review-server` (monitor/review): against a bank directory and an
+    alerts file when `--alerts` is given, else against Kafka."""
+    review = commands.add_parser("review", help="an analyst's decision on an alert: confirm or dismiss")
+    _setting_options(review, "bank", "broker")
+    verbs = review.add_subparsers(dest="review_command", parser_class=_Parser, required=True)
+    for verdict in VERDICTS:
+        verb = verbs.add_parser(
+            verdict,
+            help="the cluster's pictures join the bank"
+            if verdict == "confirm"
+            else "the cluster stops alerting, its pictures and matched captions stop being evidence",
+        )
+        _setting_options(verb, "bank", "broker")
+        verb.add_argument("alert_id")
+        verb.add_argument("--reason", default="", help="why (kept in the audit log)")
+        verb.add_argument("--by", default="", help="who decides (default: $USER)")
+        _review_sources(verb)
+    listing = verbs.add_parser("list", help="the alerts, pending or decided (one JSON line each)")
+    _setting_options(listing, "bank", "broker")
+    _review_sources(listing)
+    server = commands.add_parser("review-server", help="serve the Slack buttons' request URL")
+    _setting_options(server, "bank")
+    server.add_argument("--alerts", type=Path, required=True, help="the alerts file the buttons refer to")
+    server.add_argument("--archive", type=Path, help="the archive the alerts came from")
+    server.add_argument("--port", type=int, help="listen here (env MONITOR_REVIEW_PORT, default 8090)")
+
+
+def _review_sources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--alerts", type=Path, help="an alerts file (replay --embedded --alerts-out): decide against --bank"
+    )
+    parser.add_argument(
+        "--archive", type=Path, help="the archive the alerts came from (default: noted beside the alerts)"
+    )
+
+
 def _command_name(args: argparse.Namespace) -> str:
+    if args.command == "review":
+        return f"review {args.review_command}"
     return str(args.command if args.command != "bank" else f"bank {args.bank_command}")
 
 
@@ -312,7 +355,7 @@ def _warn_few_examples(bank: Path, narrative_id: str) -> None:
     """The matcher finds a narrative's subjects from the names that come back in two of its examples
     (monitor.narratives.text.subject_names) and builds its 'same event, someone else' decoys from them:
     with one example it has neither, and on-topic captions about other people can match."""
-    count = sum(1 for n in load_bank(bank).narratives if n.narrative_id == narrative_id)
+    count = sum(1 for n in load_bank(bank).narratives if n.narrative_id == narrative_id and not n.negative)
     if count < 2:
         print(
             f"monitor: warning: narrative {narrative_id} has {count} example caption; add at least one more "
@@ -415,6 +458,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.close()
         if rejects is not None:
             rejects.close()
+    if args.alerts_out:
+        write_source(args.alerts_out, args.archive)  # for `monitor review`: where the alerts' pictures are
     where = f"; rejects in {rejects_path}" if rejects_path and summary.rejected else ""
     print(f"replay: {summary.line()}{where}; {_settings_line(settings)}", file=sys.stderr)
     _warn_no_posts(args.archive, summary.posts, summary.rejected)
@@ -484,7 +529,49 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _review_desk(args: argparse.Namespace, alerts: Path) -> Any:
+    from monitor.review.desk import ReviewDesk
+
+    settings = _settings(args)
+    if settings.bank is None:
+        raise UsageError(
+            f"'{_command_name(args)}' with --alerts needs a bank: give --bank DIR or set MONITOR_BANK"
+        )
+    if not alerts.is_file():
+        raise UsageError(f"alerts file not found: {alerts}")
+    if args.archive is not None and not args.archive.is_file():
+        raise UsageError(f"archive not found: {args.archive}")
+    return ReviewDesk(settings, settings.bank, alerts, args.archive)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    if args.alerts is None:
+        from monitor.review.kafka import review_on_kafka
+
+        return review_on_kafka(args, _settings(args))
+    desk = _review_desk(args, args.alerts)
+    if args.review_command == "list":
+        for row in desk.listing():
+            _print_json(row)
+        return 0
+    by = args.by or os.environ.get("USER") or "unknown"
+    outcome = desk.decide(args.alert_id, args.review_command, by, args.reason)
+    _print_json({**outcome.decision.to_json(), "applied": outcome.applied})
+    print(f"review: {outcome.line()}", file=sys.stderr)
+    return 0
+
+
+def cmd_review_server(args: argparse.Namespace) -> int:
+    from monitor.review.server import serve_forever
+
+    desk = _review_desk(args, args.alerts)
+    serve_forever(desk, args.port)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "review": cmd_review,
+    "review-server": cmd_review_server,
     "demo": cmd_demo,
     "worker": cmd_worker,
     "replay": cmd_replay,
@@ -511,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SettingsError, BankError, ArchiveError, ModelError, BrokerUnavailable) as exc:
+    except (SettingsError, BankError, ArchiveError, ModelError, BrokerUnavailable, ReviewError) as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from monitor.narratives.matcher import (
     NarrativeMatcher,
     load_encoder,
 )
+from monitor.review.state import ReviewState
 from monitor.settings import Settings
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
@@ -119,7 +120,10 @@ class Pipeline:
         self.fetcher = ImageFetcher(fetch_policy(settings))
         self.loader = ImageLoader(self.fetcher, archive_dir, settings.fetch_max_bytes)
         self.tracker = ClusterTracker(
-            {} if store is None else store, virality_policy(settings), settings.cluster_distance
+            {} if store is None else store,
+            virality_policy(settings),
+            settings.cluster_distance,
+            review=ReviewState.of(bank, settings.cluster_distance),
         )
         self.image_errors = 0
 

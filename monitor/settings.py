@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     slack_min_interval_seconds: float = 1.0
     dashboard_url: str = ""
     post_url_template: str = ""
+    review_public_url: str = ""
+    slack_signing_secret: str = ""
+    review_allowed: str = ""
+    review_port: int = 8090
     fetch_timeout_seconds: float = 10.0
     fetch_max_bytes: int = 20_000_000
     fetch_max_redirects: int = 3

@@ -5,6 +5,14 @@ Layout of a bank directory (plain files, so a bank can be reviewed, diffed and s
     images.jsonl        one line per banked image: cluster, label, sha256, file, and its hashes
     images/<cluster>/   a copy of every banked image, so hashes can be recomputed when algorithms change
     narratives.jsonl    one line per example caption: narrative_id, text
+    narratives-negative.jsonl   captions an analyst said are NOT their narrative (monitor review dismiss):
+                        narrative_id, text; the matcher uses them as full-weight decoys
+    negative.jsonl      hashes of pictures an analyst dismissed: cluster_id, alert_id, and the hashes;
+                        a stream image near one of them is no evidence (monitor/review/state.py)
+    reviews.jsonl       the audit log of analysts' decisions (monitor/review/decisions.py), one event a line
+
+Negative captions live in their own file, not flagged in narratives.jsonl, so that an older reader can
+never take them for examples of the narrative they contradict.
 
 Writers append whole lines; readers skip a torn last line. Workers notice changes by the files' mtimes and
 reload (see `BankWatcher`), so `monitor bank add` on a shared directory reaches running workers.
@@ -31,6 +39,9 @@ from monitor.models import ImageHashes
 
 IMAGES_FILE = "images.jsonl"
 NARRATIVES_FILE = "narratives.jsonl"
+NEGATIVE_NARRATIVES_FILE = "narratives-negative.jsonl"
+NEGATIVE_IMAGES_FILE = "negative.jsonl"
+REVIEWS_FILE = "reviews.jsonl"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -69,6 +80,17 @@ class BankImage:
 class NarrativeExample:
     narrative_id: str
     text: str
+    negative: bool = False
+    """A caption an analyst said is not this narrative: a decoy of it, never an example."""
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeImage:
+    """Hashes of a picture an analyst dismissed (not a fake): copies of it are no evidence."""
+
+    cluster_id: str
+    alert_id: str
+    hashes: ImageHashes
 
 
 @dataclass(frozen=True)
@@ -79,6 +101,9 @@ class Bank:
     narratives: tuple[NarrativeExample, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     directory: Path | None = None
+    negatives: tuple[NegativeImage, ...] = ()
+    dismissed: frozenset[str] = frozenset()
+    """Visual clusters an analyst dismissed (reviews.jsonl): they raise no further alert."""
 
     @property
     def size(self) -> int:
@@ -127,11 +152,46 @@ def load_bank(directory: Path) -> Bank:
         if image.label:
             labels[image.cluster] = image.label
     narratives = [
-        NarrativeExample(str(obj["narrative_id"]), str(obj["text"]))
-        for obj in _read_jsonl(directory / NARRATIVES_FILE)
+        NarrativeExample(str(obj["narrative_id"]), str(obj["text"]), negative)
+        for name, negative in ((NARRATIVES_FILE, False), (NEGATIVE_NARRATIVES_FILE, True))
+        for obj in _read_jsonl(directory / name)
         if obj.get("narrative_id") and obj.get("text")
     ]
-    return Bank(images=tuple(images), narratives=tuple(narratives), labels=labels, directory=directory)
+    negatives: list[NegativeImage] = []
+    for obj in _read_jsonl(directory / NEGATIVE_IMAGES_FILE):
+        try:
+            hashes = ImageHashes.from_json(obj)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BankError(f"{directory / NEGATIVE_IMAGES_FILE}: bad entry {obj!r:.80}: {exc}") from None
+        negatives.append(
+            NegativeImage(str(obj.get("cluster_id") or ""), str(obj.get("alert_id") or ""), hashes)
+        )
+    return Bank(
+        images=tuple(images),
+        narratives=tuple(narratives),
+        labels=labels,
+        directory=directory,
+        negatives=tuple(negatives),
+        dismissed=_dismissed(read_reviews(directory)),
+    )
+
+
+def read_reviews(directory: Path) -> list[dict[str, Any]]:
+    """The decision events of reviews.jsonl, in the order they were written."""
+    return list(_read_jsonl(directory / REVIEWS_FILE))
+
+
+def _dismissed(events: Iterable[dict[str, Any]]) -> frozenset[str]:
+    """Clusters whose first decision is a dismissal (a cluster's first decision is the one that counts)."""
+    first: dict[str, str] = {}
+    for event in events:
+        first.setdefault(str(event.get("cluster_id") or ""), str(event.get("decision") or ""))
+    return frozenset(c for c, decision in first.items() if c and decision == "dismiss")
+
+
+def append_review(directory: Path, event: dict[str, Any]) -> None:
+    """Append one decision event to the audit log."""
+    _append_lines(directory / REVIEWS_FILE, [event])
 
 
 _RECOMPUTED: LRUCache[str, ImageHashes] = LRUCache(maxsize=100_000)
@@ -174,12 +234,24 @@ def add_images(
     directory: Path, cluster: str, files: Iterable[Path], label: str = "", limits: DecodeLimits | None = None
 ) -> list[BankImage]:
     """Hash and copy images into a cluster of the bank. Re-adding the same file is a no-op."""
+    return add_image_bytes(
+        directory, cluster, ((str(f), f.suffix, f.read_bytes()) for f in files), label, limits
+    )
+
+
+def add_image_bytes(
+    directory: Path,
+    cluster: str,
+    files: Iterable[tuple[str, str, bytes]],
+    label: str = "",
+    limits: DecodeLimits | None = None,
+) -> list[BankImage]:
+    """`add_images` for (name, suffix, bytes) triples: images that come from an archive, not a file."""
     check_id("cluster", cluster)
     directory.mkdir(parents=True, exist_ok=True)
     known = {(i.cluster, i.sha256) for i in load_bank(directory).images}
     added: list[BankImage] = []
-    for source in files:
-        data = source.read_bytes()
+    for source, suffix, data in files:
         try:
             hashes = fingerprint(data, limits).hashes
         except DecodeError as exc:
@@ -188,7 +260,7 @@ def add_images(
         if (cluster, digest) in known:
             continue
         known.add((cluster, digest))
-        relative = Path("images") / cluster / f"{digest[:16]}{source.suffix.lower() or '.img'}"
+        relative = Path("images") / cluster / f"{digest[:16]}{suffix.lower() or '.img'}"
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_bytes(data)
         added.append(BankImage(cluster, label, digest, relative.as_posix(), hashes))
@@ -206,6 +278,41 @@ def add_images(
         ),
     )
     return added
+
+
+def add_hashes(
+    directory: Path, cluster: str, hashes: Iterable[ImageHashes], label: str = ""
+) -> list[BankImage]:
+    """Add hashes without a picture (a confirmed cluster whose images are not at hand). Known (cluster,
+    pHash, PDQ) triples are skipped."""
+    check_id("cluster", cluster)
+    directory.mkdir(parents=True, exist_ok=True)
+    known = {(i.cluster, i.hashes.phash, i.hashes.pdq) for i in load_bank(directory).images if i.hashes}
+    added: list[BankImage] = []
+    for value in hashes:
+        if (cluster, value.phash, value.pdq) not in known:
+            known.add((cluster, value.phash, value.pdq))
+            added.append(BankImage(cluster, label, "", "", value))
+    _append_lines(
+        directory / IMAGES_FILE,
+        ({"cluster": i.cluster, "label": i.label, **(i.hashes.to_json() if i.hashes else {})} for i in added),
+    )
+    return added
+
+
+def add_negative_images(
+    directory: Path, cluster_id: str, alert_id: str, hashes: Iterable[ImageHashes]
+) -> int:
+    """Put a dismissed cluster's hashes in the negative bank; hashes already there are skipped."""
+    directory.mkdir(parents=True, exist_ok=True)
+    known = {(n.hashes.phash, n.hashes.pdq) for n in load_bank(directory).negatives}
+    rows = []
+    for value in hashes:
+        if (value.phash, value.pdq) not in known:
+            known.add((value.phash, value.pdq))
+            rows.append({"cluster_id": cluster_id, "alert_id": alert_id, **value.to_json()})
+    _append_lines(directory / NEGATIVE_IMAGES_FILE, rows)
+    return len(rows)
 
 
 def import_pdq(directory: Path, entries: Iterable[PdqEntry]) -> list[BankImage]:
@@ -248,9 +355,22 @@ def export_pdq(bank: Bank) -> list[PdqEntry]:
 
 def add_narrative(directory: Path, narrative_id: str, texts: Iterable[str]) -> list[NarrativeExample]:
     """Append example captions of a known false narrative."""
+    return _add_captions(directory, narrative_id, texts, negative=False)
+
+
+def add_negative_narrative(
+    directory: Path, narrative_id: str, texts: Iterable[str]
+) -> list[NarrativeExample]:
+    """Append captions an analyst said are not this narrative (a dismissed alert's matching captions)."""
+    return _add_captions(directory, narrative_id, texts, negative=True)
+
+
+def _add_captions(
+    directory: Path, narrative_id: str, texts: Iterable[str], negative: bool
+) -> list[NarrativeExample]:
     check_id("narrative id", narrative_id)
     directory.mkdir(parents=True, exist_ok=True)
-    known = {(n.narrative_id, n.text) for n in load_bank(directory).narratives}
+    known = {(n.narrative_id, n.text) for n in load_bank(directory).narratives if n.negative == negative}
     added = []
     for text in texts:
         text = text.strip()
@@ -258,9 +378,10 @@ def add_narrative(directory: Path, narrative_id: str, texts: Iterable[str]) -> l
             raise BankError("empty narrative text")
         if (narrative_id, text) not in known:
             known.add((narrative_id, text))
-            added.append(NarrativeExample(narrative_id, text))
+            added.append(NarrativeExample(narrative_id, text, negative))
     _append_lines(
-        directory / NARRATIVES_FILE, ({"narrative_id": n.narrative_id, "text": n.text} for n in added)
+        directory / (NEGATIVE_NARRATIVES_FILE if negative else NARRATIVES_FILE),
+        ({"narrative_id": n.narrative_id, "text": n.text} for n in added),
     )
     return added
 
@@ -277,7 +398,13 @@ class BankWatcher:
 
     def _read_stamp(self) -> tuple[float, ...]:
         stamps: list[float] = []
-        for name in (IMAGES_FILE, NARRATIVES_FILE):
+        for name in (
+            IMAGES_FILE,
+            NARRATIVES_FILE,
+            NEGATIVE_NARRATIVES_FILE,
+            NEGATIVE_IMAGES_FILE,
+            REVIEWS_FILE,
+        ):
             try:
                 stat = (self.directory / name).stat()
                 stamps.extend((stat.st_mtime, float(stat.st_size)))

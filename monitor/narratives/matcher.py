@@ -19,6 +19,8 @@ scores are averaged with their weights:
    - swap decoys: the examples with the subjects replaced by "someone" ("someone arrested and dragged away
      by police officers"), weight `swap_weight`, not counted against a caption that names one of the
      narrative's subjects (it cannot be about someone else).
+   - negative examples: captions an analyst said are not the narrative (`monitor review dismiss`), weight
+     1 (`NEGATIVE_WEIGHT`): a caption as close to one of them as to the examples scores about nothing.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -101,6 +103,9 @@ DECOY_WEIGHT = 0.3
 CONTRAST_WEIGHT = 0.5
 SWAP_WEIGHT = 0.4
 FOREIGN_DECOY_FACTOR = 0.8
+#: How much of a negative example's z a narrative's score loses: all of it, so the dismissed caption itself
+#: (z of an identical text far above any example's) and its close rewordings stop matching.
+NEGATIVE_WEIGHT = 1.0
 #: A caption whose best example z on a mix's first model is below this skips the other models.
 SCREEN_Z = 2.0
 #: Reported score = tanh(z / SCORE_SCALE). The scale puts the default threshold 0.71 at a fused z of 2.95,
@@ -260,6 +265,8 @@ class NarrativeMatcher:
         self.swap_weight = swap_weight
         self.foreign_decoy_factor = foreign_decoy_factor
         self.screen = screen
+        negatives = [e for e in examples if e.negative]
+        examples = [e for e in examples if not e.negative]
         self._narratives = sorted({e.narrative_id for e in examples})
         self._cache: OrderedDict[str, NarrativeMatch | None] = OrderedDict()
         self._cache_size = cache_size
@@ -280,7 +287,12 @@ class NarrativeMatcher:
             subjects.append(subject_names(texts))
         self._subjects = SubjectIndex(subjects)
         count = len(self._narratives)
-        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps)]
+        refuted = [
+            (number[e.narrative_id], clean_caption(e.text) or e.text)
+            for e in negatives
+            if e.narrative_id in number
+        ]
+        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
         self._views = [_ViewIndex(view, cleaned, kinds, count, background) for view in views_of(encoder)]
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
@@ -340,10 +352,10 @@ class NarrativeMatcher:
         score = index.nearest_z(vectors)
         if not (self.decoy_weight or self.contrast_weight or self.swap_weight):
             return score
-        names, stories, swaps = index.decoy_z(vectors)
+        names, stories, swaps, refuted = index.decoy_z(vectors)
         swaps = np.where(named, 0.0, swaps)  # a caption that names the subject is not about someone else
         penalty = np.maximum(
-            self.decoy_weight * names,
+            np.maximum(self.decoy_weight * names, NEGATIVE_WEIGHT * refuted),
             np.maximum(self.contrast_weight * stories, self.swap_weight * swaps),
         )
         result: np.ndarray = score - factor * penalty

@@ -8,6 +8,10 @@ breaks one of its limits (`invalid_blocks`), so every piece is cut to fit here r
 characters. Text that comes from outside (bank labels, narrative ids, provenance marks read from image
 files, post ids) is escaped (`& < >`), so it can neither break the markup nor ping a channel (`<!here>`).
 `text` is always set: Slack shows it in notifications and wherever blocks cannot be shown.
+
+Where the review endpoint is configured (`review_public_url`), a last block holds the analyst's buttons
+*Confirm fake* and *Not a fake*, whose action ids carry the alert id (`review:<decision>:<alert id>`, read
+back by monitor/review/slack.py).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class AlertLinks:
 
     dashboard_url: str = ""
     post_url_template: str = ""
+    review: bool = False
+    """Show the review buttons (the Slack app's request URL points at `monitor review-server`)."""
 
     def post_url(self, post_id: str) -> str:
         if not self.post_url_template:
@@ -239,6 +245,33 @@ def _actions(alert: Alert, links: AlertLinks) -> Block | None:
     return {"type": "actions", "elements": buttons} if buttons else None
 
 
+REVIEW_BLOCK_ID = "review"
+REVIEW_ACTION_PREFIX = "review:"
+MAX_ACTION_ID_CHARS = 255
+
+
+def review_action_id(verdict: str, alert_id: str) -> str:
+    return f"{REVIEW_ACTION_PREFIX}{verdict}:{alert_id}"
+
+
+def review_block(alert: Alert) -> Block | None:
+    """The analyst's two buttons; none for an alert id too long for Slack's action ids."""
+    if len(review_action_id("confirm", alert.alert_id)) > MAX_ACTION_ID_CHARS:
+        return None
+    buttons: list[Block] = []
+    for verdict, text, style in (("confirm", "Confirm fake", "danger"), ("dismiss", "Not a fake", "primary")):
+        buttons.append(
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": text},
+                "action_id": review_action_id(verdict, alert.alert_id),
+                "value": alert.alert_id,
+                "style": style,
+            }
+        )
+    return {"type": "actions", "block_id": REVIEW_BLOCK_ID, "elements": buttons}
+
+
 def alert_blocks(alert: Alert, links: AlertLinks | None = None, image_url: str | None = None) -> list[Block]:
     """The blocks of an alert's message; `image_url` (a public http(s) URL) adds a thumbnail."""
     links = links or AlertLinks()
@@ -247,6 +280,9 @@ def alert_blocks(alert: Alert, links: AlertLinks | None = None, image_url: str |
     actions = _actions(alert, links)
     if actions is not None:
         tail.append(actions)
+    review = review_block(alert) if links.review else None
+    if review is not None:
+        tail.append(review)
     return [*head, *_reason_sections(alert, MAX_BLOCKS - len(head) - len(tail)), *tail]
 
 

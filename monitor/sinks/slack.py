@@ -126,7 +126,9 @@ class SlackWebhook:
     def from_settings(cls, settings: Settings, **kwargs: Any) -> SlackWebhook:
         """A webhook configured from `Settings` (URL, buttons' links, pacing); kwargs override."""
         options: dict[str, Any] = {
-            "links": AlertLinks(settings.dashboard_url, settings.post_url_template),
+            "links": AlertLinks(
+                settings.dashboard_url, settings.post_url_template, review=bool(settings.review_public_url)
+            ),
             "min_interval": settings.slack_min_interval_seconds,
         }
         options.update(kwargs)

@@ -15,6 +15,10 @@ A cluster is suspected once any of its posts shows a reason (contract §4); a su
 in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
 level alerted is stored with the cluster.
 
+Analysts' decisions (monitor/review/state.py) are honoured here: a dismissed cluster, or one an image of a
+dismissed picture joins (`dismissed` in its meta), raises no further level, and such an image's bank
+match and provenance marks are no evidence.
+
 State older than `retention_seconds` in event time is dropped now and then (monitor/tracking/expiry.py), so a
 worker that runs for months keeps a bounded table; clusters that alerted are kept.
 """
@@ -37,6 +41,7 @@ from monitor.models import (
     Reason,
     reason_from_json,
 )
+from monitor.review.state import ReviewState
 from monitor.tracking.clusters import ClusterIndex
 from monitor.tracking.expiry import plan_expiry
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
@@ -116,7 +121,10 @@ class ClusterTracker:
         policy: ViralityPolicy,
         cluster_distance: int,
         clock: Callable[[], float] = time.time,
+        review: ReviewState | None = None,
     ) -> None:
+        self.review = review or ReviewState()
+        """Analysts' decisions; a worker replaces it when the bank directory changes."""
         self.store = store
         self.policy = policy
         self.clusters = ClusterIndex(store, cluster_distance)
@@ -154,6 +162,7 @@ class ClusterTracker:
             clusters: list[str] = []
             per_cluster: dict[str, list[Reason]] = {}
             urls: dict[str, str] = {}
+            refuted: set[str] = set()
             for i, image in enumerate(post.images):
                 if image.hashes is None:
                     continue
@@ -161,6 +170,9 @@ class ClusterTracker:
                 if cluster_id not in per_cluster:
                     clusters.append(cluster_id)
                     per_cluster[cluster_id] = []
+                if self.review.negatives.matches(image.hashes):
+                    refuted.add(cluster_id)  # a copy of a dismissed picture: no evidence, no alert
+                    continue
                 per_cluster[cluster_id].extend(image_reasons[i])
                 if image.url and cluster_id not in urls:
                     urls[cluster_id] = image.url
@@ -169,6 +181,10 @@ class ClusterTracker:
                 meta = self.store["cl:" + cluster_id]
                 if not meta.get("image_url"):
                     self.store["cl:" + cluster_id] = {**meta, "image_url": url}
+            for cluster_id in refuted:
+                meta = self.store["cl:" + cluster_id]
+                if not meta.get("dismissed"):
+                    self.store["cl:" + cluster_id] = {**meta, "dismissed": True}
         alerts: list[Alert] = []
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
@@ -248,7 +264,7 @@ class ClusterTracker:
     def _evaluate(self, cluster_id: str, first: int, last: int) -> list[Alert]:
         key = "cl:" + cluster_id
         meta = dict(self.store[key])
-        if not meta["reasons"]:
+        if not meta["reasons"] or meta.get("dismissed") or cluster_id in self.review.dismissed:
             return []
         policy = self.policy
         candidates = window_counts(

@@ -1,0 +1,171 @@
+"""Decisions against Kafka: alerts read from the `alerts` topic, decisions as events on the compacted
+`<app>-reviews` topic, keyed by visual cluster.
+
+The first decision on a cluster counts: before producing, the topic is read to its end, and an earlier
+decision is shown instead of a new one being made. (Two analysts deciding within the same second could
+both produce; readers take the first in offset order, and compaction keeps the last: document-level
+consistency is the bank directory's lock, so give `--bank` where it matters.) With `--bank DIR` (or
+MONITOR_BANK) the decision also acts on the shared bank directory, the same effects as
+`--alerts FILE` but with the cluster's founding hash only, as a Kafka alert names no archive; workers
+pick them up on their next bank reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from monitor.models import Alert
+from monitor.review.decisions import Decision, ReviewError, first_decisions, verdict_of
+from monitor.review.desk import STATUS, settings_caption_matcher
+from monitor.review.effects import apply_decision
+from monitor.review.evidence import ClusterEvidence
+from monitor.settings import Settings
+
+
+def reviews_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-reviews"
+
+
+async def ensure_reviews_topic(settings: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+    from monitor.runtime.topics import BrokerUnavailable, bootstrap_servers
+
+    servers = bootstrap_servers(settings.broker)
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=15000)
+    try:
+        await admin.start()
+    except (KafkaError, OSError) as exc:
+        await admin.close()
+        raise BrokerUnavailable(f"cannot reach Kafka at {servers}: {exc}") from None
+    try:
+        if reviews_topic(settings) not in set(await admin.list_topics()):
+            with contextlib.suppress(TopicAlreadyExistsError):
+                config = {"cleanup.policy": "compact"}
+                await admin.create_topics([NewTopic(reviews_topic(settings), 1, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+
+
+async def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """Every JSON object on a topic, from the beginning to its current end, in offset order per partition."""
+    from aiokafka import AIOKafkaConsumer
+
+    from monitor.runtime.topics import bootstrap_servers
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap_servers(settings.broker),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()  # the topic exists (ensure_topics): its partitions are assigned here
+    values: list[dict[str, Any]] = []
+    try:
+        assigned = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(assigned)
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        value = json.loads(record.value)
+                        if isinstance(value, dict):
+                            values.append(value)
+    finally:
+        await consumer.stop()
+    return values
+
+
+def _alerts(values: list[dict[str, Any]]) -> dict[str, Alert]:
+    found: dict[str, Alert] = {}
+    for value in values:
+        with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError):
+            alert = Alert.from_json(value)
+            found.setdefault(alert.alert_id, alert)
+    return found
+
+
+async def _produce(settings: Settings, decision: Decision) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from monitor.runtime.topics import bootstrap_servers
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.broker), acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            reviews_topic(settings),
+            key=decision.cluster_id.encode(),
+            value=json.dumps(decision.to_json()).encode(),
+        )
+    finally:
+        await producer.stop()
+
+
+async def _review(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime.topics import ensure_topics
+
+    await ensure_topics(settings)
+    await ensure_reviews_topic(settings)
+    alerts = _alerts(await read_all(settings, settings.alerts_topic))
+    decided = first_decisions(await read_all(settings, reviews_topic(settings)))
+    if args.review_command == "list":
+        for alert in alerts.values():
+            earlier = decided.get(alert.cluster_id)
+            row: dict[str, Any] = {
+                "alert_id": alert.alert_id,
+                "cluster_id": alert.cluster_id,
+                "level": alert.level,
+                "bank_cluster": alert.bank_cluster,
+                "status": "pending" if earlier is None else STATUS[earlier.decision],
+            }
+            if earlier is not None:
+                row.update({"by": earlier.by, "at": earlier.to_json()["at"], "reason": earlier.reason})
+            print(json.dumps(row), flush=True)
+        return 0
+    found = alerts.get(args.alert_id)
+    if found is None:
+        raise ReviewError(f"alert {args.alert_id} is not on the {settings.alerts_topic} topic")
+    alert = found
+    earlier = decided.get(alert.cluster_id)
+    if earlier is not None:
+        print(json.dumps({**earlier.to_json(), "applied": False}), flush=True)
+        print(f"review: already decided: {earlier.line()}", file=sys.stderr)
+        return 0
+    by = args.by or os.environ.get("USER") or "unknown"
+    verdict = verdict_of(args.review_command)
+    decision = Decision(alert.alert_id, alert.cluster_id, verdict, by, time.time(), args.reason, "kafka")
+    if settings.bank is not None:
+        from monitor.pipeline import decode_limits
+
+        outcome = await asyncio.to_thread(
+            apply_decision,
+            settings.bank,
+            alert,
+            decision,
+            lambda: ClusterEvidence(alert.cluster_id),
+            settings_caption_matcher(settings),
+            decode_limits(settings),
+        )
+        decision = outcome.decision  # the bank directory may know an earlier decision than the topic
+        print(f"review: bank {settings.bank}: {outcome.line()}", file=sys.stderr)
+    await _produce(settings, decision)
+    print(json.dumps({**decision.to_json(), "applied": True}), flush=True)
+    return 0
+
+
+def review_on_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    """`monitor review confirm|dismiss|list` without `--alerts`."""
+    if getattr(args, "archive", None) is not None:
+        raise ReviewError("--archive goes with --alerts FILE")
+    return asyncio.run(_review(args, settings))

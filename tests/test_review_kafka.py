@@ -1,0 +1,71 @@
+"""`monitor review` against Kafka (issue 16), on the real broker: the alert is read from the `alerts`
+topic, the decision becomes an event on the compacted `<app>-reviews` topic, the first decision on a
+cluster stands, and with a bank directory the same effects as the file-based review take place."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from tests.support.kafka import BROKER, isolated_env, read_topic, run_monitor
+from tests.test_review import SAMPLE, replay
+
+pytestmark = pytest.mark.kafka
+
+
+def produce(topic: str, values: list[dict[str, Any]]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=BROKER, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                key = value["cluster_id"].encode()
+                await producer.send_and_wait(topic, json.dumps(value).encode(), key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def test_a_decision_on_kafka_is_an_event_on_the_reviews_topic_taken_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    bank = tmp_path / "bank"
+    shutil.copytree(SAMPLE / "bank", bank)
+    alerts = replay(bank, tmp_path / "alerts.jsonl")
+    env = isolated_env(tmp_path)
+    assert run_monitor(["topics"], env).returncode == 0
+    produce(env["MONITOR_ALERTS_TOPIC"], alerts)
+    target = next(a for a in alerts if a["reasons"][0]["kind"] == "provenance")
+
+    decide = ["review", "dismiss", target["alert_id"], "--by", "alice", "--reason", "press photo"]
+    first = run_monitor([*decide, "--bank", str(bank)], env)
+    assert first.returncode == 0, first.stderr
+    second = run_monitor(["review", "confirm", target["alert_id"], "--by", "bob"], env)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["applied"] is False
+    assert (json.loads(second.stdout)["by"], json.loads(second.stdout)["decision"]) == ("alice", "dismiss")
+
+    events = read_topic(f"{env['MONITOR_APP_ID']}-reviews", lambda v: len(v) >= 1, timeout=60, settle=2)
+    assert len(events) == 1
+    assert {k: events[0][k] for k in ("alert_id", "cluster_id", "decision", "by", "reason")} == {
+        "alert_id": target["alert_id"],
+        "cluster_id": target["cluster_id"],
+        "decision": "dismiss",
+        "by": "alice",
+        "reason": "press photo",
+    }
+    audit = [json.loads(line) for line in (bank / "reviews.jsonl").read_text().splitlines()]
+    assert [(e["alert_id"], e["decision"]) for e in audit] == [(target["alert_id"], "dismiss")]
+    assert target["cluster_id"] in (bank / "negative.jsonl").read_text()
+
+    listed = [json.loads(line) for line in run_monitor(["review", "list"], env).stdout.splitlines()]
+    assert {r["alert_id"]: r["status"] for r in listed} == {
+        a["alert_id"]: ("dismissed" if a is target else "pending") for a in alerts
+    }
