@@ -25,13 +25,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.analysis.analyzer import LoadedImage
@@ -39,7 +37,7 @@ from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import LOAD_ERRORS, ImageLoader
 from monitor.models import AnalyzedPost, Post
 from monitor.runtime.analysis_pool import Analysis
-from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
@@ -50,7 +48,6 @@ SIGHTINGS_KEY = b"clusters"
 """Every sighting carries this key: all cluster state lives in one partition of the tracker's table."""
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
-LAG_EVERY = 5.0
 
 Records = list[tuple[TopicPartition, Any]]
 
@@ -83,97 +80,74 @@ def count_findings(metrics: Metrics, analyzed: Sequence[AnalyzedPost]) -> None:
                 metrics.image_errors.labels(stage).inc()
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, loop: AnalysisLoop) -> None:
-        self.loop = loop
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.loop.assigned = frozenset()
-        forget_lag(self.loop.metrics, revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.loop.assigned = frozenset(tp.partition for tp in assigned)
-        log.info("analysing posts partitions %s", sorted(self.loop.assigned))
-
-
-class AnalysisLoop:
+class AnalysisLoop(ConsumerLoop):
     """One worker's consumer of `posts`; `run` until `stop`.
 
     `analysis` runs the CPU-bound part (decode, hash, match, provenance, captions) off the event loop (a
-    thread or processes, runtime/analysis_backends.py), so the loop keeps fetching, producing and
+    thread or processes, runtime/analysis_pool.py), so the loop keeps fetching, producing and
     heartbeating meanwhile; up to `analysis.depth` batches are in flight, sent and committed in order.
     """
 
+    group_suffix = "analyze"
+    what = "analysis loop (uncommitted posts are read again)"
+    stop_timeout = STOP_TIMEOUT
+    log = log
+
     def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
-        self.settings = settings
-        self.metrics = metrics
+        super().__init__(settings, metrics, settings.posts_topic)
         self.loader = loader
         self.analysis = analysis
-        self._stopping = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._lag_reported = 0.0
+        self._producer: Any = None
         self.assigned: frozenset[int] = frozenset()
         """The `posts` partitions this loop reads now (empty while the group rebalances)."""
 
-    async def run(self) -> None:
-        """Analyse until stopped; a failure of the loop (say, the broker gone) restarts it after a pause."""
-        try:
-            what = "analysis loop (uncommitted posts are read again)"
-            await run_until_stopped(self._run_once, self._stopping, log, what)
-        finally:
-            self.analysis.close()
-            self._finished.set()
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.assigned = frozenset()
 
-    async def stop(self) -> None:
-        """Finish the batch in hand (sent and committed), then leave the group."""
-        self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), STOP_TIMEOUT)
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = frozenset(tp.partition for tp in assigned)
+        log.info("analysing posts partitions %s", sorted(self.assigned))
 
-    async def _run_once(self) -> None:
-        servers = bootstrap_servers(self.settings.broker)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            group_id=f"{self.settings.app_id}-analyze",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+    def finished(self) -> None:
+        self.analysis.close()
+
+    async def open_session(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(self.settings.broker),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=5
-        )
+        await self._producer.start()
+
+    async def close_session(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._producer.stop()
+
+    async def consume(self, consumer: Any) -> None:
+        producer = self._producer
+        # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
+        # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
+        pending: deque[tuple[Records, asyncio.Task[list[AnalyzedPost]]]] = deque()
         try:
-            await producer.start()
-            consumer.subscribe([self.settings.posts_topic], listener=_Rebalance(self))
-            await consumer.start()
-            # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
-            # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
-            pending: deque[tuple[Records, asyncio.Task[list[AnalyzedPost]]]] = deque()
-            try:
-                while not self._stopping.is_set():
-                    records: Records = []
-                    if len(pending) < self.analysis.depth:
-                        fetched = await consumer.getmany(
-                            timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
-                        )
-                        records = [(tp, record) for tp, batch in fetched.items() for record in batch]
-                        if records:
-                            pending.append((records, asyncio.create_task(self._prepare(records, producer))))
-                    if pending and (
-                        len(pending) >= self.analysis.depth or not records or pending[0][1].done()
-                    ):
-                        await self._finish(*pending.popleft(), consumer, producer)
-                    await self._report_lag(consumer)
-                while pending:  # stopping: what was taken is finished, sent and committed
+            while not self.stopping:
+                records: Records = []
+                if len(pending) < self.analysis.depth:
+                    fetched = await consumer.getmany(
+                        timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
+                    )
+                    records = [(tp, record) for tp, batch in fetched.items() for record in batch]
+                    if records:
+                        pending.append((records, asyncio.create_task(self._prepare(records, producer))))
+                if pending and (len(pending) >= self.analysis.depth or not records or pending[0][1].done()):
                     await self._finish(*pending.popleft(), consumer, producer)
-            finally:
-                for _, task in pending:
-                    task.cancel()
-                await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+                await self.report_lag(consumer)
+            while pending:  # stopping: what was taken is finished, sent and committed
+                await self._finish(*pending.popleft(), consumer, producer)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            for _, task in pending:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
 
     async def _finish(
         self,
@@ -265,14 +239,3 @@ class AnalysisLoop:
             # The partitions moved meanwhile: their new owner analyses the batch again, the tracker
             # ignores the posts it has already counted.
             log.warning("could not commit posts offsets %s: %s", kept, exc)
-
-    async def _report_lag(self, consumer: Any) -> None:
-        now = time.monotonic()
-        if now - self._lag_reported >= LAG_EVERY:
-            self._lag_reported = now
-            await report_lag(consumer, self.metrics)
-
-
-def register_analysis(app: faust.App, loop: AnalysisLoop) -> None:
-    """Start the loop with the worker; stop it, batch in hand finished, before the worker goes."""
-    run_beside(app, loop.run, loop.stop)
