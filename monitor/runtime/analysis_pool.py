@@ -28,6 +28,7 @@ from monitor.models import AnalyzedPost, Post
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import build_analyzer, make_encoder
 from monitor.provenance.markers import add_problem_observer
+from monitor.runtime.log_repeats import RepeatCollapser, everything
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 
@@ -106,6 +107,12 @@ class Analysis(Protocol):
     def close(self) -> None: ...
 
 
+ANALYSIS_THREAD = "analysis"
+
+_thread_repeats = RepeatCollapser(lambda record: (record.threadName or "").startswith(ANALYSIS_THREAD))
+"""Repeated warnings of the analysis thread: once per batch, with their count (runtime/log_repeats.py)."""
+
+
 class ThreadAnalysis:
     """Analysis on one thread of the worker: batches one at a time, in order."""
 
@@ -115,7 +122,7 @@ class ThreadAnalysis:
         self._analyze = analyze
         self._metrics = metrics
         self._holder = holder
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=ANALYSIS_THREAD)
 
     @classmethod
     def for_settings(cls, settings: Settings, metrics: Metrics) -> ThreadAnalysis:
@@ -125,9 +132,13 @@ class ThreadAnalysis:
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
-        analyzed: list[AnalyzedPost] = await loop.run_in_executor(
-            self._executor, self._analyze, posts, images
-        )
+        _thread_repeats.install()  # here, not at start: the worker sets its log handlers up after
+        try:
+            analyzed: list[AnalyzedPost] = await loop.run_in_executor(
+                self._executor, self._analyze, posts, images
+            )
+        finally:
+            _thread_repeats.flush()
         if self._holder is not None and self._metrics is not None:
             self._holder.take_telemetry().record(self._metrics)
         return analyzed
@@ -139,6 +150,7 @@ class ThreadAnalysis:
 # --- the analysis processes -----------------------------------------------------------------------------
 
 _child: AnalyzerHolder | None = None
+_child_repeats = RepeatCollapser(everything)
 
 
 def _start_child(settings: Settings) -> None:
@@ -150,6 +162,7 @@ def _start_child(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _child_repeats.install()
     _child = AnalyzerHolder(settings, Telemetry())
     add_problem_observer(
         lambda problem: _child.telemetry.provenance_problems.append(problem.where) if _child else None
@@ -161,7 +174,10 @@ def _analyze_in_child(
     posts: list[Post], images: list[list[LoadedImage]]
 ) -> tuple[list[AnalyzedPost], Telemetry]:
     assert _child is not None, "analysis process not started"
-    analyzed = _child.analyze(posts, images)
+    try:
+        analyzed = _child.analyze(posts, images)
+    finally:
+        _child_repeats.flush()
     return analyzed, _child.take_telemetry()
 
 

@@ -33,9 +33,12 @@ DEAD_LETTER_REASONS = (
     "bad lang",
     "bad platform",
     "analysis failed",
+    "too large",
+    "processing failed",
 )
-"""Every reason `monitor.ingest.events` can give, and a post whose analysis raised; anything else is counted
-as `other` to keep labels bounded."""
+"""Every reason `monitor.ingest.events` can give; a post whose analysis raised, whose sighting would exceed
+a Kafka record, or that failed alone after its batch failed twice (monitor/runtime/analysis_loop.py).
+Anything else is counted as `other` to keep labels bounded."""
 
 DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error", "duplicate")
 
