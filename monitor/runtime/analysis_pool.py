@@ -6,6 +6,7 @@ its own analyser (bank, caption models), and keeps Kafka, the tracker and Slack 
 batches are analysed side by side and still sent in order. A process that dies (a decoder crashing on a
 hostile file) takes only its batch with it: the pool is rebuilt, the batch is retried post by post, and the
 post that kills a process goes to the DLQ as `analysis failed`. A worker thread could not survive that.
+The processes end with their worker, however it ends (runtime/lifeline.py), so none is left orphaned.
 
 What the processes measure (stage timings, provenance problems, bank sizes) comes back with each result
 and is recorded in the worker's metrics, so dashboards read the same either way.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
@@ -28,6 +30,7 @@ from monitor.models import AnalyzedPost, Post
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import build_analyzer, make_encoder
 from monitor.provenance.markers import add_problem_observer
+from monitor.runtime.lifeline import die_with_parent
 from monitor.runtime.log_repeats import RepeatCollapser, everything
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
@@ -153,8 +156,9 @@ _child: AnalyzerHolder | None = None
 _child_repeats = RepeatCollapser(everything)
 
 
-def _start_child(settings: Settings) -> None:
+def _start_child(settings: Settings, worker: int) -> None:
     global _child
+    die_with_parent(worker)  # first: a worker killed outright must not leave this process behind
     # The worker decides when analysis stops (after the batch in hand): Ctrl-C in a terminal or a service
     # manager's SIGTERM to the whole group must not kill a process mid-batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -200,7 +204,10 @@ class ProcessAnalysis:
         # spawn, not fork: the worker has threads (aiokafka, executors) that a fork would copy mid-flight.
         context = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(
-            self.processes, mp_context=context, initializer=_start_child, initargs=(self.settings,)
+            self.processes,
+            mp_context=context,
+            initializer=_start_child,
+            initargs=(self.settings, os.getpid()),
         )
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:

@@ -84,6 +84,13 @@ class Worker:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def kill(self) -> int:
+        """kill -9: no clean-up of any kind, as an OOM killer or a crashed host would leave it."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -95,6 +102,36 @@ class Worker:
                 raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
         self._log.close()
         return self.process.returncode
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
+    return fields[0], int(fields[1])
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` (children, grandchildren...), from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[1]
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether a process still runs: gone, or dead and waiting to be reaped (a zombie), is not running."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def read_topic(
