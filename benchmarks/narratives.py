@@ -5,6 +5,7 @@
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v7    # held-out set v7, to be run once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
+                                                         # (optional external data, not in the repository)
     python -m benchmarks.narratives --json-out out.json
 
 Data: benchmarks/data/narratives-heldout-v<N>.json, known fake-image narratives (12 in v1-v3), each banked
@@ -93,7 +94,8 @@ HELDOUT_V4 = HERE / "data" / "narratives-heldout-v4.json"
 HELDOUT_V5 = HERE / "data" / "narratives-heldout-v5.json"
 HELDOUT_V6 = HERE / "data" / "narratives-heldout-v6.json"
 HELDOUT_V7 = HERE / "data" / "narratives-heldout-v7.json"
-#: --data names -> files; "dev" is looked up in DEV_CANDIDATES.
+#: --data names -> files; "dev" is looked up in DEV_CANDIDATES: the development set is optional external
+#: data, not in the repository (a shared/ folder beside the checkout); every held-out set is in data/.
 NAMED_DATA = {
     "heldout": HELDOUT,
     "heldout-v1": HELDOUT_V1,
@@ -381,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = NAMED_DATA[args.data]
     elif args.data == "dev":
         path = next((p for p in DEV_CANDIDATES if p.exists()), DEV_CANDIDATES[0])
+        if not path.exists():
+            where = " or ".join(str(p) for p in DEV_CANDIDATES)
+            parser.error(f"the development set is external data, not in the repository: none at {where}")
     else:
         path = Path(args.data)
     data = load_dataset(path)

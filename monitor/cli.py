@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -22,13 +21,15 @@ from typing import Any, NoReturn
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import BankError, add_images, add_narrative, export_pdq, import_pdq, load_bank
 from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
-from monitor.imaging.hashes import compute_hashes
-from monitor.ingest.archive import ArchiveError
-from monitor.ingest.decode import DecodeError, decode_image
+from monitor.imaging.fingerprint import fingerprint
+from monitor.ingest.archive import ArchiveError, check_archive
+from monitor.ingest.decode import DecodeError
+from monitor.models import Alert, format_time
 from monitor.narratives.matcher import ModelError
+from monitor.pipeline import decode_limits
 from monitor.provenance.markers import read_markers
 from monitor.runtime.topics import BrokerUnavailable
-from monitor.settings import Settings, SettingsError, load_settings
+from monitor.settings import Settings, SettingsError, explicit_setting, load_settings
 
 EXIT_USAGE = 2
 
@@ -42,78 +43,137 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _pipeline_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bank", type=Path, help="bank directory (env MONITOR_BANK)")
-    parser.add_argument("--threshold", type=int, help="shares in the window that make a cluster viral")
-    parser.add_argument("--window-seconds", type=int, help="length of the virality window, in event time")
-    parser.add_argument("--level-factor", type=int, help="each alert level needs this many times more shares")
+#: Options that set a setting (monitor.settings): name -> (type, help). Each may stand before the command
+#: (`monitor --bank B replay ...`) or after it, and each reads its `MONITOR_<NAME>` variable when absent.
+SETTING_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    "bank": (Path, "DIR", "bank directory (env MONITOR_BANK)"),
+    "threshold": (int, "N", "shares in the window that make a cluster viral (env MONITOR_THRESHOLD)"),
+    "window_seconds": (int, "S", "length of the virality window, in event time (env MONITOR_WINDOW_SECONDS)"),
+    "level_factor": (int, "K", "each alert level needs K times more shares (env MONITOR_LEVEL_FACTOR)"),
+    "broker": (str, "URL", "Kafka broker, default kafka://localhost:9092 (env MONITOR_BROKER)"),
+    "partitions": (int, "N", "partitions of the topics the project creates (env MONITOR_PARTITIONS)"),
+    "data_dir": (Path, "DIR", "the worker's local state directory (env MONITOR_DATA_DIR)"),
+    "log_level": (str, "LEVEL", "debug, info, warning, error (env MONITOR_LOG_LEVEL)"),
+}
+PIPELINE_OPTIONS = ("bank", "threshold", "window_seconds", "level_factor")
+#: Commands that read a bank, and whether it must exist already (`bank add` creates it).
+BANK_COMMANDS = {
+    "match": True,
+    "match-caption": True,
+    "export": True,
+    "add": False,
+    "import": False,
+    "add-narrative": False,
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _setting_options(parser: argparse.ArgumentParser, *names: str, help_prefix: str = "") -> None:
+    """The setting options a command takes. Left out, an option stays out of the namespace (SUPPRESS), so
+    the same option given before the command is not overwritten."""
+    for name in (*names, "log_level"):
+        kind, metavar, text = SETTING_OPTIONS[name]
+        parser.add_argument(
+            _flag(name), type=kind, metavar=metavar, default=argparse.SUPPRESS, help=help_prefix + text
+        )
+    parser.set_defaults(accepts=frozenset((*names, "log_level")))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="monitor", description="Streaming monitor for viral AI-generated fakes.")
-    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    parser = _Parser(
+        prog="monitor",
+        description="Streaming monitor for viral AI-generated fakes. Setting options may stand before or "
+        "after the command; flags win over MONITOR_* environment variables.",
+    )
+    for name, (kind, metavar, text) in SETTING_OPTIONS.items():
+        parser.add_argument(_flag(name), type=kind, metavar=metavar, default=None, help=text)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     demo = commands.add_parser("demo", help="the whole pipeline in-process on the bundled sample")
-    _pipeline_options(demo)
+    _setting_options(demo, *PIPELINE_OPTIONS)
     demo.add_argument("--archive", type=Path, help="another archive instead of the bundled sample")
     demo.add_argument("--alerts-out", type=Path, help="also write the alerts as JSON lines to FILE")
 
     worker = commands.add_parser("worker", help="run the Faust worker against Kafka")
-    _pipeline_options(worker)
-    worker.add_argument("--broker", help="Kafka broker URL (default kafka://localhost:9092)")
-    worker.add_argument("--partitions", type=int, help="partitions of the topics the worker creates")
-    worker.add_argument("--data-dir", type=Path, help="the worker's local state directory")
+    _setting_options(worker, *PIPELINE_OPTIONS, "broker", "partitions", "data_dir")
 
     replay = commands.add_parser("replay", help="replay an archive into Kafka or in-process")
     replay.add_argument("archive", type=Path)
     mode = replay.add_mutually_exclusive_group(required=True)
     mode.add_argument("--to-kafka", action="store_true", help="produce the archive into the posts topic")
     mode.add_argument("--embedded", action="store_true", help="run the pipeline in-process")
-    _pipeline_options(replay)
-    replay.add_argument("--broker", help="Kafka broker URL (with --to-kafka)")
-    replay.add_argument("--partitions", type=int, help="partitions of topics created by --to-kafka")
+    _setting_options(replay, *PIPELINE_OPTIONS, "broker", "partitions")
     replay.add_argument("--alerts-out", type=Path, help="write alerts as JSON lines here (--embedded)")
     replay.add_argument("--rejects-out", type=Path, help="write malformed events here (--embedded)")
 
     bank = commands.add_parser("bank", help="manage the bank of known fakes")
+    _setting_options(bank, "bank")
     bank_commands = bank.add_subparsers(dest="bank_command", parser_class=_Parser, required=True)
     add = bank_commands.add_parser("add", help="add images of a known fake to a cluster")
-    add.add_argument("--bank", type=Path, required=True)
+    _setting_options(add, "bank", help_prefix="created if missing; ")
     add.add_argument("--cluster", required=True)
     add.add_argument("--label", default="")
     add.add_argument("images", nargs="+", type=Path)
     imported = bank_commands.add_parser(
         "import", help="add PDQ hashes from a ThreatExchange/HMA hash list (hash,cluster[,label] per line)"
     )
-    imported.add_argument("--bank", type=Path, required=True)
+    _setting_options(imported, "bank", help_prefix="created if missing; ")
     imported.add_argument("--cluster", help="cluster for lines that carry only a hash")
     imported.add_argument("--label", default="", help="label for lines that carry none")
     imported.add_argument("file", help="the hash list, or - for standard input")
     exported = bank_commands.add_parser("export", help="write the bank's PDQ hashes as a ThreatExchange list")
-    exported.add_argument("--bank", type=Path, required=True)
+    _setting_options(exported, "bank")
     exported.add_argument("--out", type=Path, help="write here instead of standard output")
-    narrative = bank_commands.add_parser("add-narrative", help="add example captions of a false narrative")
-    narrative.add_argument("--bank", type=Path, required=True)
+    narrative = bank_commands.add_parser(
+        "add-narrative", help="add example captions of a false narrative (two or more)"
+    )
+    _setting_options(narrative, "bank", help_prefix="created if missing; ")
     narrative.add_argument("--id", required=True, dest="narrative_id")
     narrative.add_argument("texts", nargs="+")
 
     match = commands.add_parser("match", help="match images against the bank")
-    match.add_argument("--bank", type=Path, required=True)
+    _setting_options(match, "bank")
     match.add_argument("images", nargs="+")
     caption = commands.add_parser("match-caption", help="match captions against the banked narratives")
-    caption.add_argument("--bank", type=Path, required=True)
+    _setting_options(caption, "bank")
     caption.add_argument("texts", nargs="+")
     inspect = commands.add_parser("inspect", help="hashes and provenance markers of images")
+    _setting_options(inspect)
     inspect.add_argument("images", nargs="+")
 
     topics = commands.add_parser("topics", help="create the Kafka topics (the worker also does this)")
-    topics.add_argument("--broker")
-    topics.add_argument("--partitions", type=int)
+    _setting_options(topics, "broker", "partitions")
     return parser
 
 
-def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+def _command_name(args: argparse.Namespace) -> str:
+    return str(args.command if args.command != "bank" else f"bank {args.bank_command}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """A setting option given before a command that does not use it is refused, as it is after it."""
+    for name in SETTING_OPTIONS:
+        if getattr(args, name, None) is not None and name not in args.accepts:
+            raise UsageError(f"{_flag(name)} does not apply to '{_command_name(args)}'")
+
+
+def _resolve_bank(args: argparse.Namespace) -> None:
+    """`--bank`, else MONITOR_BANK, for the commands that read or write a bank; one clear line if neither."""
+    command = args.bank_command if args.command == "bank" else args.command
+    if command not in BANK_COMMANDS:
+        return
+    bank = load_settings({"bank": args.bank}).bank
+    if bank is None:
+        raise UsageError(f"'{_command_name(args)}' needs a bank: give --bank DIR or set MONITOR_BANK")
+    if BANK_COMMANDS[command] and not bank.is_dir():
+        raise UsageError(f"bank directory not found: {bank}")
+    args.bank = bank
+
+
+def _settings(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> Settings:
     names = (
         "bank",
         "threshold",
@@ -125,8 +185,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         "log_level",
     )
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    overrides.update({k: v for k, v in extra.items() if v is not None})
-    settings = load_settings(overrides)
+    settings = load_settings(overrides, defaults=defaults)
     if settings.bank is not None and not settings.bank.is_dir():
         raise UsageError(f"bank directory not found: {settings.bank}")
     return settings
@@ -145,11 +204,12 @@ def _read_image(path: str) -> bytes:
 
 def cmd_match(args: argparse.Namespace) -> int:
     settings = load_settings()
-    matcher = BankMatcher(load_bank(args.bank), settings.match_distance)
+    matcher = BankMatcher(load_bank(args.bank), settings.match_distance, local=settings.local_match)
+    limits = decode_limits(settings)
     failed = False
     for path in args.images:
         try:
-            hashes, matched = matcher.match_bytes(_read_image(path))
+            hashes, matched = matcher.match_bytes(_read_image(path), limits)
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
@@ -186,12 +246,13 @@ def cmd_match_caption(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    limits = decode_limits(load_settings())
     failed = False
     for path in args.images:
         try:
             data = _read_image(path)
             markers = read_markers(data)
-            hashes = compute_hashes(decode_image(data, grey=True))
+            hashes = fingerprint(data, limits).hashes
         except DecodeError as exc:
             _print_json({"path": path, "error": str(exc)})
             failed = True
@@ -205,7 +266,8 @@ def cmd_bank(args: argparse.Namespace) -> int:
         missing = [str(p) for p in args.images if not p.is_file()]
         if missing:
             raise UsageError(f"image not found: {', '.join(missing)}")
-        added = add_images(args.bank, args.cluster, args.images, label=args.label)
+        limits = decode_limits(load_settings())
+        added = add_images(args.bank, args.cluster, args.images, label=args.label, limits=limits)
         print(f"added {len(added)} image(s) to cluster {args.cluster} in {args.bank}", file=sys.stderr)
     elif args.bank_command == "import":
         return _bank_import(args)
@@ -218,7 +280,22 @@ def cmd_bank(args: argparse.Namespace) -> int:
     else:
         added_texts = add_narrative(args.bank, args.narrative_id, args.texts)
         print(f"added {len(added_texts)} caption(s) to narrative {args.narrative_id}", file=sys.stderr)
+        _warn_few_examples(args.bank, args.narrative_id)
     return 0
+
+
+def _warn_few_examples(bank: Path, narrative_id: str) -> None:
+    """The matcher finds a narrative's subjects from the names that come back in two of its examples
+    (monitor.narratives.text.subject_names) and builds its 'same event, someone else' decoys from them:
+    with one example it has neither, and on-topic captions about other people can match."""
+    count = sum(1 for n in load_bank(bank).narratives if n.narrative_id == narrative_id)
+    if count < 2:
+        print(
+            f"monitor: warning: narrative {narrative_id} has {count} example caption; add at least one more "
+            "(naming its subject the same way): the matcher learns a narrative's subjects from names that "
+            "come back in two examples, and without them the same story about someone else can match",
+            file=sys.stderr,
+        )
 
 
 def _bank_import(args: argparse.Namespace) -> int:
@@ -240,15 +317,12 @@ def _bank_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_alert(alert_json: dict[str, Any]) -> None:
-    reasons = ", ".join(
-        f"{r['kind']}:{r.get('bank_cluster') or r.get('narrative_id') or r.get('marker')}"
-        for r in alert_json["reasons"]
-    )
+def _print_alert(alert: Alert) -> None:
+    reasons = ", ".join(f"{r.kind}:{r.subject}" for r in alert.reasons)
     print(
-        f"ALERT level {alert_json['level']} {alert_json['cluster_id']} "
-        f"({alert_json['bank_cluster'] or 'unbanked'}): {alert_json['shares_in_window']} shares in "
-        f"{alert_json['window_seconds']}s at {alert_json['event_time']}; reasons: {reasons}",
+        f"ALERT level {alert.level} {alert.cluster_id} ({alert.bank_cluster or 'unbanked'}): "
+        f"{alert.shares_in_window} shares in {alert.window_seconds}s at {format_time(alert.event_time)}; "
+        f"reasons: {reasons}",
         flush=True,
     )
 
@@ -264,14 +338,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "threshold": manifest["threshold"],
         "window_seconds": manifest["window_seconds"],
     }
-    explicit = {
-        k: v
-        for k, v in defaults.items()
-        if getattr(args, k) is None and f"MONITOR_{k.upper()}" not in os.environ
-    }
-    settings = _settings(args, **explicit)
+    settings = _settings(args, defaults)  # the sample's, under the environment's and the flags
     if not archive.is_file():
         raise UsageError(f"archive not found: {archive}")
+    check_archive(archive)
     print(
         f"demo: replaying {archive} with bank {settings.bank} (threshold {settings.threshold} shares "
         f"in {settings.window_seconds} s); loading the caption model...",
@@ -280,14 +350,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
     try:
-        summary = asyncio.run(
-            replay_embedded(archive, settings, alerts_out=out, on_alert=lambda a: _print_alert(a.to_json()))
-        )
+        summary = asyncio.run(replay_embedded(archive, settings, alerts_out=out, on_alert=_print_alert))
     finally:
         if out is not None:
             out.close()
     print(f"demo: {summary.line()}", flush=True)
     return 0
+
+
+def _settings_line(settings: Settings) -> str:
+    bank = f"bank {settings.bank}" if settings.bank is not None else "no bank (--bank or MONITOR_BANK)"
+    return f"threshold {settings.threshold} shares in {settings.window_seconds} s, {bank}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -296,6 +369,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not args.archive.is_file():
         raise UsageError(f"archive not found: {args.archive}")
+    check_archive(args.archive)  # before any output file is opened: a wrong file truncates nothing
     if args.to_kafka:
         summary = asyncio.run(replay_to_kafka(args.archive, settings))
         print(
@@ -303,6 +377,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             f"malformed events (the worker dead-letters them) in {summary.seconds:.1f} s",
             file=sys.stderr,
         )
+        _warn_no_posts(args.archive, summary.posts, summary.rejected)
         return 0
     rejects_path = args.rejects_out or (
         args.alerts_out.with_name(args.alerts_out.name + ".rejects.jsonl") if args.alerts_out else None
@@ -317,8 +392,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if rejects is not None:
             rejects.close()
     where = f"; rejects in {rejects_path}" if rejects_path and summary.rejected else ""
-    print(f"replay: {summary.line()}{where}", file=sys.stderr)
+    print(f"replay: {summary.line()}{where}; {_settings_line(settings)}", file=sys.stderr)
+    _warn_no_posts(args.archive, summary.posts, summary.rejected)
     return 0
+
+
+def _warn_no_posts(archive: Path, posts: int, rejected: int) -> None:
+    """Every event malformed is data (contract §1: exit 0), but worth a line of its own."""
+    if posts == 0:
+        print(
+            f"monitor: warning: no valid post in {archive}: all {rejected} events are malformed",
+            file=sys.stderr,
+        )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -351,7 +436,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        level = (args.log_level or os.environ.get("MONITOR_LOG_LEVEL") or "warning").upper()
+        _check_options(args)
+        _resolve_bank(args)
+        level = (explicit_setting("log_level", args.log_level) or "warning").upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if level not in ("DEBUG", "INFO"):
             # aiokafka logs each failed connection; our own one-line error says it better.

@@ -8,11 +8,45 @@ per-post stage hands to the per-cluster stage (topic `sightings`).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, get_args
 
 ImageSource = Literal["url", "data", "path"]
+
+
+class DeadLetterReason(StrEnum):
+    """Why an event went to the dead-letter topic: a short, stable phrase (the `reason` field and a metric
+    label). Every reason the pipeline can give is here, so the metric's label set is this enum."""
+
+    INVALID_JSON = "invalid json"
+    NOT_AN_OBJECT = "not an object"
+    MISSING_POST_ID = "missing post_id"
+    BAD_POST_ID = "bad post_id"
+    MISSING_AUTHOR_ID = "missing author_id"
+    BAD_AUTHOR_ID = "bad author_id"
+    MISSING_CREATED_AT = "missing created_at"
+    BAD_CREATED_AT = "bad created_at"
+    BAD_IMAGES = "bad images"
+    BAD_RESHARE_OF = "bad reshare_of"
+    BAD_TEXT = "bad text"
+    BAD_LANG = "bad lang"
+    BAD_PLATFORM = "bad platform"
+    TOO_LARGE = "too large"
+    ANALYSIS_FAILED = "analysis failed"
+    PROCESSING_FAILED = "processing failed"
+    """Failed alone, after its batch failed twice the same way (monitor/runtime/analysis_loop.py)."""
+
+
+ImageErrorStage = Literal["fetch", "decode"]
+"""Where an image was lost: its bytes could not be had (fetch, base64, archive path), or not decoded."""
+IMAGE_ERROR_STAGES: tuple[ImageErrorStage, ...] = get_args(ImageErrorStage)
+
+StageObserver = Callable[[str, float], None]
+"""Called with (stage name, seconds) after each stage of the per-post work; the worker feeds its metrics."""
 
 
 def parse_alert_time(text: str) -> float:
@@ -44,26 +78,36 @@ class Post:
     platform: str | None = None
     images: tuple[ImageRef, ...] = ()
     reshare_of: str | None = None
+    ignored_images: int = 0
+    """Images past the per-post bound (`EventLimits.max_images`): not loaded, only counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedImage:
+    """The bytes of one image of a post, or why they could not be had."""
+
+    data: bytes | None
+    url: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ImageHashes:
     """Perceptual hashes of one decoded image, as integers.
 
-    `phash` and `dhash` are 64-bit (bit order as imagehash prints them); `pdq` is Meta's 256-bit PDQ of
+    `phash` is 64-bit (bit order as imagehash prints it); `pdq` is Meta's 256-bit PDQ of
     the whole image (hex as ThreatExchange prints it) with its quality (0..100), and `pdq_regions` the
     PDQ hashes of the picture found inside added borders, bands or app chrome (empty when there is none).
     Records written before PDQ existed read back with `pdq=None`.
     """
 
     phash: int
-    dhash: int
     pdq: int | None = None
     pdq_quality: int | None = None
     pdq_regions: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"phash": f"{self.phash:016x}", "dhash": f"{self.dhash:016x}"}
+        out: dict[str, Any] = {"phash": f"{self.phash:016x}"}
         if self.pdq is not None:
             out["pdq"] = f"{self.pdq:064x}"
             out["pdq_quality"] = self.pdq_quality
@@ -77,7 +121,6 @@ class ImageHashes:
         quality = data.get("pdq_quality")
         return cls(
             phash=int(data["phash"], 16),
-            dhash=int(data["dhash"], 16),
             pdq=int(pdq, 16) if pdq else None,
             pdq_quality=int(quality) if pdq and quality is not None else None,
             pdq_regions=tuple(int(value, 16) for value in data.get("pdq_regions") or ()),
@@ -114,6 +157,8 @@ class ImageAnalysis:
     provenance: tuple[str, ...] = ()
     url: str | None = None
     error: str | None = None
+    error_stage: ImageErrorStage | None = None
+    """Set with `error`: whether the bytes could not be loaded or could not be decoded."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +175,7 @@ class ImageAnalysis:
             "provenance": list(self.provenance),
             "url": self.url,
             "error": self.error,
+            **({"error_stage": self.error_stage} if self.error_stage else {}),
         }
 
     @classmethod
@@ -141,7 +187,14 @@ class ImageAnalysis:
             provenance=tuple(data.get("provenance") or ()),
             url=data.get("url"),
             error=data.get("error"),
+            error_stage=_error_stage(data.get("error_stage"), data.get("error")),
         )
+
+
+def _error_stage(value: Any, error: Any) -> ImageErrorStage | None:
+    if not error:
+        return None
+    return "fetch" if value == "fetch" else "decode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +233,97 @@ class AnalyzedPost:
 
 
 @dataclass(frozen=True, slots=True)
+class BankMatchReason:
+    """Suspicion: an image of the cluster is a copy of a banked fake."""
+
+    kind: ClassVar[str] = "bank_match"
+    bank_cluster: str
+    hash: str
+    distance: int
+
+    @property
+    def subject(self) -> str:
+        return self.bank_cluster
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "bank_cluster": self.bank_cluster,
+            "hash": self.hash,
+            "distance": self.distance,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NarrativeReason:
+    """Suspicion: a post of the cluster carries a caption of a banked false narrative."""
+
+    kind: ClassVar[str] = "narrative"
+    narrative_id: str
+    score: float
+
+    @property
+    def subject(self) -> str:
+        return self.narrative_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "narrative_id": self.narrative_id, "score": self.score}
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceReason:
+    """Suspicion: an image of the cluster carries a generator's provenance mark."""
+
+    kind: ClassVar[str] = "provenance"
+    marker: str
+
+    @property
+    def subject(self) -> str:
+        return self.marker
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "marker": self.marker}
+
+
+@dataclass(frozen=True, slots=True)
+class OtherReason:
+    """A reason this version does not know (written by a newer one, or incomplete): kept as it came, so an
+    alert read back from the `alerts` topic is still delivered and shows it."""
+
+    kind: str
+    data: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def subject(self) -> str:
+        return json.dumps(dict(self.data), sort_keys=True, default=str)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dict(self.data), "kind": self.kind}
+
+
+Reason = BankMatchReason | NarrativeReason | ProvenanceReason | OtherReason
+"""Why a cluster is suspected (contract §4); alerts carry them as JSON objects with a `kind`."""
+REASON_KINDS = tuple(kind.kind for kind in (BankMatchReason, NarrativeReason, ProvenanceReason))
+"""Every reason kind, in the order alerts list them (metric labels come from here)."""
+
+
+def reason_from_json(data: dict[str, Any]) -> Reason:
+    """A reason from its JSON object. Never fails: an unknown kind or a malformed known one is an
+    `OtherReason` holding what came."""
+    kind = data.get("kind")
+    try:
+        if kind == BankMatchReason.kind:
+            return BankMatchReason(str(data["bank_cluster"]), str(data["hash"]), int(data["distance"]))
+        if kind == NarrativeReason.kind:
+            return NarrativeReason(str(data["narrative_id"]), float(data["score"]))
+        if kind == ProvenanceReason.kind:
+            return ProvenanceReason(str(data["marker"]))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return OtherReason(str(kind), tuple(sorted((k, v) for k, v in data.items() if k != "kind")))
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """A suspected cluster that passed a virality level (contract §2)."""
 
@@ -192,7 +336,7 @@ class Alert:
     threshold: int
     event_time: float
     first_seen: float
-    reasons: tuple[dict[str, Any], ...] = field(default=())
+    reasons: tuple[Reason, ...] = field(default=())
     sample_posts: tuple[str, ...] = ()
     image_url: str | None = None
     """The URL of the cluster's first image that was given by URL: Slack shows it as a thumbnail."""
@@ -208,7 +352,7 @@ class Alert:
             "threshold": self.threshold,
             "event_time": format_time(self.event_time),
             "first_seen": format_time(self.first_seen),
-            "reasons": [dict(r) for r in self.reasons],
+            "reasons": [r.to_json() for r in self.reasons],
             "sample_posts": list(self.sample_posts),
             **({"image_url": self.image_url} if self.image_url else {}),
         }
@@ -225,7 +369,7 @@ class Alert:
             threshold=int(value["threshold"]),
             event_time=parse_alert_time(value["event_time"]),
             first_seen=parse_alert_time(value["first_seen"]),
-            reasons=tuple(value.get("reasons") or ()),
+            reasons=tuple(reason_from_json(r) for r in value.get("reasons") or ()),
             sample_posts=tuple(value.get("sample_posts") or ()),
             image_url=value.get("image_url"),
         )

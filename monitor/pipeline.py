@@ -11,13 +11,14 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monitor.analysis.analyzer import Analyzer, StageObserver
+from monitor.analysis.analyzer import Analyzer
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import Bank, NarrativeExample
 from monitor.ingest.decode import DecodeLimits
+from monitor.ingest.events import EventLimits
 from monitor.ingest.fetch import FetchPolicy, ImageFetcher
 from monitor.ingest.loading import ImageLoader
-from monitor.models import Alert, AnalyzedPost, Post
+from monitor.models import Alert, AnalyzedPost, Post, StageObserver
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
@@ -39,10 +40,18 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
     )
 
 
+def event_limits(settings: Settings) -> EventLimits:
+    return EventLimits(max_bytes=settings.max_event_bytes, max_images=settings.max_images_per_post)
+
+
 def virality_policy(settings: Settings) -> ViralityPolicy:
     return ViralityPolicy(
         settings.threshold, settings.window_seconds, settings.level_factor, settings.state_retention_seconds
     )
+
+
+def decode_limits(settings: Settings) -> DecodeLimits:
+    return DecodeLimits(max_bytes=settings.fetch_max_bytes, max_pixels=settings.max_image_pixels)
 
 
 def make_encoder(settings: Settings) -> Encoder:
@@ -86,8 +95,9 @@ def build_analyzer(
     return Analyzer(
         BankMatcher(bank, settings.match_distance, local=settings.local_match),
         narratives,
-        DecodeLimits(max_bytes=settings.fetch_max_bytes, max_pixels=settings.max_image_pixels),
+        decode_limits(settings),
         observe=observe,
+        max_caption_chars=settings.max_caption_chars,
     )
 
 

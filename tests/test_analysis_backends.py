@@ -16,10 +16,9 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from monitor.analysis.analyzer import LoadedImage
 from monitor.bank.store import add_images
-from monitor.ingest.events import decode_event
-from monitor.models import Post
+from monitor.ingest.events import EventLimits, decode_event
+from monitor.models import LoadedImage, Post
 from monitor.runtime import analysis_pool
 from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
 from monitor.runtime.metrics import Metrics
@@ -106,7 +105,8 @@ def test_a_dead_analysis_process_fails_its_batch_and_the_pool_comes_back(bank_di
 
 
 def flood() -> tuple[list[Post], list[list[LoadedImage]]]:
-    post, _ = decode_event(json.dumps(image_flood("flood", "2024-01-01T00:00:00Z")).encode())
+    raw = json.dumps(image_flood("flood", "2024-01-01T00:00:00Z")).encode()
+    post, _ = decode_event(raw, limits=EventLimits(max_images=20_000))  # ingest's own bound lifted
     return [post], [[LoadedImage(TINY_BROKEN_PNG)] * len(post.images)]
 
 

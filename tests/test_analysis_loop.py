@@ -16,10 +16,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from monitor.analysis.analyzer import LoadedImage
 from monitor.bank.store import Bank
 from monitor.ingest.loading import ImageLoader
-from monitor.models import AnalyzedPost, Post, format_time
+from monitor.models import AnalyzedPost, LoadedImage, Post, format_time
 from monitor.pipeline import build_analyzer
 from monitor.runtime.analysis_loop import AnalysisLoop
 from monitor.runtime.analysis_pool import ThreadAnalysis

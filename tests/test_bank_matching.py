@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
-from monitor.bank.matcher import BankMatcher, HashIndex
+from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import (
     IMAGES_FILE,
     NARRATIVES_FILE,
@@ -21,11 +21,12 @@ from monitor.bank.store import (
     add_narrative,
     load_bank,
 )
-from monitor.imaging.hashes import compute_hashes, hamming
-from monitor.ingest.decode import decode_image
+from monitor.imaging.fingerprint import fingerprint
+from monitor.imaging.phash_index import HashIndex
 from monitor.models import ImageHashes
 from monitor.settings import Settings
 from monitor.tracking.clusters import ClusterIndex
+from tests.support.synthetic import hamming
 
 MATCH_DISTANCE = Settings().match_distance
 CLUSTER_DISTANCE = Settings().cluster_distance
@@ -42,7 +43,8 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
 
 
 def hashes_of(data: bytes) -> ImageHashes:
-    return compute_hashes(decode_image(data))
+    """Hashes as the stream computes them: the bank must record exactly these."""
+    return fingerprint(data).hashes
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -375,11 +377,11 @@ def test_rebuilt_index_keeps_founding_order_for_ties() -> None:
     # whose store hands back its keys in another order (a changelog restore does not keep dict order).
     store: dict[str, object] = {}
     index = ClusterIndex(store, 2)
-    later_founded_hash = ImageHashes(phash=0b0000, dhash=0)
-    first = index.assign(ImageHashes(phash=0b1111, dhash=0))
+    later_founded_hash = ImageHashes(phash=0b0000)
+    first = index.assign(ImageHashes(phash=0b1111))
     second = index.assign(later_founded_hash)
     assert first != second
-    probe = ImageHashes(phash=0b0011, dhash=0)
+    probe = ImageHashes(phash=0b0011)
     assert index.assign(probe) == first
 
     reordered = dict(reversed(list(store.items())))

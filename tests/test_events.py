@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from monitor.ingest.events import MalformedEvent, decode_event, parse_post, parse_time
-from monitor.models import ImageRef
+from monitor.ingest.events import EventLimits, MalformedEvent, decode_event, parse_post, parse_time
+from monitor.models import DeadLetterReason, ImageRef
 
 CONTRACT_EXAMPLE: dict[str, Any] = {
     "post_id": "p-000123",
@@ -36,6 +36,7 @@ def _event(**changes: Any) -> dict[str, Any]:
 
 
 _DROP = object()
+VALID: dict[str, Any] = {k: v for k, v in CONTRACT_EXAMPLE.items() if k != "images"}
 EXAMPLE_TIME = datetime(2023, 3, 20, 14, 3, tzinfo=UTC).timestamp()
 
 
@@ -196,3 +197,53 @@ def test_hostile_json_is_a_malformed_event_not_a_crash(raw: bytes) -> None:
     with pytest.raises(MalformedEvent) as info:
         decode_event(raw)
     assert info.value.reason == "invalid json"
+
+
+# --- bounded work per event (MONITOR_MAX_EVENT_BYTES, MONITOR_MAX_IMAGES_PER_POST) -------------------------
+
+
+def test_images_past_the_bound_are_ignored_and_counted() -> None:
+    images = [{"data": "aGVsbG8="} for _ in range(20_000)]
+    raw = json.dumps({**VALID, "images": images})
+    post, _ = decode_event(raw, limits=EventLimits(max_images=20))
+    assert len(post.images) == 20
+    assert post.ignored_images == 19_980
+
+
+def test_images_past_the_bound_are_not_even_checked() -> None:
+    raw = json.dumps({**VALID, "images": [{"data": "aGVsbG8="}, {"bogus": 1}]})
+    post, _ = decode_event(raw, limits=EventLimits(max_images=1))
+    assert (len(post.images), post.ignored_images) == (1, 1)
+    with pytest.raises(MalformedEvent):
+        decode_event(raw, limits=EventLimits(max_images=2))
+
+
+def test_an_event_over_the_byte_bound_is_refused_before_parsing() -> None:
+    raw = json.dumps({**VALID, "text": "x" * 5000})
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(raw, limits=EventLimits(max_bytes=1000))
+    assert caught.value.reason == DeadLetterReason.TOO_LARGE
+    assert str(len(raw)) in caught.value.detail
+
+
+def test_a_deeply_nested_unknown_field_is_ignored_as_the_contract_says() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    raw = json.dumps(VALID)[:-1] + ', "debug": ' + deep + ', "text": "still read"}'
+    post, obj = decode_event(raw)
+    assert post.post_id == VALID["post_id"] and post.text == "still read"
+    assert "debug" not in obj
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        ', "debug": ' + "[" * 100_000 + "]" * 99_999 + "}",  # unbalanced
+        ', "images": ' + "[" * 100_000 + "]" * 100_000 + "}",  # a known field nested absurdly deep
+        ', "debug": ' + "[" * 100_000 + "]" * 100_000 + "} trailing",
+    ],
+)
+def test_deep_nesting_that_is_broken_or_in_a_known_field_is_invalid_json(tail: str) -> None:
+    raw = json.dumps(VALID)[:-1] + tail
+    with pytest.raises(MalformedEvent) as caught:
+        decode_event(raw)
+    assert caught.value.reason == DeadLetterReason.INVALID_JSON

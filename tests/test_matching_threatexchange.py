@@ -15,6 +15,7 @@ from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import IMAGES_FILE, add_images, export_pdq, import_pdq, load_bank
 from monitor.bank.threatexchange import FormatError, PdqEntry, format_lines, parse_lines
 from monitor.cli import main
+from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hashes import compute_hashes
 from monitor.ingest.decode import decode_image
 
@@ -68,7 +69,7 @@ def test_imported_hashes_are_banked_once_and_exported_with_image_hashes(tmp_path
     assert [i.cluster for i in bank.images] == ["coffee-hoax", "pope-puffer", "bridge"]
     assert bank.images[1].hashes is None and bank.images[1].pdq == int(HASH_A, 16)
     exported = export_pdq(bank)
-    coffee = compute_hashes(decode_image(photo.read_bytes()))
+    coffee = fingerprint(photo.read_bytes()).hashes
     assert exported[0] == PdqEntry(coffee.pdq or 0, "coffee-hoax", "Coffee hoax", coffee.pdq_quality)
     assert exported[1:] == [
         PdqEntry(int(HASH_A, 16), "pope-puffer", "Pope"),

@@ -1,6 +1,6 @@
-"""Our PDQ against Meta's reference images and hashes (shared/conformance/pdq, from ThreatExchange).
+"""Our PDQ against Meta's reference images and hashes (tests/data/pdq, from ThreatExchange).
 
-Meta's guidance (the folder's README): on images of quality >= 80 a correct implementation is within 10
+Meta's guidance (that folder's README): on images of quality >= 80 a correct implementation is within 10
 bits of the reference hash; hashes of quality < 50 should not be matched; matching is at distance <= 31.
 """
 
@@ -18,13 +18,13 @@ from monitor.imaging.hashes import compute_hashes
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, pdq, pdq_dihedral, pdq_from_hex
 from monitor.ingest.decode import decode_image
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "pdq"
+CONFORMANCE = Path(__file__).resolve().parent / "data" / "pdq"
 TOLERANCE = 10
 
 
 def _rows() -> list[tuple[str, int]]:
     table = CONFORMANCE / "expected-pdq.csv"
-    if not table.is_file():  # collected before the fixture can fail: say where the data should be
+    if not table.is_file():  # collected before any test runs: a test named after the missing file fails
         return [("missing: " + str(table), 0)]
     with table.open(encoding="utf-8") as handle:
         return [(row["FilePath"], pdq_from_hex(row["Hash"])) for row in csv.DictReader(handle)]
@@ -32,7 +32,7 @@ def _rows() -> list[tuple[str, int]]:
 
 def _open(relative: str) -> Image.Image:
     path = CONFORMANCE / relative
-    assert path.is_file(), f"conformance image missing: {path} (the shared/ folder beside the repository)"
+    assert path.is_file(), f"conformance image missing: {path} (tests/data/pdq, in the repository)"
     return Image.open(path).convert("RGB")
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from skimage import data as skdata
 
+from monitor.provenance.containers import read_container
+from monitor.provenance.exif import ExifError, ExifText, read_exif_text, user_comment
 from monitor.provenance.markers import (
     PROBLEM_SOURCES,
     Problem,
@@ -24,7 +27,8 @@ from monitor.provenance.markers import (
     read_markers,
     read_provenance,
 )
-from tests.support.synthetic import xmp_packet
+from monitor.provenance.xmp import XmpError, read_xmp
+from tests.support.synthetic import jpeg_with_user_comment, xmp_packet
 
 SD_PARAMETERS = (
     "pope francis in a white puffer coat, street photo\n"
@@ -251,6 +255,114 @@ def test_a_camera_user_comment_is_no_marker() -> None:
     assert read_markers(data) == ()
 
 
+# --- EXIF: our reader against Pillow's -------------------------------------------------------------------
+
+
+def pillow_exif_text(blob: bytes) -> ExifText:
+    """The same five tags read with Pillow's EXIF parser. Its UserComment is raw bytes, decoded with our
+    charset rules (Pillow has none); its ASCII tags are cut at the first NUL, as EXIF defines them."""
+    tags = Image.Exif()
+    tags.load(blob)
+    found: list[tuple[str, str]] = []
+    for tag, name in (
+        (0x0131, "Software"),
+        (0x010E, "ImageDescription"),
+        (0x010F, "Make"),
+        (0x0110, "Model"),
+    ):
+        value = tags.get(tag)
+        if isinstance(value, str) and (text := value.split("\x00", 1)[0].strip()):
+            found.append((name, text))
+    comment = tags.get_ifd(0x8769).get(0x9286)
+    if isinstance(comment, bytes) and (
+        text := user_comment(comment, "little" if blob[:2] == b"II" else "big")
+    ):
+        found.append(("UserComment", text))
+    return ExifText(tuple(found))
+
+
+def _skimage_file(name: str) -> bytes:
+    return (Path(skdata.__file__).parent / name).read_bytes()
+
+
+def _exif_samples() -> dict[str, bytes]:
+    described = exif("Stable Diffusion", camera=True)
+    described[0x010E] = SD_PARAMETERS  # ImageDescription
+    comfy = Image.Exif()
+    comfy[0x0110] = "prompt:" + COMFY_PROMPT
+    comfy[0x010F] = "workflow:" + COMFY_WORKFLOW
+    return {
+        # Real photos: an edited astronomy photo (Photoshop) and scientific TIFFs.
+        "hubble-jpeg": _skimage_file("hubble_deep_field.jpg"),
+        "multipage-tiff": _skimage_file("multipage.tif"),
+        "multipage-rgb-tiff": _skimage_file("multipage_rgb.tif"),
+        # Generators and cameras, in each container that carries EXIF.
+        "camera-jpeg": jpeg(exif=exif()),
+        "midjourney-jpeg": jpeg(exif=exif("Midjourney v6")),
+        "midjourney-png": png(exif=exif("Midjourney v6")),
+        "described-webp": webp(exif=described),
+        "comfyui-webp": webp(exif=comfy),
+        "sd-webui-jpeg": jpeg_with_user_comment(PHOTO),
+        "unicode-le-webp": webp(exif=user_comment_exif(b"UNICODE\x00" + SD_PARAMETERS.encode("utf-16-le"))),
+        "ascii-comment-jpeg": jpeg(exif=user_comment_exif(b"ASCII\x00\x00\x00Lake, 3 km", camera=True)),
+        "jis-comment-jpeg": jpeg(
+            exif=user_comment_exif(b"JIS\x00\x00\x00\x00\x00" + "湖".encode("shift_jis"))
+        ),
+    }
+
+
+EXIF_SAMPLES = _exif_samples()
+
+
+@pytest.mark.parametrize("data", EXIF_SAMPLES.values(), ids=EXIF_SAMPLES.keys())
+def test_our_exif_reader_gives_pillows_answers(data: bytes) -> None:
+    blobs = read_container(data).exif
+    assert len(blobs) == 1
+    ours = read_exif_text(blobs[0])
+    assert ours.tags, "every sample carries at least one of the tags read"
+    assert ours == pillow_exif_text(blobs[0])
+
+
+def test_the_exif_samples_cover_every_tag_read() -> None:
+    names = {
+        name
+        for data in EXIF_SAMPLES.values()
+        for name, _ in read_exif_text(read_container(data).exif[0]).tags
+    }
+    assert names == {"Software", "ImageDescription", "Make", "Model", "UserComment"}
+
+
+def _tiff_with_software(raw: bytes) -> bytes:
+    """A little-endian TIFF structure whose IFD0 holds one ASCII Software entry of `raw`."""
+    entry = (0x0131).to_bytes(2, "little") + (2).to_bytes(2, "little") + len(raw).to_bytes(4, "little")
+    return (
+        b"II*\x00"
+        + (8).to_bytes(4, "little")
+        + (1).to_bytes(2, "little")
+        + entry
+        + (26).to_bytes(4, "little")
+        + b"\0" * 4
+        + raw
+    )
+
+
+def test_utf8_in_an_ascii_tag_is_read_as_utf8_where_pillow_reads_latin1() -> None:
+    blob = _tiff_with_software("DALL·E 3\x00".encode())
+    assert read_exif_text(blob).get("Software") == "DALL·E 3"
+    assert read_markers(png_with_chunks(png_chunk(b"eXIf", blob))) == ("exif:Software (dall·e)",)
+
+
+def test_an_ifd_of_65535_entries_is_refused_at_once_and_reported() -> None:
+    # 786 kB of entries, each pointing past the end: Pillow would read and warn about every one.
+    entry = (0x0131).to_bytes(2, "big") + (2).to_bytes(2, "big") + (1 << 30).to_bytes(4, "big") + bytes(4)
+    blob = b"MM\x00*" + (8).to_bytes(4, "big") + (65535).to_bytes(2, "big") + entry * 65535 + bytes(4)
+    with pytest.raises(ExifError, match="IFD of 65535 entries"):
+        read_exif_text(blob)
+    report = read_provenance(png_with_chunks(png_chunk(b"eXIf", blob)))
+    assert report.markers == ()
+    assert [p.where for p in report.problems] == ["exif"]
+
+
 @pytest.mark.parametrize("source_type", ["trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia"])
 def test_xmp_digital_source_type_in_a_webp(source_type: str) -> None:
     assert read_markers(webp(xmp=xmp(source_type))) == (f"xmp:DigitalSourceType {source_type}",)
@@ -276,6 +388,91 @@ def test_xmp_written_as_elements_under_another_prefix() -> None:
         "xmp:DigitalSourceType trainedAlgorithmicMedia",
         "xmp:CreatorTool (midjourney)",
     }
+
+
+# XML attacks: the packet declares entities before its xmpmeta element. Its DigitalSourceType is written
+# through an entity, so a parser that expanded or fetched it would find the mark.
+_SOURCE_ELEMENT = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+    "<Iptc4xmpExt:DigitalSourceType>{value}</Iptc4xmpExt:DigitalSourceType>"
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def billion_laughs_xmp() -> bytes:
+    """Ten levels of ten references: 10^9 copies of the text when expanded (gigabytes), 1 kB written."""
+    levels = ['<!ENTITY lol0 "trainedAlgorithmicMedia ">'] + [
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+    ]
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        f"<!DOCTYPE x:xmpmeta [{''.join(levels)}]>" + _SOURCE_ELEMENT.format(value="&lol9;")
+    ).encode()
+
+
+def external_entity_xmp(target: str) -> bytes:
+    return (
+        f'<!DOCTYPE x:xmpmeta [<!ENTITY source SYSTEM "{target}">]>'
+        + _SOURCE_ELEMENT.format(value="&source;")
+    ).encode()
+
+
+def test_an_entity_free_packet_written_the_same_way_is_a_marker() -> None:
+    # The control for the two attacks below: the same element with its value written out.
+    packet = _SOURCE_ELEMENT.format(
+        value="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    )
+    assert read_markers(jpeg(xmp=packet.encode())) == ("xmp:DigitalSourceType trainedAlgorithmicMedia",)
+
+
+@pytest.mark.parametrize("container", ["jpeg", "png"])
+def test_an_xmp_billion_laughs_is_refused_not_expanded(container: str) -> None:
+    packet = billion_laughs_xmp()
+    assert len(packet) < 2000
+    data = jpeg(xmp=packet) if container == "jpeg" else png({"XML:com.adobe.xmp": packet.decode()})
+    report = read_provenance(data)  # returns at once: nothing is expanded
+    assert report.markers == ()
+    assert [(p.where, p.detail) for p in report.problems] == [
+        ("xmp", f"in {container}: a document type declaration in XMP, refused, skipped")
+    ]
+
+
+def test_an_xmp_external_entity_is_refused_not_fetched(tmp_path: Path) -> None:
+    source = tmp_path / "source.txt"
+    source.write_text("http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia")
+    for target in (source.as_uri(), "http://127.0.0.1:9/source.txt"):
+        report = read_provenance(jpeg(xmp=external_entity_xmp(target)))
+        assert report.markers == ()
+        assert len(report.problems) == 1 and report.problems[0].where == "xmp"
+        assert "refused" in report.problems[0].detail
+
+
+@pytest.mark.parametrize(
+    ("packet", "reason"),
+    [
+        pytest.param(
+            b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "b">]><rdf:RDF>&a; DigitalSourceType</rdf:RDF>',
+            "a document type declaration in XMP, refused",
+            id="internal-entity-before-rdf",
+        ),
+        pytest.param(
+            b'<!DOCTYPE x:xmpmeta SYSTEM "http://127.0.0.1:9/x.dtd">'
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>',
+            "a document type declaration in XMP, refused",
+            id="external-dtd",
+        ),
+        pytest.param(
+            b'<x:xmpmeta xmlns:x="adobe:ns:meta/">&undeclared; DigitalSourceType</x:xmpmeta>',
+            "not well-formed XML (undefined entity",
+            id="undeclared-entity",
+        ),
+    ],
+)
+def test_read_xmp_refuses_declarations_and_undeclared_entities(packet: bytes, reason: str) -> None:
+    with pytest.raises(XmpError) as info:
+        read_xmp(packet)
+    assert str(info.value).startswith(reason)
 
 
 def test_a_generator_named_in_xmp_creator_tool() -> None:

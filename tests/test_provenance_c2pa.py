@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from monitor.provenance.c2pa import C2paVerifier
 from monitor.provenance import c2pa as provenance_c2pa
+from monitor.provenance.c2pa import C2paVerifier
 from monitor.provenance.markers import read_markers, read_provenance
 from tests.support.synthetic import SigningChain, draw_picture, make_signing_chain, sign_c2pa
 

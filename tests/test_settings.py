@@ -3,12 +3,18 @@ SettingsError with one clear line."""
 
 from __future__ import annotations
 
+import os
+import pickle
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from monitor.settings import Settings, SettingsError, env_name, load_settings
+from monitor.settings import Settings, SettingsError, env_name, explicit_setting, load_settings
 
 
 def test_defaults_without_environment() -> None:
@@ -151,3 +157,158 @@ def test_replace_validates_too() -> None:
     assert settings.replace(threshold=7).threshold == 7
     with pytest.raises(SettingsError):
         settings.replace(level_factor=0)
+
+
+# --- pydantic-settings: every documented variable, any field type, picklable -----------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _configuration_table_variables() -> set[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `MONITOR_")]
+    return {name for row in rows for name in re.findall(r"`(MONITOR_[A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_the_readme_configuration_table_lists_exactly_the_settings() -> None:
+    documented = _configuration_table_variables()
+    fields = {env_name(name) for name in Settings.model_fields}
+    assert documented - fields == set(), "documented but not a setting"
+    assert fields - documented == set(), "a setting missing from README.md's configuration table"
+
+
+def _other_value(field: str) -> tuple[str, Any]:
+    """A variable's text that differs from the field's default, and the value it must give."""
+    special: dict[str, tuple[str, Any]] = {
+        "post_url_template": ("https://mod.example/{post_id}", "https://mod.example/{post_id}"),
+        "log_level": ("DEBUG", "debug"),
+    }
+    default = getattr(Settings(), field)
+    if field in special:
+        return special[field]
+    if field in ("bank", "c2pa_trust_anchors", "data_dir"):
+        return "/srv/monitor/x", Path("/srv/monitor/x")
+    if isinstance(default, bool):
+        return str(not default).lower(), not default
+    if isinstance(default, float):
+        return str(default + 0.25), default + 0.25
+    if isinstance(default, int):
+        return str(default + 1), default + 1
+    return "other", "other"
+
+
+def test_every_documented_variable_is_read_from_the_environment() -> None:
+    for name in sorted(_configuration_table_variables()):
+        field = name.removeprefix("MONITOR_").lower()
+        text, expected = _other_value(field)
+        got = getattr(load_settings(environ={name: text}), field)
+        assert got == expected and type(got) is type(expected), (name, got)
+
+
+class _WithLimit(Settings):
+    """A field of a type the old parser did not know: it compared annotations as strings, so an `int |
+    None` field would have arrived as the raw text."""
+
+    limit: int | None = None
+
+
+def test_an_optional_int_field_is_read_as_an_int() -> None:
+    settings = _WithLimit.from_environment(environ={"MONITOR_LIMIT": "12"})
+    assert settings.limit == 12 and type(settings.limit) is int
+    assert _WithLimit.from_environment({"limit": "3"}, environ={"MONITOR_LIMIT": "12"}).limit == 3
+    assert _WithLimit.from_environment(environ={"MONITOR_LIMIT": ""}).limit is None
+    assert _WithLimit.from_environment(environ={}).limit is None
+    with pytest.raises(SettingsError, match=r"MONITOR_LIMIT: cannot read 'twelve' as int \| None"):
+        _WithLimit.from_environment(environ={"MONITOR_LIMIT": "twelve"})
+
+
+def test_only_the_exact_upper_case_names_are_read() -> None:
+    assert load_settings(environ={"monitor_threshold": "7", "Monitor_Threshold": "8"}).threshold == 1000
+
+
+def test_c2pa_trust_anchors_is_a_path_setting(tmp_path: Path) -> None:
+    assert Settings().c2pa_trust_anchors is None
+    pem = tmp_path / "anchors.pem"
+    assert load_settings(environ={"MONITOR_C2PA_TRUST_ANCHORS": str(pem)}).c2pa_trust_anchors == pem
+    assert load_settings(environ={"MONITOR_C2PA_TRUST_ANCHORS": " "}).c2pa_trust_anchors is None
+
+
+@pytest.mark.parametrize("text", ["DEBUG", "info", " Warning ", "error", "critical"])
+def test_log_levels_are_words_in_any_case(text: str) -> None:
+    assert load_settings(environ={"MONITOR_LOG_LEVEL": text}).log_level == text.strip().lower()
+
+
+def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
+    message = _error(MONITOR_LOG_LEVEL="loud")
+    assert message == "MONITOR_LOG_LEVEL: cannot read 'loud' as one of debug, info, warning, error, critical"
+
+
+def test_several_bad_values_are_named_on_one_line() -> None:
+    message = _error({"threshold": "many"}, MONITOR_MATCH_DISTANCE="near")
+    assert "--threshold: cannot read 'many' as int" in message
+    assert "MONITOR_MATCH_DISTANCE: cannot read 'near' as int" in message
+
+
+def test_unknown_settings_are_refused() -> None:
+    assert _error({"treshold": 5}) == "unknown setting 'treshold'"
+    with pytest.raises(SettingsError, match="unknown setting 'treshold'"):
+        Settings(treshold=5)  # type: ignore[call-arg]
+    with pytest.raises(SettingsError, match="unknown setting"):
+        Settings().replace(treshold=5)
+
+
+def test_constructing_settings_never_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_THRESHOLD", "77")
+    assert Settings().threshold == 1000
+    assert Settings(window_seconds=60).threshold == 1000
+    assert load_settings().threshold == 77
+
+
+def test_defaults_lie_under_the_environment_and_the_flags() -> None:
+    defaults = {"threshold": 3, "window_seconds": 120}
+    settings = load_settings({"window_seconds": 90}, {"MONITOR_THRESHOLD": "4"}, defaults=defaults)
+    assert (settings.threshold, settings.window_seconds) == (4, 90)
+    assert load_settings(environ={}, defaults=defaults).threshold == 3
+
+
+def test_explicit_setting_reads_one_setting_on_its_own() -> None:
+    env = {"MONITOR_LOG_LEVEL": "ERROR", "MONITOR_THRESHOLD": "not a number"}
+    assert explicit_setting("log_level", environ=env) == "error"
+    assert explicit_setting("log_level", "debug", environ=env) == "debug"  # the flag wins
+    assert explicit_setting("log_level", environ={}) is None
+    with pytest.raises(SettingsError, match="MONITOR_THRESHOLD"):
+        explicit_setting("threshold", environ=env)
+
+
+def test_settings_survive_pickling_for_the_analysis_processes(tmp_path: Path) -> None:
+    settings = load_settings(
+        {"bank": tmp_path}, {"MONITOR_LOG_LEVEL": "debug", "MONITOR_NARRATIVE_THRESHOLD": "0.6"}
+    )
+    copy = pickle.loads(pickle.dumps(settings))
+    assert copy == settings and hash(copy) == hash(settings)
+    assert copy.bank == tmp_path and copy.log_level == "debug"
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.threshold = 5  # type: ignore[misc]
+    assert settings.threshold == 1000
+
+
+def test_the_cli_refuses_a_bad_log_level_in_one_line_with_exit_status_2() -> None:
+    env = {**os.environ, "MONITOR_LOG_LEVEL": "loud"}
+    result = subprocess.run(
+        [sys.executable, "-m", "monitor.cli", "inspect", "nothing.png"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "monitor: error: MONITOR_LOG_LEVEL: cannot read 'loud' as one of "
+        "debug, info, warning, error, critical"
+    )

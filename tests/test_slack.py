@@ -15,7 +15,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from monitor.models import Alert
+from monitor.models import Alert, BankMatchReason, NarrativeReason, ProvenanceReason
 from monitor.runtime.replay import replay_embedded
 from monitor.settings import load_settings
 from monitor.sinks.blocks import AlertLinks, alert_blocks, alert_message, alert_text, escape_fit
@@ -34,9 +34,9 @@ ALERT = Alert(
     event_time=1679853731.0,
     first_seen=1679848802.0,
     reasons=(
-        {"kind": "bank_match", "bank_cluster": "pope-puffer-coat", "hash": "pdq", "distance": 12},
-        {"kind": "narrative", "narrative_id": "<pope & coat>", "score": 0.83},
-        {"kind": "provenance", "marker": "png:parameters (Stable Diffusion)"},
+        BankMatchReason("pope-puffer-coat", "pdq", 12),
+        NarrativeReason("<pope & coat>", 0.83),
+        ProvenanceReason("png:parameters (Stable Diffusion)"),
     ),
     sample_posts=("p-000123", "p/200 x"),
 )
@@ -142,8 +142,8 @@ def test_huge_reason_lists_and_long_labels_stay_within_slack_limits() -> None:
         event_time=1679853731.0,
         first_seen=1679848802.0,
         reasons=(
-            *({"kind": "provenance", "marker": f"marker {i} <{'&' * 300}>" + long} for i in range(5000)),
-            {"kind": "bank_match", "bank_cluster": long, "hash": "pdq", "distance": 3},
+            *(ProvenanceReason(f"marker {i} <{'&' * 300}>" + long) for i in range(5000)),
+            BankMatchReason(long, "pdq", 3),
         ),
         sample_posts=tuple(f"p-{i}-{long[:200]}" for i in range(60)),
     )
@@ -172,8 +172,8 @@ def test_text_from_outside_is_escaped_everywhere() -> None:
         event_time=1679853731.0,
         first_seen=1679848802.0,
         reasons=(
-            {"kind": "provenance", "marker": "<https://evil.example|click here> <@U123> <!here>"},
-            {"kind": "narrative", "narrative_id": "a&b", "score": 0.7},
+            ProvenanceReason("<https://evil.example|click here> <@U123> <!here>"),
+            NarrativeReason("a&b", 0.7),
         ),
         sample_posts=("<!everyone>",),
     )

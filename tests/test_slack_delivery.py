@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.models import Alert
+from monitor.models import Alert, ProvenanceReason
 from tests.support.kafka import BROKER, Worker, free_port, isolated_env, read_topic, run_monitor
 from tests.support.slack_receiver import Answer, SlackReceiver, slack_receiver
 from tests.support.synthetic import Scenario
@@ -125,7 +125,7 @@ def make_alert(i: int) -> Alert:
         threshold=20,
         event_time=1679846400.0 + 60 * i,
         first_seen=1679846400.0,
-        reasons=({"kind": "provenance", "marker": "png:parameters (Stable Diffusion)"},),
+        reasons=(ProvenanceReason("png:parameters (Stable Diffusion)"),),
         sample_posts=(f"p-{i:04d}",),
     )
 

@@ -23,7 +23,7 @@ def tracker(store: dict[str, Any], retention: int = DAY, threshold: int = 3) -> 
 
 
 def unique_picture(rng: random.Random) -> ImageHashes:
-    return ImageHashes(phash=rng.getrandbits(64), dhash=rng.getrandbits(64))
+    return ImageHashes(phash=rng.getrandbits(64))
 
 
 def noise_day(rng: random.Random, day: int, per_hour: int = 10) -> list[Any]:

@@ -14,7 +14,17 @@ from skimage import data as skdata
 
 from monitor.imaging.hashes import compute_hashes
 from monitor.ingest.decode import decode_image
-from monitor.models import Alert, AnalyzedPost, BankMatch, ImageAnalysis, ImageHashes, NarrativeMatch
+from monitor.models import (
+    Alert,
+    AnalyzedPost,
+    BankMatch,
+    BankMatchReason,
+    ImageAnalysis,
+    ImageHashes,
+    NarrativeMatch,
+    NarrativeReason,
+    ProvenanceReason,
+)
 from monitor.settings import Settings
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 from monitor.tracking.virality import add_share, count_window, shares_per_second, window_counts
@@ -141,7 +151,7 @@ def feed(t: ClusterTracker, posts: Iterable[AnalyzedPost]) -> list[Alert]:
     return alerts
 
 
-BANK_REASON = {"kind": "bank_match", "bank_cluster": "pope-puffer-coat", "hash": "phash", "distance": 3}
+BANK_REASON = BankMatchReason("pope-puffer-coat", "phash", 3)
 
 
 # --- tracker: suspicion and levels ----------------------------------------------------------------------
@@ -211,7 +221,7 @@ def test_levels_escalate_by_the_factor_each_raised_exactly_once() -> None:
             assert alert.shares_in_window == alert.threshold
             assert alert.alert_id.endswith(f"/L{alert.level}")
             assert alert.bank_cluster is None
-            assert alert.reasons == ({"kind": "provenance", "marker": "png:parameters (Stable Diffusion)"},)
+            assert alert.reasons == (ProvenanceReason("png:parameters (Stable Diffusion)"),)
     # threshold * factor**(k-1): 2, 6, 18, 54 shares.
     assert raised == {1: 2, 2: 6, 3: 18, 4: 54}
 
@@ -228,7 +238,7 @@ def test_a_cluster_that_becomes_suspected_after_being_viral_alerts_then() -> Non
     assert [a.level for a in alerts] == [1]
     assert alerts[0].shares_in_window == 6
     assert alerts[0].event_time == T0 + 5
-    assert alerts[0].reasons == ({"kind": "provenance", "marker": "exif:Software (midjourney)"},)
+    assert alerts[0].reasons == (ProvenanceReason("exif:Software (midjourney)"),)
 
 
 def test_a_caption_narrative_makes_the_post_images_cluster_suspected() -> None:
@@ -237,7 +247,7 @@ def test_a_caption_narrative_makes_the_post_images_cluster_suspected() -> None:
         t, [post("p0", T0, image(OTHER), narrative=("pope-fashion", 0.83)), post("p1", T0 + 1, image(OTHER))]
     )
     assert len(alerts) == 1
-    assert alerts[0].reasons == ({"kind": "narrative", "narrative_id": "pope-fashion", "score": 0.83},)
+    assert alerts[0].reasons == (NarrativeReason("pope-fashion", 0.83),)
     assert alerts[0].bank_cluster is None
 
 
@@ -259,9 +269,9 @@ def test_reasons_accumulate_and_keep_the_strongest_evidence() -> None:
     )
     assert len(alerts) == 1
     assert alerts[0].reasons == (
-        {"kind": "bank_match", "bank_cluster": "pope-puffer-coat", "hash": "phash", "distance": 2},
-        {"kind": "narrative", "narrative_id": "pope", "score": 0.9},
-        {"kind": "provenance", "marker": "png:parameters (Stable Diffusion)"},
+        BankMatchReason("pope-puffer-coat", "phash", 2),
+        NarrativeReason("pope", 0.9),
+        ProvenanceReason("png:parameters (Stable Diffusion)"),
     )
 
 
@@ -340,7 +350,7 @@ def test_a_reshare_caption_narrative_suspects_the_parents_cluster() -> None:
         ],
     )
     assert len(alerts) == 1
-    assert alerts[0].reasons == ({"kind": "narrative", "narrative_id": "trump-arrest", "score": 0.8},)
+    assert alerts[0].reasons == (NarrativeReason("trump-arrest", 0.8),)
 
 
 def test_reshares_of_reshares_count_for_the_original_images() -> None:

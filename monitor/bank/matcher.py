@@ -12,23 +12,23 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    (`local_features.py`) against the banked pictures whose copies the bank keeps. This is what finds
    crops, tilts, stickers and pictures shrunk into screenshots.
 
-`HashIndex` (64-bit pHash, brute force) stays for the visual clusters of the stream.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-import numpy as np
+from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
-from monitor.imaging.hashes import compute_hashes, regions_of
+from monitor.imaging.hashes import regions_of, usable_pdqs
 from monitor.imaging.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
-from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits
-from monitor.ingest.decode import DRAFT_TARGET, HASH_DRAFT, DecodeLimits, decode_image, header_size
+from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, is_usable
+from monitor.imaging.phash_index import HashIndex
+from monitor.ingest.decode import DRAFT_TARGET, DecodeLimits, decode_image, header_size
 from monitor.models import BankMatch, ImageHashes
 
 log = logging.getLogger(__name__)
@@ -36,51 +36,10 @@ log = logging.getLogger(__name__)
 PDQ_MATCH_DISTANCE = MATCH_THRESHOLD
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    index: int
-    distance: int
-
-
-class HashIndex:
-    """An append-only set of 64-bit pHashes with nearest-neighbour search by Hamming distance."""
-
-    def __init__(self) -> None:
-        self._hashes = np.zeros(0, dtype=np.uint64)
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, value: int) -> int:
-        if self._count == len(self._hashes):
-            grown = np.zeros(max(16, 2 * len(self._hashes)), dtype=np.uint64)
-            grown[: self._count] = self._hashes[: self._count]
-            self._hashes = grown
-        self._hashes[self._count] = np.uint64(value)
-        self._count += 1
-        return self._count - 1
-
-    def nearest(self, value: int, max_distance: int) -> Hit | None:
-        """The closest stored hash within `max_distance` (lowest index on ties), or None."""
-        if self._count == 0:
-            return None
-        distances = np.bitwise_count(self._hashes[: self._count] ^ np.uint64(value))
-        best = int(np.argmin(distances))
-        distance = int(distances[best])
-        return Hit(best, distance) if distance <= max_distance else None
-
-
 def query_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]:
-    """The PDQ hashes an image is looked up by: whole (if detailed enough) and regions, all dihedral."""
-    plain: list[int] = []
-    if hashes.pdq is not None and (hashes.pdq_quality or 0) >= min_quality:
-        plain.append(hashes.pdq)
-    plain.extend(hashes.pdq_regions)
-    out: list[int] = []
-    for value in plain:
-        out.extend(dihedral_bits(value))
-    return out
+    """The PDQ hashes an image is looked up by: its usable ones (`usable_pdqs`), each in all 8 dihedral
+    variants."""
+    return [variant for value in usable_pdqs(hashes, min_quality) for variant in dihedral_bits(value)]
 
 
 LOCAL_SIDE = 512
@@ -134,7 +93,7 @@ class BankMatcher:
                 self._phash_clusters.append(image.cluster)
             pdq = image.pdq
             quality = image.pdq_quality
-            if pdq is not None and (quality is None or quality >= min_quality):  # lists may omit quality
+            if pdq is not None and is_usable(quality, min_quality):
                 pdq_values.append(pdq)
                 self._pdq_clusters.append(image.cluster)
             if image.hashes is not None:
@@ -187,7 +146,7 @@ class BankMatcher:
         pHash comes first so that plain re-encodes report the same 64-bit distance as before PDQ; a
         flat, low-detail picture (PDQ quality under the minimum, no detailed region) is refused by both.
         """
-        flat = hashes.pdq_quality is not None and hashes.pdq_quality < self.min_quality
+        flat = not is_usable(hashes.pdq_quality, self.min_quality)
         if not (flat and not hashes.pdq_regions):
             hit = self._phash.nearest(hashes.phash, self.max_distance)
             if hit is not None:
@@ -213,12 +172,11 @@ class BankMatcher:
     ) -> tuple[ImageHashes, BankMatch | None]:
         """A file's hashes and its match by both stages, decoded as the pipeline decodes (JPEG draft at
         1/8 for the hashes, larger for the local stage only when it runs). Raises DecodeError."""
-        image = decode_image(data, limits, grey=True, draft=HASH_DRAFT)
-        hashes = compute_hashes(image)
-        found = self.match(hashes)
+        printed = fingerprint(data, limits)
+        found = self.match(printed.hashes)
         if found is None:
-            found = self.match_local(local_image(data, image, limits), hashes)
-        return hashes, found
+            found = self.match_local(local_image(data, printed.image, limits), printed.hashes)
+        return printed.hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
         """Both stages: the global hashes, then local features if they found nothing."""
@@ -237,8 +195,7 @@ class BankMatcher:
         return best
 
 
-_FEATURE_CACHE: dict[str, list[Features]] = {}
-_FEATURE_CACHE_LIMIT = 10_000
+_FEATURE_CACHE: LRUCache[str, list[Features]] = LRUCache(maxsize=10_000)
 
 
 def _banked_features(bank: Bank, image: BankImage) -> list[Features]:
@@ -251,7 +208,5 @@ def _banked_features(bank: Bank, image: BankImage) -> list[Features]:
             return []
         cached = list(with_mirror(picture))
         if image.sha256:
-            if len(_FEATURE_CACHE) >= _FEATURE_CACHE_LIMIT:
-                _FEATURE_CACHE.pop(next(iter(_FEATURE_CACHE)))
             _FEATURE_CACHE[image.sha256] = cached
     return cached

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.threatexchange import PdqEntry
-from monitor.imaging.hashes import compute_hashes
+from monitor.imaging.fingerprint import fingerprint
 from monitor.ingest.decode import DecodeError, DecodeLimits, decode_image
 from monitor.models import ImageHashes
 
@@ -133,7 +134,8 @@ def load_bank(directory: Path) -> Bank:
     return Bank(images=tuple(images), narratives=tuple(narratives), labels=labels, directory=directory)
 
 
-_RECOMPUTED: dict[str, ImageHashes] = {}
+_RECOMPUTED: LRUCache[str, ImageHashes] = LRUCache(maxsize=100_000)
+"""Hashes recomputed for old bank lines, by file digest: a reload does not decode them again."""
 
 
 def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
@@ -152,7 +154,7 @@ def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
         if recomputed is None:
             try:
                 data = (directory / file).read_bytes()
-                recomputed = compute_hashes(decode_image(data, DecodeLimits(), grey=True))
+                recomputed = fingerprint(data).hashes
             except (OSError, DecodeError):
                 recomputed = None  # no readable copy: the entry keeps the hashes it has
             if recomputed is not None and sha256:
@@ -168,7 +170,9 @@ def _append_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         handle.write(text)
 
 
-def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str = "") -> list[BankImage]:
+def add_images(
+    directory: Path, cluster: str, files: Iterable[Path], label: str = "", limits: DecodeLimits | None = None
+) -> list[BankImage]:
     """Hash and copy images into a cluster of the bank. Re-adding the same file is a no-op."""
     check_id("cluster", cluster)
     directory.mkdir(parents=True, exist_ok=True)
@@ -177,7 +181,7 @@ def add_images(directory: Path, cluster: str, files: Iterable[Path], label: str 
     for source in files:
         data = source.read_bytes()
         try:
-            hashes = compute_hashes(decode_image(data, DecodeLimits(), grey=True))
+            hashes = fingerprint(data, limits).hashes
         except DecodeError as exc:
             raise BankError(f"{source}: {exc}") from None
         digest = hashlib.sha256(data).hexdigest()

@@ -1,14 +1,14 @@
 """Perceptual hashes of decoded images.
 
-pHash (DCT of a 32x32 grey thumbnail) and dHash (gradient signs) are 64-bit integers, kept because visual
-cluster ids are named after the founder's pHash and older banks store them. PDQ (Meta's 256-bit hash, see
-`pdq.py`) is what bank matching uses: it is what ThreatExchange and HMA exchange, it has a quality score
-that lets us refuse flat, low-detail pictures, and its dihedral variants catch mirrored and rotated
-copies. Besides the whole image we hash the picture found inside added borders, meme bands and app
+pHash (DCT of a 32x32 grey thumbnail) is a 64-bit integer, kept because visual cluster ids are named after
+the founder's pHash, plain re-encodes report its distance, and older banks store it. PDQ (Meta's 256-bit
+hash, see `pdq.py`) is what bank matching uses: it is what ThreatExchange and HMA exchange, it has a
+quality score that lets us refuse flat, low-detail pictures, and its dihedral variants catch mirrored and
+rotated copies. Besides the whole image we hash the picture found inside added borders, meme bands and app
 chrome (`borders.py`), since a copy inside a screenshot hashes like the screenshot, not like the picture.
 
-All hashes come from one grey copy of the decoded image, reduced to at most 512 px; up to that size
-pHash and dHash equal imagehash's on the same image.
+All hashes come from one grey copy of the decoded image, reduced to at most 512 px; up to that size pHash
+equals imagehash's on the same image.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ import numpy as np
 from PIL import Image
 
 from monitor.imaging.borders import candidate_boxes
-from monitor.imaging.pdq import MIN_QUALITY, pdq
+from monitor.imaging.pdq import MIN_QUALITY, is_usable, pdq
 from monitor.models import ImageHashes
-
-HASH_KINDS = ("phash", "dhash", "pdq")
 
 
 def _to_int(bits: np.ndarray) -> int:
@@ -31,7 +29,7 @@ def _to_int(bits: np.ndarray) -> int:
 
 WORK_SIDE = 512
 """Hashes are computed on a grey copy no larger than this: PDQ stays within 8 bits of the reference
-there, pHash and dHash thumbnails are 32 px, and the border search costs a fraction of full size."""
+there, the pHash thumbnail is 32 px, and the border search costs a fraction of full size."""
 
 
 def grey_of(image: Image.Image) -> Image.Image:
@@ -56,7 +54,6 @@ def compute_hashes(image: Image.Image, regions: bool = True) -> ImageHashes:
                 region_hashes.append(found.value)
     return ImageHashes(
         phash=_to_int(imagehash.phash(grey).hash),
-        dhash=_to_int(imagehash.dhash(grey).hash),
         pdq=whole.value,
         pdq_quality=whole.quality,
         pdq_regions=tuple(region_hashes),
@@ -89,5 +86,8 @@ def regions_of(grey: Image.Image) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
+def usable_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]:
+    """The PDQ hashes that speak for an image: the whole picture's if it is detailed enough (see
+    `pdq.is_usable`), and the pictures found inside its borders (kept only when detailed enough)."""
+    whole = [hashes.pdq] if hashes.pdq is not None and is_usable(hashes.pdq_quality, min_quality) else []
+    return whole + list(hashes.pdq_regions)

@@ -29,6 +29,15 @@ MIN_QUALITY = 50
 """Meta's guidance: hashes of lower quality (flat, low-detail pictures) should not be matched."""
 
 
+def is_usable(quality: int | None, min_quality: int = MIN_QUALITY) -> bool:
+    """Whether a whole-picture PDQ hash is detailed enough to look up or index.
+
+    The one rule for the bank, the stream's clusters and the reuse of local-stage outcomes. An unknown
+    quality (a ThreatExchange list that omits it) is trusted, as the list's author chose to share it.
+    """
+    return quality is None or quality >= min_quality
+
+
 def _dct_matrix() -> np.ndarray:
     i = np.arange(1, 17, dtype=np.float64)[:, None]
     j = np.arange(64, dtype=np.float64)[None, :]

@@ -3,15 +3,28 @@
 Posted files are hostile input: a size cap refuses huge uploads before any work, the pixel cap refuses
 decompression bombs before the pixels are allocated, and JPEG draft mode lets libjpeg decode at 1/2..1/8
 scale, which is all a 32x32 perceptual hash needs and most of the decode cost of a large photo.
+
+Metadata never blocks pixels: when Pillow refuses a PNG, JPEG or WebP file, the same bytes without their
+metadata (`monitor.ingest.strip`) are tried before giving up, so a text chunk that inflates past Pillow's
+cap, a broken ICC profile or a comment with a bad checksum costs the file its metadata (which provenance
+reads, and reports, from the original bytes), not its pixels. Files that decode the first time pay
+nothing for this. An error says what the bytes were ("not an image (looks like text)", "unsupported image
+type: HEIF"), never a Python object.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import re
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
+
+from monitor.ingest.strip import without_metadata
+
+logger = logging.getLogger(__name__)
 
 DRAFT_TARGET = 256
 """Smallest side the general decode lets JPEG draft decoding go down to: photos up to about 2000 px
@@ -32,6 +45,12 @@ class DecodeLimits:
     max_pixels: int = 50_000_000
 
 
+_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError)
+"""What Pillow raises for bytes it cannot read (UnidentifiedImageError is an OSError); IndexError and the
+like come from plug-ins that index past a short segment."""
+_BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
 def decode_image(
     data: bytes, limits: DecodeLimits | None = None, *, grey: bool = False, draft: int = DRAFT_TARGET
 ) -> Image.Image:
@@ -46,23 +65,13 @@ def decode_image(
     if len(data) > limits.max_bytes:
         raise DecodeError(f"image too large: {len(data)} bytes > {limits.max_bytes}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise DecodeError(f"image too large: {width}x{height} pixels > {limits.max_pixels}")
-            if image.format == "JPEG":
-                image.draft("L" if grey else "RGB", (draft, draft))
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
-            image.load()
+        image = _load(data, limits, grey, draft)
     except DecodeError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except _BOMB_ERRORS as exc:
         raise DecodeError(_short(exc)) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DecodeError(f"corrupt image: {_short(exc)}") from None
+    except _PILLOW_ERRORS as exc:
+        image = _load_without_metadata(data, limits, grey, draft, exc)
     if grey and image.mode == "L":
         return image
     if image.mode != "RGB":
@@ -74,15 +83,134 @@ def decode_image(
     return image.convert("L") if grey else image
 
 
+def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow warns about metadata it cannot read (corrupt EXIF, a malformed MPO index): decode does not
+        # use it, and provenance reports it from the original bytes.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image: Image.Image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise DecodeError(f"image too large: {width}x{height} pixels > {limits.max_pixels}")
+        if image.format == "JPEG":
+            image.draft("L" if grey else "RGB", (draft, draft))
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
+    return image
+
+
+def _load_without_metadata(
+    data: bytes, limits: DecodeLimits, grey: bool, draft: int, error: BaseException
+) -> Image.Image:
+    """The pixels of a file Pillow refused, from its copy without metadata; `error` (the first refusal,
+    which says what was wrong with the file) when that copy cannot be made or does not decode either."""
+    stripped = without_metadata(data)
+    if stripped is not None:
+        try:
+            image = _load(stripped, limits, grey, draft)
+        except DecodeError:
+            raise
+        except _BOMB_ERRORS as exc:
+            raise DecodeError(_short(exc)) from None
+        except _PILLOW_ERRORS:
+            pass
+        else:
+            logger.debug("decoded without its metadata (%s)", _short(error))
+            return image
+    if isinstance(error, UnidentifiedImageError):
+        raise DecodeError(_unidentified(data)) from None
+    raise DecodeError(f"corrupt image: {_short(error)}") from None
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the file's header (nothing decoded), or None when it cannot be read."""
+    for candidate in (data, without_metadata(data)):
+        if candidate is None:
+            continue
+        try:
+            with Image.open(io.BytesIO(candidate)) as image:
+                return image.size
+        except _PILLOW_ERRORS:
+            continue
+    return None
+
+
+_SUPPORTED_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+_OTHER_SIGNATURES = (
+    (b"%PDF", "unsupported image type: PDF document"),
+    (b"8BPS", "unsupported image type: Photoshop PSD"),
+    (b"\xff\x0a", "unsupported image type: JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "unsupported image type: JPEG XL"),
+    (b"\x1aE\xdf\xa3", "not an image (a Matroska/WebM video)"),
+    (b"PK\x03\x04", "not an image (a ZIP archive)"),
+    (b"\x1f\x8b", "not an image (gzip-compressed data)"),
+)
+_FTYP_BRANDS = {
+    b"heic": "HEIF",
+    b"heix": "HEIF",
+    b"hevc": "HEIF",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* object at 0x[0-9a-fA-F]+>")
+
+
+def _unidentified(data: bytes) -> str:
+    """What bytes that no Pillow plug-in recognised are, from their first bytes: a broken file of a
+    format we read, a format we do not read, or not an image at all."""
+    head = data[:512]
+    for signature, name in _SUPPORTED_SIGNATURES:
+        if head.startswith(signature):
+            return f"corrupt image: a {name} file whose header cannot be read"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "corrupt image: a WebP file whose header cannot be read"
+    if head[:4] == b"RIFF":
+        return f"not an image (a RIFF {head[8:12].decode('latin-1').strip()!r} file)"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in _FTYP_BRANDS:
+            return f"unsupported image type: {_FTYP_BRANDS[brand]}"
+        return f"not an image (an ISO media file, brand {brand.decode('latin-1').strip()!r})"
+    for signature, description in _OTHER_SIGNATURES:
+        if head.startswith(signature):
+            return description
+    text = _as_text(head)
+    if text is not None:
+        lowered = text.lstrip("\ufeff \t\r\n").lower()
+        if lowered.startswith("<svg") or (lowered.startswith("<?xml") and "<svg" in lowered):
+            return "unsupported image type: SVG"
+        if lowered.startswith(("<!doctype html", "<html")):
+            return "not an image (looks like an HTML page)"
+        return "not an image (looks like text)"
+    return f"not an image (unknown format, first bytes {head[:8].hex(' ')})"
+
+
+def _as_text(head: bytes) -> str | None:
+    """The bytes as text when they read as UTF-8 (a character cut at the end allowed) with no control
+    characters but white space."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return None
+        text = head[: exc.start].decode("utf-8")
+    if any(ord(c) < 32 and c not in "\t\r\n\f" for c in text):
         return None
+    return text
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    text = _OBJECT_REPR.sub("", str(exc)).strip() or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."

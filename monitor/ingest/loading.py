@@ -12,19 +12,8 @@ import binascii
 import time
 from pathlib import Path
 
-from monitor.analysis.analyzer import LoadedImage, StageObserver
 from monitor.ingest.fetch import FetchError, ImageFetcher
-from monitor.models import ImageRef, Post
-
-LOAD_ERRORS = (
-    "fetch failed",
-    "bad base64",
-    "cannot read",
-    "path ",
-    "url images",
-    "image too large: more than",
-)
-"""Prefixes of the errors this module gives, so metrics can tell load failures from decode failures."""
+from monitor.models import ImageRef, LoadedImage, Post, StageObserver
 
 
 class ImageLoader:

@@ -17,8 +17,8 @@ What a manifest yields (`C2paResult.markers`):
 - c2pa-python missing: ``c2pa:unverified (c2pa-python not available)``;
 - a valid manifest of a capture or an ordinary edit: nothing.
 
-Trust anchors: a PEM bundle named by ``MONITOR_C2PA_TRUST_ANCHORS`` (for instance the C2PA trust list),
-added to the library's own.
+Trust anchors: a PEM bundle named by the ``c2pa_trust_anchors`` setting (``MONITOR_C2PA_TRUST_ANCHORS``;
+for instance the C2PA trust list), added to the library's own.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ import importlib
 import io
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from monitor.provenance.xmp import AI_SOURCE_TYPES, source_type_code
+from monitor.settings import SettingsError, env_name, explicit_setting
 
 logger = logging.getLogger(__name__)
 
-TRUST_ANCHORS_ENV = "MONITOR_C2PA_TRUST_ANCHORS"
+TRUST_ANCHORS_ENV = env_name("c2pa_trust_anchors")
 _OFFLINE = {
     "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
     "core": {"allowed_network_hosts": []},
@@ -144,17 +145,36 @@ class C2paVerifier:
         )
 
 
-@cache
-def default_verifier() -> C2paVerifier:
-    """The process's verifier, with the trust anchors of ``MONITOR_C2PA_TRUST_ANCHORS`` if set."""
-    path = os.environ.get(TRUST_ANCHORS_ENV, "").strip()
-    if not path:
+def verifier_for(trust_anchors: Path | None) -> C2paVerifier:
+    """A verifier trusting the PEM bundle at `trust_anchors` (none: the library's own anchors only).
+
+    A bundle that cannot be read is logged as an error and the verifier trusts no extra anchor: signers
+    then show as ``Valid``, never wrongly as ``Trusted``, and the worker keeps running.
+    """
+    if trust_anchors is None:
         return C2paVerifier()
     try:
-        with open(path, encoding="utf-8") as handle:
-            return C2paVerifier(handle.read())
-    except OSError as exc:
+        return C2paVerifier(trust_anchors.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
         logger.error(
-            "%s=%s cannot be read (%s): C2PA signers will not show as Trusted", TRUST_ANCHORS_ENV, path, exc
+            "%s=%s cannot be read (%s): C2PA signers will not show as Trusted",
+            TRUST_ANCHORS_ENV,
+            trust_anchors,
+            exc,
         )
         return C2paVerifier()
+
+
+@cache
+def default_verifier() -> C2paVerifier:
+    """The process's verifier, with the trust anchors of the ``c2pa_trust_anchors`` setting.
+
+    Read on its own (`explicit_setting`): `read_markers` runs where no `Settings` is at hand (the CLI's
+    `inspect`, an analysis process), and another setting's bad value must not cost the trust anchors.
+    """
+    try:
+        anchors = explicit_setting("c2pa_trust_anchors")
+    except SettingsError as exc:
+        logger.error("%s: C2PA signers will not show as Trusted", exc)
+        return C2paVerifier()
+    return verifier_for(anchors)

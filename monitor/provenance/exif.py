@@ -2,9 +2,22 @@
 
 A generator names itself in IFD0's Software, Stable Diffusion WebUI writes its parameters into the Exif
 IFD's UserComment (JPEG and WebP), and ComfyUI's WebP saver writes ``prompt:{json}`` / ``workflow:{json}``
-into Model and Make. Nothing else is read, so a camera's or a phone's hundreds of tags cost nothing. A
-full EXIF library would do more and check less: here an offset past the end, a loop of IFDs or an
-absurd count is an `ExifError`, which the caller reports and skips.
+into Model and Make. Nothing else is read, so a camera's or a phone's hundreds of tags cost nothing.
+Here an offset past the end, a loop of IFDs or an absurd count is an `ExifError`, which the caller
+reports and skips.
+
+Why not Pillow's parser (``Image.Exif().load``). On well-formed blocks it gives the same answers (a test
+compares the two on real photos and generators' files, tag by tag), but it differs where it matters here:
+
+- hostile input: it reads every entry of an IFD whatever the count and only warns for a bad one, so one
+  786 kB block of 65535 entries costs 0.4 s and 65535 warnings, where this reader refuses it at once;
+  and a corrupt block is a warning and a partial result, not an error the caller can report;
+- ASCII tags are decoded as Latin-1, so a generator's UTF-8 Software (``DALL·E``) arrives mangled;
+- UserComment comes back as raw bytes: its charset prefix and UTF-16 byte order are decoded here anyway;
+- cost: it loads every tag of IFD0 and of the Exif IFD (a maker note included), about 4 times the time
+  of this reader on a camera's block (225 against 57 µs), paid by every phone photo.
+
+So the tags are read here, with the bounds above; the test keeps the two readers' answers equal.
 """
 
 from __future__ import annotations

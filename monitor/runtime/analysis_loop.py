@@ -38,10 +38,10 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from monitor.analysis.analyzer import LoadedImage
 from monitor.ingest.events import MalformedEvent, decode_event
-from monitor.ingest.loading import LOAD_ERRORS, ImageLoader
-from monitor.models import AnalyzedPost, Post
+from monitor.ingest.loading import ImageLoader
+from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
+from monitor.pipeline import event_limits
 from monitor.runtime.analysis_pool import Analysis
 from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
@@ -58,8 +58,6 @@ STOP_TIMEOUT = 60.0
 
 Records = list[tuple[TopicPartition, Any]]
 
-PROCESSING_FAILED = "processing failed"
-TOO_LARGE = "too large"
 _RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, CorruptRecordException)
 
 
@@ -85,9 +83,8 @@ def count_findings(metrics: Metrics, analyzed: Sequence[AnalyzedPost]) -> None:
                 metrics.matches.labels("bank_match").inc()
             if image.provenance:
                 metrics.matches.labels("provenance").inc()
-            if image.error is not None:
-                stage = "fetch" if image.error.startswith(LOAD_ERRORS) else "decode"
-                metrics.image_errors.labels(stage).inc()
+            if image.error_stage is not None:
+                metrics.image_errors.labels(image.error_stage).inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +139,7 @@ class AnalysisLoop(ConsumerLoop):
 
     def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
         super().__init__(settings, metrics, settings.posts_topic)
+        self.event_limits = event_limits(settings)
         self.loader = loader
         self.analysis = analysis
         self._producer: Any = None
@@ -232,8 +230,8 @@ class AnalysisLoop(ConsumerLoop):
             log.error(
                 "post at %s/%s failed again alone (%r); dead-lettering it", tp.partition, record.offset, exc
             )
-            self.metrics.dead_letter(PROCESSING_FAILED)
-            await self._dead_letter(producer, tp, record, PROCESSING_FAILED, repr(exc)[:500])
+            self.metrics.dead_letter(DeadLetterReason.PROCESSING_FAILED)
+            await self._dead_letter(producer, tp, record, DeadLetterReason.PROCESSING_FAILED, repr(exc)[:500])
         await self._commit(consumer, batch.records)
 
     def _note_failure(self, records: Records, exc: Exception) -> None:
@@ -276,12 +274,14 @@ class AnalysisLoop(ConsumerLoop):
         for tp, record in records:
             raw = record.value or b""
             try:
-                post, _ = decode_event(raw)
+                post, _ = decode_event(raw, limits=self.event_limits)
             except MalformedEvent as exc:
                 self.metrics.dead_letter(exc.reason)
                 dead.append(await self._dead_letter(producer, tp, record, exc.reason, exc.detail, wait=False))
                 log.warning("dead-lettered event at %s/%s: %s", tp.partition, record.offset, exc)
                 continue
+            if post.ignored_images:
+                self.metrics.images_ignored.inc(post.ignored_images)
             posts.append(post)
             sources.append((tp, record))
         prepared = Prepared([], [])
@@ -307,8 +307,9 @@ class AnalysisLoop(ConsumerLoop):
             log.warning(
                 "post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail
             )
-            self.metrics.dead_letter(TOO_LARGE)
-            dead.append(await self._dead_letter(producer, tp, record, TOO_LARGE, detail, wait=False))
+            self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
+            reason = DeadLetterReason.TOO_LARGE
+            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
         kept = [post for index, (post, _) in enumerate(analyzed) if index not in left_out]
         return Prepared(packed.values, kept)
 
@@ -342,21 +343,26 @@ class AnalysisLoop(ConsumerLoop):
                 if not failures[kind]:
                     log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
                 failures[kind] += 1
-                self.metrics.dead_letter("analysis failed")
-                detail = repr(exc)[:500]
-                dead.append(
-                    await self._dead_letter(producer, tp, record, "analysis failed", detail, wait=False)
-                )
+                self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
+                reason, detail = DeadLetterReason.ANALYSIS_FAILED, repr(exc)[:500]
+                dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
         for kind, count in failures.items():
             if count > 1:
                 log.error("%d posts of the batch failed with %s; all dead-lettered", count, kind)
         return analyzed
 
     async def _dead_letter(
-        self, producer: Any, tp: TopicPartition, record: Any, reason: str, detail: str, wait: bool = True
+        self,
+        producer: Any,
+        tp: TopicPartition,
+        record: Any,
+        reason: DeadLetterReason,
+        detail: str,
+        wait: bool = True,
     ) -> Any:
         """Send a dead letter; returns once Kafka has it, or (`wait=False`) the future that says so."""
-        value = dead_letter(record.value or b"", reason, detail, tp.partition, record.offset, record.key)
+        raw = record.value or b""
+        value = dead_letter(raw, reason.value, detail, tp.partition, record.offset, record.key)
         future = await producer.send(self.settings.dlq_topic, key=record.key, value=value)
         return await future if wait else future
 

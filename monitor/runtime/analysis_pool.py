@@ -24,9 +24,9 @@ from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from monitor.analysis.analyzer import Analyzer, LoadedImage
+from monitor.analysis.analyzer import Analyzer
 from monitor.bank.store import Bank, BankWatcher
-from monitor.models import AnalyzedPost, Post
+from monitor.models import AnalyzedPost, LoadedImage, Post
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import build_analyzer, make_encoder
 from monitor.provenance.markers import add_problem_observer

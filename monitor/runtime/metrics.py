@@ -15,30 +15,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.exposition import generate_latest
 
+from monitor.models import IMAGE_ERROR_STAGES, REASON_KINDS, DeadLetterReason
+
 STAGES = ("fetch", "decode", "hash", "match", "embed", "provenance")
 """Stages timed per image or per batch; the dashboards plot each one's p50 and p99."""
 
-DEAD_LETTER_REASONS = (
-    "invalid json",
-    "not an object",
-    "missing post_id",
-    "bad post_id",
-    "missing author_id",
-    "bad author_id",
-    "missing created_at",
-    "bad created_at",
-    "bad images",
-    "bad reshare_of",
-    "bad text",
-    "bad lang",
-    "bad platform",
-    "analysis failed",
-    "too large",
-    "processing failed",
-)
-"""Every reason `monitor.ingest.events` can give; a post whose analysis raised, whose sighting would exceed
-a Kafka record, or that failed alone after its batch failed twice (monitor/runtime/analysis_loop.py).
-Anything else is counted as `other` to keep labels bounded."""
+DEAD_LETTER_REASONS = tuple(reason.value for reason in DeadLetterReason)
+"""The label set of dead letters: every reason the pipeline can give (models.DeadLetterReason)."""
 
 DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error", "duplicate")
 
@@ -66,6 +49,11 @@ class Metrics:
             "monitor_matches_total",
             "Suspicion reasons found, by kind (bank_match, narrative, provenance).",
             ["kind"],
+            registry=r,
+        )
+        self.images_ignored = Counter(
+            "monitor_images_ignored_total",
+            "Images past the per-post bound (MONITOR_MAX_IMAGES_PER_POST): not loaded, only counted.",
             registry=r,
         )
         self.image_errors = Counter(
@@ -130,20 +118,22 @@ class Metrics:
         self.up_since.set(time.time())
         for stage in STAGES:
             self.stage_duration.labels(stage)
-        for kind in ("bank_match", "narrative", "provenance"):
+        for kind in REASON_KINDS:
             self.matches.labels(kind)
         for outcome in DELIVERY_OUTCOMES:
             self.alert_deliveries.labels(outcome)
-        for stage in ("fetch", "decode"):
+        for stage in IMAGE_ERROR_STAGES:
             self.image_errors.labels(stage)
+        for reason in DeadLetterReason:
+            self.dead_letters.labels(reason.value)
         for kind in ("images", "narratives"):
             self.bank_size.labels(kind)
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self.stage_duration.labels(stage).observe(seconds)
 
-    def dead_letter(self, reason: str) -> None:
-        self.dead_letters.labels(reason if reason in DEAD_LETTER_REASONS else "other").inc()
+    def dead_letter(self, reason: DeadLetterReason) -> None:
+        self.dead_letters.labels(reason.value).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -21,7 +21,7 @@ from monitor.bank.store import Bank, load_bank
 from monitor.ingest.archive import ArchiveEntry, read_archive
 from monitor.models import Alert
 from monitor.narratives.matcher import Encoder
-from monitor.pipeline import Pipeline
+from monitor.pipeline import Pipeline, event_limits
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
 
@@ -38,6 +38,7 @@ class ReplaySummary:
     rejected: int = 0
     alerts: list[Alert] = field(default_factory=list)
     image_errors: int = 0
+    images_ignored: int = 0
     undelivered: int = 0
     seconds: float = 0.0
 
@@ -46,6 +47,11 @@ class ReplaySummary:
         return (
             f"{self.posts} posts replayed, {self.rejected} rejected, {len(self.alerts)} alerts, "
             f"{self.image_errors} images not loaded, in {self.seconds:.1f} s ({rate:.0f} posts/s)"
+            + (
+                f"; {self.images_ignored} images past the per-post bound ignored"
+                if self.images_ignored
+                else ""
+            )
             + (f"; {self.undelivered} alerts NOT delivered to Slack" if self.undelivered else "")
         )
 
@@ -79,10 +85,12 @@ async def replay_embedded(
 ) -> ReplaySummary:
     """Run the whole pipeline in-process over an archive; alerts go to `alerts_out` as JSON lines."""
     started = time.monotonic()
-    archive = read_archive(archive_path)
+    archive = read_archive(archive_path, event_limits(settings))
     if bank is None:
         bank = load_bank(settings.bank) if settings.bank is not None else Bank()
-    summary = ReplaySummary(rejected=len(archive.rejects))
+    summary = ReplaySummary(
+        rejected=len(archive.rejects), images_ignored=sum(e.post.ignored_images for e in archive.entries)
+    )
     if rejects_out is not None:
         for reject in archive.rejects:
             rejects_out.write(
@@ -148,7 +156,7 @@ async def replay_to_kafka(
     from monitor.runtime.topics import bootstrap_servers, ensure_topics
 
     started = time.monotonic()
-    archive = read_archive(archive_path)
+    archive = read_archive(archive_path, event_limits(settings))
     await ensure_topics(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(settings.broker),
@@ -159,7 +167,9 @@ async def replay_to_kafka(
     )
     await producer.start()
     ticker = _Ticker(progress, len(archive.entries) + len(archive.rejects))
-    summary = ReplaySummary(rejected=len(archive.rejects))
+    summary = ReplaySummary(
+        rejected=len(archive.rejects), images_ignored=sum(e.post.ignored_images for e in archive.entries)
+    )
     try:
         for entry in archive.entries:
             value = json.dumps(kafka_value(entry, archive_path.parent)).encode()

@@ -12,13 +12,12 @@ files, post ids) is escaped (`& < >`), so it can neither break the markup nor pi
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from monitor.models import Alert, format_time
+from monitor.models import Alert, BankMatchReason, NarrativeReason, ProvenanceReason, Reason, format_time
 
 MAX_BLOCKS = 50
 MAX_HEADER_CHARS = 150
@@ -109,26 +108,15 @@ def cluster_name(alert: Alert) -> str:
     return alert.bank_cluster or alert.cluster_id
 
 
-def _number(value: Any, digits: int) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def reason_line(reason: dict[str, Any]) -> str:
+def reason_line(reason: Reason) -> str:
     """One reason as plain text (not escaped): what was found and how strongly. Never fails on odd data."""
-    kind = str(reason.get("kind", "?"))
-    if kind == "bank_match":
-        return (
-            f"bank match {reason.get('bank_cluster', '?')} "
-            f"({reason.get('hash', '?')} distance {_number(reason.get('distance', '?'), 0)})"
-        )
-    if kind == "narrative":
-        return f"narrative {reason.get('narrative_id', '?')} (score {_number(reason.get('score', '?'), 2)})"
-    if kind == "provenance":
-        return f"provenance {reason.get('marker', '?')}"
-    rest = {key: value for key, value in reason.items() if key != "kind"}
-    return f"{kind} {json.dumps(rest, sort_keys=True, default=str)}"
+    if isinstance(reason, BankMatchReason):
+        return f"bank match {reason.bank_cluster} ({reason.hash} distance {reason.distance})"
+    if isinstance(reason, NarrativeReason):
+        return f"narrative {reason.narrative_id} (score {reason.score:.2f})"
+    if isinstance(reason, ProvenanceReason):
+        return f"provenance {reason.marker}"
+    return f"{reason.kind} {reason.subject}"
 
 
 def alert_text(alert: Alert) -> str:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from monitor.bank.matcher import PDQ_MATCH_DISTANCE, HashIndex
 from monitor.imaging.hash_index import PdqIndex
-from monitor.imaging.pdq import MIN_QUALITY, dihedral_bits
+from monitor.imaging.hashes import usable_pdqs
+from monitor.imaging.pdq import MATCH_THRESHOLD, dihedral_bits
+from monitor.imaging.phash_index import HashIndex
 from monitor.models import ImageHashes
 
 REP_PREFIX = "rep:"
@@ -25,7 +26,7 @@ REP_PREFIX = "rep:"
 
 class ClusterIndex:
     def __init__(
-        self, store: MutableMapping[str, Any], max_distance: int, pdq_distance: int = PDQ_MATCH_DISTANCE
+        self, store: MutableMapping[str, Any], max_distance: int, pdq_distance: int = MATCH_THRESHOLD
     ) -> None:
         self._store = store
         self.max_distance = max_distance
@@ -63,14 +64,14 @@ class ClusterIndex:
         position = len(self._ids)
         self._index.add(hashes.phash)
         self._ids.append(cluster_id)
-        for value in _pdqs(hashes):
+        for value in usable_pdqs(hashes):
             for variant in dihedral_bits(value):
                 self._pdq.add(variant)
                 self._pdq_owner.append(position)
 
     def _nearest_by_pdq(self, hashes: ImageHashes) -> int | None:
         best: tuple[int, int] | None = None
-        for value in _pdqs(hashes):
+        for value in usable_pdqs(hashes):
             for found in self._pdq.search(value, self.pdq_distance)[:1]:
                 candidate = (found.distance, self._pdq_owner[found.index])
                 best = candidate if best is None else min(best, candidate)
@@ -97,9 +98,3 @@ class ClusterIndex:
         self._next_seq += 1
         self._remember(cluster_id, hashes)
         return cluster_id
-
-
-def _pdqs(hashes: ImageHashes) -> list[int]:
-    """The PDQ hashes that speak for an image: whole (if detailed enough) and the trimmed regions."""
-    whole = [hashes.pdq] if hashes.pdq is not None and (hashes.pdq_quality or 0) >= MIN_QUALITY else []
-    return whole + list(hashes.pdq_regions)

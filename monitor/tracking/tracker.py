@@ -23,11 +23,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.models import Alert, AnalyzedPost
+from monitor.models import (
+    REASON_KINDS,
+    Alert,
+    AnalyzedPost,
+    BankMatchReason,
+    NarrativeReason,
+    ProvenanceReason,
+    Reason,
+    reason_from_json,
+)
 from monitor.tracking.clusters import ClusterIndex
 from monitor.tracking.expiry import plan_expiry
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
@@ -39,7 +48,7 @@ FUTURE_SLACK = 3600
 """A post dated further than this past the wall clock does not move the event-time clock: one bad
 timestamp (year 2099) must not expire all state at once."""
 MAX_SAMPLES = 5
-_KIND_ORDER = {"bank_match": 0, "narrative": 1, "provenance": 2}
+_KIND_ORDER = {kind: order for order, kind in enumerate(REASON_KINDS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,48 +63,50 @@ class ViralityPolicy:
         return int(self.threshold * self.level_factor ** (level - 1))
 
 
-def _reason_key(reason: dict[str, Any]) -> tuple[int, str]:
-    name = reason.get("bank_cluster") or reason.get("narrative_id") or reason.get("marker") or ""
-    return _KIND_ORDER.get(str(reason["kind"]), 9), str(name)
+def _reason_key(reason: Reason) -> tuple[int, str]:
+    return _KIND_ORDER.get(reason.kind, 9), reason.subject
 
 
-def merge_reasons(current: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stronger(new: Reason, old: Reason) -> bool:
+    if isinstance(new, BankMatchReason) and isinstance(old, BankMatchReason):
+        return new.distance < old.distance
+    if isinstance(new, NarrativeReason) and isinstance(old, NarrativeReason):
+        return new.score > old.score
+    return False
+
+
+def merge_reasons(current: Sequence[Reason], new: Sequence[Reason]) -> list[Reason]:
     """Union of reasons, one per (kind, subject), keeping the strongest evidence, in a stable order."""
     merged = {_reason_key(r): r for r in current}
     for reason in new:
         key = _reason_key(reason)
         old = merged.get(key)
-        if (
-            old is None
-            or (reason["kind"] == "bank_match" and reason["distance"] < old["distance"])
-            or (reason["kind"] == "narrative" and reason["score"] > old["score"])
-        ):
+        if old is None or _stronger(reason, old):
             merged[key] = reason
     return [merged[key] for key in sorted(merged)][:MAX_REASONS]
 
 
-def _image_reasons(post: AnalyzedPost) -> dict[int, list[dict[str, Any]]]:
-    reasons: dict[int, list[dict[str, Any]]] = {}
+def _image_reasons(post: AnalyzedPost) -> dict[int, list[Reason]]:
+    reasons: dict[int, list[Reason]] = {}
     for i, image in enumerate(post.images):
-        found: list[dict[str, Any]] = []
+        found: list[Reason] = []
         if image.bank_match is not None:
-            found.append(
-                {
-                    "kind": "bank_match",
-                    "bank_cluster": image.bank_match.bank_cluster,
-                    "hash": image.bank_match.hash_kind,
-                    "distance": image.bank_match.distance,
-                }
-            )
-        found.extend({"kind": "provenance", "marker": marker} for marker in image.provenance)
+            match = image.bank_match
+            found.append(BankMatchReason(match.bank_cluster, match.hash_kind, match.distance))
+        found.extend(ProvenanceReason(marker) for marker in image.provenance)
         reasons[i] = found
     return reasons
 
 
-def _narrative_reasons(narrative: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _narrative_reasons(narrative: dict[str, Any] | None) -> list[Reason]:
     if not narrative:
         return []
-    return [{"kind": "narrative", "narrative_id": narrative["narrative_id"], "score": narrative["score"]}]
+    return [NarrativeReason(str(narrative["narrative_id"]), float(narrative["score"]))]
+
+
+def _stored_reasons(meta: dict[str, Any]) -> list[Reason]:
+    """A cluster's reasons as the store keeps them (JSON objects, so the changelog stays plain data)."""
+    return [reason_from_json(r) for r in meta["reasons"]]
 
 
 class ClusterTracker:
@@ -141,7 +152,7 @@ class ClusterTracker:
         else:
             image_reasons = _image_reasons(post)
             clusters: list[str] = []
-            per_cluster: dict[str, list[dict[str, Any]]] = {}
+            per_cluster: dict[str, list[Reason]] = {}
             urls: dict[str, str] = {}
             for i, image in enumerate(post.images):
                 if image.hashes is None:
@@ -194,8 +205,8 @@ class ClusterTracker:
         post_id: str,
         second: int,
         clusters: list[str],
-        post_reasons: list[dict[str, Any]],
-        cluster_reasons: dict[str, list[dict[str, Any]]],
+        post_reasons: list[Reason],
+        cluster_reasons: dict[str, list[Reason]],
         touched: dict[str, tuple[int, int]],
     ) -> None:
         """Count a post for its clusters, then every reshare that was waiting for it (iteratively)."""
@@ -218,7 +229,7 @@ class ClusterTracker:
                     )
                 )
 
-    def _add_share(self, cluster_id: str, post_id: str, second: int, reasons: list[dict[str, Any]]) -> None:
+    def _add_share(self, cluster_id: str, post_id: str, second: int, reasons: list[Reason]) -> None:
         key = "cl:" + cluster_id
         meta = dict(
             self.store.get(key)
@@ -227,7 +238,8 @@ class ClusterTracker:
         meta["first_seen"] = min(meta["first_seen"], second)
         meta["latest"] = max(meta["latest"], second)
         if reasons:
-            meta["reasons"] = merge_reasons(meta["reasons"], reasons)
+            merged = merge_reasons(_stored_reasons(meta), reasons)
+            meta["reasons"] = [r.to_json() for r in merged]
         samples = sorted([*map(tuple, meta["samples"]), (second, post_id)])[:MAX_SAMPLES]
         meta["samples"] = [list(s) for s in samples]
         self.store[key] = meta
@@ -289,21 +301,21 @@ class ClusterTracker:
         return counts
 
     def _alert(self, cluster_id: str, meta: dict[str, Any], level: int, end: int, count: int) -> Alert:
+        reasons = _stored_reasons(meta)
         bank_matches = sorted(
-            (r for r in meta["reasons"] if r["kind"] == "bank_match"),
-            key=lambda r: (r["distance"], r["bank_cluster"]),
+            (r for r in reasons if isinstance(r, BankMatchReason)), key=lambda r: (r.distance, r.bank_cluster)
         )
         return Alert(
             alert_id=f"{cluster_id}/L{level}",
             cluster_id=cluster_id,
-            bank_cluster=bank_matches[0]["bank_cluster"] if bank_matches else None,
+            bank_cluster=bank_matches[0].bank_cluster if bank_matches else None,
             level=level,
             shares_in_window=count,
             window_seconds=self.policy.window_seconds,
             threshold=self.policy.needed(level),
             event_time=float(end),
             first_seen=float(meta["first_seen"]),
-            reasons=tuple(meta["reasons"]),
+            reasons=tuple(reasons),
             sample_posts=tuple(pid for _, pid in meta["samples"]),
             image_url=meta.get("image_url"),
         )

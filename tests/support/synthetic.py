@@ -21,10 +21,16 @@ from typing import Any, Literal
 from PIL import Image, ImageDraw, ImageEnhance, PngImagePlugin
 
 from monitor.bank.store import add_images, add_narrative
-from monitor.imaging.hashes import compute_hashes, hamming
+from monitor.imaging.hashes import compute_hashes
 from monitor.models import format_time
 
 Suspicion = Literal["bank", "narrative", "provenance", "none"]
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two hashes."""
+    return (a ^ b).bit_count()
+
 
 SD_PARAMETERS = (
     "a photo of a politician among rubbish bags in Paris, photorealistic\n"
@@ -502,8 +508,17 @@ def distinct_pictures(count: int, seed: int) -> list[Image.Image]:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    built = write_sample(Path(sys.argv[1] if len(sys.argv) > 1 else "monitor/sample"))
+    # argparse, so `--help` or a mistyped option is answered, never taken for a folder to write into.
+    cli = argparse.ArgumentParser(
+        prog="python -m tests.support.synthetic",
+        description="Write the bundled demo sample (archive.jsonl, images/, bank/, manifest.json) into a "
+        "folder, replacing those four entries there: the same files on every run.",
+    )
+    cli.add_argument(
+        "folder", nargs="?", type=Path, default=Path("monitor/sample"), help="default monitor/sample"
+    )
+    built = write_sample(cli.parse_args().folder)
     viral = ", ".join(built.viral_suspected)
     print(f"wrote {built.posts} posts to {built.archive}; viral and suspected: {viral}")
