@@ -21,6 +21,7 @@ import faust
 from monitor.ingest.fetch import ImageFetcher
 from monitor.ingest.loading import ImageLoader
 from monitor.pipeline import fetch_policy
+from monitor.runtime import groups
 from monitor.runtime.analysis_loop import AnalysisLoop
 from monitor.runtime.analysis_pool import analysis_for
 from monitor.runtime.delivery import SlackDelivery
@@ -46,6 +47,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=200,
+        **groups.faust_options(settings),
     )
     sightings_topic = app.topic(settings.sightings_topic, key_serializer="raw", value_serializer="json")
     alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="json")

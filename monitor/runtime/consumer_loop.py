@@ -19,6 +19,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from monitor.runtime import groups
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
@@ -141,7 +142,7 @@ class ConsumerLoop:
             group_id=f"{self.settings.app_id}-{self.group_suffix}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **self.consumer_options(),
+            **{**groups.consumer_options(self.settings), **self.consumer_options()},
         )
 
     async def _session(self) -> None:

@@ -104,6 +104,25 @@ class Worker:
         return self.process.returncode
 
 
+def group_members(groups: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Each consumer group's members as Kafka's own tool describes them (`kafka-consumer-groups --describe
+    --members`): one dict per member, keyed by the tool's column names (CONSUMER-ID, GROUP-INSTANCE-ID...)."""
+    command = ["bash", str(REPO / "deploy/kafka/kafka.sh"), "run"]
+    command += ["org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--bootstrap-server", BROKER]
+    command += ["--describe", "--members", *(arg for group in groups for arg in ("--group", group))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, list[dict[str, str]]] = {group: [] for group in groups}
+    header: list[str] = []
+    for line in result.stdout.splitlines():
+        cells = line.split()
+        if cells[:1] == ["GROUP"]:
+            header = cells
+        elif header and cells and cells[0] in found and len(cells) == len(header):
+            found[cells[0]].append(dict(zip(header, cells, strict=True)))
+    return found
+
+
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state, parent pid) of a process from /proc, or None if it is gone."""
     try:
