@@ -144,6 +144,30 @@ def build_parser() -> argparse.ArgumentParser:
     _setting_options(inspect)
     inspect.add_argument("images", nargs="+")
 
+    record = commands.add_parser(
+        "record", help="read a topic of posts into an archive that replays to the same alerts"
+    )
+    _setting_options(record, "broker")
+    record.add_argument(
+        "--topic", help="the topic to read (default: the posts topic, env MONITOR_POSTS_TOPIC)"
+    )
+    record.add_argument(
+        "--out", type=Path, required=True, metavar="ARCHIVE", help="a .jsonl or .jsonl.gz file"
+    )
+    start = record.add_mutually_exclusive_group()
+    start.add_argument("--since", "--from", metavar="TIME", help="first message time, RFC 3339 (inclusive)")
+    start.add_argument(
+        "--from-offsets",
+        "--from-offset",
+        metavar="P:N[,P:N]|N",
+        help="first offset per partition (or of all)",
+    )
+    record.add_argument("--until", metavar="TIME", help="last message time, RFC 3339 (inclusive)")
+    record.add_argument("--max-events", "--max-posts", type=int, metavar="N", help="stop after N events")
+    record.add_argument(
+        "--inline-images", action="store_true", help="fetch url images into the archive (self-contained)"
+    )
+
     topics = commands.add_parser("topics", help="create the Kafka topics (the worker also does this)")
     _setting_options(topics, "broker", "partitions")
     return parser
@@ -413,6 +437,45 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_time(option: str, value: str | None) -> float | None:
+    from monitor.ingest.events import MalformedEvent, parse_time
+
+    try:
+        return None if value is None else parse_time(value)
+    except MalformedEvent as exc:
+        raise UsageError(f"{option}: {exc.detail} (e.g. 2023-03-26T16:00:00Z)") from None
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from monitor.runtime.record import RecordError, RecordRange, parse_offsets, record_topic
+    from monitor.runtime.replay import stderr_progress
+
+    settings = _settings(args)
+    if not args.out.name.endswith((".jsonl", ".jsonl.gz")):
+        raise UsageError(f"--out must name a .jsonl or .jsonl.gz archive, got {args.out}")
+    if args.max_events is not None and args.max_events < 1:
+        raise UsageError("--max-events must be at least 1")
+    try:
+        span = RecordRange(
+            since=_record_time("--since", args.since),
+            until=_record_time("--until", args.until),
+            from_offsets=parse_offsets(args.from_offsets) if args.from_offsets else None,
+            max_events=args.max_events,
+        )
+        topic = args.topic or settings.posts_topic
+        summary = asyncio.run(
+            record_topic(
+                settings, topic, args.out, span, inline_images=args.inline_images, progress=stderr_progress
+            )
+        )
+    except RecordError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"record: {topic} -> {args.out}: {summary.line()}", file=sys.stderr)
+    if summary.events == 0:
+        print(f"monitor: warning: nothing recorded from {topic} in that range", file=sys.stderr)
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     from monitor.runtime.topics import ensure_topics
 
@@ -429,6 +492,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "match": cmd_match,
     "match-caption": cmd_match_caption,
     "inspect": cmd_inspect,
+    "record": cmd_record,
     "topics": cmd_topics,
 }
 

@@ -7,6 +7,11 @@ import pytest
 from tests.support.kafka import broker_ready
 from tests.support.synthetic import Scenario, build_scenario
 
+# The project's own pytest plugin (entry point `pytest11`), registered here too so that the tests use this
+# checkout's plugin even where the installed package's entry points are older; pytester runs the README's
+# example test. The entry point's name is the module's, so pytest never registers the plugin twice.
+pytest_plugins = ["pytester", "monitor.testing.plugin"]
+
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> str:

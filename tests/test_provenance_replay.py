@@ -7,17 +7,14 @@ real platforms, so the alert depends on the mark travelling with the visual clus
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import io
 import json
 import random
 from pathlib import Path
 from typing import Any
 
-from monitor.models import format_time
-from monitor.runtime.replay import replay_embedded
-from monitor.settings import Settings
+from monitor.models import ProvenanceReason, format_time
+from monitor.testing.plugin import ReplayArchive
 from tests.support.synthetic import (
     distinct_pictures,
     jpeg_bytes,
@@ -60,7 +57,9 @@ def cluster_events(name: str, first_upload: bytes, picture: Any, seed: int) -> l
     return events
 
 
-def test_viral_unbanked_pictures_with_a_generator_mark_alert_with_a_provenance_reason(tmp_path: Path) -> None:
+def test_viral_unbanked_pictures_with_a_generator_mark_alert_with_a_provenance_reason(
+    tmp_path: Path, replay_archive: ReplayArchive
+) -> None:
     xmp_ai, sd_comment, c2pa_ai, camera = distinct_pictures(4, seed=505)
     c2pa_signed = sign_c2pa(jpeg_bytes(c2pa_ai), "image/jpeg", make_signing_chain())
     clusters = {
@@ -81,17 +80,11 @@ def test_viral_unbanked_pictures_with_a_generator_mark_alert_with_a_provenance_r
     archive = tmp_path / "archive.jsonl"
     archive.write_text("".join(json.dumps(event) + "\n" for event in events), encoding="utf-8")
 
-    out = io.StringIO()
-    summary = asyncio.run(
-        replay_embedded(
-            archive, Settings(threshold=THRESHOLD, window_seconds=3600), alerts_out=out, progress=None
-        )
-    )
-
-    assert summary.rejected == 0 and summary.image_errors == 0
     alerts = {
-        row["sample_posts"][0].split("-")[0]: row for row in map(json.loads, out.getvalue().splitlines())
+        alert.sample_posts[0].split("-")[0]: alert
+        for alert in replay_archive(archive, threshold=THRESHOLD, window_seconds=3600)
     }
+
     assert set(alerts) == {"xmp", "sd", "c2pa"}, "the camera picture is viral but not suspected"
     expected = {
         "xmp": "xmp:DigitalSourceType trainedAlgorithmicMedia",
@@ -99,8 +92,8 @@ def test_viral_unbanked_pictures_with_a_generator_mark_alert_with_a_provenance_r
         "c2pa": "c2pa:digitalSourceType trainedAlgorithmicMedia (Valid)",
     }
     for name, alert in alerts.items():
-        assert alert["reasons"] == [{"kind": "provenance", "marker": expected[name]}]
-        assert alert["bank_cluster"] is None and alert["level"] == 1
-        assert alert["shares_in_window"] >= THRESHOLD
-        assert f"{name}-0" in alert["sample_posts"], "the marked first upload is the evidence"
-        assert all(post.startswith(f"{name}-") for post in alert["sample_posts"])
+        assert alert.reasons == (ProvenanceReason(expected[name]),)
+        assert alert.bank_cluster is None and alert.level == 1
+        assert alert.shares_in_window >= THRESHOLD
+        assert f"{name}-0" in alert.sample_posts, "the marked first upload is the evidence"
+        assert all(post.startswith(f"{name}-") for post in alert.sample_posts)
