@@ -37,6 +37,8 @@ class DeadLetterReason(StrEnum):
     BAD_PLATFORM = "bad platform"
     TOO_LARGE = "too large"
     ANALYSIS_FAILED = "analysis failed"
+    PROCESSING_FAILED = "processing failed"
+    """Failed alone, after its batch failed twice the same way (monitor/runtime/analysis_loop.py)."""
 
 
 ImageErrorStage = Literal["fetch", "decode"]

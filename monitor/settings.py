@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     c2pa_trust_anchors: Path | None = None
     """PEM bundle of C2PA trust anchors (read by `monitor.provenance.c2pa.verifier_for`)."""
     data_dir: Path = Path("var/worker")
+    instance_id: str = ""
+    """This worker's static member id in its Kafka consumer groups (unique per worker, stable across its
+    restarts): a replacement takes the dead worker's partitions at once (monitor/runtime/groups.py)."""
     log_level: LogLevel = "info"
     """The worker's own log level; the CLI's default, when neither flag nor variable sets it, is warning."""
 

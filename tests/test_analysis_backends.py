@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -15,10 +17,13 @@ from PIL import Image
 from skimage import data as skdata
 
 from monitor.bank.store import add_images
+from monitor.ingest.events import EventLimits, decode_event
 from monitor.models import LoadedImage, Post
+from monitor.runtime import analysis_pool
 from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
+from tests.support.poison import TINY_BROKEN_PNG, image_flood
 
 T0 = 1_700_000_000.0
 
@@ -97,3 +102,47 @@ def test_a_dead_analysis_process_fails_its_batch_and_the_pool_comes_back(bank_di
             analysis.close()
 
     asyncio.run(scenario())
+
+
+def flood() -> tuple[list[Post], list[list[LoadedImage]]]:
+    raw = json.dumps(image_flood("flood", "2024-01-01T00:00:00Z")).encode()
+    post, _ = decode_event(raw, limits=EventLimits(max_images=20_000))  # ingest's own bound lifted
+    return [post], [[LoadedImage(TINY_BROKEN_PNG)] * len(post.images)]
+
+
+def test_a_warning_repeated_for_20000_images_is_logged_once_with_its_count_in_a_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    posts, images = flood()
+    analysis = ThreadAnalysis.for_settings(Settings(), Metrics())
+    try:
+        with caplog.at_level(logging.WARNING):
+            analyzed = asyncio.run(analysis.run(posts, images))
+    finally:
+        analysis.close()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(analysis_pool._thread_repeats)
+    assert len(analyzed[0].images) == 20_000
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.provenance.markers"]
+    assert len(lines) == 2, lines[:5]
+    assert lines[0].startswith("provenance: png:")
+    assert lines[1].startswith("... and 19999 more like it in this batch, the last: provenance: png:")
+
+
+def test_a_warning_repeated_for_20000_images_is_logged_once_with_its_count_in_a_process(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    posts, images = flood()
+
+    async def twice() -> None:
+        analysis = ProcessAnalysis(Settings(), 1, Metrics())
+        try:
+            for _ in range(2):  # a batch read again logs again: once, with its count
+                await analysis.run(posts, images)
+        finally:
+            analysis.close()
+
+    asyncio.run(twice())
+    lines = [line for line in capfd.readouterr().err.splitlines() if "monitor.provenance.markers" in line]
+    assert len(lines) == 4, lines[:5]
+    assert sum("... and 19999 more like it in this batch" in line for line in lines) == 2

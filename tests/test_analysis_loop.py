@@ -183,3 +183,45 @@ def test_two_loops_share_the_partitions_and_analyse_every_post(kafka_broker: str
     per_loop = [loop.metrics.posts_analyzed._value.get() for loop in loops]
     assert all(n > 0 for n in per_loop) and sum(per_loop) == count, per_loop
     assert offsets == {0: count // 2, 1: count // 2}
+
+
+class LoaderWithABug(ImageLoader):
+    """Image loading that raises whenever `p3` is in the batch, the way a bug outside analysis would."""
+
+    async def load_many(self, posts: list[Post]) -> list[list[LoadedImage]]:
+        if any(post.post_id == "p3" for post in posts):
+            raise RuntimeError("loader bug triggered by p3")
+        return await super().load_many(posts)
+
+
+def test_a_batch_failing_twice_the_same_way_is_split_and_only_the_failing_post_is_dead_lettered(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    values = [event(i) for i in range(12)]
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+        await ensure_topics(settings)
+        await produce(settings.posts_topic, values, 1)
+        analysis = ThreadAnalysis(build_analyzer(settings, Bank(), None).analyze)
+        loop = AnalysisLoop(settings, Metrics(), LoaderWithABug(None), analysis)
+        task = asyncio.create_task(loop.run())
+        try:
+            dlq = await read_all(settings.dlq_topic, 1, timeout=90)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(sighted_ids(sightings)) < 11 and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            await loop.stop()
+            await task
+        return dlq, sightings, await committed(settings, 1), loop.metrics
+
+    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    letters = [json.loads(r.value) for r in dlq]
+    assert [letter["reason"] for letter in letters] == ["processing failed"]
+    assert "loader bug triggered by p3" in letters[0]["detail"]
+    assert json.loads(letters[0]["raw"])["post_id"] == "p3" and letters[0]["offset"] == 3
+    assert sorted(set(sighted_ids(sightings))) == sorted(f"p{i}" for i in range(12) if i != 3)
+    assert offsets == {0: len(values)}, "the partition moved on past the failing post"
+    assert metrics.dead_letters.labels("processing failed")._value.get() == 1

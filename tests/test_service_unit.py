@@ -25,6 +25,7 @@ def test_the_unit_stops_the_worker_gracefully_with_its_own_port() -> None:
     assert "KillMode=mixed" in text and "KillSignal=SIGTERM" in text
     assert "MONITOR_METRICS_PORT=$$((9463 + %i))" in text, "each instance its own metrics port"
     assert "MONITOR_DATA_DIR=/var/lib/misinfo-monitor/worker-%i" in text
+    assert "MONITOR_INSTANCE_ID=%H-%i" in text, "each instance its own static member id in the groups"
 
 
 def test_the_example_env_file_sets_only_known_settings_and_leaves_instances_theirs() -> None:

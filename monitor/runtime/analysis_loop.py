@@ -1,4 +1,4 @@
-"""A worker's analysis loop: `posts` in, one `sightings` record per batch out, malformed posts dead-lettered.
+"""A worker's analysis loop: `posts` in, `sightings` out (one record per batch as a rule), dead letters aside.
 
 Each worker runs one loop with its own Kafka consumer in the group `<app id>-analyze`: Kafka spreads the
 partitions of `posts` over the workers, so adding workers (up to the partition count) adds analysis
@@ -25,22 +25,27 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    CorruptRecordException,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 
 from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
 from monitor.pipeline import event_limits
 from monitor.runtime.analysis_pool import Analysis
-from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
+from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings
 
@@ -50,22 +55,22 @@ SIGHTINGS_KEY = b"clusters"
 """Every sighting carries this key: all cluster state lives in one partition of the tracker's table."""
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
-LAG_EVERY = 5.0
 
 Records = list[tuple[TopicPartition, Any]]
 
+_RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, CorruptRecordException)
 
-def dead_letter(
-    raw: bytes, reason: DeadLetterReason, detail: str, partition: int | None, offset: int | None
-) -> dict[str, Any]:
-    """The `posts-dlq` record: why, where it came from, and the event itself (so nothing is lost)."""
-    return {
-        "reason": reason.value,
-        "detail": detail,
-        "raw": raw.decode("utf-8", errors="replace")[:100_000],
-        "partition": partition,
-        "offset": offset,
-    }
+
+def about_the_batch(exc: BaseException) -> bool:
+    """Whether a failure may come from the batch's data (and so may come back with it), not from Kafka.
+
+    The broker gone, a timeout or a rebalance says nothing about the posts: the batch is read again as
+    it is, however often. A record Kafka refuses, or any other exception (a bug meeting some input), may
+    fail the batch every time it is read.
+    """
+    if isinstance(exc, _RECORD_ERRORS):
+        return True
+    return not isinstance(exc, KafkaError | ConnectionError | TimeoutError)
 
 
 def count_findings(metrics: Metrics, analyzed: Sequence[AnalyzedPost]) -> None:
@@ -82,121 +87,189 @@ def count_findings(metrics: Metrics, analyzed: Sequence[AnalyzedPost]) -> None:
                 metrics.image_errors.labels(image.error_stage).inc()
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, loop: AnalysisLoop) -> None:
-        self.loop = loop
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch analysed: its `sightings` values (each within the record limit) and the posts in them."""
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.loop.assigned = frozenset()
-        forget_lag(self.loop.metrics, revoked)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.loop.assigned = frozenset(tp.partition for tp in assigned)
-        log.info("analysing posts partitions %s", sorted(self.loop.assigned))
+    values: list[bytes]
+    analyzed: list[AnalyzedPost]
 
 
-class AnalysisLoop:
+@dataclass(frozen=True, slots=True)
+class Batch:
+    records: Records
+    task: asyncio.Task[Prepared]
+    alone: bool
+    """One post read again after its batch failed twice the same way: if it fails, it is dead-lettered."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a batch failed in one partition: from which offset to which, and the exception's type."""
+
+    first: int
+    last: int
+    kind: str
+
+
+def offset_ranges(records: Records) -> dict[TopicPartition, tuple[int, int]]:
+    ranges: dict[TopicPartition, tuple[int, int]] = {}
+    for tp, record in records:
+        first, last = ranges.get(tp, (record.offset, record.offset))
+        ranges[tp] = (min(first, record.offset), max(last, record.offset))
+    return ranges
+
+
+class AnalysisLoop(ConsumerLoop):
     """One worker's consumer of `posts`; `run` until `stop`.
 
     `analysis` runs the CPU-bound part (decode, hash, match, provenance, captions) off the event loop (a
-    thread or processes, runtime/analysis_backends.py), so the loop keeps fetching, producing and
+    thread or processes, runtime/analysis_pool.py), so the loop keeps fetching, producing and
     heartbeating meanwhile; up to `analysis.depth` batches are in flight, sent and committed in order.
+
+    No poison batch: a batch that fails (the session restarts and reads it again) and then fails the same
+    way again, from the same offsets, is split: its posts are read again one by one, and a post that
+    still fails goes to `posts-dlq` as `processing failed` with the error, so the partition moves on.
     """
 
+    group_suffix = "analyze"
+    what = "analysis loop (uncommitted posts are read again)"
+    stop_timeout = STOP_TIMEOUT
+    log = log
+
     def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
-        self.settings = settings
+        super().__init__(settings, metrics, settings.posts_topic)
         self.event_limits = event_limits(settings)
-        self.metrics = metrics
         self.loader = loader
         self.analysis = analysis
-        self._stopping = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._lag_reported = 0.0
+        self._producer: Any = None
         self.assigned: frozenset[int] = frozenset()
         """The `posts` partitions this loop reads now (empty while the group rebalances)."""
+        self.failed: dict[TopicPartition, Failure] = {}
+        """The last failure of a batch per partition, to tell a second failure the same way."""
+        self.alone_until: dict[TopicPartition, int] = {}
+        """Partitions whose posts are read one by one, up to and including this offset."""
 
-    async def run(self) -> None:
-        """Analyse until stopped; a failure of the loop (say, the broker gone) restarts it after a pause."""
-        try:
-            what = "analysis loop (uncommitted posts are read again)"
-            await run_until_stopped(self._run_once, self._stopping, log, what)
-        finally:
-            self.analysis.close()
-            self._finished.set()
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.assigned = frozenset()
 
-    async def stop(self) -> None:
-        """Finish the batch in hand (sent and committed), then leave the group."""
-        self._stopping.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), STOP_TIMEOUT)
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = frozenset(tp.partition for tp in assigned)
+        log.info("analysing posts partitions %s", sorted(self.assigned))
 
-    async def _run_once(self) -> None:
-        servers = bootstrap_servers(self.settings.broker)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers,
-            group_id=f"{self.settings.app_id}-analyze",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+    def finished(self) -> None:
+        self.analysis.close()
+
+    async def open_session(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers(self.settings.broker),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_request_size=MAX_RECORD_BYTES,
         )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=5
-        )
+        await self._producer.start()
+
+    async def close_session(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._producer.stop()
+
+    async def consume(self, consumer: Any) -> None:
+        producer = self._producer
+        # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
+        # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
+        pending: deque[Batch] = deque()
         try:
-            await producer.start()
-            consumer.subscribe([self.settings.posts_topic], listener=_Rebalance(self))
-            await consumer.start()
-            # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
-            # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
-            pending: deque[tuple[Records, asyncio.Task[list[AnalyzedPost]]]] = deque()
-            try:
-                while not self._stopping.is_set():
-                    records: Records = []
-                    if len(pending) < self.analysis.depth:
-                        fetched = await consumer.getmany(
-                            timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
-                        )
-                        records = [(tp, record) for tp, batch in fetched.items() for record in batch]
-                        if records:
-                            pending.append((records, asyncio.create_task(self._prepare(records, producer))))
-                    if pending and (
-                        len(pending) >= self.analysis.depth or not records or pending[0][1].done()
-                    ):
-                        await self._finish(*pending.popleft(), consumer, producer)
-                    await self._report_lag(consumer)
-                while pending:  # stopping: what was taken is finished, sent and committed
-                    await self._finish(*pending.popleft(), consumer, producer)
-            finally:
-                for _, task in pending:
-                    task.cancel()
-                await asyncio.gather(*(task for _, task in pending), return_exceptions=True)
+            while not self.stopping:
+                records: Records = []
+                if len(pending) < self.analysis.depth:
+                    fetched = await consumer.getmany(
+                        timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
+                    )
+                    records = [(tp, record) for tp, batch in fetched.items() for record in batch]
+                    pending.extend(self._batches(records, producer))
+                if pending and (len(pending) >= self.analysis.depth or not records or pending[0].task.done()):
+                    await self._finish(pending.popleft(), consumer, producer)
+                await self.report_lag(consumer)
+            while pending:  # stopping: what was taken is finished, sent and committed
+                await self._finish(pending.popleft(), consumer, producer)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            for batch in pending:
+                batch.task.cancel()
+            await asyncio.gather(*(batch.task for batch in pending), return_exceptions=True)
 
-    async def _finish(
-        self,
-        records: Records,
-        task: asyncio.Task[list[AnalyzedPost]],
-        consumer: Any,
-        producer: Any,
-    ) -> None:
-        """Send a prepared batch's sightings, then commit its offsets."""
-        analyzed = await task
-        if analyzed:
-            self.metrics.posts_analyzed.inc(len(analyzed))
-            count_findings(self.metrics, analyzed)
-            # One record per batch: fewer, larger messages keep the producer and the track agent cheap.
-            value = json.dumps({"posts": [item.to_json() for item in analyzed]}).encode()
-            await producer.send_and_wait(self.settings.sightings_topic, key=SIGHTINGS_KEY, value=value)
-        await self._commit(consumer, records)
+    def _batches(self, records: Records, producer: Any) -> list[Batch]:
+        """The records fetched as one batch, except those to be read alone (each a batch, first)."""
+        alone: Records = []
+        together: Records = []
+        for tp, record in records:
+            until = self.alone_until.get(tp)
+            if until is not None and record.offset > until:
+                del self.alone_until[tp]
+                until = None
+            (alone if until is not None else together).append((tp, record))
+        # Within a partition the posts to read alone come first, so offsets stay in order.
+        batches = [
+            Batch([item], asyncio.create_task(self._prepare([item], producer)), True) for item in alone
+        ]
+        if together:
+            batches.append(Batch(together, asyncio.create_task(self._prepare(together, producer)), False))
+        return batches
 
-    async def _prepare(self, records: Records, producer: Any) -> list[AnalyzedPost]:
-        """Decode, dead-letter what is malformed (waiting until Kafka has it), analyse the rest."""
+    async def _finish(self, batch: Batch, consumer: Any, producer: Any) -> None:
+        """Send a prepared batch's sightings, then commit its offsets; note or settle a failure."""
+        try:
+            await self._send(await batch.task, producer)
+        except Exception as exc:
+            if not about_the_batch(exc):
+                raise  # read again as it is, once Kafka is back
+            if not batch.alone:
+                self._note_failure(batch.records, exc)
+                raise  # the session restarts and reads the batch again
+            tp, record = batch.records[0]
+            log.error(
+                "post at %s/%s failed again alone (%r); dead-lettering it", tp.partition, record.offset, exc
+            )
+            self.metrics.dead_letter(DeadLetterReason.PROCESSING_FAILED)
+            await self._dead_letter(producer, tp, record, DeadLetterReason.PROCESSING_FAILED, repr(exc)[:500])
+        await self._commit(consumer, batch.records)
+
+    def _note_failure(self, records: Records, exc: Exception) -> None:
+        kind = type(exc).__name__
+        for tp, (first, last) in offset_ranges(records).items():
+            before = self.failed.get(tp)
+            if before is not None and before.first == first and before.kind == kind:
+                until = max(before.last, last)
+                self.alone_until[tp] = max(self.alone_until.get(tp, -1), until)
+                log.error(
+                    "posts %d..%d of partition %d failed twice with %s; reading them again one by one",
+                    first,
+                    until,
+                    tp.partition,
+                    kind,
+                )
+                del self.failed[tp]
+            else:
+                self.failed[tp] = Failure(first, last, kind)
+
+    async def _send(self, prepared: Prepared, producer: Any) -> None:
+        if not prepared.analyzed:
+            return
+        self.metrics.posts_analyzed.inc(len(prepared.analyzed))
+        count_findings(self.metrics, prepared.analyzed)
+        # As few records as the size limit allows (one per batch, as a rule): fewer, larger messages keep
+        # the producer and the track agent cheap. Sent in order, all on Kafka before the commit.
+        sent = [
+            await producer.send(self.settings.sightings_topic, key=SIGHTINGS_KEY, value=value)
+            for value in prepared.values
+        ]
+        await asyncio.gather(*sent)
+
+    async def _prepare(self, records: Records, producer: Any) -> Prepared:
+        """Decode, dead-letter what is malformed or too large (until Kafka has it), analyse the rest."""
         self.metrics.events_consumed.labels(self.settings.posts_topic).inc(len(records))
         posts: list[Post] = []
-        sources: list[tuple[TopicPartition, Any]] = []
+        sources: Records = []
         dead: list[Any] = []
         for tp, record in records:
             raw = record.value or b""
@@ -204,21 +277,41 @@ class AnalysisLoop:
                 post, _ = decode_event(raw, limits=self.event_limits)
             except MalformedEvent as exc:
                 self.metrics.dead_letter(exc.reason)
-                letter = dead_letter(raw, exc.reason, exc.detail, tp.partition, record.offset)
-                dead.append(await self._send_dead_letter(producer, record.key, letter))
+                dead.append(await self._dead_letter(producer, tp, record, exc.reason, exc.detail, wait=False))
                 log.warning("dead-lettered event at %s/%s: %s", tp.partition, record.offset, exc)
                 continue
             if post.ignored_images:
                 self.metrics.images_ignored.inc(post.ignored_images)
             posts.append(post)
             sources.append((tp, record))
-        analyzed: list[AnalyzedPost] = []
+        prepared = Prepared([], [])
         if posts:
             images = await self.loader.load_many(posts)
             analyzed = await self._analyze(posts, images, sources, producer, dead)
+            prepared = await self._pack(analyzed, producer, dead)
         for pending in dead:
             await pending  # the dead letters are on Kafka before the batch is committed
-        return analyzed
+        return prepared
+
+    async def _pack(
+        self, analyzed: list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]], producer: Any, dead: list[Any]
+    ) -> Prepared:
+        """The sightings values; a post whose sighting alone would exceed a record goes to the DLQ."""
+        items = [json.dumps(post.to_json()).encode() for post, _ in analyzed]
+        packed = pack_posts(items, SIGHTINGS_KEY)
+        left_out = set()
+        for index, size in packed.too_large:
+            post, (tp, record) = analyzed[index]
+            left_out.add(index)
+            detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
+            log.warning(
+                "post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail
+            )
+            self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
+            reason = DeadLetterReason.TOO_LARGE
+            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
+        kept = [post for index, (post, _) in enumerate(analyzed) if index not in left_out]
+        return Prepared(packed.values, kept)
 
     async def _analyze(
         self,
@@ -227,35 +320,51 @@ class AnalysisLoop:
         sources: Records,
         producer: Any,
         dead: list[Any],
-    ) -> list[AnalyzedPost]:
+    ) -> list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]]:
         """The batch at once; if that fails (a bug, not bad input), post by post, dead-lettering the failures.
 
         A post that breaks the analysis must not block its partition forever (at least once would read it
-        again and again): it goes to the DLQ with the error, and its neighbours go on.
+        again and again): it goes to the DLQ with the error, and its neighbours go on. Posts failing the
+        same way are logged once, with their count.
         """
         try:
-            return await self.analysis.run(posts, images)
+            return list(zip(await self.analysis.run(posts, images), sources, strict=True))
         except Exception:
             log.exception("analysis of a batch of %d posts failed; analysing them one by one", len(posts))
-        analyzed: list[AnalyzedPost] = []
+        analyzed: list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]] = []
+        failures: Counter[str] = Counter()
         for post, post_images, (tp, record) in zip(posts, images, sources, strict=True):
             try:
-                analyzed.extend(await self.analysis.run([post], [post_images]))
-            except Exception as exc:
-                log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
-                self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
-                letter = dead_letter(
-                    record.value or b"",
-                    DeadLetterReason.ANALYSIS_FAILED,
-                    repr(exc)[:500],
-                    tp.partition,
-                    record.offset,
+                analyzed.extend(
+                    (item, (tp, record)) for item in await self.analysis.run([post], [post_images])
                 )
-                dead.append(await self._send_dead_letter(producer, record.key, letter))
+            except Exception as exc:
+                kind = type(exc).__name__
+                if not failures[kind]:
+                    log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
+                failures[kind] += 1
+                self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
+                reason, detail = DeadLetterReason.ANALYSIS_FAILED, repr(exc)[:500]
+                dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
+        for kind, count in failures.items():
+            if count > 1:
+                log.error("%d posts of the batch failed with %s; all dead-lettered", count, kind)
         return analyzed
 
-    async def _send_dead_letter(self, producer: Any, key: bytes | None, letter: dict[str, Any]) -> Any:
-        return await producer.send(self.settings.dlq_topic, key=key, value=json.dumps(letter).encode())
+    async def _dead_letter(
+        self,
+        producer: Any,
+        tp: TopicPartition,
+        record: Any,
+        reason: DeadLetterReason,
+        detail: str,
+        wait: bool = True,
+    ) -> Any:
+        """Send a dead letter; returns once Kafka has it, or (`wait=False`) the future that says so."""
+        raw = record.value or b""
+        value = dead_letter(raw, reason.value, detail, tp.partition, record.offset, record.key)
+        future = await producer.send(self.settings.dlq_topic, key=record.key, value=value)
+        return await future if wait else future
 
     async def _commit(self, consumer: Any, records: Records) -> None:
         offsets: dict[TopicPartition, int] = {}
@@ -271,14 +380,3 @@ class AnalysisLoop:
             # The partitions moved meanwhile: their new owner analyses the batch again, the tracker
             # ignores the posts it has already counted.
             log.warning("could not commit posts offsets %s: %s", kept, exc)
-
-    async def _report_lag(self, consumer: Any) -> None:
-        now = time.monotonic()
-        if now - self._lag_reported >= LAG_EVERY:
-            self._lag_reported = now
-            await report_lag(consumer, self.metrics)
-
-
-def register_analysis(app: faust.App, loop: AnalysisLoop) -> None:
-    """Start the loop with the worker; stop it, batch in hand finished, before the worker goes."""
-    run_beside(app, loop.run, loop.stop)

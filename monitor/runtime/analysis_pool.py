@@ -6,6 +6,7 @@ its own analyser (bank, caption models), and keeps Kafka, the tracker and Slack 
 batches are analysed side by side and still sent in order. A process that dies (a decoder crashing on a
 hostile file) takes only its batch with it: the pool is rebuilt, the batch is retried post by post, and the
 post that kills a process goes to the DLQ as `analysis failed`. A worker thread could not survive that.
+The processes end with their worker, however it ends (runtime/lifeline.py), so none is left orphaned.
 
 What the processes measure (stage timings, provenance problems, bank sizes) comes back with each result
 and is recorded in the worker's metrics, so dashboards read the same either way.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
@@ -28,6 +30,8 @@ from monitor.models import AnalyzedPost, LoadedImage, Post
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import build_analyzer, make_encoder
 from monitor.provenance.markers import add_problem_observer
+from monitor.runtime.lifeline import die_with_parent
+from monitor.runtime.log_repeats import RepeatCollapser, everything
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 
@@ -106,6 +110,12 @@ class Analysis(Protocol):
     def close(self) -> None: ...
 
 
+ANALYSIS_THREAD = "analysis"
+
+_thread_repeats = RepeatCollapser(lambda record: (record.threadName or "").startswith(ANALYSIS_THREAD))
+"""Repeated warnings of the analysis thread: once per batch, with their count (runtime/log_repeats.py)."""
+
+
 class ThreadAnalysis:
     """Analysis on one thread of the worker: batches one at a time, in order."""
 
@@ -115,7 +125,7 @@ class ThreadAnalysis:
         self._analyze = analyze
         self._metrics = metrics
         self._holder = holder
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=ANALYSIS_THREAD)
 
     @classmethod
     def for_settings(cls, settings: Settings, metrics: Metrics) -> ThreadAnalysis:
@@ -125,9 +135,13 @@ class ThreadAnalysis:
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
-        analyzed: list[AnalyzedPost] = await loop.run_in_executor(
-            self._executor, self._analyze, posts, images
-        )
+        _thread_repeats.install()  # here, not at start: the worker sets its log handlers up after
+        try:
+            analyzed: list[AnalyzedPost] = await loop.run_in_executor(
+                self._executor, self._analyze, posts, images
+            )
+        finally:
+            _thread_repeats.flush()
         if self._holder is not None and self._metrics is not None:
             self._holder.take_telemetry().record(self._metrics)
         return analyzed
@@ -139,10 +153,12 @@ class ThreadAnalysis:
 # --- the analysis processes -----------------------------------------------------------------------------
 
 _child: AnalyzerHolder | None = None
+_child_repeats = RepeatCollapser(everything)
 
 
-def _start_child(settings: Settings) -> None:
+def _start_child(settings: Settings, worker: int) -> None:
     global _child
+    die_with_parent(worker)  # first: a worker killed outright must not leave this process behind
     # The worker decides when analysis stops (after the batch in hand): Ctrl-C in a terminal or a service
     # manager's SIGTERM to the whole group must not kill a process mid-batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -150,6 +166,7 @@ def _start_child(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _child_repeats.install()
     _child = AnalyzerHolder(settings, Telemetry())
     add_problem_observer(
         lambda problem: _child.telemetry.provenance_problems.append(problem.where) if _child else None
@@ -161,8 +178,15 @@ def _analyze_in_child(
     posts: list[Post], images: list[list[LoadedImage]]
 ) -> tuple[list[AnalyzedPost], Telemetry]:
     assert _child is not None, "analysis process not started"
-    analyzed = _child.analyze(posts, images)
+    try:
+        analyzed = _child.analyze(posts, images)
+    finally:
+        _child_repeats.flush()
     return analyzed, _child.take_telemetry()
+
+
+def _ready() -> None:
+    """Nothing: submitted once per process so that the pool starts them all at once."""
 
 
 class AnalysisProcessDied(RuntimeError):
@@ -181,11 +205,19 @@ class ProcessAnalysis:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
+        """A pool whose processes start now, loading their bank and models while the worker joins its
+        groups, rather than with the first batch: a restarted worker analyses again seconds sooner."""
         # spawn, not fork: the worker has threads (aiokafka, executors) that a fork would copy mid-flight.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(
-            self.processes, mp_context=context, initializer=_start_child, initargs=(self.settings,)
+        pool = ProcessPoolExecutor(
+            self.processes,
+            mp_context=context,
+            initializer=_start_child,
+            initargs=(self.settings, os.getpid()),
         )
+        for _ in range(self.processes):  # a task while none is idle starts one more process
+            pool.submit(_ready)
+        return pool
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()

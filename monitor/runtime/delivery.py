@@ -30,12 +30,11 @@ import logging
 import time
 from typing import Any
 
-import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from monitor.models import Alert
-from monitor.runtime.consumer_loop import forget_lag, report_lag, run_beside, run_until_stopped
+from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.topics import bootstrap_servers, delivered_topic
 from monitor.settings import Settings
@@ -90,90 +89,75 @@ class DeliveredLog:
         return alert_id in self.ids
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, delivery: SlackDelivery) -> None:
-        self.delivery = delivery
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.delivery.ready.clear()
-        await self.delivery.release(set(revoked))
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self.delivery.delivered.load()
-        self.delivery.ready.set()
-        log.info("slack delivery: partitions %s", sorted(tp.partition for tp in assigned))
-
-
-class SlackDelivery:
+class SlackDelivery(ConsumerLoop):
     """The delivery loop of one worker; `run` until `stop`."""
 
+    group_suffix = "slack"
+    what = "slack delivery loop (alerts stay in the topic)"
+    stop_timeout = STOP_TIMEOUT
+    log = log
+
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        self.settings = settings
-        self.metrics = metrics
+        super().__init__(settings, metrics, settings.alerts_topic)
         self.delivered = DeliveredLog(settings)
-        self._stopping = asyncio.Event()
         self._interrupt = asyncio.Event()  # ends the waiting between attempts: stop, or partition revoked
         self._idle = asyncio.Event()
         self._idle.set()
         self._in_hand: TopicPartition | None = None
-        self._finished = asyncio.Event()
+        self._webhook: SlackWebhook | None = None
         self.ready = asyncio.Event()
         """Set once the delivered log is loaded for the current assignment: no alert is handled before."""
 
     def count(self, outcome: str) -> None:
         self.metrics.alert_deliveries.labels(outcome).inc()
 
-    async def run(self) -> None:
-        """Deliver until stopped; a failure of the loop (say, the broker gone) restarts it after a pause."""
-        try:
-            what = "slack delivery loop (alerts stay in the topic)"
-            await run_until_stopped(self._run_once, self._stopping, log, what)
-        finally:
-            self._finished.set()
+    def consumer_options(self) -> dict[str, Any]:
+        return {"max_poll_interval_ms": 3600 * 1000}  # one alert may wait that long for Slack to come back
 
-    async def _run_once(self) -> None:
-        webhook = SlackWebhook.from_settings(self.settings, max_attempts=None, on_outcome=self.count)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers(self.settings.broker),
-            group_id=f"{self.settings.app_id}-slack",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=3600 * 1000,  # one alert may wait that long for Slack to come back
-        )
-        try:
-            await self.delivered.start()
-            consumer.subscribe([self.settings.alerts_topic], listener=_Rebalance(self))
-            await consumer.start()
-            while not self._stopping.is_set():
-                batch = await consumer.getmany(timeout_ms=500, max_records=1)
-                for tp, records in batch.items():
-                    for record in records:
-                        # aiokafka may hand out records while the assignment callback still loads the log.
-                        await self.ready.wait()
-                        if tp in consumer.assignment():  # else the partition's new owner reads it
-                            await self._handle(consumer, webhook, tp, record)
-                await report_lag(consumer, self.metrics)
-        finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await self.delivered.stop()
-            await webhook.aclose()
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.ready.clear()
+        await self.release(revoked)
 
-    async def stop(self) -> None:
-        """Finish the alert in hand (without more retries), then leave the group."""
-        self._stopping.set()
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.delivered.load()
+        self.ready.set()
+        log.info("slack delivery: partitions %s", sorted(tp.partition for tp in assigned))
+
+    def interrupt(self) -> None:
+        """Stopping: the alert in hand gets no more retries (it stays uncommitted for the next worker)."""
         self._interrupt.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._finished.wait(), STOP_TIMEOUT)
+
+    async def open_session(self) -> None:
+        self._webhook = SlackWebhook.from_settings(self.settings, max_attempts=None, on_outcome=self.count)
+        await self.delivered.start()
+
+    async def close_session(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.delivered.stop()
+        if self._webhook is not None:
+            with contextlib.suppress(Exception):
+                await self._webhook.aclose()
+            self._webhook = None
+
+    async def consume(self, consumer: Any) -> None:
+        assert self._webhook is not None
+        webhook = self._webhook
+        while not self.stopping:
+            batch = await consumer.getmany(timeout_ms=500, max_records=1)
+            for tp, records in batch.items():
+                for record in records:
+                    # aiokafka may hand out records while the assignment callback still loads the log.
+                    await self.ready.wait()
+                    if tp in consumer.assignment():  # else the partition's new owner reads it
+                        await self._handle(consumer, webhook, tp, record)
+            await self.report_lag(consumer)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Partitions are moving: give up waiting on an alert of theirs, uncommitted, for the next owner."""
-        forget_lag(self.metrics, revoked)
         if self._in_hand is not None and self._in_hand in revoked:
             self._interrupt.set()
             await self._idle.wait()
-            if not self._stopping.is_set():
+            if not self.stopping:
                 self._interrupt.clear()
 
     async def _handle(self, consumer: Any, webhook: SlackWebhook, tp: TopicPartition, record: Any) -> None:
@@ -215,12 +199,3 @@ class SlackDelivery:
         else:
             log.error("alert %s NOT delivered to slack: %s", alert.alert_id, delivery.outcome)
         return True
-
-
-def register_delivery(app: faust.App, alerts_topic: Any, settings: Settings, metrics: Metrics) -> None:
-    """Start a delivery loop with the worker and stop it gracefully before the worker's producer goes.
-
-    `alerts_topic` is the Faust topic the tracker writes to; the loop reads it by name with its own consumer.
-    """
-    delivery = SlackDelivery(settings, metrics)
-    run_beside(app, delivery.run, delivery.stop)

@@ -84,6 +84,13 @@ class Worker:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def kill(self) -> int:
+        """kill -9: no clean-up of any kind, as an OOM killer or a crashed host would leave it."""
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
     def stop(self, timeout: float = 60) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -95,6 +102,55 @@ class Worker:
                 raise AssertionError(f"worker ignored SIGTERM for {timeout}s:\n{self.log_tail()}") from None
         self._log.close()
         return self.process.returncode
+
+
+def group_members(groups: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Each consumer group's members as Kafka's own tool describes them (`kafka-consumer-groups --describe
+    --members`): one dict per member, keyed by the tool's column names (CONSUMER-ID, GROUP-INSTANCE-ID...)."""
+    command = ["bash", str(REPO / "deploy/kafka/kafka.sh"), "run"]
+    command += ["org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--bootstrap-server", BROKER]
+    command += ["--describe", "--members", *(arg for group in groups for arg in ("--group", group))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found: dict[str, list[dict[str, str]]] = {group: [] for group in groups}
+    header: list[str] = []
+    for line in result.stdout.splitlines():
+        cells = line.split()
+        if cells[:1] == ["GROUP"]:
+            header = cells
+        elif header and cells and cells[0] in found and len(cells) == len(header):
+            found[cells[0]].append(dict(zip(header, cells, strict=True)))
+    return found
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the command name, in parentheses, may hold spaces
+    return fields[0], int(fields[1])
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` (children, grandchildren...), from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = stat[1]
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether a process still runs: gone, or dead and waiting to be reaped (a zombie), is not running."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
 
 
 def read_topic(
