@@ -19,8 +19,10 @@ from typing import Any, cast
 
 import faust
 
+from monitor.bank.store import BankWatcher
 from monitor.models import AnalyzedPost
 from monitor.pipeline import virality_policy
+from monitor.review.state import ReviewState
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.write_buffer import WriteBuffer
 from monitor.settings import Settings
@@ -49,6 +51,9 @@ class TrackerAgent:
         self.processed: dict[Any, int] = {}
         """The offset of the last `sightings` record tracked, per partition: what lag is counted from."""
         self.app: faust.App | None = None
+        self.bank = BankWatcher(settings.bank, settings.bank_reload_seconds) if settings.bank else None
+        """Analysts' decisions (dismissed clusters, negative hashes) are read from the bank directory and
+        honoured from the next sighting on, as the embedded replay honours them."""
 
     def register(self, app: faust.App, sightings_topic: Any) -> None:
         """The agent, its gauges' timer, and forgetting the index when partitions change hands."""
@@ -64,8 +69,17 @@ class TrackerAgent:
     def current(self) -> ClusterTracker:
         if self.tracker is None:
             policy = virality_policy(self.settings)
-            self.tracker = ClusterTracker(WriteBuffer(self.table), policy, self.settings.cluster_distance)
+            self.tracker = ClusterTracker(
+                WriteBuffer(self.table), policy, self.settings.cluster_distance, review=self._review()
+            )
+        elif self.bank is not None and self.bank.poll() is not None:
+            self.tracker.review = self._review()
         return self.tracker
+
+    def _review(self) -> ReviewState:
+        if self.bank is None:
+            return ReviewState()
+        return ReviewState.of(self.bank.bank, self.settings.cluster_distance)
 
     def forget(self) -> None:
         """Table contents may have changed hands: rebuild the in-memory cluster index from the table."""
