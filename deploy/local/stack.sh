@@ -118,7 +118,9 @@ launch() {
 wait_ready() {
   local name="$1" start=$SECONDS
   while (( SECONDS - start < STACK_START_TIMEOUT )); do
-    if ! pid_of "$name" >/dev/null; then
+    # Liveness by pid alone: until the launched command has exec'd, its command line is still this
+    # script's and does not name STACK_DIR (pid_of's check), which a loaded machine shows for a while.
+    if ! kill -0 "$(cat "$RUN/$name.pid" 2>/dev/null)" 2>/dev/null; then
       tail -n 30 "$LOGS/$name.log" >&2 || true
       die "$name exited during start-up (log: $LOGS/$name.log)"
     fi

@@ -51,6 +51,20 @@ def settings_caption_matcher(settings: Settings) -> CaptionMatcher:
     return match
 
 
+def listing_row(alert: Alert, decision: Decision | None) -> dict[str, Any]:
+    """One line of `monitor review list`: the alert, and the decision on its cluster if there is one."""
+    row: dict[str, Any] = {
+        "alert_id": alert.alert_id,
+        "cluster_id": alert.cluster_id,
+        "level": alert.level,
+        "bank_cluster": alert.bank_cluster,
+        "status": "pending" if decision is None else STATUS[decision.decision],
+    }
+    if decision is not None:
+        row.update({"by": decision.by, "at": decision.to_json()["at"], "reason": decision.reason})
+    return row
+
+
 @dataclass
 class ReviewDesk:
     settings: Settings
@@ -105,15 +119,8 @@ class ReviewDesk:
         rows = []
         for alert in self.alerts().values():
             decision = decisions.get(alert.cluster_id)
-            row: dict[str, Any] = {
-                "alert_id": alert.alert_id,
-                "cluster_id": alert.cluster_id,
-                "level": alert.level,
-                "bank_cluster": alert.bank_cluster,
-                "status": "pending" if decision is None else STATUS[decision.decision],
-            }
+            row = listing_row(alert, decision)
             if decision is not None:
-                row.update({"by": decision.by, "at": decision.to_json()["at"], "reason": decision.reason})
                 row["decided_alert"] = decision.alert_id
             rows.append(row)
         return rows

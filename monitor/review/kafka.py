@@ -23,7 +23,7 @@ from typing import Any
 
 from monitor.models import Alert
 from monitor.review.decisions import Decision, ReviewError, first_decisions, verdict_of
-from monitor.review.desk import STATUS, settings_caption_matcher
+from monitor.review.desk import listing_row, settings_caption_matcher
 from monitor.review.effects import apply_decision
 from monitor.review.evidence import ClusterEvidence
 from monitor.settings import Settings
@@ -34,25 +34,10 @@ def reviews_topic(settings: Settings) -> str:
 
 
 async def ensure_reviews_topic(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+    """The compacted topic of decisions, one partition: the first decision per cluster is read in order."""
+    from monitor.runtime.topics import TopicSpec, ensure_topics
 
-    from monitor.runtime.topics import BrokerUnavailable, bootstrap_servers
-
-    servers = bootstrap_servers(settings.broker)
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=15000)
-    try:
-        await admin.start()
-    except (KafkaError, OSError) as exc:
-        await admin.close()
-        raise BrokerUnavailable(f"cannot reach Kafka at {servers}: {exc}") from None
-    try:
-        if reviews_topic(settings) not in set(await admin.list_topics()):
-            with contextlib.suppress(TopicAlreadyExistsError):
-                config = {"cleanup.policy": "compact"}
-                await admin.create_topics([NewTopic(reviews_topic(settings), 1, 1, topic_configs=config)])
-    finally:
-        await admin.close()
+    await ensure_topics(settings, [TopicSpec(reviews_topic(settings), 1, {"cleanup.policy": "compact"})])
 
 
 async def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
@@ -121,17 +106,7 @@ async def _review(args: argparse.Namespace, settings: Settings) -> int:
     decided = first_decisions(await read_all(settings, reviews_topic(settings)))
     if args.review_command == "list":
         for alert in alerts.values():
-            earlier = decided.get(alert.cluster_id)
-            row: dict[str, Any] = {
-                "alert_id": alert.alert_id,
-                "cluster_id": alert.cluster_id,
-                "level": alert.level,
-                "bank_cluster": alert.bank_cluster,
-                "status": "pending" if earlier is None else STATUS[earlier.decision],
-            }
-            if earlier is not None:
-                row.update({"by": earlier.by, "at": earlier.to_json()["at"], "reason": earlier.reason})
-            print(json.dumps(row), flush=True)
+            print(json.dumps(listing_row(alert, decided.get(alert.cluster_id))), flush=True)
         return 0
     found = alerts.get(args.alert_id)
     if found is None:

@@ -8,6 +8,7 @@ default partition count, and Faust refuses tables whose changelog and source top
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -65,8 +66,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; returns the names created. Existing topics are left as they are."""
+async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None) -> list[str]:
+    """Create missing topics (default: the pipeline's, `topic_specs`); returns the names created. Existing
+    topics are left as they are."""
     servers = bootstrap_servers(settings.broker)
     admin = AIOKafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=15000)
     try:
@@ -76,7 +78,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
         raise BrokerUnavailable(f"cannot reach Kafka at {servers}: {exc}") from None
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
+        wanted = topic_specs(settings) if specs is None else specs
+        missing = [spec for spec in wanted if spec.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
