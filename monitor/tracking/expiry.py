@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.tracking.records import meta_latest_and_level
 from monitor.tracking.virality import BUCKET_SECONDS
 
 
@@ -71,9 +72,11 @@ def plan_expiry(items: Iterable[tuple[str, Any]], horizon: int) -> ExpiryPlan:
                 delete.append(key)
             elif len(kept) < len(value):
                 rewrite[key] = kept
-        elif kind == "cl" and not value.get("level") and int(value.get("latest", 0)) < horizon:
-            clusters.add(rest)
-            delete.append(key)
+        elif kind == "cl":
+            latest, level = meta_latest_and_level(value)
+            if not level and latest < horizon:
+                clusters.add(rest)
+                delete.append(key)
     # A post's clusters go with its seen mark (also an orphan left by an interrupted expiry).
     delete.extend(key for key in post_keys if key[2:] not in live_posts)
     return ExpiryPlan(tuple(delete), frozenset(clusters), rewrite)

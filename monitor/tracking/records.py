@@ -1,0 +1,101 @@
+"""The tracker's records as the store holds them: compact JSON lists, and the older dicts read back.
+
+The store is a Faust table in workers, so its values must stay plain JSON; but it is also held in memory
+for every live cluster, and a JSON object costs a dict and one string per field name, several hundred
+bytes per cluster. Records are therefore positional lists (a cluster's representative, its meta, a
+share bucket). Records written by earlier versions (dicts) are read as they are and rewritten in the
+compact form the next time they change, so an existing changelog restores without a migration.
+
+    rep:<cluster>       [seq, "<pHash hex>:<PDQ hex or empty>[:<region PDQ hex>...]", PDQ quality or null]
+    cl:<cluster>        [first_seen, latest, level, reasons (JSON objects), samples [second, post, ...],
+                         image URL or null]
+    b:<cluster>:<min>   [second, count, second, count, ...]
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from monitor.models import ImageHashes
+
+FIRST_SEEN, LATEST, LEVEL, REASONS, SAMPLES, IMAGE_URL = range(6)
+"""Positions in a `cl:` record."""
+
+
+def cluster_id_of(phash: int) -> str:
+    """A cluster is named after its founder's pHash."""
+    return f"c-{phash:016x}"
+
+
+def rep_value(hashes: ImageHashes, seq: int) -> list[Any]:
+    pdq = "" if hashes.pdq is None else f"{hashes.pdq:064x}"
+    text = ":".join([f"{hashes.phash:016x}", pdq, *(f"{value:064x}" for value in hashes.pdq_regions)])
+    return [seq, text, hashes.pdq_quality if hashes.pdq is not None else None]
+
+
+def read_rep(value: Any) -> tuple[int, ImageHashes]:
+    """(seq, hashes) of a `rep:` record, compact or as older versions wrote it (hashes' JSON + seq)."""
+    if isinstance(value, dict):
+        return int(value["seq"]), ImageHashes.from_json(value)
+    seq, text, quality = value
+    phash, pdq, *regions = str(text).split(":")
+    return int(seq), ImageHashes(
+        phash=int(phash, 16),
+        pdq=int(pdq, 16) if pdq else None,
+        pdq_quality=int(quality) if pdq and quality is not None else None,
+        pdq_regions=tuple(int(region, 16) for region in regions),
+    )
+
+
+def new_meta(second: int) -> list[Any]:
+    return [second, second, 0, [], [], None]
+
+
+def read_meta(value: Any) -> list[Any]:
+    """A `cl:` record as a fresh list (safe to change), from either form."""
+    if isinstance(value, dict):
+        samples = [part for sample in value.get("samples") or [] for part in sample]
+        return [
+            int(value.get("first_seen", 0)),
+            int(value.get("latest", 0)),
+            int(value.get("level") or 0),
+            list(value.get("reasons") or []),
+            samples,
+            value.get("image_url"),
+        ]
+    return list(value)
+
+
+def meta_latest_and_level(value: Any) -> tuple[int, int]:
+    """A `cl:` record's latest share and level alerted, without copying it."""
+    if isinstance(value, dict):
+        return int(value.get("latest", 0)), int(value.get("level") or 0)
+    return int(value[LATEST]), int(value[LEVEL])
+
+
+def samples_of(meta: list[Any]) -> list[tuple[int, str]]:
+    flat = meta[SAMPLES]
+    return [(int(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def bucket_items(value: Any) -> list[tuple[int, int]]:
+    """(second, count) pairs of a `b:` record, compact ([s, n, s, n...]) or older ({"s": n})."""
+    if not value:
+        return []
+    if isinstance(value, dict):
+        return [(int(second), int(count)) for second, count in value.items()]
+    return [(int(value[i]), int(value[i + 1])) for i in range(0, len(value), 2)]
+
+
+def write_new_picture(
+    store: MutableMapping[str, Any], post_id: str, second: int, hashes: ImageHashes, seq: int
+) -> None:
+    """The records a post with one never-seen picture (no reasons, no URL) leaves: for bulk loading in
+    benchmarks, checked there against what `ClusterTracker.observe` writes."""
+    cluster_id = cluster_id_of(hashes.phash)
+    store["s:" + post_id] = second
+    store["rep:" + cluster_id] = rep_value(hashes, seq)
+    store["p:" + post_id] = [cluster_id]
+    store["cl:" + cluster_id] = [second, second, 0, [], [second, post_id], None]
+    store[f"b:{cluster_id}:{second // 60}"] = [second, 1]
