@@ -7,9 +7,12 @@ share bucket). Records written by earlier versions (dicts) are read as they are 
 compact form the next time they change, so an existing changelog restores without a migration.
 
     rep:<cluster>       [seq, "<pHash hex>:<PDQ hex or empty>[:<region PDQ hex>...]", PDQ quality or null]
-    cl:<cluster>        [first_seen, latest, level, reasons (JSON objects), samples [second, post, ...],
-                         image URL or null]
-    b:<cluster>:<min>   [second, count, second, count, ...]
+    cl:<cluster>        [first_seen, latest, level, reasons (JSON objects) or null, image URL or null,
+                         second, post, second, post, ...]   (the sample posts, flat)
+    b:<cluster>:<min>   second (one share), or [second, count, second, count, ...]
+
+(Most clusters are one picture posted once: the forms are chosen so that such a cluster's records hold
+no empty list and no one-entry container.)
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any
 
 from monitor.models import ImageHashes
 
-FIRST_SEEN, LATEST, LEVEL, REASONS, SAMPLES, IMAGE_URL = range(6)
-"""Positions in a `cl:` record."""
+FIRST_SEEN, LATEST, LEVEL, REASONS, IMAGE_URL, SAMPLES = range(6)
+"""Positions in a `cl:` record; the samples run from SAMPLES to its end."""
 
 
 def cluster_id_of(phash: int) -> str:
@@ -49,7 +52,7 @@ def read_rep(value: Any) -> tuple[int, ImageHashes]:
 
 
 def new_meta(second: int) -> list[Any]:
-    return [second, second, 0, [], [], None]
+    return [second, second, 0, None, None]
 
 
 def read_meta(value: Any) -> list[Any]:
@@ -60,9 +63,9 @@ def read_meta(value: Any) -> list[Any]:
             int(value.get("first_seen", 0)),
             int(value.get("latest", 0)),
             int(value.get("level") or 0),
-            list(value.get("reasons") or []),
-            samples,
+            list(value.get("reasons") or []) or None,
             value.get("image_url"),
+            *samples,
         ]
     return list(value)
 
@@ -75,12 +78,23 @@ def meta_latest_and_level(value: Any) -> tuple[int, int]:
 
 
 def samples_of(meta: list[Any]) -> list[tuple[int, str]]:
-    flat = meta[SAMPLES]
-    return [(int(flat[i]), str(flat[i + 1])) for i in range(0, len(flat), 2)]
+    return [(int(meta[i]), str(meta[i + 1])) for i in range(SAMPLES, len(meta), 2)]
+
+
+def set_samples(meta: list[Any], samples: list[tuple[int, str]]) -> None:
+    del meta[SAMPLES:]
+    for second, post_id in samples:
+        meta += [second, post_id]
+
+
+def reasons_of(meta: list[Any]) -> list[dict[str, Any]]:
+    return list(meta[REASONS] or [])
 
 
 def bucket_items(value: Any) -> list[tuple[int, int]]:
-    """(second, count) pairs of a `b:` record, compact ([s, n, s, n...]) or older ({"s": n})."""
+    """(second, count) pairs of a `b:` record: one second, [s, n, s, n...], or older ({"s": n})."""
+    if isinstance(value, int):
+        return [(value, 1)]
     if not value:
         return []
     if isinstance(value, dict):
@@ -97,5 +111,5 @@ def write_new_picture(
     store["s:" + post_id] = second
     store["rep:" + cluster_id] = rep_value(hashes, seq)
     store["p:" + post_id] = [cluster_id]
-    store["cl:" + cluster_id] = [second, second, 0, [], [second, post_id], None]
-    store[f"b:{cluster_id}:{second // 60}"] = [second, 1]
+    store["cl:" + cluster_id] = [second, second, 0, None, None, second, post_id]
+    store[f"b:{cluster_id}:{second // 60}"] = second

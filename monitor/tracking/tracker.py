@@ -48,11 +48,12 @@ from monitor.tracking.records import (
     LATEST,
     LEVEL,
     REASONS,
-    SAMPLES,
     meta_latest_and_level,
     new_meta,
     read_meta,
+    reasons_of,
     samples_of,
+    set_samples,
 )
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
 
@@ -247,10 +248,9 @@ class ClusterTracker:
         meta[FIRST_SEEN] = min(meta[FIRST_SEEN], second)
         meta[LATEST] = max(meta[LATEST], second)
         if reasons:
-            merged = merge_reasons([reason_from_json(r) for r in meta[REASONS]], reasons)
+            merged = merge_reasons([reason_from_json(r) for r in reasons_of(meta)], reasons)
             meta[REASONS] = [r.to_json() for r in merged]
-        samples = sorted([*samples_of(meta), (second, post_id)])[:MAX_SAMPLES]
-        meta[SAMPLES] = [part for sample in samples for part in sample]
+        set_samples(meta, sorted([*samples_of(meta), (second, post_id)])[:MAX_SAMPLES])
         self.store[key] = meta
         add_share(self.store, cluster_id, second)
 
@@ -311,7 +311,7 @@ class ClusterTracker:
         return counts
 
     def _alert(self, cluster_id: str, meta: list[Any], level: int, end: int, count: int) -> Alert:
-        reasons = [reason_from_json(r) for r in meta[REASONS]]
+        reasons = [reason_from_json(r) for r in reasons_of(meta)]
         bank_matches = sorted(
             (r for r in reasons if isinstance(r, BankMatchReason)), key=lambda r: (r.distance, r.bank_cluster)
         )

@@ -1,7 +1,7 @@
 """Event-time share counting per cluster, over an injected key-value store.
 
-Shares are counted per second inside one-minute buckets (`b:<cluster>:<minute>` -> [second, count, ...];
-earlier versions wrote {"second": count}, which reads the same), so a
+Shares are counted per second inside one-minute buckets (`b:<cluster>:<minute>` -> the second of its one
+share, or [second, count, ...]; earlier versions wrote {"second": count}, which reads the same), so a
 window of an hour reads 61 small values and each update writes one; that suits a Faust table, whose
 changelog gets one small record per update. Windows are computed from event times only, never from the
 wall clock, so an archive yields the same counts whenever it is replayed.
@@ -24,8 +24,8 @@ def _bucket_key(cluster_id: str, minute: int) -> str:
 def add_share(store: MutableMapping[str, Any], cluster_id: str, second: int) -> None:
     key = _bucket_key(cluster_id, second // BUCKET_SECONDS)
     stored = store.get(key)
-    if not stored:
-        store[key] = [second, 1]
+    if stored is None or (not isinstance(stored, int) and not stored):
+        store[key] = second  # one share: the second alone
         return
     bucket = [part for pair in bucket_items(stored) for part in pair]
     for i in range(0, len(bucket), 2):
