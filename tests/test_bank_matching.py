@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from monitor.bank.store import (
     load_bank,
 )
 from monitor.imaging.fingerprint import fingerprint
+from monitor.imaging.hashes import usable_pdqs
+from monitor.imaging.pdq import dihedral_bits
 from monitor.imaging.phash_index import HashIndex
 from monitor.models import ImageHashes
 from monitor.settings import Settings
@@ -425,3 +428,94 @@ def test_mirrored_and_letterboxed_reuploads_join_their_cluster(photos: dict[str,
     assert index.assign(hashes_of(jpeg(boxed))) == first
     assert index.assign(hashes_of(photos["chelsea"].read_bytes())) != first
     assert len(index) == 2
+
+
+# --- ClusterIndex at scale ------------------------------------------------------------------------------
+
+
+def _scan_assign(
+    founders: list[ImageHashes], hashes: ImageHashes, max_distance: int, pdq_distance: int = 31
+) -> int | None:
+    """The rule, by brute force: the earliest founder nearest by pHash within the distance, else the earliest
+    nearest by PDQ over its eight dihedral variants (usable PDQs only), else None (a new cluster)."""
+    by_phash = [(hamming(f.phash, hashes.phash), i) for i, f in enumerate(founders)]
+    near = [hit for hit in by_phash if hit[0] <= max_distance]
+    if near:
+        return min(near)[1]
+    by_pdq = [
+        (hamming(variant, query), i)
+        for i, founder in enumerate(founders)
+        for value in usable_pdqs(founder)
+        for variant in dihedral_bits(value)
+        for query in usable_pdqs(hashes)
+    ]
+    close = [hit for hit in by_pdq if hit[0] <= pdq_distance]
+    return min(close)[1] if close else None
+
+
+def _flip(value: int, bits: int, rng: random.Random, width: int) -> int:
+    for bit in rng.sample(range(width), bits):
+        value ^= 1 << bit
+    return value
+
+
+def test_a_large_cluster_index_assigns_as_a_scan_of_every_founder_does() -> None:
+    # Thousands of clusters, so the index answers from its tables and not a scan; queries: re-uploads a few
+    # pHash bits off, mirrored or rotated copies (a dihedral PDQ variant, pHash far off), and new pictures.
+    rng = random.Random(3)
+    founders = [
+        ImageHashes(phash=rng.getrandbits(64), pdq=rng.getrandbits(256), pdq_quality=100) for _ in range(3000)
+    ]
+    store: dict[str, object] = {}
+    index = ClusterIndex(store, CLUSTER_DISTANCE)
+    ids = [index.assign(founder) for founder in founders]
+    assert len(set(ids)) == len(founders)
+    queries = []
+    for _ in range(150):
+        founder = founders[rng.randrange(len(founders))]
+        assert founder.pdq is not None
+        kind = rng.randrange(3)
+        if kind == 0:
+            phash = _flip(founder.phash, rng.randrange(CLUSTER_DISTANCE - 3, CLUSTER_DISTANCE + 3), rng, 64)
+            queries.append(ImageHashes(phash=phash))
+        elif kind == 1:
+            variant = dihedral_bits(founder.pdq)[rng.randrange(1, 8)]
+            pdq = _flip(variant, rng.randrange(25, 37), rng, 256)
+            queries.append(ImageHashes(phash=rng.getrandbits(64), pdq=pdq, pdq_quality=100))
+        else:
+            queries.append(ImageHashes(phash=rng.getrandbits(64), pdq=rng.getrandbits(256), pdq_quality=100))
+    expected = [_scan_assign(founders, q, CLUSTER_DISTANCE) for q in queries]
+    assert {e is None for e in expected} == {True, False}, "the queries must both hit and miss"
+    restarted = ClusterIndex(store, CLUSTER_DISTANCE)  # the same answers from an index rebuilt from the store
+    for query, position in zip(queries, expected, strict=True):
+        if position is not None:
+            assert index.assign(query) == ids[position]
+            assert restarted.assign(query) == ids[position]
+
+
+def test_forgotten_clusters_leave_the_rest_in_founding_order() -> None:
+    store: dict[str, object] = {}
+    index = ClusterIndex(store, 2)
+    first = index.assign(ImageHashes(phash=0b1111))
+    gone = index.assign(ImageHashes(phash=0b1111_0000_0000))
+    second = index.assign(ImageHashes(phash=0b0000))
+    index.forget({gone})
+    assert f"rep:{gone}" not in store and len(index) == 2
+    assert index.assign(ImageHashes(phash=0b0011)) == first  # the tie still goes to the earlier cluster
+    assert index.assign(ImageHashes(phash=0b1111_0000_0000)) == gone  # founded again, after `second`
+    assert index.assign(ImageHashes(phash=0b0001)) == second
+    # Two bits from both `second` and the refounded cluster: `second` was founded first, also after a restart.
+    restarted = ClusterIndex(store, 2)
+    assert restarted.assign(ImageHashes(phash=0b1100_0000_0000)) == second
+    assert restarted.assign(ImageHashes(phash=0b1110_0000_0000)) == gone
+
+
+def test_representatives_written_by_the_previous_version_are_read() -> None:
+    # Earlier versions stored each representative as the hashes' JSON object plus its founding number.
+    pdq = random.Random(1).getrandbits(256)
+    old = ImageHashes(phash=0xF0F0, pdq=pdq, pdq_quality=90)
+    store: dict[str, object] = {"rep:c-000000000000f0f0": {**old.to_json(), "seq": 0}}
+    index = ClusterIndex(store, CLUSTER_DISTANCE)
+    mirrored = ImageHashes(phash=0x0F0F_0000_0000_0000, pdq=dihedral_bits(pdq)[1], pdq_quality=90)
+    assert index.assign(mirrored) == "c-000000000000f0f0"
+    assert len(index) == 1
