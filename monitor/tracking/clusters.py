@@ -91,9 +91,9 @@ class ClusterIndex:
 
     def _reset(self) -> None:
         self._phash = MultiIndex(64, self.max_distance)
-        self._seqs = _Grow(np.int64)
+        self._seqs = _Grow(np.int64)  # founding numbers (`seq`), to number the next after an expiry
         self._pdq = MultiIndex(256, self.pdq_distance)
-        self._pdq_owner = _Grow(np.int64)
+        self._pdq_owner = _Grow(np.int32)  # position of each PDQ's cluster
         self._odd_ids: dict[int, str] = {}
         """Positions whose id is not `c-<founder pHash>` (stores written by hand); normally empty."""
         self._next_seq = 0
@@ -120,7 +120,7 @@ class ClusterIndex:
             phashes,
             np.array([seq for seq, _, _ in reps], dtype=np.int64),
             to_rows(pdqs, 4),
-            np.array(owners, dtype=np.int64),
+            np.array(owners, dtype=np.int32),
         )
         self._loaded = True
 
@@ -141,12 +141,14 @@ class ClusterIndex:
             self._store.pop(REP_PREFIX + cluster_id, None)
         if not self._loaded or not cluster_ids:
             return
-        targets = []
+        targets = []  # the founders' pHashes, read back from the ids (odd ids are checked below)
         for cluster_id in cluster_ids:
             try:
-                targets.append(int(cluster_id[2:], 16))
+                value = int(cluster_id[2:], 16)
             except ValueError:
                 continue
+            if 0 <= value < 1 << 64:
+                targets.append(value)
         phashes = self._phash.rows[:, 0]
         gone = np.isin(phashes, np.array(targets, dtype=np.uint64))
         for position in np.flatnonzero(gone).tolist():
@@ -161,7 +163,8 @@ class ClusterIndex:
         owners = self._pdq_owner.view
         kept_rows = keep[owners] if len(owners) else np.zeros(0, dtype=bool)
         seqs = self._seqs.view[keep]
-        self._rebuild(phashes[keep], seqs, self._pdq.rows[kept_rows], renumber[owners[kept_rows]])
+        owners = renumber[owners[kept_rows]].astype(np.int32)
+        self._rebuild(phashes[keep], seqs, self._pdq.rows[kept_rows], owners)
         self._next_seq = int(seqs[-1]) + 1 if len(seqs) else 0
 
     def _remember(self, cluster_id: str, hashes: ImageHashes, seq: int) -> None:

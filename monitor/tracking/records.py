@@ -6,7 +6,7 @@ bytes per cluster. Records are therefore positional lists (a cluster's represent
 share bucket). Records written by earlier versions (dicts) are read as they are and rewritten in the
 compact form the next time they change, so an existing changelog restores without a migration.
 
-    rep:<cluster>       [seq, "<pHash hex>:<PDQ hex or empty>[:<region PDQ hex>...]", PDQ quality or null]
+    rep:<cluster>       "<seq> <PDQ quality or -> <pHash hex>:<PDQ hex or empty>[:<region PDQ hex>...]"
     cl:<cluster>        [first_seen, latest, level, reasons (JSON objects) or null, image URL or null,
                          second, post, second, post, ...]   (the sample posts, flat)
     b:<cluster>:<min>   second (one share), or [second, count, second, count, ...]
@@ -31,22 +31,24 @@ def cluster_id_of(phash: int) -> str:
     return f"c-{phash:016x}"
 
 
-def rep_value(hashes: ImageHashes, seq: int) -> list[Any]:
+def rep_value(hashes: ImageHashes, seq: int) -> str:
+    """One string: a list of its parts would cost a list and an int object more per cluster."""
     pdq = "" if hashes.pdq is None else f"{hashes.pdq:064x}"
+    quality = "-" if hashes.pdq is None or hashes.pdq_quality is None else str(hashes.pdq_quality)
     text = ":".join([f"{hashes.phash:016x}", pdq, *(f"{value:064x}" for value in hashes.pdq_regions)])
-    return [seq, text, hashes.pdq_quality if hashes.pdq is not None else None]
+    return f"{seq} {quality} {text}"
 
 
 def read_rep(value: Any) -> tuple[int, ImageHashes]:
     """(seq, hashes) of a `rep:` record, compact or as older versions wrote it (hashes' JSON + seq)."""
     if isinstance(value, dict):
         return int(value["seq"]), ImageHashes.from_json(value)
-    seq, text, quality = value
-    phash, pdq, *regions = str(text).split(":")
+    seq, quality, text = str(value).split(" ")
+    phash, pdq, *regions = text.split(":")
     return int(seq), ImageHashes(
         phash=int(phash, 16),
         pdq=int(pdq, 16) if pdq else None,
-        pdq_quality=int(quality) if pdq and quality is not None else None,
+        pdq_quality=int(quality) if pdq and quality != "-" else None,
         pdq_regions=tuple(int(region, 16) for region in regions),
     )
 
