@@ -15,6 +15,9 @@ timed apart) the tracker observes:
 - `mix`: a realistic mix: 30% new pictures, 30% re-uploads of a live cluster's picture (pHash and PDQ a
   few bits off, within the cluster distance), 40% reshares of a live post.
 
+and last, `forget s`: what an expiry costs the cluster index: a tenth of the clusters forgotten, then the
+next sighting (the index rebuilt or reloaded).
+
 Reported per size and workload: sightings/s by wall clock and by the process's CPU time (on a shared
 machine the CPU figure is the steadier one), and memory per live cluster: the process's RSS growth over
 the bulk population plus the index built from it, divided by N (everything the state costs: store
@@ -152,6 +155,12 @@ def measure(n: int, sightings: int) -> dict[str, Any]:
         posts = _workload(kind, sightings, rows, seed)
         wall, cpu = _run(tracker, posts)
         result[kind] = {"wall": wall, "cpu": cpu}
+    # What an expiry costs the cluster index: a tenth of the clusters forgotten, then the next lookup.
+    gone = {f"c-{hashes.phash:016x}" for _, _, hashes in rows[::10]}
+    started = time.perf_counter()
+    tracker.clusters.forget(gone)
+    tracker.observe(post("after-expiry", T0 + sightings, random_hashes(random.Random(13))))
+    result["forget_s"] = time.perf_counter() - started
     return result
 
 
@@ -173,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     print("bulk population equals observe's state: ok", flush=True)
     print(
         f"{'live clusters':>13} {'bytes/cluster':>13} {'load s':>7} {'expiry s':>8}"
-        f" {'new/s wall':>10} {'new/s CPU':>9} {'mix/s wall':>10} {'mix/s CPU':>9}",
+        f" {'new/s wall':>10} {'new/s CPU':>9} {'mix/s wall':>10} {'mix/s CPU':>9} {'forget s':>8}",
         flush=True,
     )
     for n in sizes:
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"{r['live']:>13,} {r['bytes_per_cluster']:>13,.0f} {r['load_s']:>7.1f} {r['expiry_s']:>8.2f}"
             f" {r['new']['wall']:>10,.0f} {r['new']['cpu']:>9,.0f} {r['mix']['wall']:>10,.0f}"
-            f" {r['mix']['cpu']:>9,.0f}",
+            f" {r['mix']['cpu']:>9,.0f} {r['forget_s']:>8.2f}",
             flush=True,
         )
 
