@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
+import monitor.imaging.phash_multi_index as multi_index
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import (
     IMAGES_FILE,
@@ -22,6 +25,8 @@ from monitor.bank.store import (
     load_bank,
 )
 from monitor.imaging.fingerprint import fingerprint
+from monitor.imaging.hashes import usable_pdqs
+from monitor.imaging.pdq import dihedral_bits
 from monitor.imaging.phash_index import HashIndex
 from monitor.models import ImageHashes
 from monitor.settings import Settings
@@ -425,3 +430,100 @@ def test_mirrored_and_letterboxed_reuploads_join_their_cluster(photos: dict[str,
     assert index.assign(hashes_of(jpeg(boxed))) == first
     assert index.assign(hashes_of(photos["chelsea"].read_bytes())) != first
     assert len(index) == 2
+
+
+# --- ClusterIndex at scale ------------------------------------------------------------------------------
+
+
+def _words(value: int) -> list[int]:
+    return [(value >> (64 * k)) & (2**64 - 1) for k in range(4)]
+
+
+def _scan_assign(phashes: np.ndarray, variants: np.ndarray, hashes: ImageHashes) -> int | None:
+    """The rule, by brute force over every founder: the earliest nearest by pHash within the cluster
+    distance, else the earliest nearest by PDQ over its eight dihedral variants (`variants`: founder x 8
+    x 4 words), else None (a new cluster)."""
+    by_phash = np.bitwise_count(phashes ^ np.uint64(hashes.phash))
+    if by_phash.min() <= CLUSTER_DISTANCE:
+        return int(np.argmin(by_phash))
+    best = None
+    for query in usable_pdqs(hashes):
+        bits = np.bitwise_count(variants ^ np.array(_words(query), dtype=np.uint64))
+        by_pdq = bits.sum(axis=2, dtype=np.int64).min(axis=1)
+        found = (int(by_pdq.min()), int(np.argmin(by_pdq)))
+        best = found if best is None else min(best, found)
+    return best[1] if best is not None and best[0] <= 31 else None
+
+
+def _flip(value: int, bits: int, rng: random.Random, width: int) -> int:
+    for bit in rng.sample(range(width), bits):
+        value ^= 1 << bit
+    return value
+
+
+def test_a_large_cluster_index_assigns_as_a_scan_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Thousands of clusters, answered from the multi-index tables (built from 512 hashes on here, not from
+    # the tens of thousands where they start to beat a scan); queries: re-uploads a few pHash bits off,
+    # mirrored or rotated copies (a dihedral PDQ variant, pHash far off), and new pictures.
+    monkeypatch.setattr(multi_index, "SCAN_BELOW", {64: 512, 256: 512})
+    rng = random.Random(3)
+    founders = [
+        ImageHashes(phash=rng.getrandbits(64), pdq=rng.getrandbits(256), pdq_quality=100) for _ in range(3000)
+    ]
+    store: dict[str, object] = {}
+    index = ClusterIndex(store, CLUSTER_DISTANCE)
+    ids = [index.assign(founder) for founder in founders]
+    assert len(set(ids)) == len(founders)
+    queries = []
+    for _ in range(150):
+        founder = founders[rng.randrange(len(founders))]
+        assert founder.pdq is not None
+        kind = rng.randrange(3)
+        if kind == 0:
+            phash = _flip(founder.phash, rng.randrange(CLUSTER_DISTANCE - 3, CLUSTER_DISTANCE + 3), rng, 64)
+            queries.append(ImageHashes(phash=phash))
+        elif kind == 1:
+            variant = dihedral_bits(founder.pdq)[rng.randrange(1, 8)]
+            pdq = _flip(variant, rng.randrange(25, 37), rng, 256)
+            queries.append(ImageHashes(phash=rng.getrandbits(64), pdq=pdq, pdq_quality=100))
+        else:
+            queries.append(ImageHashes(phash=rng.getrandbits(64), pdq=rng.getrandbits(256), pdq_quality=100))
+    phashes = np.array([f.phash for f in founders], dtype=np.uint64)
+    variants = np.array([[_words(v) for v in dihedral_bits(f.pdq or 0)] for f in founders], dtype=np.uint64)
+    expected = [_scan_assign(phashes, variants, q) for q in queries]
+    assert {e is None for e in expected} == {True, False}, "the queries must both hit and miss"
+    restarted = ClusterIndex(store, CLUSTER_DISTANCE)  # the same answers from an index rebuilt from the store
+    assert len(restarted) == len(founders)
+    assert all(part._segments for part in (index._phash, index._pdq, restarted._phash, restarted._pdq))
+    for query, position in zip(queries, expected, strict=True):
+        if position is not None:
+            assert index.assign(query) == ids[position]
+            assert restarted.assign(query) == ids[position]
+
+
+def test_forgotten_clusters_leave_the_rest_in_founding_order() -> None:
+    store: dict[str, object] = {}
+    index = ClusterIndex(store, 2)
+    first = index.assign(ImageHashes(phash=0b1111))
+    gone = index.assign(ImageHashes(phash=0b1111_0000_0000))
+    second = index.assign(ImageHashes(phash=0b0000))
+    index.forget({gone})
+    assert f"rep:{gone}" not in store and len(index) == 2
+    assert index.assign(ImageHashes(phash=0b0011)) == first  # the tie still goes to the earlier cluster
+    assert index.assign(ImageHashes(phash=0b1111_0000_0000)) == gone  # founded again, after `second`
+    assert index.assign(ImageHashes(phash=0b0001)) == second
+    # Two bits from both `second` and the refounded cluster: `second` was founded first, also after a restart.
+    restarted = ClusterIndex(store, 2)
+    assert restarted.assign(ImageHashes(phash=0b1100_0000_0000)) == second
+    assert restarted.assign(ImageHashes(phash=0b1110_0000_0000)) == gone
+
+
+def test_representatives_written_by_the_previous_version_are_read() -> None:
+    # Earlier versions stored each representative as the hashes' JSON object plus its founding number.
+    pdq = random.Random(1).getrandbits(256)
+    old = ImageHashes(phash=0xF0F0, pdq=pdq, pdq_quality=90)
+    store: dict[str, object] = {"rep:c-000000000000f0f0": {**old.to_json(), "seq": 0}}
+    index = ClusterIndex(store, CLUSTER_DISTANCE)
+    mirrored = ImageHashes(phash=0x0F0F_0000_0000_0000, pdq=dihedral_bits(pdq)[1], pdq_quality=90)
+    assert index.assign(mirrored) == "c-000000000000f0f0"
+    assert len(index) == 1

@@ -115,7 +115,52 @@ def test_the_plan_keeps_waiting_reshares_that_may_still_meet_their_parent() -> N
     assert plan.clusters == {"c-1"}
 
 
+def test_the_plan_reads_compact_records_as_it_reads_the_old_ones() -> None:
+    # cl: [first_seen, latest, level, reasons, image URL, samples...]; b: one share's second, or pairs.
+    horizon = T0 + 1000
+    items = [
+        ("b:c-1:" + str(horizon // 60 - 1), horizon - 61),
+        ("b:c-1:" + str(horizon // 60), [horizon, 2, horizon + 1, 1]),
+        ("cl:c-1", [T0, horizon - 1, 0, None, None, T0, "p0"]),
+        ("cl:c-2", [T0, horizon - 1, 1, [{"kind": "provenance", "marker": "x"}], None, T0, "p1"]),
+        ("cl:c-3", [T0, horizon, 0, None, None, T0, "p2"]),
+    ]
+    plan = plan_expiry(items, horizon)
+    assert set(plan.delete) == {"b:c-1:" + str(horizon // 60 - 1), "cl:c-1"}
+    assert plan.clusters == {"c-1"}
+
+
+def test_expiry_drops_forgotten_clusters_from_the_index_and_keeps_assigning() -> None:
+    rng = random.Random(4)
+    store: dict[str, Any] = {}
+    t = tracker(store, retention=DAY)
+    old = [unique_picture(rng) for _ in range(50)]
+    feed(t, [post(f"old{i}", T0 + i, image(h)) for i, h in enumerate(old)])
+    assert len(t.clusters) == 50
+    fresh = unique_picture(rng)
+    later = T0 + 2 * DAY
+    feed(t, [post("fresh", later, image(fresh))])  # the clock passes the retention: the old clusters go
+    assert len(t.clusters) == 1 and sum(key.startswith("rep:") for key in store) == 1
+    # A re-upload of the fresh picture joins it; an old picture seen again founds a new cluster.
+    again = [post("again", later + 1, image(fresh)), post("old-again", later + 2, image(old[0]))]
+    assert feed(t, again) == []
+    assert store["p:again"] == store["p:fresh"]
+    assert len(t.clusters) == 2
+
+
 def test_a_retention_shorter_than_the_window_is_refused() -> None:
     with pytest.raises(SettingsError, match="state_retention_seconds"):
         Settings(window_seconds=3600, state_retention_seconds=600)
     assert Settings(state_retention_seconds=0).state_retention_seconds == 0
+
+
+def test_a_dismissal_mark_goes_with_its_cluster_and_stays_with_a_live_one() -> None:
+    items = [
+        ("cl:c-old", [100, 100, 0, None, None, 100, "p1"]),
+        ("x:c-old", 1),
+        ("cl:c-live", [100, 9_000, 0, None, None, 100, "p2"]),
+        ("x:c-live", 1),
+    ]
+    plan = plan_expiry(items, horizon=5_000)
+    assert "x:c-old" in plan.delete and "cl:c-old" in plan.delete
+    assert "x:c-live" not in plan.delete and "cl:c-live" not in plan.delete

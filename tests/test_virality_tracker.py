@@ -3,6 +3,7 @@ cluster stage: dedupe, reshares, suspicion reasons and alert levels, contract §
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from monitor.models import (
     ProvenanceReason,
 )
 from monitor.settings import Settings
+from monitor.tracking.records import bucket_items, read_meta, read_rep, samples_of
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 from monitor.tracking.virality import add_share, count_window, shares_per_second, window_counts
 
@@ -480,3 +482,52 @@ def test_no_level_is_ever_raised_twice_in_a_long_stream(factor: int) -> None:
     levels = [a.level for a in alerts]
     assert levels == sorted(set(levels))
     assert levels[0] == 1
+
+
+def _as_previous_version(store: dict[str, Any]) -> dict[str, Any]:
+    """The same state as the previous version wrote it: every record a JSON object."""
+    old: dict[str, Any] = {}
+    for key, value in store.items():
+        kind = key.split(":", 1)[0]
+        if kind == "rep":
+            seq, hashes = read_rep(value)
+            old[key] = {**hashes.to_json(), "seq": seq}
+        elif kind == "cl":
+            meta = read_meta(value)
+            old[key] = {
+                "first_seen": meta[0],
+                "latest": meta[1],
+                "level": meta[2],
+                "reasons": meta[3] or [],
+                "samples": [list(sample) for sample in samples_of(meta)],
+                **({"image_url": meta[4]} if meta[4] else {}),
+            }
+        elif kind == "b":
+            old[key] = {str(second): count for second, count in bucket_items(value)}
+        else:
+            old[key] = value
+    return old
+
+
+def test_a_table_written_by_the_previous_version_carries_on_as_if_never_stopped() -> None:
+    rng = random.Random(9)
+    pope = dataclasses.replace(image(POPE, bank="pope-puffer-coat"), url="https://img/pope.jpg")
+    stream = [post("p0", T0, pope)]
+    for i in range(1, 120):
+        t = T0 + i * 2
+        if rng.random() < 0.4:
+            stream.append(post(f"p{i}", t, reshare_of=f"p{rng.randrange(0, i)}"))
+        else:
+            stream.append(post(f"p{i}", t, image(rng.choice([POPE_REUPLOAD, OTHER]))))
+    one_run = tracker(threshold=4, window=60, factor=2)
+    raised_at = [i for i, p in enumerate(stream) for _ in one_run.observe(p)]
+    assert len(set(raised_at)) >= 2, "alerts at two posts at least, for this test to mean anything"
+    split = raised_at[0] + 1  # the upgrade comes between two alerts
+    store: dict[str, Any] = {}
+    before = feed(tracker(store, threshold=4, window=60, factor=2), stream[:split])
+    old = _as_previous_version(store)
+    assert any(isinstance(v, dict) for k, v in old.items() if k.startswith("cl:"))
+    after = feed(tracker(old, threshold=4, window=60, factor=2), stream[split:])  # upgraded worker, old table
+    uninterrupted = feed(tracker(threshold=4, window=60, factor=2), stream)
+    assert [a.to_json() for a in before + after] == [a.to_json() for a in uninterrupted]
+    assert after

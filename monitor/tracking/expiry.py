@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.tracking.records import meta_latest_and_level
 from monitor.tracking.virality import BUCKET_SECONDS
 
 
@@ -52,6 +53,7 @@ def plan_expiry(items: Iterable[tuple[str, Any]], horizon: int) -> ExpiryPlan:
     delete: list[str] = []
     clusters: set[str] = set()
     rewrite: dict[str, list[Any]] = {}
+    marks: list[str] = []
     for key, value in items:
         kind, _, rest = key.partition(":")
         if kind == "s":
@@ -71,9 +73,15 @@ def plan_expiry(items: Iterable[tuple[str, Any]], horizon: int) -> ExpiryPlan:
                 delete.append(key)
             elif len(kept) < len(value):
                 rewrite[key] = kept
-        elif kind == "cl" and not value.get("level") and int(value.get("latest", 0)) < horizon:
-            clusters.add(rest)
-            delete.append(key)
+        elif kind == "cl":
+            latest, level = meta_latest_and_level(value)
+            if not level and latest < horizon:
+                clusters.add(rest)
+                delete.append(key)
+        elif kind == "x":
+            marks.append(key)
     # A post's clusters go with its seen mark (also an orphan left by an interrupted expiry).
     delete.extend(key for key in post_keys if key[2:] not in live_posts)
+    # A cluster's dismissal mark goes with the cluster.
+    delete.extend(key for key in marks if key[2:] in clusters)
     return ExpiryPlan(tuple(delete), frozenset(clusters), rewrite)

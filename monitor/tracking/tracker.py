@@ -7,9 +7,13 @@ each update is small:
     s:<post>            the post's second: it was seen (at-least-once delivery: a redelivery is ignored)
     p:<post>            the clusters a post counts for (its own images', or its reshared post's)
     w:<post>            reshares waiting for <post> to arrive (out-of-order archives)
-    rep:<cluster>       a cluster's representative hash (clustering.py)
+    rep:<cluster>       a cluster's representative hash (clusters.py)
     cl:<cluster>        a cluster's first sighting, reasons, sample posts and the highest level alerted
+    x:<cluster>         set when an analyst dismissed a picture of the cluster: it raises no further level
     b:<cluster>:<min>   shares per second (virality.py)
+
+The values of `rep:`, `cl:` and `b:` are compact positional lists (records.py); records written as dicts
+by earlier versions are read too, and rewritten compact when they next change.
 
 A cluster is suspected once any of its posts shows a reason (contract §4); a suspected cluster whose shares
 in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
@@ -44,6 +48,19 @@ from monitor.models import (
 from monitor.review.state import ReviewState
 from monitor.tracking.clusters import ClusterIndex
 from monitor.tracking.expiry import plan_expiry
+from monitor.tracking.records import (
+    FIRST_SEEN,
+    IMAGE_URL,
+    LATEST,
+    LEVEL,
+    REASONS,
+    meta_latest_and_level,
+    new_meta,
+    read_meta,
+    reasons_of,
+    samples_of,
+    set_samples,
+)
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
 
 log = logging.getLogger("monitor.tracking.tracker")
@@ -107,11 +124,6 @@ def _narrative_reasons(narrative: dict[str, Any] | None) -> list[Reason]:
     if not narrative:
         return []
     return [NarrativeReason(str(narrative["narrative_id"]), float(narrative["score"]))]
-
-
-def _stored_reasons(meta: dict[str, Any]) -> list[Reason]:
-    """A cluster's reasons as the store keeps them (JSON objects, so the changelog stays plain data)."""
-    return [reason_from_json(r) for r in meta["reasons"]]
 
 
 class ClusterTracker:
@@ -178,13 +190,12 @@ class ClusterTracker:
                     urls[cluster_id] = image.url
             self._count(post.post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
             for cluster_id, url in urls.items():
-                meta = self.store["cl:" + cluster_id]
-                if not meta.get("image_url"):
-                    self.store["cl:" + cluster_id] = {**meta, "image_url": url}
+                meta = read_meta(self.store["cl:" + cluster_id])
+                if not meta[IMAGE_URL]:
+                    meta[IMAGE_URL] = url
+                    self.store["cl:" + cluster_id] = meta
             for cluster_id in refuted:
-                meta = self.store["cl:" + cluster_id]
-                if not meta.get("dismissed"):
-                    self.store["cl:" + cluster_id] = {**meta, "dismissed": True}
+                self.store.setdefault("x:" + cluster_id, 1)  # an analyst dismissed one of its pictures
         alerts: list[Alert] = []
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
@@ -247,37 +258,34 @@ class ClusterTracker:
 
     def _add_share(self, cluster_id: str, post_id: str, second: int, reasons: list[Reason]) -> None:
         key = "cl:" + cluster_id
-        meta = dict(
-            self.store.get(key)
-            or {"first_seen": second, "latest": second, "reasons": [], "samples": [], "level": 0}
-        )
-        meta["first_seen"] = min(meta["first_seen"], second)
-        meta["latest"] = max(meta["latest"], second)
+        stored = self.store.get(key)
+        meta = new_meta(second) if stored is None else read_meta(stored)
+        meta[FIRST_SEEN] = min(meta[FIRST_SEEN], second)
+        meta[LATEST] = max(meta[LATEST], second)
         if reasons:
-            merged = merge_reasons(_stored_reasons(meta), reasons)
-            meta["reasons"] = [r.to_json() for r in merged]
-        samples = sorted([*map(tuple, meta["samples"]), (second, post_id)])[:MAX_SAMPLES]
-        meta["samples"] = [list(s) for s in samples]
+            merged = merge_reasons([reason_from_json(r) for r in reasons_of(meta)], reasons)
+            meta[REASONS] = [r.to_json() for r in merged]
+        set_samples(meta, sorted([*samples_of(meta), (second, post_id)])[:MAX_SAMPLES])
         self.store[key] = meta
         add_share(self.store, cluster_id, second)
 
     def _evaluate(self, cluster_id: str, first: int, last: int) -> list[Alert]:
         key = "cl:" + cluster_id
-        meta = dict(self.store[key])
-        if not meta["reasons"] or meta.get("dismissed") or cluster_id in self.review.dismissed:
+        meta = read_meta(self.store[key])
+        if not meta[REASONS] or self.store.get("x:" + cluster_id) or cluster_id in self.review.dismissed:
             return []
         policy = self.policy
         candidates = window_counts(
             self.store,
             cluster_id,
             first,
-            meta["latest"],
+            int(meta[LATEST]),
             policy.window_seconds,
             last_new=last,
-            first_seen=int(meta["first_seen"]),
+            first_seen=int(meta[FIRST_SEEN]),
         )
         alerts: list[Alert] = []
-        level = int(meta["level"])
+        level = int(meta[LEVEL])
         while True:
             needed = policy.needed(level + 1)
             crossing = next(((end, count) for end, count in candidates if count >= needed), None)
@@ -286,7 +294,7 @@ class ClusterTracker:
             level += 1
             alerts.append(self._alert(cluster_id, meta, level, *crossing))
         if alerts:
-            meta["level"] = level
+            meta[LEVEL] = level
             self.store[key] = meta
             if self._alerted is not None:
                 self._alerted.add(cluster_id)
@@ -299,16 +307,17 @@ class ClusterTracker:
         """
         if self._alerted is None:
             self._alerted = {
-                key[3:] for key, value in self.store.items() if key.startswith("cl:") and value.get("level")
+                key[3:]
+                for key, value in self.store.items()
+                if key.startswith("cl:") and meta_latest_and_level(value)[1]
             }
         counts: dict[int, int] = {}
         for cluster_id in self._alerted:
-            meta = self.store.get("cl:" + cluster_id)
-            if not meta:
+            stored = self.store.get("cl:" + cluster_id)
+            if not stored:
                 continue
-            shares = count_window(
-                self.store, cluster_id, int(now), self.policy.window_seconds, int(meta["first_seen"])
-            )
+            first_seen = int(read_meta(stored)[FIRST_SEEN])
+            shares = count_window(self.store, cluster_id, int(now), self.policy.window_seconds, first_seen)
             level = 0
             while shares >= self.policy.needed(level + 1):
                 level += 1
@@ -316,8 +325,8 @@ class ClusterTracker:
                 counts[level] = counts.get(level, 0) + 1
         return counts
 
-    def _alert(self, cluster_id: str, meta: dict[str, Any], level: int, end: int, count: int) -> Alert:
-        reasons = _stored_reasons(meta)
+    def _alert(self, cluster_id: str, meta: list[Any], level: int, end: int, count: int) -> Alert:
+        reasons = [reason_from_json(r) for r in reasons_of(meta)]
         bank_matches = sorted(
             (r for r in reasons if isinstance(r, BankMatchReason)), key=lambda r: (r.distance, r.bank_cluster)
         )
@@ -330,8 +339,8 @@ class ClusterTracker:
             window_seconds=self.policy.window_seconds,
             threshold=self.policy.needed(level),
             event_time=float(end),
-            first_seen=float(meta["first_seen"]),
+            first_seen=float(meta[FIRST_SEEN]),
             reasons=tuple(reasons),
-            sample_posts=tuple(pid for _, pid in meta["samples"]),
-            image_url=meta.get("image_url"),
+            sample_posts=tuple(pid for _, pid in samples_of(meta)),
+            image_url=meta[IMAGE_URL],
         )

@@ -1,6 +1,7 @@
 """Event-time share counting per cluster, over an injected key-value store.
 
-Shares are counted per second inside one-minute buckets (`b:<cluster>:<minute>` -> {second: count}), so a
+Shares are counted per second inside one-minute buckets (`b:<cluster>:<minute>` -> the second of its one
+share, or [second, count, ...]; earlier versions wrote {"second": count}, which reads the same), so a
 window of an hour reads 61 small values and each update writes one; that suits a Faust table, whose
 changelog gets one small record per update. Windows are computed from event times only, never from the
 wall clock, so an archive yields the same counts whenever it is replayed.
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+from monitor.tracking.records import bucket_items
+
 BUCKET_SECONDS = 60
 
 
@@ -20,8 +23,17 @@ def _bucket_key(cluster_id: str, minute: int) -> str:
 
 def add_share(store: MutableMapping[str, Any], cluster_id: str, second: int) -> None:
     key = _bucket_key(cluster_id, second // BUCKET_SECONDS)
-    bucket = dict(store.get(key) or {})
-    bucket[str(second)] = int(bucket.get(str(second), 0)) + 1
+    stored = store.get(key)
+    if stored is None or (not isinstance(stored, int) and not stored):
+        store[key] = second  # one share: the second alone
+        return
+    bucket = [part for pair in bucket_items(stored) for part in pair]
+    for i in range(0, len(bucket), 2):
+        if bucket[i] == second:
+            bucket[i + 1] += 1
+            break
+    else:
+        bucket += [second, 1]
     store[key] = bucket
 
 
@@ -31,10 +43,9 @@ def shares_per_second(
     """Counts for each second in [first, last] that has shares."""
     counts: dict[int, int] = {}
     for minute in range(first // BUCKET_SECONDS, last // BUCKET_SECONDS + 1):
-        for second_text, count in (store.get(_bucket_key(cluster_id, minute)) or {}).items():
-            second = int(second_text)
+        for second, count in bucket_items(store.get(_bucket_key(cluster_id, minute))):
             if first <= second <= last:
-                counts[second] = counts.get(second, 0) + int(count)
+                counts[second] = counts.get(second, 0) + count
     return counts
 
 
