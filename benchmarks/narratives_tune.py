@@ -71,6 +71,12 @@ class DiskCachedEncoder:
             batch = missing[start : start + 256]
             self.known.update(zip(batch, self.inner.encode(batch), strict=True))
             self.dirty = True
+            self.save()  # a long embedding run that is stopped keeps what it did
+            print(
+                f"  {self.calibration_key}: {start + len(batch)}/{len(missing)} new texts embedded",
+                file=sys.stderr,
+                flush=True,
+            )
         if not texts:
             return self.inner.encode([])
         return np.stack([self.known[t] for t in texts]).astype(np.float32)
