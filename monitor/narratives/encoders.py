@@ -216,9 +216,9 @@ class GemmaEncoder:
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
         if not texts:
             return np.zeros((0, 768), np.float32)
+        model = self._load()
         vectors = model.encode(
             list(texts),
             prompt_name="STS",
