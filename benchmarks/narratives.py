@@ -37,8 +37,12 @@ run once, then became tuning data:
   narrative_text.SubjectIndex), the weights unchanged (dev + v1-v5 pooled: 87.0% recall, 3.1% flagged, 0
   wrong; leave one set out with weights re-chosen: 85.2%, 3.1%, 0). Judged once: 72.2% recall, 3/180
   (1.7%), 0 wrong.
-- v7 (`--data heldout-v7`, written by someone else before any of it was read or run) is unused: it is for
-  the next design, run once.
+- v7 (`--data heldout-v7`, written by someone else before any of it was read or run) judges EmbeddingGemma
+  (`monitor models fetch embeddinggemma`) alone with the shipped decoy weights and threshold 0.775, chosen on
+  dev + v1-v6 pooled (684 positives, 858 negatives: 92.5% recall, 2.4% flagged, 0 wrong; leave one set out
+  over the weight grid: 93.0%, 2.9%, 0). Judged once: 88.9% recall, 9/180 (5.0%), 0 wrong; the default mix
+  in the same run 76.9%, 23/180 (12.8%), 0. v7 is spent: the next change is tuned on it too and needs a
+  blind v8 (add it to NAMED_DATA and v7 to TUNING_DATA then).
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption

@@ -12,8 +12,8 @@ choice made on all sets but one and scored on the one left out, pooled over the 
 the pooled figure is fitted to the data (the figure to expect on a new blind set).
 
 Captions are embedded once per model and kept on disk (`--cache`, default under ~/.cache): a rerun, or
-another grid, costs no model time. The blind set (held-out v7) is not read here; benchmarks/narratives.py
-judges it, once, with what this picks.
+another grid, costs no model time. The newest blind set is not read here; benchmarks/narratives.py judges
+it, once, with what this picks.
 """
 
 from __future__ import annotations
