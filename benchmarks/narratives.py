@@ -7,6 +7,7 @@
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
     python -m benchmarks.narratives --json-out out.json
+    python -m benchmarks.narratives --data heldout-v6 --throughput   # + EmbeddingGemma captions/s, bf16/fp32
 
 Data: benchmarks/data/narratives-heldout-v<N>.json, known fake-image narratives (12 in v1-v3), each banked
 as two English example captions; captions that must match their narrative (108 in v1-v3: English
@@ -36,8 +37,12 @@ run once, then became tuning data:
   narrative_text.SubjectIndex), the weights unchanged (dev + v1-v5 pooled: 87.0% recall, 3.1% flagged, 0
   wrong; leave one set out with weights re-chosen: 85.2%, 3.1%, 0). Judged once: 72.2% recall, 3/180
   (1.7%), 0 wrong.
-- v7 (`--data heldout-v7`, written by someone else before any of it was read or run) is unused: it is for
-  the next design, run once.
+- v7 (`--data heldout-v7`, written by someone else before any of it was read or run) judges EmbeddingGemma
+  (`monitor models fetch embeddinggemma`) alone with the shipped decoy weights and threshold 0.775, chosen on
+  dev + v1-v6 pooled (684 positives, 858 negatives: 92.5% recall, 2.4% flagged, 0 wrong; leave one set out
+  over the weight grid: 93.0%, 2.9%, 0). Judged once: 88.9% recall, 9/180 (5.0%), 0 wrong; the default mix
+  in the same run 76.9%, 23/180 (12.8%), 0. v7 is spent: the next change is tuned on it too and needs a
+  blind v8 (add it to NAMED_DATA and v7 to TUNING_DATA then).
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -48,6 +53,10 @@ Methods, each given the same two English examples per narrative:
   with at most 1 in 30 negatives flagged): an upper bound for any threshold on MiniLM alone.
 - `ours`: monitor.narratives.matcher.NarrativeMatcher with the settings (the defaults unless
   MONITOR_NARRATIVE_* variables say otherwise).
+- `ours (embeddinggemma, t ...)`: the same matcher on google/embeddinggemma-300m alone (fetched with
+  `monitor models fetch embeddinggemma`; no row, and a note, where it is not), with its own threshold and
+  decoy weights from MODEL_PARAMETERS (chosen by benchmarks/narratives_tune.py on the tuning sets only);
+  `--model SPEC` compares other settings instead.
 - `ours, <model> only`: the same decision with one model of the default mix, for the ablation.
 - `ours, name decoys only`: without the story and swap decoys (the kind of decoy judged by v1-v3, here at
   the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty everywhere`:
@@ -75,7 +84,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from monitor.bank.store import NarrativeExample
-from monitor.narratives.encoders import Encoder, SentenceTransformerEncoder, load_encoder
+from monitor.narratives.encoders import (
+    GEMMA,
+    Encoder,
+    GemmaEncoder,
+    ModelError,
+    SentenceTransformerEncoder,
+    load_encoder,
+    models_dir,
+)
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
@@ -166,6 +183,29 @@ STOP_WORDS = frozenset(
         "is",
     ]
 )
+
+
+@dataclass(frozen=True)
+class ModelParameters:
+    """A caption model's own decision settings (threshold and decoy weights), chosen on the tuning sets
+    (benchmarks/narratives_tune.py): another model reads z on another scale and needs its own."""
+
+    threshold: float
+    decoy_weight: float
+    contrast_weight: float
+    swap_weight: float
+    foreign_decoy_factor: float
+
+
+#: Models compared beside the settings' model (`--model`), with their parameters: from
+#: `python -m benchmarks.narratives_tune --model NAME` on the tuning sets only.
+#: EmbeddingGemma: the shipped decoy weights, with threshold 0.775 (fused z 3.5). On the tuning sets pooled
+#: (684 positives, 858 on-topic negatives): 92.5% recall, 21 flagged (2.4%), 0 wrong; the best weights of the
+#: grid (foreign factor 1.0, threshold 0.75) gave 92.7% / 18 / 0, too little to ship a weight that is not a
+#: setting. Leave one set out over the grid: 93.0% / 25 (2.9%) / 0.
+MODEL_PARAMETERS: dict[str, ModelParameters] = {
+    "embeddinggemma": ModelParameters(0.775, 0.3, 0.5, 0.4, 0.8),
+}
 
 Decider = Callable[[Sequence[str]], list[tuple[str | None, float]]]
 
@@ -336,6 +376,16 @@ def print_table(results: Sequence[Result], title: str) -> None:
         )
 
 
+def print_languages(results: Sequence[Result]) -> None:
+    """Recall per language of the positives, one row per method."""
+    languages = sorted({lang for r in results for lang in r.by_language})
+    print("\nrecall by language of the positives:")
+    print(f"{'method':38s} " + " ".join(f"{lang:>6s}" for lang in languages))
+    for r in results:
+        cells = [f"{r.by_language[lang]:6.0%}" if lang in r.by_language else "     -" for lang in languages]
+        print(f"{r.method:38s} " + " ".join(cells))
+
+
 def sweep(name: str, data: Dataset, matcher: NarrativeMatcher) -> None:
     """Recall and false flags at a range of thresholds (tuning aid; use on the development set only)."""
     texts = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
@@ -363,6 +413,25 @@ def sweep(name: str, data: Dataset, matcher: NarrativeMatcher) -> None:
         print(f"  high negative {ranked[i][0][1]:.3f} {ranked[i][0][0]} <- {texts[i]}")
 
 
+def gemma_throughput(texts: Sequence[str], repeats: int) -> str:
+    """EmbeddingGemma's captions/s at batch 64 in bf16 and in fp32 (unique captions, median of runs)."""
+    unique = list(dict.fromkeys(texts))
+    rows = []
+    for precision in ("bf16", "fp32"):
+        encoder = GemmaEncoder(models_dir() / GEMMA, precision=precision, batch_size=64)
+        try:
+            encoder.encode(unique[:8])
+        except ModelError as exc:
+            return f"{GEMMA} throughput: not measured: {exc}"
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            encoder.encode(unique)
+            times.append(time.perf_counter() - start)
+        rows.append(f"{precision} {len(unique) / statistics.median(times):.1f}")
+    return f"{GEMMA} captions/s at batch 64 ({len(unique)} captions, median of {repeats}): " + ", ".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -376,6 +445,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
     parser.add_argument("--skip-ablation", action="store_true")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="SPEC",
+        help="another caption model (setting) to compare, with its parameters from MODEL_PARAMETERS "
+        f"(default: {GEMMA} where it is fetched); repeatable",
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help=f"also {GEMMA} captions/s on this set's captions at batch 64, bf16 and fp32",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -417,7 +499,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours = make_narrative_matcher(settings, encoder, data.examples)
     decisions, rate = timed(matcher_decider(ours), texts, args.repeats)
     results.append(score(f"ours ({settings.narrative_model})", data, decisions, rate))
-    ours_result = results[-1]
+
+    extra = args.models if args.models is not None else [GEMMA]
+    for spec in extra:
+        try:
+            other = load_encoder(spec)
+            parameters = MODEL_PARAMETERS.get(spec)
+            matcher = NarrativeMatcher(
+                other,
+                data.examples,
+                parameters.threshold if parameters else settings.narrative_threshold,
+                settings.narrative_margin,
+                decoy_weight=parameters.decoy_weight if parameters else settings.narrative_decoy_weight,
+                screen=settings.narrative_screen,
+                contrast_weight=parameters.contrast_weight if parameters else CONTRAST_WEIGHT,
+                swap_weight=parameters.swap_weight if parameters else SWAP_WEIGHT,
+                foreign_decoy_factor=parameters.foreign_decoy_factor if parameters else FOREIGN_DECOY_FACTOR,
+            )
+            decisions, rate = timed(matcher_decider(matcher), texts, args.repeats)
+        except ModelError as exc:
+            print(f"NOTE: no row for {spec}: {exc}")
+            continue
+        label = f"t {parameters.threshold}" if parameters else "the settings' threshold"
+        results.append(score(f"ours ({spec}, {label})", data, decisions, rate))
+
+    if args.throughput:
+        print(gemma_throughput(texts, args.repeats))
 
     if not args.skip_ablation:
         from monitor.narratives.encoders import views_of
@@ -453,9 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream_rows.append((name, sum(d[0] is not None for d in decisions), rate))
 
     print_table(results, f"\n{path.name}: two English examples per narrative")
-    print(
-        "ours, recall by language: " + ", ".join(f"{k} {v:.0%}" for k, v in ours_result.by_language.items())
-    )
+    print_languages(results)
     print(
         f"settings: threshold {settings.narrative_threshold}, margin {settings.narrative_margin}, "
         f"model {settings.narrative_model}, decoy weights {settings.narrative_decoy_weight} (names) and "

@@ -27,6 +27,7 @@ from monitor.ingest.archive import ArchiveError, check_archive
 from monitor.ingest.decode import DecodeError
 from monitor.models import Alert, format_time
 from monitor.narratives.matcher import ModelError
+from monitor.narratives.models_fetch import FetchError, fetch_model, known_models
 from monitor.pipeline import decode_limits
 from monitor.provenance.markers import read_markers
 from monitor.review.decisions import VERDICTS, ReviewError
@@ -57,6 +58,7 @@ SETTING_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "partitions": (int, "N", "partitions of the topics the project creates (env MONITOR_PARTITIONS)"),
     "data_dir": (Path, "DIR", "the worker's local state directory (env MONITOR_DATA_DIR)"),
     "log_level": (str, "LEVEL", "debug, info, warning, error (env MONITOR_LOG_LEVEL)"),
+    "models_dir": (Path, "DIR", "where fetched caption models live (env MONITOR_MODELS_DIR)"),
 }
 PIPELINE_OPTIONS = ("bank", "threshold", "window_seconds", "level_factor")
 #: Commands that read a bank, and whether it must exist already (`bank add` creates it).
@@ -174,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = commands.add_parser("topics", help="create the Kafka topics (the worker also does this)")
     _setting_options(topics, "broker", "partitions")
+
+    models = commands.add_parser("models", help="caption models that no package ships (fetched once)")
+    _setting_options(models, "models_dir")
+    models_commands = models.add_subparsers(dest="models_command", parser_class=_Parser, required=True)
+    fetch = models_commands.add_parser(
+        "fetch", help="download, assemble and verify (sha256 pins) a model into the models directory"
+    )
+    _setting_options(fetch, "models_dir")
+    fetch.add_argument("model", choices=sorted(known_models()))
     return parser
 
 
@@ -215,9 +226,8 @@ def _review_sources(parser: argparse.ArgumentParser) -> None:
 
 
 def _command_name(args: argparse.Namespace) -> str:
-    if args.command == "review":
-        return f"review {args.review_command}"
-    return str(args.command if args.command != "bank" else f"bank {args.bank_command}")
+    sub = {"bank": "bank_command", "models": "models_command", "review": "review_command"}.get(args.command)
+    return str(f"{args.command} {getattr(args, sub)}" if sub else args.command)
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -569,6 +579,13 @@ def cmd_review_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    settings = load_settings({"models_dir": args.models_dir})
+    folder = fetch_model(args.model, settings.models_dir)
+    print(folder, flush=True)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "review": cmd_review,
     "review-server": cmd_review_server,
@@ -581,6 +598,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": cmd_inspect,
     "record": cmd_record,
     "topics": cmd_topics,
+    "models": cmd_models,
 }
 
 
@@ -598,7 +616,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (SettingsError, BankError, ArchiveError, ModelError, BrokerUnavailable, ReviewError) as exc:
+    except (
+        SettingsError,
+        BankError,
+        ArchiveError,
+        ModelError,
+        FetchError,
+        BrokerUnavailable,
+        ReviewError,
+    ) as exc:
         print(f"monitor: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
     narrative_screen: float = 2.0
+    models_dir: Path = Path("~/.cache/misinfo-monitor/models")
     caption_batch: int = 32
     analysis_processes: int = 2
     slack_webhook_url: str = ""
@@ -169,6 +170,8 @@ class Settings(BaseSettings):
             raise SettingsError("match_distance and cluster_distance must lie in 0..64")
         if not -1.0 <= self.narrative_threshold <= 1.0:
             raise SettingsError("narrative_threshold must lie in -1..1")
+        if self.models_dir is None or not str(self.models_dir):
+            raise SettingsError("models_dir must name a directory")
         if self.slack_min_interval_seconds < 0:
             raise SettingsError("slack_min_interval_seconds must not be negative")
         if self.post_url_template and "{post_id}" not in self.post_url_template:

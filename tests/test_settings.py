@@ -187,7 +187,7 @@ def _other_value(field: str) -> tuple[str, Any]:
     default = getattr(Settings(), field)
     if field in special:
         return special[field]
-    if field in ("bank", "c2pa_trust_anchors", "data_dir"):
+    if field in ("bank", "c2pa_trust_anchors") or isinstance(default, Path):
         return "/srv/monitor/x", Path("/srv/monitor/x")
     if isinstance(default, bool):
         return str(not default).lower(), not default

