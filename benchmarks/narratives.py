@@ -98,6 +98,7 @@ from monitor.narratives.matcher import (
     FOREIGN_DECOY_FACTOR,
     SWAP_WEIGHT,
     NarrativeMatcher,
+    threshold_for,
 )
 from monitor.narratives.text import clean_caption
 from monitor.pipeline import make_narrative_matcher
@@ -508,7 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             matcher = NarrativeMatcher(
                 other,
                 data.examples,
-                parameters.threshold if parameters else settings.narrative_threshold,
+                parameters.threshold
+                if parameters
+                else threshold_for(settings.narrative_model, settings.narrative_threshold),
                 settings.narrative_margin,
                 decoy_weight=parameters.decoy_weight if parameters else settings.narrative_decoy_weight,
                 screen=settings.narrative_screen,
@@ -562,7 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(results, f"\n{path.name}: two English examples per narrative")
     print_languages(results)
     print(
-        f"settings: threshold {settings.narrative_threshold}, margin {settings.narrative_margin}, "
+        f"settings: threshold {threshold_for(settings.narrative_model, settings.narrative_threshold)}, "
+        f"margin {settings.narrative_margin}, "
         f"model {settings.narrative_model}, decoy weights {settings.narrative_decoy_weight} (names) and "
         f"{ours.contrast_weight} (stories), {ours.swap_weight} (swaps), x{ours.foreign_decoy_factor} for "
         "captions that do not look English"

@@ -26,6 +26,7 @@ from monitor.narratives.matcher import (
     Encoder,
     NarrativeMatcher,
     load_encoder,
+    threshold_for,
 )
 from monitor.review.state import ReviewState
 from monitor.settings import Settings
@@ -76,7 +77,7 @@ def make_narrative_matcher(
     return NarrativeMatcher(
         encoder,
         examples,
-        settings.narrative_threshold,
+        threshold_for(settings.narrative_model, settings.narrative_threshold),
         settings.narrative_margin,
         decoy_weight=settings.narrative_decoy_weight if decoy_weight is None else decoy_weight,
         screen=settings.narrative_screen,

