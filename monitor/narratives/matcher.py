@@ -42,12 +42,13 @@ from __future__ import annotations
 import math
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from monitor.bank.store import NarrativeExample
+from monitor.bank.store import NarrativeExample, read_vectors, text_key, write_vectors
 from monitor.models import NarrativeMatch
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
@@ -55,6 +56,7 @@ from monitor.narratives.encoders import (
     ModelError,
     SentenceTransformerEncoder,
     View,
+    cache_key,
     load_encoder,
     resolve_model,
     views_of,
@@ -134,19 +136,55 @@ _calibrations: weakref.WeakKeyDictionary[object, dict[tuple[str, ...], Calibrati
 )
 
 
-def encode_known(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
-    """Vectors of bank texts (examples, decoys, background), remembered per encoder object: a worker
-    rebuilds its matcher on every bank change but keeps its encoder, so a reload embeds only new texts."""
+def _remembered(encoder: Encoder) -> dict[str, np.ndarray]:
     try:
-        known = _bank_texts.setdefault(encoder, {})
+        return _bank_texts.setdefault(encoder, {})
     except TypeError:  # not weak-referenceable: nothing to remember it by
-        return encoder.encode(list(texts))
-    missing = list(dict.fromkeys(t for t in texts if t not in known))
+        return {}
+
+
+def bank_vectors(
+    encoder: Encoder, texts: Sequence[str], cache_dir: Path | None = None
+) -> dict[str, np.ndarray]:
+    """Vectors of bank texts (examples, decoys, background) by text, each embedded once.
+
+    Three places are asked in turn: the vectors remembered per encoder object (a worker rebuilds its
+    matcher on every bank change but keeps its encoder), the bank's embedding cache on disk (with
+    `cache_dir`, for an encoder with a `cache_key`: what makes a start independent of the bank's size),
+    and the model, in one batch for all that is left. The cache file is rewritten, atomically, to hold
+    exactly these texts whenever it held anything else: edited texts, an added narrative, a damaged or
+    missing file (monitor.bank.store.read_vectors ignores what it cannot trust).
+    """
+    distinct = list(dict.fromkeys(texts))
+    known = _remembered(encoder)
+    found = {t: known[t] for t in distinct if t in known}
+    model = cache_key(encoder) if cache_dir is not None else None
+    stored: dict[bytes, np.ndarray] = {}
+    keys: dict[str, bytes] = {}
+    if model is not None and cache_dir is not None:
+        stored = read_vectors(cache_dir, model)
+        keys = {t: text_key(t) for t in distinct}
+        for text in distinct:
+            if text not in found and keys[text] in stored:
+                found[text] = stored[keys[text]]
+    missing = [t for t in distinct if t not in found]
     if missing:
-        known.update(zip(missing, encoder.encode(missing), strict=True))
+        found.update(zip(missing, encoder.encode(missing), strict=True))
+    if distinct and len({v.shape for v in found.values()}) > 1:  # a cache row of another shape: embed all
+        found = dict(zip(distinct, encoder.encode(distinct), strict=True))
+        stored = {}
+    known.update(found)
+    if model is not None and cache_dir is not None and set(stored) != set(keys.values()):
+        write_vectors(cache_dir, model, {keys[t]: found[t] for t in distinct})
+    return found
+
+
+def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
+    """(texts, dim) vectors of bank texts, in order (see `bank_vectors`)."""
     if not texts:
         return encoder.encode([])
-    return np.stack([known[t] for t in texts])
+    table = bank_vectors(encoder, texts, cache_dir)
+    return np.stack([table[t] for t in texts])
 
 
 #: Calibrations of the bundled models on BACKGROUND_CAPTIONS, as `Calibration.of` computes them (a test
@@ -157,11 +195,20 @@ SHIPPED_CALIBRATIONS: dict[str, Calibration] = {
 }
 
 
-def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
-    """The encoder's calibration on these captions: shipped for a bundled model on the bundled background,
-    otherwise computed once per encoder object."""
+def shipped_calibration(encoder: Encoder, background: Sequence[str]) -> Calibration | None:
+    """The shipped calibration of a bundled model on the bundled background, or None."""
     shipped = SHIPPED_CALIBRATIONS.get(str(getattr(encoder, "calibration_key", "")))
-    if shipped is not None and tuple(background) == BACKGROUND_CAPTIONS:
+    return shipped if shipped is not None and tuple(background) == BACKGROUND_CAPTIONS else None
+
+
+def calibrate(
+    encoder: Encoder, background: Sequence[str], vectors: Mapping[str, np.ndarray] | None = None
+) -> Calibration:
+    """The encoder's calibration on these captions: shipped for a bundled model on the bundled background,
+    otherwise computed once per encoder object, from `vectors` of the background where given (the bank's
+    embedding cache keeps them like any other bank text), else embedded."""
+    shipped = shipped_calibration(encoder, background)
+    if shipped is not None:
         return shipped
     key = tuple(background)
     try:
@@ -169,7 +216,8 @@ def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
     except TypeError:
         known = {}
     if key not in known:
-        known[key] = Calibration.of(encode_known(encoder, key))
+        rows = np.stack([vectors[t] for t in key]) if vectors is not None else encode_known(encoder, key)
+        known[key] = Calibration.of(rows)
     return known[key]
 
 
@@ -206,15 +254,23 @@ class _ViewIndex:
         decoy_sets: Sequence[_Decoys],
         count: int,
         background: Sequence[str],
+        cache_dir: Path | None,
     ) -> None:
         self.view = view
         self.count = count
-        self.calibration = calibrate(view.encoder, background)
+        encoder = view.encoder
+        texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
+        if shipped_calibration(encoder, background) is None:
+            texts.extend(background)  # one batch, one cache file with the rest
+        table = bank_vectors(encoder, texts, cache_dir)
+
+        def rows(items: Sequence[str]) -> np.ndarray:
+            return np.stack([table[t] for t in items])
+
+        self.calibration = calibrate(encoder, background, table)
         self.example_owner = np.array([k for k, _ in examples], dtype=np.int64)
-        self.examples = encode_known(view.encoder, [t for _, t in examples])
-        self.decoys = [
-            (d.owners, encode_known(view.encoder, d.texts) if d.texts else None) for d in decoy_sets
-        ]
+        self.examples = rows([t for _, t in examples])
+        self.decoys = [(d.owners, rows(d.texts) if d.texts else None) for d in decoy_sets]
 
     def nearest_z(self, vectors: np.ndarray) -> np.ndarray:
         """(captions, narratives): z of each narrative's closest example."""
@@ -251,7 +307,10 @@ class NarrativeMatcher:
         contrast_weight: float = CONTRAST_WEIGHT,
         swap_weight: float = SWAP_WEIGHT,
         foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
+        vectors of examples, decoys and background between starts; None embeds them (once per encoder)."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -281,7 +340,9 @@ class NarrativeMatcher:
         self._subjects = SubjectIndex(subjects)
         count = len(self._narratives)
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps)]
-        self._views = [_ViewIndex(view, cleaned, kinds, count, background) for view in views_of(encoder)]
+        self._views = [
+            _ViewIndex(view, cleaned, kinds, count, background, cache_dir) for view in views_of(encoder)
+        ]
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
 
