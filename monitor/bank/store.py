@@ -370,6 +370,7 @@ def write_vectors(directory: Path, model: str, vectors: dict[bytes, np.ndarray])
         with os.fdopen(handle, "wb") as out:
             rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
             np.savez(out, model=np.array(model), keys=rows, vectors=matrix)
+        os.chmod(temporary, 0o644)  # readable like the bank's other files (mkstemp makes it 0600)
         os.replace(temporary, path)
         return True
     except OSError as exc:
