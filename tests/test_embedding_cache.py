@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from monitor.analysis.analyzer import Analyzer
 from monitor.bank.matcher import BankMatcher
@@ -23,7 +24,8 @@ from monitor.bank.store import (
     write_vectors,
 )
 from monitor.models import NarrativeMatch, Post
-from monitor.narratives.matcher import NarrativeMatcher
+from monitor.narratives import matcher as matcher_module
+from monitor.narratives.matcher import NarrativeMatcher, derive
 
 BACKGROUND = (
     "lovely sunset over the harbour",
@@ -97,9 +99,13 @@ def test_a_cached_start_embeds_no_bank_text_and_decides_like_an_uncached_one(tmp
     assert cached.score_matrix(CAPTIONS).tolist() == uncached.score_matrix(CAPTIONS).tolist()
 
 
-def test_editing_one_narrative_embeds_only_its_texts_again(tmp_path: Path) -> None:
+def test_editing_one_narrative_embeds_only_its_texts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     directory = bank_dir(tmp_path)
     build(directory, load_bank(directory).narratives)
+    derived: list[list[str]] = []
+    monkeypatch.setattr(matcher_module, "derive", lambda texts: derived.append(list(texts)) or derive(texts))
     edited = {
         **NARRATIVES,
         "eiffel-fire": ["The Eiffel Tower burns in Paris", *NARRATIVES["eiffel-fire"][1:]],
@@ -107,12 +113,14 @@ def test_editing_one_narrative_embeds_only_its_texts_again(tmp_path: Path) -> No
     examples = [NarrativeExample(n, t) for n, texts in edited.items() for t in texts]
 
     _, encoder = build(directory, examples)
+    assert derived == [edited["eiffel-fire"]]  # decoys and subjects of the others come from the cache
     assert encoder.encoded  # the edited narrative's example and decoys
     assert all("Eiffel" in text or "someone" in text.lower() for text in encoder.encoded)
     assert not any("Pope" in text or "Trump" in text for text in encoder.encoded)
 
     _, again = build(directory, examples)
     assert again.encoded == []  # and the cache now holds the edit
+    assert derived == [edited["eiffel-fire"]]
 
 
 def test_a_truncated_cache_file_is_ignored_and_rebuilt(tmp_path: Path) -> None:
@@ -122,6 +130,8 @@ def test_a_truncated_cache_file_is_ignored_and_rebuilt(tmp_path: Path) -> None:
     path = vectors_path(directory, WordEncoder.cache_key)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert read_vectors(directory, WordEncoder.cache_key) == {}
+    texts = directory / "embeddings" / "texts.json"
+    texts.write_bytes(texts.read_bytes()[:100])
 
     rebuilt, encoder = build(directory, examples)
     assert sorted(encoder.encoded) == sorted(first.encoded)
@@ -143,7 +153,7 @@ def test_a_cache_file_of_another_model_or_of_garbage_is_not_read(tmp_path: Path)
     assert read_vectors(directory, "model-b@1") == {}
 
 
-def test_an_encoder_without_a_cache_key_leaves_the_bank_directory_alone(tmp_path: Path) -> None:
+def test_an_encoder_without_a_cache_key_gets_no_vector_file(tmp_path: Path) -> None:
     class Unnamed(WordEncoder):
         cache_key = ""
 
@@ -151,7 +161,7 @@ def test_an_encoder_without_a_cache_key_leaves_the_bank_directory_alone(tmp_path
     NarrativeMatcher(
         Unnamed(), load_bank(directory).narratives, 0.3, background=BACKGROUND, cache_dir=directory
     )
-    assert not (directory / "embeddings").exists()
+    assert list((directory / "embeddings").glob("*.npz")) == []  # only the model-free texts.json
 
 
 class SpyMatcher:

@@ -22,10 +22,10 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from cachetools import LRUCache
@@ -360,21 +360,54 @@ def write_vectors(directory: Path, model: str, vectors: dict[bytes, np.ndarray])
     """Replace one model's cache file atomically (a temporary file renamed over it), so a reader sees the
     old file or the new one, never half of one. A bank directory we cannot write (read-only mount) costs
     a warning and the next start's embedding time, nothing else. Returns whether the file was written."""
-    path = vectors_path(directory, model)
     keys = list(vectors)
     matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), np.float32)
+    rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+    return _replace(
+        vectors_path(directory, model),
+        lambda out: np.savez(out, model=np.array(model), keys=rows, vectors=matrix),
+    )
+
+
+def derived_path(directory: Path) -> Path:
+    return directory / EMBEDDINGS_DIR / "texts.json"
+
+
+def read_derived(directory: Path) -> dict[str, Any]:
+    """The cached texts derived from the narratives (decoys, subjects: monitor.narratives.matcher), or {}
+    when the file is missing or unreadable. The caller checks every entry before it trusts one."""
+    path = derived_path(directory)
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return document
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the narrative text cache %s: %s", path, exc)
+        return {}
+
+
+def write_derived(directory: Path, document: dict[str, Any]) -> bool:
+    data = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return _replace(derived_path(directory), lambda out: out.write(data))
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], object]) -> bool:
+    """Write a cache file atomically: a temporary file beside it, renamed over it. A bank directory we
+    cannot write (read-only mount) costs a warning, nothing else."""
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         with os.fdopen(handle, "wb") as out:
-            rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
-            np.savez(out, model=np.array(model), keys=rows, vectors=matrix)
+            write(out)
         os.chmod(temporary, 0o644)  # readable like the bank's other files (mkstemp makes it 0600)
         os.replace(temporary, path)
         return True
     except OSError as exc:
-        log.warning("cannot write the narrative embedding cache %s: %s", path, exc)
+        log.warning("cannot write the narrative cache %s: %s", path, exc)
         if temporary is not None:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
