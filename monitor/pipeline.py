@@ -69,10 +69,12 @@ def make_narrative_matcher(
     contrast_weight: float = CONTRAST_WEIGHT,
     swap_weight: float = SWAP_WEIGHT,
     foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
+    bank_dir: Path | None = None,
 ) -> NarrativeMatcher:
     """The narrative matcher for a bank's examples, with every narrative_* setting.
 
-    The keyword arguments override the decoy weights, for ablations; the worker passes none.
+    The keyword arguments override the decoy weights, for ablations; the worker passes none. The vectors
+    of examples and decoys are cached in `bank_dir` (default: the bank setting's directory).
     """
     return NarrativeMatcher(
         encoder,
@@ -84,6 +86,7 @@ def make_narrative_matcher(
         contrast_weight=contrast_weight,
         swap_weight=swap_weight,
         foreign_decoy_factor=foreign_decoy_factor,
+        cache_dir=settings.bank if bank_dir is None else bank_dir,
     )
 
 
@@ -93,7 +96,9 @@ def build_analyzer(
     """The per-post stage for a bank snapshot; the caption model loads only if the bank has narratives."""
     narratives = None
     if bank.narratives:
-        narratives = make_narrative_matcher(settings, encoder or make_encoder(settings), bank.narratives)
+        narratives = make_narrative_matcher(
+            settings, encoder or make_encoder(settings), bank.narratives, bank_dir=bank.directory
+        )
     return Analyzer(
         BankMatcher(bank, settings.match_distance, local=settings.local_match),
         narratives,

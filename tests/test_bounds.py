@@ -31,7 +31,8 @@ def test_a_huge_caption_is_cut_to_the_bound_before_narrative_work() -> None:
     analyzer = Analyzer(BankMatcher(Bank(), 10), narratives, max_caption_chars=2000)
     huge = "Pope Francis in a white puffer coat " * 25_000  # ~900 KB
     short = "a short caption"
-    analyzer.analyze([Post("p1", "a", 0.0, text=huge), Post("p2", "a", 0.0, text=short)], [[], []])
+    reshares = [Post(f"p{i}", "a", 0.0, text=t, reshare_of="p0") for i, t in enumerate((huge, short), 1)]
+    analyzer.analyze(reshares, [[], []])
     assert [len(text) for text in spy.seen] == [2000, len(short)]
     assert spy.seen[0] == huge[:2000]
 

@@ -125,6 +125,14 @@ def test_nearest_and_nearest_many_agree_with_a_scan(radius: int) -> None:
     assert sum(e is not None for e in expected) >= (3 if radius == 0 else 20)
 
 
+def test_queries_with_candidates_but_none_close_find_nothing() -> None:
+    """A never-banked picture's eight dihedral PDQs against a large bank: table candidates, none within
+    the radius (this raised IndexError and failed every such post before)."""
+    rng = random.Random(7)
+    index = PdqIndex([rng.getrandbits(256) for _ in range(20_000)])
+    assert index.nearest_many([rng.getrandbits(256) for _ in range(8)], MAX_RADIUS) == [None] * 8
+
+
 def test_appends_get_tables_of_their_own_and_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hash_index, "TAIL_LIMIT", 300)
     rng = random.Random(11)

@@ -44,6 +44,11 @@ a near-duplicate of it, as visual clusters mean it, and reuses its outcome."""
 REUSE_LIMIT = 50_000
 
 
+def can_join_a_cluster(post: Post) -> bool:
+    """Whether the post can count for a visual cluster: it carries an image or reshares a post."""
+    return bool(post.images) or post.reshare_of is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
     """What one file's bytes yield: hashes, provenance markers and the bank decision."""
@@ -131,11 +136,20 @@ class Analyzer:
         )
 
     def analyze(self, posts: Sequence[Post], images: Sequence[Sequence[LoadedImage]]) -> list[AnalyzedPost]:
-        """Analyse a batch; captions are embedded together, which is where batching pays."""
+        """Analyse a batch; captions are embedded together, which is where batching pays.
+
+        Only captions that can count are matched: a post with no image that reshares nothing joins no
+        visual cluster (monitor.tracking.tracker counts a post's narrative only for the clusters of its
+        images or of the post it reshares), so its caption is never embedded and its `narrative` is None.
+        Text-only posts are a fifth of real traffic, and the caption model is the costliest stage.
+        """
         narratives: list[NarrativeMatch | None] = [None] * len(posts)
         if self.narratives is not None:
             start = time.perf_counter()
-            narratives = self.narratives.match_many([p.text[: self.max_caption_chars] for p in posts])
+            counted = [i for i, post in enumerate(posts) if can_join_a_cluster(post)]
+            found = self.narratives.match_many([posts[i].text[: self.max_caption_chars] for i in counted])
+            for i, match in zip(counted, found, strict=True):
+                narratives[i] = match
             self._observe("embed", time.perf_counter() - start)
         return [
             AnalyzedPost(

@@ -13,6 +13,8 @@ Layout of a bank directory (plain files, so a bank can be reviewed, diffed and s
 
 Negative captions live in their own file, not flagged in narratives.jsonl, so that an older reader can
 never take them for examples of the narrative they contradict.
+    embeddings/<model>.npz  a cache of the narratives' caption vectors per model (see `read_vectors`):
+                        derived data, rebuilt when missing, damaged or made by another model
 
 Writers append whole lines; readers skip a torn last line. Workers notice changes by the files' mtimes and
 reload (see `BankWatcher`), so `monitor bank add` on a shared directory reaches running workers.
@@ -20,15 +22,20 @@ reload (see `BankWatcher`), so `monitor bank add` on a shared directory reaches 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
 import re
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import numpy as np
 from cachetools import LRUCache
 from PIL import Image
 
@@ -42,7 +49,10 @@ NARRATIVES_FILE = "narratives.jsonl"
 NEGATIVE_NARRATIVES_FILE = "narratives-negative.jsonl"
 NEGATIVE_IMAGES_FILE = "negative.jsonl"
 REVIEWS_FILE = "reviews.jsonl"
+EMBEDDINGS_DIR = "embeddings"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_FILE_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+log = logging.getLogger("monitor.bank.store")
 
 
 class BankError(ValueError):
@@ -424,3 +434,108 @@ class BankWatcher:
         self._stamp = stamp
         self.bank = load_bank(self.directory)
         return self.bank
+
+
+# --- the narrative-embedding cache ----------------------------------------------------------------------
+
+
+def text_key(text: str) -> bytes:
+    """The cache key of one exact text: the first 16 bytes of its UTF-8 SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+def vectors_path(directory: Path, model: str) -> Path:
+    """`<bank>/embeddings/<model>.npz`; the file name is the model key made file-safe plus a digest of the
+    exact key, so two keys never share a file."""
+    safe = _FILE_SAFE.sub("_", model)[:80]
+    return directory / EMBEDDINGS_DIR / f"{safe}-{hashlib.sha256(model.encode()).hexdigest()[:8]}.npz"
+
+
+def read_vectors(directory: Path, model: str) -> dict[bytes, np.ndarray]:
+    """The cached vectors of one model by `text_key`, or {} when there is no usable file.
+
+    The cache is derived data, so it is never trusted blindly: a file that cannot be read (truncated,
+    not an npz), was written for another model key, or whose arrays do not fit together is ignored (and
+    rewritten by the next `write_vectors`); a caller then embeds the texts again.
+    """
+    path = vectors_path(directory, model)
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored_model = str(data["model"])
+            keys = data["keys"]
+            vectors = data["vectors"]
+        if stored_model != model:
+            raise ValueError(f"written for model {stored_model!r}")
+        if (
+            keys.dtype != np.uint8
+            or keys.shape[1:] != (16,)
+            or vectors.ndim != 2
+            or len(keys) != len(vectors)
+        ):
+            raise ValueError("keys and vectors do not fit together")
+        if vectors.dtype != np.float32 or not np.isfinite(vectors).all():
+            raise ValueError("vectors are not finite float32")
+    except Exception as exc:  # any damage means the same: embed again
+        log.warning("ignoring the narrative embedding cache %s: %s", path, exc)
+        return {}
+    return {k.tobytes(): v for k, v in zip(keys, vectors, strict=True)}
+
+
+def write_vectors(directory: Path, model: str, vectors: dict[bytes, np.ndarray]) -> bool:
+    """Replace one model's cache file atomically (a temporary file renamed over it), so a reader sees the
+    old file or the new one, never half of one. A bank directory we cannot write (read-only mount) costs
+    a warning and the next start's embedding time, nothing else. Returns whether the file was written."""
+    keys = list(vectors)
+    matrix = np.stack([vectors[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, 0), np.float32)
+    rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+    return _replace(
+        vectors_path(directory, model),
+        lambda out: np.savez(out, model=np.array(model), keys=rows, vectors=matrix),
+    )
+
+
+def derived_path(directory: Path) -> Path:
+    return directory / EMBEDDINGS_DIR / "texts.json"
+
+
+def read_derived(directory: Path) -> dict[str, Any]:
+    """The cached texts derived from the narratives (decoys, subjects: monitor.narratives.matcher), or {}
+    when the file is missing or unreadable. The caller checks every entry before it trusts one."""
+    path = derived_path(directory)
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return document
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the narrative text cache %s: %s", path, exc)
+        return {}
+
+
+def write_derived(directory: Path, document: dict[str, Any]) -> bool:
+    data = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return _replace(derived_path(directory), lambda out: out.write(data))
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], object]) -> bool:
+    """Write a cache file atomically: a temporary file beside it, renamed over it. A bank directory we
+    cannot write (read-only mount) costs a warning, nothing else."""
+    temporary: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+        os.chmod(temporary, 0o644)  # readable like the bank's other files (mkstemp makes it 0600)
+        os.replace(temporary, path)
+        return True
+    except OSError as exc:
+        log.warning("cannot write the narrative cache %s: %s", path, exc)
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        return False

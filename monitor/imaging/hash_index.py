@@ -328,6 +328,8 @@ def _keep_best(
             best_d[0], best_i[0] = low, index
         return
     close = np.flatnonzero(d <= np.take(best_d, which))  # the few that can improve a query's best
+    if len(close) == 0:  # candidates, none close enough (the usual case for a picture never banked)
+        return
     which, ids, d = which[close], ids[close], d[close]
     order = np.lexsort((ids, d, which))
     which, ids, d = which[order], ids[order], d[order]

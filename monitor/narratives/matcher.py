@@ -41,22 +41,37 @@ nothing per caption beyond one more matrix product: they are embedded once, with
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
+import json
 import math
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
-from monitor.bank.store import NarrativeExample
+from monitor.bank.store import (
+    NarrativeExample,
+    read_derived,
+    read_vectors,
+    text_key,
+    write_derived,
+    write_vectors,
+)
 from monitor.models import NarrativeMatch
+from monitor.narratives import text as text_module
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
     Encoder,
     ModelError,
     SentenceTransformerEncoder,
     View,
+    cache_key,
     load_encoder,
     resolve_model,
     views_of,
@@ -152,19 +167,111 @@ _calibrations: weakref.WeakKeyDictionary[object, dict[tuple[str, ...], Calibrati
 )
 
 
-def encode_known(encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
-    """Vectors of bank texts (examples, decoys, background), remembered per encoder object: a worker
-    rebuilds its matcher on every bank change but keeps its encoder, so a reload embeds only new texts."""
+def _remembered(encoder: Encoder) -> dict[str, np.ndarray]:
     try:
-        known = _bank_texts.setdefault(encoder, {})
+        return _bank_texts.setdefault(encoder, {})
     except TypeError:  # not weak-referenceable: nothing to remember it by
-        return encoder.encode(list(texts))
-    missing = list(dict.fromkeys(t for t in texts if t not in known))
+        return {}
+
+
+def bank_vectors(
+    encoder: Encoder, texts: Sequence[str], cache_dir: Path | None = None
+) -> dict[str, np.ndarray]:
+    """Vectors of bank texts (examples, decoys, background) by text, each embedded once.
+
+    Three places are asked in turn: the vectors remembered per encoder object (a worker rebuilds its
+    matcher on every bank change but keeps its encoder), the bank's embedding cache on disk (with
+    `cache_dir`, for an encoder with a `cache_key`: what makes a start independent of the bank's size),
+    and the model, in one batch for all that is left. The cache file is rewritten, atomically, to hold
+    exactly these texts whenever it held anything else: edited texts, an added narrative, a damaged or
+    missing file (monitor.bank.store.read_vectors ignores what it cannot trust).
+    """
+    distinct = list(dict.fromkeys(texts))
+    known = _remembered(encoder)
+    found = {t: known[t] for t in distinct if t in known}
+    model = cache_key(encoder) if cache_dir is not None else None
+    stored: dict[bytes, np.ndarray] = {}
+    keys: dict[str, bytes] = {}
+    if model is not None and cache_dir is not None:
+        stored = read_vectors(cache_dir, model)
+        keys = {t: text_key(t) for t in distinct}
+        for text in distinct:
+            if text not in found and keys[text] in stored:
+                found[text] = stored[keys[text]]
+    missing = [t for t in distinct if t not in found]
     if missing:
-        known.update(zip(missing, encoder.encode(missing), strict=True))
+        found.update(zip(missing, encoder.encode(missing), strict=True))
+    if distinct and len({v.shape for v in found.values()}) > 1:  # a cache row of another shape: embed all
+        found = dict(zip(distinct, encoder.encode(distinct), strict=True))
+        stored = {}
+    known.update(found)
+    if model is not None and cache_dir is not None and set(stored) != set(keys.values()):
+        write_vectors(cache_dir, model, {keys[t]: found[t] for t in distinct})
+    return found
+
+
+def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None = None) -> np.ndarray:
+    """(texts, dim) vectors of bank texts, in order (see `bank_vectors`)."""
     if not texts:
         return encoder.encode([])
-    return np.stack([known[t] for t in texts])
+    table = bank_vectors(encoder, texts, cache_dir)
+    return np.stack([table[t] for t in texts])
+
+
+_DERIVED_FIELDS = ("cleaned", "names", "stories", "swaps", "subjects")
+
+
+def derive(texts: Sequence[str]) -> dict[str, list[str]]:
+    """What the matcher builds from one narrative's example captions: the cleaned examples, its three
+    kinds of decoys and its subjects (monitor.narratives.text)."""
+    return {
+        "cleaned": [clean_caption(t) or t for t in texts],
+        "names": decoys(texts),
+        "stories": story_decoys(texts),
+        "swaps": swap_decoys(texts),
+        "subjects": subject_names(texts),
+    }
+
+
+@functools.cache
+def _text_rules() -> str | None:
+    """A digest of the code that derives the texts: a cache written by other rules is not read."""
+    try:
+        source = inspect.getsource(text_module) + inspect.getsource(derive)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def _valid(entry: object) -> TypeGuard[dict[str, list[str]]]:
+    return isinstance(entry, dict) and all(
+        isinstance(entry.get(f), list) and all(isinstance(t, str) for t in entry[f]) for f in _DERIVED_FIELDS
+    )
+
+
+def derived_texts(
+    groups: Mapping[str, Sequence[str]], cache_dir: Path | None
+) -> dict[str, dict[str, list[str]]]:
+    """`derive` for each narrative (id -> its example captions in bank order). Deriving costs about 6 ms a
+    narrative (names, subjects, decoys: six seconds at every start of a bank of 1,000), so with `cache_dir`
+    the results are kept in the bank's `embeddings/texts.json`, keyed by a digest of each narrative's
+    examples and valid only for the same text rules; changed narratives are derived again and the file
+    rewritten."""
+    rules = _text_rules() if cache_dir is not None else None
+    stored: dict[str, object] = {}
+    if rules is not None and cache_dir is not None:
+        document = read_derived(cache_dir)
+        if document.get("rules") == rules and isinstance(document.get("narratives"), dict):
+            stored = document["narratives"]
+    out: dict[str, dict[str, list[str]]] = {}
+    keep: dict[str, dict[str, list[str]]] = {}
+    for narrative, texts in groups.items():
+        key = hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()
+        entry = stored.get(key)
+        out[narrative] = keep[key] = entry if _valid(entry) else derive(texts)
+    if rules is not None and cache_dir is not None and set(keep) != set(stored):
+        write_derived(cache_dir, {"rules": rules, "narratives": keep})
+    return out
 
 
 #: Calibrations of the bundled models on BACKGROUND_CAPTIONS, as `Calibration.of` computes them (a test
@@ -175,11 +282,20 @@ SHIPPED_CALIBRATIONS: dict[str, Calibration] = {
 }
 
 
-def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
-    """The encoder's calibration on these captions: shipped for a bundled model on the bundled background,
-    otherwise computed once per encoder object."""
+def shipped_calibration(encoder: Encoder, background: Sequence[str]) -> Calibration | None:
+    """The shipped calibration of a bundled model on the bundled background, or None."""
     shipped = SHIPPED_CALIBRATIONS.get(str(getattr(encoder, "calibration_key", "")))
-    if shipped is not None and tuple(background) == BACKGROUND_CAPTIONS:
+    return shipped if shipped is not None and tuple(background) == BACKGROUND_CAPTIONS else None
+
+
+def calibrate(
+    encoder: Encoder, background: Sequence[str], vectors: Mapping[str, np.ndarray] | None = None
+) -> Calibration:
+    """The encoder's calibration on these captions: shipped for a bundled model on the bundled background,
+    otherwise computed once per encoder object, from `vectors` of the background where given (the bank's
+    embedding cache keeps them like any other bank text), else embedded."""
+    shipped = shipped_calibration(encoder, background)
+    if shipped is not None:
         return shipped
     key = tuple(background)
     try:
@@ -187,19 +303,33 @@ def calibrate(encoder: Encoder, background: Sequence[str]) -> Calibration:
     except TypeError:
         known = {}
     if key not in known:
-        known[key] = Calibration.of(encode_known(encoder, key))
+        rows = np.stack([vectors[t] for t in key]) if vectors is not None else encode_known(encoder, key)
+        known[key] = Calibration.of(rows)
     return known[key]
 
 
-def _segment_max(scores: np.ndarray, owners: np.ndarray, count: int) -> np.ndarray:
-    """(captions, items) scores + the owner narrative of each item -> (captions, narratives) maxima;
-    -inf for a narrative that owns no item."""
-    out = np.full((scores.shape[0], count), -np.inf, dtype=np.float64)
-    for k in range(count):
-        columns = owners == k
-        if columns.any():
-            out[:, k] = scores[:, columns].max(axis=1)
-    return out
+class _Segments:
+    """Rows of a bank matrix grouped by their narrative, for per-narrative maxima in one numpy call.
+
+    The rows are reordered so each narrative's are contiguous (`order`), and `np.maximum.reduceat` takes
+    every narrative's maximum at once: a loop over narratives with a boolean mask each cost
+    O(narratives x rows) per batch, most of the matcher's own time with hundreds of narratives.
+    """
+
+    def __init__(self, owners: np.ndarray, count: int) -> None:
+        self.count = count
+        self.order = np.argsort(owners, kind="stable")
+        ordered = owners[self.order]
+        self.present = np.unique(ordered)
+        self.starts = np.searchsorted(ordered, self.present)
+
+    def maxima(self, scores: np.ndarray) -> np.ndarray:
+        """(captions, rows in `order`) scores -> (captions, narratives) maxima; -inf for a narrative that
+        owns no row."""
+        out = np.full((scores.shape[0], self.count), -np.inf, dtype=np.float64)
+        if scores.shape[0] and len(self.starts):
+            out[:, self.present] = np.maximum.reduceat(scores, self.starts, axis=1)
+        return out
 
 
 @dataclass(frozen=True)
@@ -224,30 +354,42 @@ class _ViewIndex:
         decoy_sets: Sequence[_Decoys],
         count: int,
         background: Sequence[str],
+        cache_dir: Path | None,
     ) -> None:
         self.view = view
         self.count = count
-        self.calibration = calibrate(view.encoder, background)
-        self.example_owner = np.array([k for k, _ in examples], dtype=np.int64)
-        self.examples = encode_known(view.encoder, [t for _, t in examples])
-        self.decoys = [
-            (d.owners, encode_known(view.encoder, d.texts) if d.texts else None) for d in decoy_sets
-        ]
+        encoder = view.encoder
+        texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
+        if shipped_calibration(encoder, background) is None:
+            texts.extend(background)  # one batch, one cache file with the rest
+        table = bank_vectors(encoder, texts, cache_dir)
+
+        def rows(items: Sequence[str]) -> np.ndarray:
+            return np.stack([table[t] for t in items])
+
+        self.calibration = calibrate(encoder, background, table)
+        self.example_segments = _Segments(np.array([k for k, _ in examples], dtype=np.int64), count)
+        self.examples = rows([examples[int(i)][1] for i in self.example_segments.order])
+        self.decoys: list[tuple[_Segments, np.ndarray | None]] = []
+        for d in decoy_sets:
+            segments = _Segments(d.owners, count)
+            ordered = [d.texts[int(i)] for i in segments.order]
+            self.decoys.append((segments, rows(ordered) if ordered else None))
 
     def nearest_z(self, vectors: np.ndarray) -> np.ndarray:
         """(captions, narratives): z of each narrative's closest example."""
         z = self.calibration.z(vectors @ self.examples.T)
-        return _segment_max(z, self.example_owner, self.count)
+        return self.example_segments.maxima(z)
 
     def decoy_z(self, vectors: np.ndarray) -> list[np.ndarray]:
         """Per decoy kind, (captions, narratives): z of each narrative's closest decoy of that kind, at
         least 0 (a decoy further than the background costs nothing)."""
         out = []
-        for owners, decoy_vectors in self.decoys:
+        for segments, decoy_vectors in self.decoys:
             if decoy_vectors is None:
                 out.append(np.zeros((len(vectors), self.count)))
                 continue
-            z = _segment_max(self.calibration.z(vectors @ decoy_vectors.T), owners, self.count)
+            z = segments.maxima(self.calibration.z(vectors @ decoy_vectors.T))
             out.append(np.maximum(z, 0.0))
         return out
 
@@ -269,7 +411,10 @@ class NarrativeMatcher:
         contrast_weight: float = CONTRAST_WEIGHT,
         swap_weight: float = SWAP_WEIGHT,
         foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
+        cache_dir: Path | None = None,
     ) -> None:
+        """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
+        vectors of examples, decoys and background between starts; None embeds them (once per encoder)."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -286,27 +431,34 @@ class NarrativeMatcher:
         self._views: list[_ViewIndex] = []
         if not self._narratives:
             return
-        number = {n: k for k, n in enumerate(self._narratives)}
-        cleaned = [(number[e.narrative_id], clean_caption(e.text) or e.text) for e in examples]
+        groups: dict[str, list[str]] = {n: [] for n in self._narratives}
+        for e in examples:
+            groups[e.narrative_id].append(e.text)
+        derived = derived_texts(groups, cache_dir)
+        cleaned: list[tuple[int, str]] = []
         names: list[tuple[int, str]] = []
         stories: list[tuple[int, str]] = []
         swaps: list[tuple[int, str]] = []
         subjects: list[list[str]] = []
-        for narrative, k in number.items():
-            texts = [e.text for e in examples if e.narrative_id == narrative]
-            names.extend((k, d) for d in decoys(texts))
-            stories.extend((k, d) for d in story_decoys(texts))
-            swaps.extend((k, d) for d in swap_decoys(texts))
-            subjects.append(subject_names(texts))
+        for k, narrative in enumerate(self._narratives):
+            texts = derived[narrative]
+            cleaned.extend((k, t) for t in texts["cleaned"])
+            names.extend((k, d) for d in texts["names"])
+            stories.extend((k, d) for d in texts["stories"])
+            swaps.extend((k, d) for d in texts["swaps"])
+            subjects.append(texts["subjects"])
         self._subjects = SubjectIndex(subjects)
         count = len(self._narratives)
+        number = {n: k for k, n in enumerate(self._narratives)}
         refuted = [
             (number[e.narrative_id], clean_caption(e.text) or e.text)
             for e in negatives
             if e.narrative_id in number
         ]
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
-        self._views = [_ViewIndex(view, cleaned, kinds, count, background) for view in views_of(encoder)]
+        self._views = [
+            _ViewIndex(view, cleaned, kinds, count, background, cache_dir) for view in views_of(encoder)
+        ]
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
 
