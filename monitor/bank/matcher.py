@@ -11,7 +11,11 @@ Two stages, chosen by measurement (benchmarks/matching.py):
 2. Local features, only when the global hashes found nothing: ORB keypoints verified by an affine fit
    (`local_features.py`) against the banked pictures whose copies the bank keeps. This is what finds
    crops, tilts, stickers and pictures shrunk into screenshots.
-
+3. Pictures PDQ refuses (quality under 50), on evidence rather than refusal (`evidence.py`): a
+   low-contrast copy (sepia, grey, washed out) whose quality passes once its contrast is stretched is
+   looked up by its whole PDQ hash, as any; a banked smooth picture (soft gradients, generated art) is
+   matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
+   These run with the local stage (`match_local`), as they need the picture.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging.evidence import Evidence, LayoutIndex, assess, contrast_quality
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
@@ -78,7 +83,10 @@ class BankMatcher:
         min_quality: int = MIN_QUALITY,
         local: bool = True,
         min_inliers: int = MIN_INLIERS,
+        weak: bool = True,
     ) -> None:
+        """`weak=False` refuses every picture of PDQ quality under `min_quality`, as before the weak
+        stages existed (the benchmark's before/after comparison)."""
         self.max_distance = max_distance
         self.pdq_distance = pdq_distance
         self.min_quality = min_quality
@@ -100,7 +108,6 @@ class BankMatcher:
                 for region in image.hashes.pdq_regions:
                     pdq_values.append(region)
                     self._pdq_clusters.append(image.cluster)
-        self._pdq = PdqIndex(pdq_values)
         self._cluster_rows: dict[str, list[int]] | None = None
         """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
@@ -109,10 +116,30 @@ class BankMatcher:
                 found = _banked_features(bank, image)
                 if found:
                     self._local.add_all(image.cluster, found)
+        self._layouts = LayoutIndex()
+        self.weak: list[tuple[BankImage, Evidence]] = []
+        """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
+        for image in bank.images if weak else ():
+            if image.hashes is None or is_usable(image.pdq_quality, min_quality):
+                continue
+            picture = bank.picture(image)
+            if picture is None:
+                continue
+            evidence = assess(picture, image.pdq_quality)
+            self.weak.append((image, evidence))
+            if evidence.strength == "low-contrast" and image.pdq is not None:
+                pdq_values.append(image.pdq)
+                self._pdq_clusters.append(image.cluster)
+            elif evidence.strength == "smooth":
+                self._layouts.add(image.cluster, picture)
+        self._pdq = PdqIndex(pdq_values)
+        self._weak = weak
 
     @property
     def has_local(self) -> bool:
-        return len(self._local) > 0
+        """Whether `match_local` can find anything: local features, smooth pictures' layouts, or PDQ
+        hashes a low-contrast query may be looked up in."""
+        return len(self._local) > 0 or len(self._layouts) > 0 or (self._weak and len(self._pdq) > 0)
 
     def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -161,11 +188,54 @@ class BankMatcher:
         """
         if not self.has_local:
             return None
-        for view in local_views(image):
-            found = self._local.match(features(view), self.min_inliers)
-            if found is not None:
-                return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
+        quality = hashes.pdq_quality
+        weak_query = not is_usable(quality, self.min_quality)
+        if self._weak and hashes.pdq is not None and weak_query and len(self._pdq):
+            if contrast_quality(image) >= self.min_quality:
+                found = self._best_whole_pdq(hashes.pdq)
+                if found is not None:
+                    return found
+        views = local_views(image)
+        if len(self._local):
+            for view in views:
+                found = self._local.match(features(view), self.min_inliers)
+                if found is not None:
+                    return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
+        if len(self._layouts):
+            # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
+            hit = self._layouts.match(views)
+            if hit is not None:
+                return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
         return None
+
+    def _best_whole_pdq(self, value: int) -> BankMatch | None:
+        best: BankMatch | None = None
+        for found in self._pdq.nearest_many(dihedral_bits(value), self.pdq_distance):
+            if found is not None and (best is None or found.distance < best.distance):
+                best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
+        return best
+
+    def explain(self, image: Image.Image, hashes: ImageHashes) -> str | None:
+        """Why an image was not compared by every stage, for `monitor match`; None when it was."""
+        if is_usable(hashes.pdq_quality, self.min_quality):
+            return None
+        evidence = assess(image, hashes.pdq_quality)
+        if evidence.strength == "low-contrast":
+            return None
+        if evidence.strength == "smooth":
+            if len(self._layouts):
+                return (
+                    f"smooth, low-detail picture (PDQ quality {evidence.quality}): its hashes were not "
+                    "looked up, only its layout was compared with the bank's smooth pictures"
+                )
+            return (
+                f"smooth, low-detail picture (PDQ quality {evidence.quality}): its hashes were not looked "
+                "up and the bank holds no smooth pictures to compare its layout with"
+            )
+        return (
+            f"plain picture (PDQ quality {evidence.quality}, almost no structure): not compared, it would "
+            "look like any other plain picture"
+        )
 
     def match_bytes(
         self, data: bytes, limits: DecodeLimits | None = None
