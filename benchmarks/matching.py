@@ -244,7 +244,9 @@ def build(
         banked = {n: photos[n] for n in names[::2]}
         others = {n: photos[n] for n in names[1::2]}
     smooth = {
-        f"render:{kind}-{i}": smooth_picture(kind, f"{dataset}{i}") for kind in SMOOTH_KINDS for i in range(renders)
+        f"render:{kind}-{i}": smooth_picture(kind, f"{dataset}{i}")
+        for kind in SMOOTH_KINDS
+        for i in range(renders)
     }
     rng = random.Random(f"{dataset}-negatives")
     queries: list[Query] = []
@@ -265,7 +267,9 @@ def build(
     for kind in FLAT_KINDS:
         for i in range(flat_count):
             picture = flat_negative(kind, f"{dataset}{i}")
-            queries.append(Query(f"flat:{kind}/{i}", f"flat: {kind}", jpeg(picture, rng.randrange(70, 93)), None))
+            queries.append(
+                Query(f"flat:{kind}/{i}", f"flat: {kind}", jpeg(picture, rng.randrange(70, 93)), None)
+            )
     for kind in SMOOTH_KINDS:
         for i in range(renders, renders + max(1, flat_count // 30)):
             picture = smooth_picture(kind, f"{dataset}{i}")

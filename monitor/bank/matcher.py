@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import Evidence, LayoutIndex, assess, contrast_quality
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
-from monitor.imaging.hashes import regions_of, usable_pdqs
+from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
 from monitor.imaging.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, is_usable
 from monitor.imaging.phash_index import HashIndex
@@ -69,6 +71,20 @@ def local_views(image: Image.Image) -> list[Image.Image]:
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
     return views
+
+
+def layout_views(image: Image.Image, views: list[Image.Image]) -> list[Image.Image]:
+    """What the layout stage looks at: the local stage's views, and the picture inside bands of one colour
+    found with a tight tolerance (a smooth picture's soft colours can sit close to a band's)."""
+    grey = views[0]
+    scale = min(1.0, BORDER_SIDE / max(grey.size))
+    small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))))
+    left, top, right, bottom = uniform_trim(np.asarray(small, dtype=np.float32), TIGHT_TOLERANCE, TIGHT_RUN)
+    if (right - left, bottom - top) == small.size:
+        return views
+    fx, fy = grey.width / small.width, grey.height / small.height
+    box = (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
+    return [*views, grey.crop(box)]
 
 
 class BankMatcher:
@@ -120,17 +136,20 @@ class BankMatcher:
         self.weak: list[tuple[BankImage, Evidence]] = []
         """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
         for image in bank.images if weak else ():
-            if image.hashes is None or is_usable(image.pdq_quality, min_quality):
+            if image.hashes is None:
                 continue
             picture = bank.picture(image)
             if picture is None:
                 continue
             evidence = assess(picture, image.pdq_quality)
+            if evidence.strength == "detailed":
+                continue
             self.weak.append((image, evidence))
-            if evidence.strength == "low-contrast" and image.pdq is not None:
+            usable = is_usable(image.pdq_quality, min_quality)
+            if not usable and evidence.pdq_usable and image.pdq is not None:
                 pdq_values.append(image.pdq)
                 self._pdq_clusters.append(image.cluster)
-            elif evidence.strength == "smooth":
+            if evidence.has_layout:
                 self._layouts.add(image.cluster, picture)
         self._pdq = PdqIndex(pdq_values)
         self._weak = weak
@@ -188,13 +207,17 @@ class BankMatcher:
         """
         if not self.has_local:
             return None
-        quality = hashes.pdq_quality
-        weak_query = not is_usable(quality, self.min_quality)
-        if self._weak and hashes.pdq is not None and weak_query and len(self._pdq):
-            if contrast_quality(image) >= self.min_quality:
-                found = self._best_whole_pdq(hashes.pdq)
-                if found is not None:
-                    return found
+        weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
+        if (
+            self._weak
+            and hashes.pdq is not None
+            and weak_query
+            and len(self._pdq)
+            and contrast_quality(image) >= self.min_quality
+        ):
+            stretched = self._best_whole_pdq(hashes.pdq)
+            if stretched is not None:
+                return stretched
         views = local_views(image)
         if len(self._local):
             for view in views:
@@ -203,7 +226,7 @@ class BankMatcher:
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
-            hit = self._layouts.match(views)
+            hit = self._layouts.match(layout_views(image, views))
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
         return None
@@ -215,8 +238,17 @@ class BankMatcher:
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
 
+    def explain_bytes(
+        self, data: bytes, hashes: ImageHashes, limits: DecodeLimits | None = None
+    ) -> str | None:
+        """Why a file was not compared by every stage, for `monitor match`'s `not_compared`; None when it
+        was. Decodes only files whose PDQ quality is under the minimum."""
+        if is_usable(hashes.pdq_quality, self.min_quality):
+            return None
+        return self.explain(local_image(data, fingerprint(data, limits).image, limits), hashes)
+
     def explain(self, image: Image.Image, hashes: ImageHashes) -> str | None:
-        """Why an image was not compared by every stage, for `monitor match`; None when it was."""
+        """Why an image was not compared by every stage; None when it was."""
         if is_usable(hashes.pdq_quality, self.min_quality):
             return None
         evidence = assess(image, hashes.pdq_quality)

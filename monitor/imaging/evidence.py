@@ -1,4 +1,4 @@
-"""How much a picture can be matched on, and the two ways we match pictures PDQ alone must refuse.
+"""How much a picture can be matched on, and how we match the pictures PDQ alone would refuse.
 
 PDQ's quality (summed gradients of its 64x64 luminance) is under 50 for two different kinds of picture:
 
@@ -6,12 +6,15 @@ PDQ's quality (summed gradients of its 64x64 luminance) is under 50 for two diff
   with their median, so a linear contrast change leaves the hash as it was: only the quality gate refused
   them. `contrast_quality` is the quality of the luminance stretched to full range (gain at most
   MAX_GAIN, so the JPEG noise of a plain colour stays plain); at 50 or more the PDQ hash is used as any.
-- Smooth pictures (soft gradients, pastel hills, generated art with a soft subject). Their PDQ bits are
-  noise around the median, and unrelated gradients look alike. They are matched on their layout instead:
-  a 16x16 luminance thumbnail with its smooth background taken away (a Gaussian high-pass), so two
+- Smooth pictures (soft gradients, pastel hills, generated art with a soft subject), told by their few
+  corners (under SOFT_KEYPOINTS ORB keypoints, where photos have 400-500), whatever their PDQ quality:
+  a blurred sky can score 90 on summed gradients yet its PDQ bits are noise around the median, the local
+  stage finds nothing to pair, and unrelated gradients look alike. They are matched on their layout
+  too: a 16x16 luminance thumbnail with its smooth background taken away (a Gaussian high-pass), so two
   gradients do not look alike, but a subject, hill lines or clouds in the same places do. Banked smooth
-  pictures keep the layouts of windows of themselves (80-100 % of each side) for light crops; a query matches
-  when its layout (whole, inside borders, eight turns and mirrors) correlates at LAYOUT_MATCH or more.
+  pictures keep the layouts of windows of themselves (80-100 % of each side) for light crops; a query
+  matches when its layout (whole, inside borders, eight turns and mirrors) correlates at LAYOUT_MATCH or
+  more.
 - What is left, pictures with almost no structure at all (a plain colour, a bare gradient), cannot be
   told from the many like them: they are reported as plain and never matched.
 
@@ -27,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from monitor.imaging.local_features import features
 from monitor.imaging.pdq import MIN_QUALITY, luma64, quality_of
 
 MAX_GAIN = 4.0
@@ -34,6 +38,9 @@ MAX_GAIN = 4.0
 to a half of its range; a plain colour's JPEG noise (a few levels) stays under the quality gate."""
 STRETCH_RANGE = 200.0
 """The 1st-99th percentile luminance range a stretch aims at."""
+SOFT_KEYPOINTS = 200
+"""Fewer ORB keypoints (of 500) than this is a smooth picture: photos on the development set have 440-500
+(one clock face 71), smooth renders 0-145."""
 LAYOUT_SIDE = 16
 LAYOUT_BLUR = 2.0
 """Sigma (in thumbnail pixels) of the background taken away from a layout."""
@@ -41,9 +48,11 @@ MIN_STRUCTURE = 30.0
 """Least high-passed energy (L2 over the 16x16 thumbnail, grey levels) a smooth picture needs to be
 matched on its layout; under it the picture is plain. Soft pictures with a subject score 80-350 on the
 development set, plain colours and bare gradients under 10."""
-LAYOUT_MATCH = 0.92
-"""Least layout correlation that makes a match. On the development set unrelated flat pictures reach
-0.88 at most and lightly edited copies 0.92-1.0."""
+LAYOUT_MATCH = 0.95
+"""Least layout correlation that makes a match. On the development set, 360 look-alike flat pictures
+(soft renders, logos, memes on plain backgrounds) reach 0.944 against the banked smooth renders (a logo's
+shape on white against a soft figure), re-encoded, resized, turned or recoloured copies 0.95-1.0; crops,
+stickers and captions of a smooth picture mostly fall under it and are missed."""
 WINDOW_SCALES = (1.0, 0.9, 0.8)
 WINDOW_STEP = 0.1
 
@@ -59,6 +68,7 @@ class Evidence:
     """PDQ quality of the picture as it is."""
     contrast_quality: int
     structure: float
+    keypoints: int
 
     @property
     def weak(self) -> bool:
@@ -74,14 +84,23 @@ class Evidence:
             )
         if self.strength == "smooth":
             return (
-                f"weak evidence: smooth, low-detail picture (PDQ quality {self.quality}): matched only on "
-                f"its layout (correlation >= {LAYOUT_MATCH}); crops, overlays and heavy recolouring of it "
-                "are likely missed"
+                f"weak evidence: smooth picture (PDQ quality {self.quality}, {self.keypoints} corners): "
+                f"matched mostly on its layout (correlation >= {LAYOUT_MATCH}); crops, overlays and heavy "
+                "recolouring of it are likely missed"
             )
         return (
             f"no evidence: plain picture (PDQ quality {self.quality}, almost no structure): it looks like "
             "countless other plain pictures and is never matched"
         )
+
+    @property
+    def pdq_usable(self) -> bool:
+        """Whether its PDQ hash is worth looking up (directly or after contrast normalisation)."""
+        return max(self.quality, self.contrast_quality) >= MIN_QUALITY
+
+    @property
+    def has_layout(self) -> bool:
+        return self.strength == "smooth"
 
 
 def contrast_quality(grey: Image.Image) -> int:
@@ -94,9 +113,7 @@ def contrast_quality(grey: Image.Image) -> int:
 
 def _layout(grey: Image.Image) -> tuple[np.ndarray, float]:
     """The high-passed 16x16 thumbnail (unit length, zero mean) and its energy before normalising."""
-    small = np.asarray(
-        grey.resize((LAYOUT_SIDE, LAYOUT_SIDE), Image.Resampling.BOX), dtype=np.float32
-    )
+    small = np.asarray(grey.resize((LAYOUT_SIDE, LAYOUT_SIDE), Image.Resampling.BOX), dtype=np.float32)
     detail = small - cv2.GaussianBlur(small, (0, 0), LAYOUT_BLUR, borderType=cv2.BORDER_REFLECT)
     detail -= detail.mean()
     energy = float(np.linalg.norm(detail))
@@ -116,13 +133,16 @@ def assess(grey: Image.Image, quality: int | None) -> Evidence:
     """How a picture (the grey image it was hashed from, and its PDQ quality) can be matched."""
     grey = _grey(grey)
     quality = 100 if quality is None else quality
-    if quality >= MIN_QUALITY:
-        return Evidence("detailed", quality, quality, 0.0)
-    stretched = contrast_quality(grey)
+    stretched = quality if quality >= MIN_QUALITY else contrast_quality(grey)
     energy = structure(grey)
-    if stretched >= MIN_QUALITY:
-        return Evidence("low-contrast", quality, stretched, energy)
-    return Evidence("smooth" if energy >= MIN_STRUCTURE else "plain", quality, stretched, energy)
+    keypoints = len(features(grey).points)
+    if keypoints >= SOFT_KEYPOINTS:
+        strength: Strength = "detailed" if quality >= MIN_QUALITY else "low-contrast"
+        if stretched < MIN_QUALITY:
+            strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
+    else:
+        strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
+    return Evidence(strength, quality, stretched, energy, keypoints)
 
 
 def query_layouts(views: list[Image.Image]) -> np.ndarray:
@@ -175,15 +195,25 @@ class LayoutIndex:
         self._blocks.append(window_layouts(grey))
         self._matrix = None
 
-    def match(self, views: list[Image.Image], threshold: float = LAYOUT_MATCH) -> tuple[str, float] | None:
-        """The banked key whose layout correlates best with the query's, if at `threshold` or more."""
+    def scores(self, views: list[Image.Image]) -> dict[str, float]:
+        """Each banked key's best layout correlation with the query's views."""
         if not self._keys:
-            return None
+            return {}
         if self._matrix is None or self._owners is None:
             self._matrix = np.concatenate(self._blocks).T.copy()
             self._owners = np.repeat(np.arange(len(self._keys)), [len(b) for b in self._blocks])
-        scores = query_layouts(views) @ self._matrix
-        best = np.max(scores, axis=0)
-        at = int(np.argmax(best))
-        score = float(best[at])
-        return (self._keys[int(self._owners[at])], score) if score >= threshold else None
+        best = np.max(query_layouts(views) @ self._matrix, axis=0)
+        per_owner = np.full(len(self._keys), -1.0, dtype=np.float32)
+        np.maximum.at(per_owner, self._owners, best)
+        out: dict[str, float] = {}
+        for key, score in zip(self._keys, per_owner.tolist(), strict=True):
+            out[key] = max(out.get(key, -1.0), score)
+        return out
+
+    def match(self, views: list[Image.Image], threshold: float = LAYOUT_MATCH) -> tuple[str, float] | None:
+        """The banked key whose layout correlates best with the query's, if at `threshold` or more."""
+        scores = self.scores(views)
+        if not scores:
+            return None
+        key = max(scores, key=lambda k: scores[k])
+        return (key, scores[key]) if scores[key] >= threshold else None

@@ -115,7 +115,9 @@ def animation(image: Image.Image, rng: random.Random) -> bytes:
     """An animated GIF, WebP or PNG whose first frame is the picture and whose later frames are others."""
     w, h = image.size
     later = [
-        Image.fromarray(np.random.default_rng(rng.getrandbits(32)).integers(0, 256, (h, w, 3), dtype=np.uint8))
+        Image.fromarray(
+            np.random.default_rng(rng.getrandbits(32)).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        )
         for _ in range(rng.randrange(1, 3))
     ]
     later.append(ImageOps.mirror(image))
@@ -148,9 +150,7 @@ def canvas(image: Image.Image, rng: random.Random) -> bytes:
 
 _ADOBE_RGB = ((0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446))
 """Adobe RGB (1998) primaries (red, green, blue) as D50-adapted XYZ, as ICC profiles store them."""
-_SRGB_TO_ADOBE = np.asarray(
-    [[0.7152, 0.2848, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0412, 0.9588]], dtype=np.float32
-)
+_SRGB_TO_ADOBE = np.asarray([[0.7152, 0.2848, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0412, 0.9588]], dtype=np.float32)
 """Linear sRGB -> linear Adobe RGB (1998)."""
 
 

@@ -148,10 +148,39 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=max(8, size))
 
 
-_WORDS = (
-    "the council said on monday that the new rules would apply from next month and that residents "
-    "should check the website for details about collection days parking permits and local services"
-).split()
+_WORDS = [
+    "the",
+    "council",
+    "said",
+    "on",
+    "monday",
+    "that",
+    "the",
+    "new",
+    "rules",
+    "would",
+    "apply",
+    "from",
+    "next",
+    "month",
+    "and",
+    "that",
+    "residents",
+    "should",
+    "check",
+    "the",
+    "website",
+    "for",
+    "details",
+    "about",
+    "collection",
+    "days",
+    "parking",
+    "permits",
+    "and",
+    "local",
+    "services",
+]
 
 
 def text_screenshot(rng: random.Random) -> Image.Image:
