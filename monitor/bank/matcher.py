@@ -156,9 +156,11 @@ class BankMatcher:
 
     @property
     def has_local(self) -> bool:
-        """Whether `match_local` can find anything: local features, smooth pictures' layouts, or PDQ
-        hashes a low-contrast query may be looked up in."""
-        return len(self._local) > 0 or len(self._layouts) > 0 or (self._weak and len(self._pdq) > 0)
+        """Whether the stages that need the picture have anything to compare with: local features or
+        smooth pictures' layouts. A bank of imported hashes alone has neither; the stream then skips
+        `match_local` (and its larger decode), so a low-contrast copy is only looked up when the bank
+        keeps pictures or through `match_bytes`."""
+        return len(self._local) > 0 or len(self._layouts) > 0
 
     def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -200,13 +202,13 @@ class BankMatcher:
         return self._best_pdq(hashes, self.pdq_distance)
 
     def match_local(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
-        """The local-features match for an image the global hashes did not match, or None.
+        """The match for an image the global hashes did not match, by the stages that need its picture:
+        a low-contrast query's PDQ after contrast normalisation, local features, smooth pictures'
+        layouts. None when none matches.
 
         The distance reported is the PDQ distance to the nearest banked image of the matched cluster: it
         says how far the global hash was, and the `local` kind says what decided.
         """
-        if not self.has_local:
-            return None
         weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
         if (
             self._weak
@@ -220,6 +222,8 @@ class BankMatcher:
             stretched = self._best_whole_pdq(hashes.pdq)
             if stretched is not None:
                 return stretched
+        if not self.has_local:
+            return None
         views = local_views(image)
         if len(self._local):
             for view in views:
