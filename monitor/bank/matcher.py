@@ -28,7 +28,7 @@ from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
-from monitor.imaging.evidence import MAX_GAIN, Evidence, LayoutIndex, assess, contrast_quality
+from monitor.imaging.evidence import Evidence, LayoutIndex, assess, contrast_quality
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
 from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
@@ -215,8 +215,6 @@ class BankMatcher:
             and hashes.pdq is not None
             and weak_query
             and len(self._pdq)
-            # quality grows about as the stretch: one that even MAX_GAIN cannot lift is not computed
-            and (hashes.pdq_quality or 0) * MAX_GAIN >= self.min_quality
             and contrast_quality(image) >= self.min_quality
         ):
             stretched = self._best_whole_pdq(hashes.pdq)
