@@ -621,7 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = build(args.set, args.seeds, args.negative_seeds, args.tiles, args.flats, args.renders)
         positives = sum(q.truth is not None for q in data.queries)
         print(
-            f"{args.set} set: {len(data.bank)} banked pictures (photos and smooth renders), {positives} changed copies, "
+            f"{args.set} set: {len(data.bank)} banked pictures (photos and smooth renders), "
+            f"{positives} changed copies, "
             f"{len(data.queries) - positives} negatives from {data.others} other photos and "
             f"flat and look-alike pictures, {len(CHANGES)} kinds of change"
         )
