@@ -600,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="edits of each kind per banked photo")
     parser.add_argument("--negative-seeds", type=int, default=4, help="edits of each kind per other photo")
     parser.add_argument("--tiles", type=int, default=6, help="tiles cut from each other photo")
-    parser.add_argument("--flats", type=int, default=150, help="flat, low-detail pictures of each kind")
+    parser.add_argument("--flats", type=int, default=200, help="flat, low-detail pictures of each kind")
     parser.add_argument("--renders", type=int, default=2, help="smooth renders of each kind banked")
     parser.add_argument(
         "--methods",
