@@ -3,19 +3,29 @@
     python -m benchmarks.matching                 # held-out photos (Debian's mate-backgrounds), all parts
     python -m benchmarks.matching --set dev       # the scikit-image photos the thresholds were chosen on
     python -m benchmarks.matching --skip-scale    # without the 10M-hash lookup part (needs ~2 GB, minutes)
+    python -m benchmarks.matching --set dev --seeds 1 --negative-seeds 1 --flats 30 --skip-cost --skip-scale
+                                                  # a few minutes: while iterating
 
 Photos: the `--set eval` bank is the nature photographs of Debian's `mate-backgrounds` package (fetched
 with `apt-get download` and unpacked with `dpkg -x` into a cache folder); none of them was looked at while
 the matcher was built (except that the local stage's move from a brute-force descriptor scan to its LSH
-index, with unchanged settings, was checked on a sample of them). Half of them are banked; positives are
-edits of banked photos (every kind in `tests.support.viral_edits`, several seeds each). Negatives come from 57
-photos never banked: the other half, scikit-image's bundled photos and pictures, and the photographs of
-three more Debian packages fetched the same way (`lomiri-wallpapers-16.04` and `-20.04`: Ubuntu's
-wallpaper-contest photos; KDE's `plasma-workspace-wallpapers`, its photos only): each photo, its edits
-(every kind, several seeds), tiles cut from it, and flat low-detail pictures; over 5,000 in all, enough
-for 0 false matches to bound the rate under 0.1% (rule of three: 3/n at 95%). A query counts as found
-when it is matched to its own photo's bank cluster, as a false match when a negative is matched to any
-cluster (a positive matched to the wrong cluster is counted apart).
+index, with unchanged settings, was checked on a sample of them). Half of them are banked, with smooth
+renders (`tests.support.renders`: a soft figure on a gradient, pastel hills, a subject on a blurred
+background, a soft sky; eval seeds, none looked at): `--renders` of each kind. Positives are changes of
+banked pictures: every viral edit (`tests.support.viral_edits`) and every evasion (`tests.support.evasions`:
+PNG/WebP/GIF with junk chunks, EXIF-rotated, alpha, first frame of an animation, inside a larger canvas,
+colour profile, sepia, grey and low-contrast), several seeds each; rows marked "(render)" are the smooth
+renders'. Negatives come from 57 photos never banked: the other half, scikit-image's bundled photos and
+pictures, and the photographs of three more Debian packages fetched the same way (`lomiri-wallpapers-16.04`
+and `-20.04`: Ubuntu's wallpaper-contest photos; KDE's `plasma-workspace-wallpapers`, its photos only):
+each photo, its changes (every kind, several seeds), tiles cut from it; then flat pictures
+(`renders.FLAT_KINDS`: solid colours, gradients, skies, pastel hills, soft figures, blurred backgrounds,
+text screenshots, memes on plain backgrounds, logos; `--flats` of each) and look-alike renders (unbanked
+renders of the banked kinds, every change of each): over 10,000 in all, enough for 0 false matches to
+bound the rate under 0.03% (rule of three: 3/n at 95%). A query counts as found when it is matched to its
+own picture's bank cluster, as a false match when a negative is matched to any cluster (a positive matched
+to the wrong cluster is counted apart). The `--set dev` set (scikit-image photos, dev-seeded renders and
+flats) is where thresholds were chosen.
 
 Methods, side by side:
 - `pHash<=10`: imagehash.phash of `Image.open(file)`, nearest banked pHash within 10 bits.
@@ -23,6 +33,8 @@ Methods, side by side:
   nearest banked hash within 31 bits: how Meta's Hasher-Matcher-Actioner matches.
 - `ours`: monitor.bank.matcher.BankMatcher on monitor.ingest.decode + monitor.imaging.hashes, as the
   pipeline runs it.
+- `ours-before`: the same without the weak-evidence stages (`weak=False`: every picture of PDQ quality
+  under 50 refused, as before issue 14), for the before/after cost and false matches.
 
 Per image: wall-clock and CPU time (median / mean), for copies of banked photos and for never-seen
 images apart.
@@ -53,7 +65,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pdqhash
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 from skimage import data as skdata
 
 from monitor.bank.matcher import BankMatcher
@@ -62,6 +74,8 @@ from monitor.imaging.hash_index import PdqIndex, distances, to_words
 from monitor.imaging.hashes import compute_hashes
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY
 from monitor.ingest.decode import HASH_DRAFT, decode_image
+from tests.support.evasions import EVASIONS, apply_evasion
+from tests.support.renders import FLAT_KINDS, SMOOTH_KINDS, flat_negative, smooth_picture
 from tests.support.viral_edits import EDITS, apply_edit, jpeg
 
 CACHE_ROOT = Path.home() / ".cache" / "misinfo-monitor"
@@ -203,37 +217,6 @@ def tiles(image: Image.Image, rng: random.Random, count: int) -> list[Image.Imag
     return out
 
 
-def flat_pictures(count: int, seed: int) -> list[Image.Image]:
-    """Low-detail pictures: plain colours, soft gradients, a blurred blob, a logo-like shape on white."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(count):
-        w, h = rng.choice(((640, 480), (480, 640), (800, 450), (512, 512)))
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        image = Image.new("RGB", (w, h), colour)
-        draw = ImageDraw.Draw(image)
-        kind = i % 4
-        if kind == 1:
-            other = tuple(rng.randrange(256) for _ in range(3))
-            for y in range(h):
-                t = y / h
-                draw.line(
-                    [(0, y), (w, y)],
-                    fill=tuple(round(a + (b - a) * t) for a, b in zip(colour, other, strict=True)),
-                )
-        elif kind == 2:
-            draw.ellipse(
-                (w * 0.3, h * 0.3, w * 0.7, h * 0.7), fill=tuple(rng.randrange(256) for _ in range(3))
-            )
-            image = image.filter(ImageFilter.GaussianBlur(40))
-        elif kind == 3:
-            image = Image.new("RGB", (w, h), (255, 255, 255))
-            draw = ImageDraw.Draw(image)
-            draw.rectangle((w * 0.4, h * 0.4, w * 0.6, h * 0.6), fill=colour)
-        out.append(image)
-    return out
-
-
 @dataclass
 class Query:
     name: str
@@ -251,7 +234,10 @@ class Dataset:
     """How many photos (never banked) the negatives come from."""
 
 
-def build(dataset: str, seeds: int, negative_seeds: int, tile_count: int, flat_count: int) -> Dataset:
+def build(
+    dataset: str, seeds: int, negative_seeds: int, tile_count: int, flat_count: int, renders: int
+) -> Dataset:
+    """Banked photos and smooth renders; their edited and evaded copies; negatives (see the module doc)."""
     if dataset == "eval":
         mate = {n: shrink(Image.open(p)) for n, p in mate_photos().items()}
         names = sorted(mate)
@@ -269,24 +255,55 @@ def build(dataset: str, seeds: int, negative_seeds: int, tile_count: int, flat_c
         names = sorted(photos)
         banked = {n: photos[n] for n in names[::2]}
         others = {n: photos[n] for n in names[1::2]}
+    smooth = {
+        f"render:{kind}-{i}": smooth_picture(kind, f"{dataset}{i}")
+        for kind in SMOOTH_KINDS
+        for i in range(renders)
+    }
     rng = random.Random(f"{dataset}-negatives")
     queries: list[Query] = []
-    for name, image in banked.items():
-        for kind in EDITS:
+    for name, image in {**banked, **smooth}.items():
+        suffix = " (render)" if name.startswith("render:") else ""
+        for kind in CHANGES:
             for seed in range(seeds):
-                queries.append(Query(f"{name}/{kind}/{seed}", kind, apply_edit(kind, image, seed), name))
+                queries.append(Query(f"{name}/{kind}/{seed}", kind + suffix, change(kind, image, seed), name))
     for name, image in others.items():
         queries.append(Query(f"{name}/original", "other photo", jpeg(image, 90), None))
-        for kind in EDITS:
+        for kind in CHANGES:
             for seed in range(negative_seeds):
                 queries.append(
-                    Query(f"{name}/{kind}/{seed}", "other photo, edited", apply_edit(kind, image, seed), None)
+                    Query(f"{name}/{kind}/{seed}", "other photo, changed", change(kind, image, seed), None)
                 )
         for i, tile in enumerate(tiles(image, rng, tile_count)):
             queries.append(Query(f"{name}/tile{i}", "tile of other photo", jpeg(tile, 85), None))
-    for i, picture in enumerate(flat_pictures(flat_count, 11)):
-        queries.append(Query(f"flat{i}", "flat picture", jpeg(picture, 85), None))
-    return Dataset({n: jpeg(i, 92) for n, i in banked.items()}, queries, len(others))
+    for kind in FLAT_KINDS:
+        for i in range(flat_count):
+            picture = flat_negative(kind, f"{dataset}{i}")
+            queries.append(
+                Query(f"flat:{kind}/{i}", f"flat: {kind}", jpeg(picture, rng.randrange(70, 93)), None)
+            )
+    for kind in SMOOTH_KINDS:
+        for i in range(renders, renders + max(1, flat_count // 30)):
+            picture = smooth_picture(kind, f"{dataset}{i}")
+            for change_kind in CHANGES:
+                queries.append(
+                    Query(
+                        f"render:{kind}-{i}/{change_kind}",
+                        "look-alike render, changed",
+                        change(change_kind, picture, i),
+                        None,
+                    )
+                )
+    bank = {n: jpeg(i, 92) for n, i in {**banked, **smooth}.items()}
+    return Dataset(bank, queries, len(others))
+
+
+CHANGES = (*EDITS, *EVASIONS)
+"""Every viral edit (picture changed, served as JPEG) and every evasion (file or colours changed)."""
+
+
+def change(kind: str, image: Image.Image, seed: int) -> bytes:
+    return apply_edit(kind, image, seed) if kind in EDITS else apply_evasion(kind, image, seed)
 
 
 # --- methods --------------------------------------------------------------------------------------------
@@ -338,12 +355,16 @@ class OursStats:
     stages: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
-def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats) -> Decide:
-    for name, data in bank.items():
-        path = folder / (name.replace(":", "_") + ".jpg")
-        path.write_bytes(data)
-        add_images(folder / "bank", name.replace(":", "_"), [path])
-    matcher = BankMatcher(load_bank(folder / "bank"), 10)
+def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True) -> Decide:
+    if not (folder / "bank").is_dir():
+        for name, data in bank.items():
+            path = folder / (name.replace(":", "_") + ".jpg")
+            path.write_bytes(data)
+            add_images(folder / "bank", name.replace(":", "_"), [path])
+    matcher = BankMatcher(load_bank(folder / "bank"), 10, weak=weak)
+    weak_lines = [f"  {i.cluster}: {e.explain()}" for i, e in matcher.weak]
+    if weak and weak_lines:
+        print("banked pictures PDQ alone refuses:\n" + "\n".join(weak_lines))
     clusters = {name.replace(":", "_"): name for name in bank}
 
     def decide(data: bytes) -> str | None:
@@ -579,9 +600,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="edits of each kind per banked photo")
     parser.add_argument("--negative-seeds", type=int, default=4, help="edits of each kind per other photo")
     parser.add_argument("--tiles", type=int, default=6, help="tiles cut from each other photo")
-    parser.add_argument("--flats", type=int, default=60, help="flat, low-detail pictures")
+    parser.add_argument("--flats", type=int, default=200, help="flat, low-detail pictures of each kind")
+    parser.add_argument("--renders", type=int, default=2, help="smooth renders of each kind banked")
     parser.add_argument(
-        "--methods", default="pHash<=10,PDQ<=31,ours", help="which methods to run (comma-separated)"
+        "--methods",
+        default="pHash<=10,PDQ<=31,ours-before,ours",
+        help="which methods to run (comma-separated); ours-before: ours without the weak stages",
     )
     parser.add_argument("--skip-recall", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
@@ -594,18 +618,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_recall:
         import tempfile
 
-        data = build(args.set, args.seeds, args.negative_seeds, args.tiles, args.flats)
+        data = build(args.set, args.seeds, args.negative_seeds, args.tiles, args.flats, args.renders)
         positives = sum(q.truth is not None for q in data.queries)
         print(
-            f"{args.set} set: {len(data.bank)} banked photos, {positives} edited copies of them, "
+            f"{args.set} set: {len(data.bank)} banked pictures (photos and smooth renders), "
+            f"{positives} changed copies, "
             f"{len(data.queries) - positives} negatives from {data.others} other photos and "
-            f"{args.flats} flat pictures, {len(EDITS)} edit kinds"
+            f"flat and look-alike pictures, {len(CHANGES)} kinds of change"
         )
-        stats = OursStats()
+        stats, before = OursStats(), OursStats()
         with tempfile.TemporaryDirectory() as folder:
             methods: dict[str, Callable[[], Decide]] = {
                 "pHash<=10": lambda: phash_method(data.bank),
                 "PDQ<=31": lambda: pdq_method(data.bank),
+                "ours-before": lambda: ours_method(data.bank, Path(folder), before, weak=False),
                 "ours": lambda: ours_method(data.bank, Path(folder), stats),
             }
             chosen = args.methods.split(",")

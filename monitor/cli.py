@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -298,6 +299,7 @@ def cmd_match(args: argparse.Namespace) -> int:
                 "bank_cluster": matched.bank_cluster if matched else None,
                 "distance": nearest.distance if nearest else None,
                 "hash": nearest.hash_kind if nearest else "pdq",
+                "not_compared": None if matched else matcher.explain_bytes(_read_image(path), hashes, limits),
             }
         )
     return 1 if failed else 0
@@ -346,6 +348,11 @@ def cmd_bank(args: argparse.Namespace) -> int:
         limits = decode_limits(load_settings())
         added = add_images(args.bank, args.cluster, args.images, label=args.label, limits=limits)
         print(f"added {len(added)} image(s) to cluster {args.cluster} in {args.bank}", file=sys.stderr)
+        sources = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in args.images}
+        for image in added:
+            if image.evidence not in ("", "detailed"):
+                source = sources.get(image.sha256, image.file)
+                print(f"monitor: warning: {source}: {image.evidence_note}", file=sys.stderr)
     elif args.bank_command == "import":
         return _bank_import(args)
     elif args.bank_command == "export":

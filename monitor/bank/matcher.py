@@ -11,20 +11,27 @@ Two stages, chosen by measurement (benchmarks/matching.py):
 2. Local features, only when the global hashes found nothing: ORB keypoints verified by an affine fit
    (`local_features.py`) against the banked pictures whose copies the bank keeps. This is what finds
    crops, tilts, stickers and pictures shrunk into screenshots.
-
+3. Pictures PDQ refuses (quality under 50), on evidence rather than refusal (`evidence.py`): a
+   low-contrast copy (sepia, grey, washed out) whose quality passes once its contrast is stretched is
+   looked up by its whole PDQ hash, as any; a banked smooth picture (soft gradients, generated art) is
+   matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
+   These run with the local stage (`match_local`), as they need the picture.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
+from monitor.imaging.evidence import Evidence, LayoutIndex, assess, contrast_quality
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
-from monitor.imaging.hashes import regions_of, usable_pdqs
+from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
 from monitor.imaging.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, is_usable
 from monitor.imaging.phash_index import HashIndex
@@ -66,6 +73,20 @@ def local_views(image: Image.Image) -> list[Image.Image]:
     return views
 
 
+def layout_views(image: Image.Image, views: list[Image.Image]) -> list[Image.Image]:
+    """What the layout stage looks at: the local stage's views, and the picture inside bands of one colour
+    found with a tight tolerance (a smooth picture's soft colours can sit close to a band's)."""
+    grey = views[0]
+    scale = min(1.0, BORDER_SIDE / max(grey.size))
+    small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))))
+    left, top, right, bottom = uniform_trim(np.asarray(small, dtype=np.float32), TIGHT_TOLERANCE, TIGHT_RUN)
+    if (right - left, bottom - top) == small.size:
+        return views
+    fx, fy = grey.width / small.width, grey.height / small.height
+    box = (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
+    return [*views, grey.crop(box)]
+
+
 class BankMatcher:
     """Matches images against the image clusters of a bank snapshot."""
 
@@ -78,7 +99,10 @@ class BankMatcher:
         min_quality: int = MIN_QUALITY,
         local: bool = True,
         min_inliers: int = MIN_INLIERS,
+        weak: bool = True,
     ) -> None:
+        """`weak=False` refuses every picture of PDQ quality under `min_quality`, as before the weak
+        stages existed (the benchmark's before/after comparison)."""
         self.max_distance = max_distance
         self.pdq_distance = pdq_distance
         self.min_quality = min_quality
@@ -100,7 +124,6 @@ class BankMatcher:
                 for region in image.hashes.pdq_regions:
                     pdq_values.append(region)
                     self._pdq_clusters.append(image.cluster)
-        self._pdq = PdqIndex(pdq_values)
         self._cluster_rows: dict[str, list[int]] | None = None
         """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
@@ -109,10 +132,35 @@ class BankMatcher:
                 found = _banked_features(bank, image)
                 if found:
                     self._local.add_all(image.cluster, found)
+        self._layouts = LayoutIndex()
+        self.weak: list[tuple[BankImage, Evidence]] = []
+        """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
+        for image in bank.images if weak else ():
+            if image.hashes is None:
+                continue
+            picture = bank.picture(image)
+            if picture is None:
+                continue
+            evidence = assess(picture, image.pdq_quality)
+            if evidence.strength == "detailed":
+                continue
+            self.weak.append((image, evidence))
+            usable = is_usable(image.pdq_quality, min_quality)
+            if not usable and evidence.pdq_usable and image.pdq is not None:
+                pdq_values.append(image.pdq)
+                self._pdq_clusters.append(image.cluster)
+            if evidence.has_layout:
+                self._layouts.add(image.cluster, picture)
+        self._pdq = PdqIndex(pdq_values)
+        self._weak = weak
 
     @property
     def has_local(self) -> bool:
-        return len(self._local) > 0
+        """Whether the stages that need the picture have anything to compare with: local features or
+        smooth pictures' layouts. A bank of imported hashes alone has neither; the stream then skips
+        `match_local` (and its larger decode), so a low-contrast copy is only looked up when the bank
+        keeps pictures or through `match_bytes`."""
+        return len(self._local) > 0 or len(self._layouts) > 0
 
     def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -154,18 +202,76 @@ class BankMatcher:
         return self._best_pdq(hashes, self.pdq_distance)
 
     def match_local(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
-        """The local-features match for an image the global hashes did not match, or None.
+        """The match for an image the global hashes did not match, by the stages that need its picture:
+        a low-contrast query's PDQ after contrast normalisation, local features, smooth pictures'
+        layouts. None when none matches.
 
         The distance reported is the PDQ distance to the nearest banked image of the matched cluster: it
         says how far the global hash was, and the `local` kind says what decided.
         """
+        weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
+        if (
+            self._weak
+            and hashes.pdq is not None
+            and weak_query
+            and len(self._pdq)
+            and contrast_quality(image) >= self.min_quality
+        ):
+            stretched = self._best_whole_pdq(hashes.pdq)
+            if stretched is not None:
+                return stretched
         if not self.has_local:
             return None
-        for view in local_views(image):
-            found = self._local.match(features(view), self.min_inliers)
-            if found is not None:
-                return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
+        views = local_views(image)
+        if len(self._local):
+            for view in views:
+                found = self._local.match(features(view), self.min_inliers)
+                if found is not None:
+                    return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
+        if len(self._layouts):
+            # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
+            hit = self._layouts.match(layout_views(image, views))
+            if hit is not None:
+                return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
         return None
+
+    def _best_whole_pdq(self, value: int) -> BankMatch | None:
+        best: BankMatch | None = None
+        for found in self._pdq.nearest_many(dihedral_bits(value), self.pdq_distance):
+            if found is not None and (best is None or found.distance < best.distance):
+                best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
+        return best
+
+    def explain_bytes(
+        self, data: bytes, hashes: ImageHashes, limits: DecodeLimits | None = None
+    ) -> str | None:
+        """Why a file was not compared by every stage, for `monitor match`'s `not_compared`; None when it
+        was. Decodes only files whose PDQ quality is under the minimum."""
+        if is_usable(hashes.pdq_quality, self.min_quality):
+            return None
+        return self.explain(local_image(data, fingerprint(data, limits).image, limits), hashes)
+
+    def explain(self, image: Image.Image, hashes: ImageHashes) -> str | None:
+        """Why an image was not compared by every stage; None when it was."""
+        if is_usable(hashes.pdq_quality, self.min_quality):
+            return None
+        evidence = assess(image, hashes.pdq_quality)
+        if evidence.strength == "low-contrast":
+            return None
+        if evidence.strength == "smooth":
+            if len(self._layouts):
+                return (
+                    f"smooth, low-detail picture (PDQ quality {evidence.quality}): its hashes were not "
+                    "looked up, only its layout was compared with the bank's smooth pictures"
+                )
+            return (
+                f"smooth, low-detail picture (PDQ quality {evidence.quality}): its hashes were not looked "
+                "up and the bank holds no smooth pictures to compare its layout with"
+            )
+        return (
+            f"plain picture (PDQ quality {evidence.quality}, almost no structure): not compared, it would "
+            "look like any other plain picture"
+        )
 
     def match_bytes(
         self, data: bytes, limits: DecodeLimits | None = None

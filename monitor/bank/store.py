@@ -40,6 +40,7 @@ from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.threatexchange import PdqEntry
+from monitor.imaging.evidence import assess
 from monitor.imaging.fingerprint import fingerprint
 from monitor.ingest.decode import DecodeError, DecodeLimits, decode_image
 from monitor.models import ImageHashes
@@ -76,6 +77,11 @@ class BankImage:
     hashes: ImageHashes | None
     imported_pdq: int | None = None
     imported_quality: int | None = None
+    evidence: str = ""
+    """How the picture can be matched (`evidence.Evidence.strength`: detailed, low-contrast, smooth, plain),
+    recorded when it was added; empty for lines written before and for imported hashes."""
+    evidence_note: str = ""
+    """The same in words for an analyst: what it is matched by, or why it never matches."""
 
     @property
     def pdq(self) -> int | None:
@@ -219,6 +225,7 @@ def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
         imported_quality = None if quality is None else int(quality)
         return BankImage(cluster, label, sha256, file, None, int(pdq, 16), imported_quality)
     hashes = ImageHashes.from_json(obj)
+    evidence, note = str(obj.get("evidence") or ""), str(obj.get("evidence_note") or "")
     if hashes.pdq is None and file:
         recomputed = _RECOMPUTED.get(sha256) if sha256 else None
         if recomputed is None:
@@ -231,7 +238,7 @@ def _entry(directory: Path, obj: dict[str, Any]) -> BankImage:
                 _RECOMPUTED[sha256] = recomputed
         if recomputed is not None:
             hashes = recomputed
-    return BankImage(cluster, label, sha256, file, hashes)
+    return BankImage(cluster, label, sha256, file, hashes, evidence=evidence, evidence_note=note)
 
 
 def _append_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -263,9 +270,10 @@ def add_image_bytes(
     added: list[BankImage] = []
     for source, suffix, data in files:
         try:
-            hashes = fingerprint(data, limits).hashes
+            printed = fingerprint(data, limits)
         except DecodeError as exc:
             raise BankError(f"{source}: {exc}") from None
+        hashes = printed.hashes
         digest = hashlib.sha256(data).hexdigest()
         if (cluster, digest) in known:
             continue
@@ -273,7 +281,18 @@ def add_image_bytes(
         relative = Path("images") / cluster / f"{digest[:16]}{suffix.lower() or '.img'}"
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_bytes(data)
-        added.append(BankImage(cluster, label, digest, relative.as_posix(), hashes))
+        evidence = assess(printed.image, hashes.pdq_quality)
+        added.append(
+            BankImage(
+                cluster,
+                label,
+                digest,
+                relative.as_posix(),
+                hashes,
+                evidence=evidence.strength,
+                evidence_note=evidence.explain(),
+            )
+        )
     _append_lines(
         directory / IMAGES_FILE,
         (
@@ -282,6 +301,8 @@ def add_image_bytes(
                 "label": i.label,
                 "sha256": i.sha256,
                 "file": i.file,
+                "evidence": i.evidence,
+                "evidence_note": i.evidence_note,
                 **(i.hashes.to_json() if i.hashes else {}),
             }
             for i in added

@@ -30,7 +30,7 @@ _MIN_KEEP = 0.2
 """A trim that leaves less than this share of a side is not a picture found but noise: it is refused."""
 
 
-def _side_trim(lines: np.ndarray, tolerance: int = _TOLERANCE) -> int:
+def _side_trim(lines: np.ndarray, tolerance: int = _TOLERANCE, min_run: float = _MIN_RUN) -> int:
     """How many leading lines of `lines` (lines x pixels) are band: 0 if the outer line is busy."""
     if lines.shape[0] < 8 or lines.shape[1] < 8:
         return 0
@@ -39,34 +39,41 @@ def _side_trim(lines: np.ndarray, tolerance: int = _TOLERANCE) -> int:
     if np.mean(np.abs(outer - colour) <= tolerance) < _UNIFORM_EDGE:
         return 0
     differs = np.mean(np.abs(lines - colour) > tolerance, axis=1) > _CONTENT_LINE
-    run = max(2, round(lines.shape[0] * _MIN_RUN))
+    run = max(2, round(lines.shape[0] * min_run))
     # The first index where `run` consecutive lines are content.
     windows = np.convolve(differs.astype(np.int32), np.ones(run, dtype=np.int32), mode="valid")
     starts = np.flatnonzero(windows == run)
     return int(starts[0]) if starts.size else 0
 
 
-def _trim_pass(grey: np.ndarray, box: Box, vertical: bool) -> Box:
+def _trim_pass(grey: np.ndarray, box: Box, vertical: bool, tolerance: int, min_run: float) -> Box:
     left, top, right, bottom = box
     region = grey[top:bottom, left:right]
     if vertical:
-        cut_top = _side_trim(region)
-        cut_bottom = _side_trim(region[::-1])
+        cut_top = _side_trim(region, tolerance, min_run)
+        cut_bottom = _side_trim(region[::-1], tolerance, min_run)
         top, bottom = top + cut_top, bottom - cut_bottom
     else:
-        cut_left = _side_trim(region.T)
-        cut_right = _side_trim(region.T[::-1])
+        cut_left = _side_trim(region.T, tolerance, min_run)
+        cut_right = _side_trim(region.T[::-1], tolerance, min_run)
         left, right = left + cut_left, right - cut_right
     return left, top, right, bottom
 
 
-def uniform_trim(grey: np.ndarray) -> Box:
+TIGHT_TOLERANCE = 6
+"""A tolerance for smooth pictures, whose soft colours can sit within _TOLERANCE of a band's: bands are
+one colour to a few levels (JPEG noise), so the picture starts where most of a line leaves that. Text
+in a band then counts as content too, so the picture must also be a longer run of lines (TIGHT_RUN)."""
+TIGHT_RUN = 0.12
+
+
+def uniform_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float = _MIN_RUN) -> Box:
     """The box left after trimming bars, frames and text bands of one colour from every side."""
     height, width = grey.shape
     box: Box = (0, 0, width, height)
     unchanged = 0
     for vertical in (True, False, True, False):
-        trimmed = _trim_pass(grey, box, vertical)
+        trimmed = _trim_pass(grey, box, vertical, tolerance, min_run)
         unchanged = unchanged + 1 if trimmed == box else 0
         box = trimmed
         if unchanged == 2:
