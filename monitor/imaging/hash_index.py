@@ -68,8 +68,8 @@ def layout(count: int) -> tuple[Chunk, ...]:
     return tuple(Chunk(s, w, r) for s, w, r in zip(starts, widths, radii, strict=True))
 
 
-@lru_cache(maxsize=64)
-def _masks(width: int, radius: int) -> np.ndarray:
+@lru_cache(maxsize=128)
+def probe_masks(width: int, radius: int) -> np.ndarray:
     """Every value with at most `radius` of `width` bits set: XORed onto a chunk, its probes."""
     masks = [0]
     for r in range(1, radius + 1):
@@ -142,7 +142,7 @@ class _Segment:
             np.cumsum(np.bincount(keys, minlength=1 << chunk.width), out=offsets[1:])
             base = int(bases[number])
             self.starts[base : base + sizes[number]] = offsets + number * count
-        masks = [_masks(c.width, c.radius) for c in self.layout]
+        masks = [probe_masks(c.width, c.radius) for c in self.layout]
         self.probe_masks = np.concatenate(masks)
         self.probe_chunk = np.repeat(np.arange(m), [len(x) for x in masks])
         self.probe_bases = bases[self.probe_chunk]

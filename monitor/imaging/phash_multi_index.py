@@ -25,11 +25,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import combinations
 
 import numpy as np
 
+from monitor.imaging.hash_index import probe_masks
 from monitor.imaging.phash_index import Hit
 
 TAIL_LIMIT = 1024
@@ -82,14 +81,6 @@ def layout(bits: int, count: int, radius: int) -> tuple[Chunk, ...] | None:
     return None if best is None else best[1]
 
 
-@lru_cache(maxsize=128)
-def _masks(width: int, radius: int) -> np.ndarray:
-    masks = [0]
-    for r in range(1, radius + 1):
-        masks.extend(sum(1 << b for b in bits) for bits in combinations(range(width), r))
-    return np.array(masks, dtype=np.int64)
-
-
 def to_rows(values: Sequence[int], words: int) -> np.ndarray:
     """Integers -> an (n, words) uint64 array, word k holding bits 64k..64k+63."""
     rows = [[(v >> (64 * k)) & _MASK64 for k in range(words)] for v in values]
@@ -135,7 +126,7 @@ class _Segment:
             np.cumsum(np.bincount(keys, minlength=1 << chunk.width), out=offsets[1:])
             base = int(bases[number])
             self.starts[base : base + sizes[number]] = offsets + number * count
-        masks = [_masks(c.width, c.radius) for c in chunks]
+        masks = [probe_masks(c.width, c.radius) for c in chunks]
         self.probe_chunk = np.repeat(np.arange(m), [len(x) for x in masks])
         self.probe_masks = np.concatenate(masks)
         self.probe_bases = bases[self.probe_chunk]
