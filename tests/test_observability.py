@@ -73,6 +73,12 @@ def prometheus_and_worker(
     started = time.time()
     worker = Worker(env, tmp_path / "worker.log")
     try:
+        # Rates need a sample before the work: with the bank's caption vectors cached, a worker can analyse
+        # the whole stream before Prometheus first scrapes it, and every stage rate would then be 0.
+        deadline = time.time() + 120
+        while not prometheus.api("query", query="monitor_stage_duration_seconds_count")["result"]:
+            assert time.time() < deadline, "Prometheus never scraped the worker"
+            time.sleep(0.5)
         assert run_monitor(["replay", "--to-kafka", str(scenario.archive)], env).returncode == 0
         expected = len(scenario.viral_suspected)
         alerts_topic = env["MONITOR_ALERTS_TOPIC"]
