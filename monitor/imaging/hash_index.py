@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import combinations
 
 import numpy as np
+
+from monitor.imaging.chunk_tables import Chunk, ChunkTables
 
 WORDS = 4
 BITS = 256
@@ -49,13 +49,6 @@ MIN_WIDTH = 16
 """Narrowest chunk: narrower ones save offset memory in small banks (4 MB at 16 bits) but cost time."""
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    start: int
-    width: int
-    radius: int
-
-
 def layout(count: int) -> tuple[Chunk, ...]:
     """Chunks for a bank of `count` hashes: widths near log2(count), radii summing (plus one each) to 32."""
     width = max(MIN_WIDTH, min(24, math.ceil(math.log2(max(2, count)))))
@@ -66,25 +59,6 @@ def layout(count: int) -> tuple[Chunk, ...]:
     radii = [base + (1 if i >= m - extra else 0) for i in range(m)]  # the narrowest chunks get more
     starts = [sum(widths[:i]) for i in range(m)]
     return tuple(Chunk(s, w, r) for s, w, r in zip(starts, widths, radii, strict=True))
-
-
-@lru_cache(maxsize=128)
-def probe_masks(width: int, radius: int) -> np.ndarray:
-    """Every value with at most `radius` of `width` bits set: XORed onto a chunk, its probes."""
-    masks = [0]
-    for r in range(1, radius + 1):
-        masks.extend(sum(1 << b for b in bits) for bits in combinations(range(width), r))
-    return np.array(masks, dtype=np.int64)
-
-
-def _chunk_keys(words: np.ndarray, chunk: Chunk) -> np.ndarray:
-    """The chunk's bits of each row of an (n, 4) uint64 array, as int64."""
-    word, offset = divmod(chunk.start, 64)
-    mask = np.uint64((1 << chunk.width) - 1)
-    keys = words[:, word] >> np.uint64(offset)
-    if offset + chunk.width > 64:
-        keys = keys | (words[:, word + 1] << np.uint64(64 - offset))
-    return (keys & mask).astype(np.int64)
 
 
 def to_words(values: Iterable[int]) -> np.ndarray:
@@ -114,69 +88,11 @@ class Found:
     distance: int
 
 
-class _Segment:
-    """Multi-index tables over the stored hashes first .. first + count - 1."""
+class _Segment(ChunkTables):
+    """Multi-index tables over the hashes first .. first + len(words) - 1, chunks sized by their count."""
 
     def __init__(self, words: np.ndarray, first: int) -> None:
-        count = len(words)
-        self.first = first
-        self.count = count
-        self.layout = layout(count)
-        self.key_bits = [(c.start, (1 << c.width) - 1) for c in self.layout]
-        m = len(self.layout)
-        # Chunk c's ids, sorted by the chunk's value, fill orders[c * count : (c + 1) * count]; the
-        # offsets of chunk c's buckets (2**width + 1 of them) are positions in `orders`, from bases[c].
-        self.orders = np.empty(m * count, dtype=np.uint32)
-        position = np.uint32 if m * count < 2**32 else np.int64
-        sizes = [(1 << c.width) + 1 for c in self.layout]
-        bases = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.starts = np.empty(int(sum(sizes)), dtype=position)
-        ids = np.arange(count, dtype=np.uint64)
-        for number, chunk in enumerate(self.layout):
-            keys = _chunk_keys(words, chunk)
-            # One sort of (key, id) pairs packed in 64 bits: the ids in key order, ties by id.
-            packed = np.sort((keys.astype(np.uint64) << np.uint64(32)) | ids)
-            self.orders[number * count : (number + 1) * count] = packed & np.uint64(0xFFFF_FFFF)
-            del packed
-            offsets = np.zeros(sizes[number], dtype=np.int64)
-            np.cumsum(np.bincount(keys, minlength=1 << chunk.width), out=offsets[1:])
-            base = int(bases[number])
-            self.starts[base : base + sizes[number]] = offsets + number * count
-        masks = [probe_masks(c.width, c.radius) for c in self.layout]
-        self.probe_masks = np.concatenate(masks)
-        self.probe_chunk = np.repeat(np.arange(m), [len(x) for x in masks])
-        self.probe_bases = bases[self.probe_chunk]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.orders.nbytes + self.starts.nbytes)
-
-    def candidates(self, values: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids (global) of every stored hash sharing, in some chunk, a value within that chunk's radius
-        of a query's, and which query (position in `values`) each is a candidate for (an empty array
-        for a single query). Ids may repeat."""
-        keys = np.array([[(v >> s) & mask for s, mask in self.key_bits] for v in values], dtype=np.int64)
-        probes = np.take(keys, self.probe_chunk, axis=1)
-        probes ^= self.probe_masks
-        probes += self.probe_bases
-        probes = probes.reshape(-1)
-        lo = np.take(self.starts, probes)
-        probes += 1
-        size = np.take(self.starts, probes)
-        size -= lo
-        # Expand the buckets [lo, lo + size) into positions in `orders` (most hold one id or none; a
-        # repeat count of 0 drops the empty ones).
-        ends = np.cumsum(size, dtype=np.int64)
-        positions = np.repeat(lo - ends + size, size)
-        positions += np.arange(len(positions), dtype=np.int64)
-        ids = np.take(self.orders, positions).astype(np.int64)
-        if self.first:
-            ids += self.first
-        if len(values) == 1:
-            return ids, np.zeros(0, dtype=np.int64)
-        per_query = np.diff(ends.reshape(len(values), -1)[:, -1], prepend=0)
-        which = np.repeat(np.arange(len(values)), per_query)
-        return ids, which
+        super().__init__(words, first, layout(len(words)))
 
 
 class PdqIndex:
@@ -316,7 +232,7 @@ def _keep_best(
     best_d: np.ndarray, best_i: np.ndarray, ids: np.ndarray, which: np.ndarray, d: np.ndarray
 ) -> None:
     """Lower best_d/best_i (per query) with the candidates `ids` of queries `which` at distances `d`:
-    the smallest distance, then the lowest id. `which` is empty for a single query."""
+    the smallest distance, then the lowest id."""
     if len(ids) == 0:
         return
     if len(best_d) == 1:

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.imaging.hash_index import probe_masks
+from monitor.imaging.chunk_tables import Chunk, ChunkTables
 from monitor.imaging.phash_index import Hit
 
 TAIL_LIMIT = 1024
@@ -42,13 +41,6 @@ MAX_WIDTH = 22
 MAX_PROBES = 20_000
 """Layouts needing more probes per query than this lose to a scan at the sizes we hold: scan instead."""
 _MASK64 = (1 << 64) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    start: int
-    width: int
-    radius: int
 
 
 def _ball(width: int, radius: int) -> int:
@@ -87,78 +79,12 @@ def to_rows(values: Sequence[int], words: int) -> np.ndarray:
     return np.array(rows, dtype=np.uint64).reshape(-1, words)
 
 
-def _chunk_keys(rows: np.ndarray, chunk: Chunk) -> np.ndarray:
-    word, offset = divmod(chunk.start, 64)
-    keys = rows[:, word] >> np.uint64(offset)
-    if offset + chunk.width > 64:
-        keys = keys | (rows[:, word + 1] << np.uint64(64 - offset))
-    return (keys & np.uint64((1 << chunk.width) - 1)).astype(np.int64)
-
-
 def _distances(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
     bits = np.bitwise_count(rows ^ queries)
     counted: np.ndarray = bits[:, 0].astype(np.int32)
     for k in range(1, rows.shape[1]):
         counted += bits[:, k]
     return counted
-
-
-class _Segment:
-    """Multi-index tables over the hashes first .. first + len(rows) - 1."""
-
-    def __init__(self, rows: np.ndarray, first: int, chunks: tuple[Chunk, ...]) -> None:
-        count = len(rows)
-        self.first = first
-        self.count = count
-        self.layout = chunks
-        self.key_bits = [(c.start, (1 << c.width) - 1) for c in chunks]
-        m = len(chunks)
-        sizes = [(1 << c.width) + 1 for c in chunks]
-        bases = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.orders = np.empty(m * count, dtype=np.uint32)
-        self.starts = np.empty(int(sum(sizes)), dtype=np.int64 if m * count >= 2**32 else np.uint32)
-        ids = np.arange(count, dtype=np.uint64)
-        for number, chunk in enumerate(chunks):
-            keys = _chunk_keys(rows, chunk)
-            packed = np.sort((keys.astype(np.uint64) << np.uint64(32)) | ids)  # ids in key order
-            self.orders[number * count : (number + 1) * count] = packed & np.uint64(0xFFFF_FFFF)
-            offsets = np.zeros(sizes[number], dtype=np.int64)
-            np.cumsum(np.bincount(keys, minlength=1 << chunk.width), out=offsets[1:])
-            base = int(bases[number])
-            self.starts[base : base + sizes[number]] = offsets + number * count
-        masks = [probe_masks(c.width, c.radius) for c in chunks]
-        self.probe_chunk = np.repeat(np.arange(m), [len(x) for x in masks])
-        self.probe_masks = np.concatenate(masks)
-        self.probe_bases = bases[self.probe_chunk]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.orders.nbytes + self.starts.nbytes)
-
-    def candidates(self, values: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids (global, may repeat) of the hashes sharing a chunk value within its radius with a query,
-        and which query each is a candidate for."""
-        keys = np.array([[(v >> s) & mask for s, mask in self.key_bits] for v in values], dtype=np.int64)
-        probes = np.take(keys, self.probe_chunk, axis=1)
-        probes ^= self.probe_masks
-        probes += self.probe_bases
-        probes = probes.reshape(-1)
-        lo = np.take(self.starts, probes).astype(np.int64)
-        probes += 1
-        size = np.take(self.starts, probes).astype(np.int64)
-        size -= lo
-        ends = np.cumsum(size)
-        positions = np.repeat(lo - ends + size, size)
-        positions += np.arange(len(positions), dtype=np.int64)
-        ids = np.take(self.orders, positions).astype(np.int64)
-        if self.first:
-            ids += self.first
-        if len(values) == 1:
-            return ids, np.zeros(len(ids), dtype=np.int64)
-        last = ends.reshape(len(values), -1)[:, -1]
-        per_query = last.copy()
-        per_query[1:] -= last[:-1]
-        return ids, np.repeat(np.arange(len(values)), per_query)
 
 
 class MultiIndex:
@@ -174,7 +100,7 @@ class MultiIndex:
         start = np.zeros((0, self.words), dtype=np.uint64) if values is None else values
         self._rows = np.array(start, dtype=np.uint64).reshape(-1, self.words)
         self._count = len(self._rows)
-        self._segments: list[_Segment] = []
+        self._segments: list[ChunkTables] = []
         self._tables = True
         """False once no layout beats a scan for this radius: then everything is scanned."""
         self._scan_below = SCAN_BELOW.get(bits, TAIL_LIMIT)
@@ -206,7 +132,7 @@ class MultiIndex:
         if chunks is None:
             self._tables = False
         else:
-            self._segments.append(_Segment(self._rows[first : self._count], first, chunks))
+            self._segments.append(ChunkTables(self._rows[first : self._count], first, chunks))
 
     def add(self, value: int) -> int:
         if self._count == len(self._rows):
