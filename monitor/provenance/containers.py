@@ -11,6 +11,7 @@ the header, so a file truncated in its pixel data still shows it).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 MAX_TEXT_BYTES = 1 << 20
@@ -213,25 +214,38 @@ def _jpeg_segment(
 # --- PNG ------------------------------------------------------------------------------------------------
 
 
+def _chunks(data: bytes, found: _Found, container: str) -> Iterator[tuple[bytes, int, int]]:
+    """(kind, body offset, body length) of each chunk of a PNG or a WebP (RIFF) file, in order; a chunk
+    running past the end, or more than MAX_CHUNKS of them, is reported and ends the walk. PNG chunks are
+    length then kind (big-endian) with a CRC after the body; RIFF chunks kind then size (little-endian),
+    padded to an even size."""
+    png = container == "png"
+    pos, end, count = (8 if png else 12), len(data), 0
+    while pos + 8 <= end:
+        count += 1
+        if count > MAX_CHUNKS:
+            found.problem(container, f"more than {MAX_CHUNKS} chunks, the rest skipped")
+            return
+        if png:
+            length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        else:
+            kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if pos + 8 + length > end:
+            found.problem(container, f"chunk {kind!r} at byte {pos} runs past the end of the file")
+            return
+        yield kind, pos + 8, length
+        pos += 8 + length + (4 if png else length & 1)
+    if png:
+        found.problem("png", "file ends before IEND")
+
+
 def _walk_png(data: bytes, found: _Found) -> None:
     """Chunk headers to IEND: tEXt, zTXt, iTXt (XMP under XML:com.adobe.xmp), eXIf, caBX (C2PA)."""
-    pos, end, chunks = 8, len(data), 0
-    while pos + 8 <= end:
-        chunks += 1
-        if chunks > MAX_CHUNKS:
-            found.problem("png", f"more than {MAX_CHUNKS} chunks, the rest skipped")
-            return
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        if pos + 8 + length > end:
-            found.problem("png", f"chunk {kind!r} at byte {pos} runs past the end of the file")
-            return
+    for kind, start, length in _chunks(data, found, "png"):
         if kind == b"IEND":
             return
         if kind in (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"caBX"):
-            _png_chunk(kind, data[pos + 8 : pos + 8 + length], found)
-        pos += 12 + length
-    found.problem("png", "file ends before IEND")
+            _png_chunk(kind, data[start : start + length], found)
 
 
 def _png_chunk(kind: bytes, body: bytes, found: _Found) -> None:
@@ -307,24 +321,13 @@ def _inflate(blob: bytes, where: str, found: _Found) -> bytes | None:
 
 def _walk_webp(data: bytes, found: _Found) -> None:
     """RIFF chunks: EXIF, 'XMP ' and C2PA."""
-    pos, end, chunks = 12, len(data), 0
-    while pos + 8 <= end:
-        chunks += 1
-        if chunks > MAX_CHUNKS:
-            found.problem("webp", f"more than {MAX_CHUNKS} chunks, the rest skipped")
-            return
-        kind = data[pos : pos + 4]
-        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        if pos + 8 + size > end:
-            found.problem("webp", f"chunk {kind!r} at byte {pos} runs past the end of the file")
-            return
+    for kind, start, length in _chunks(data, found, "webp"):
         if kind == b"EXIF":
-            _add_exif(data[pos + 8 : pos + 8 + size], "webp EXIF", found)
+            _add_exif(data[start : start + length], "webp EXIF", found)
         elif kind == b"XMP ":
-            _add_xmp(data[pos + 8 : pos + 8 + size], "webp XMP", found)
+            _add_xmp(data[start : start + length], "webp XMP", found)
         elif kind == b"C2PA":
             found.c2pa = True
-        pos += 8 + size + (size & 1)
 
 
 def _search_other(data: bytes, found: _Found) -> None:
