@@ -94,7 +94,7 @@ def prometheus_and_worker(
 def test_every_dashboard_query_returns_data(prometheus_and_worker: tuple[Prometheus, float]) -> None:
     prometheus, started = prometheus_and_worker
     empty = []
-    for title, expr in dashboard_queries():
+    for title, expr in dashboard_queries("worker"):
         query = expr.replace("$__rate_interval", RATE_INTERVAL)
         data = prometheus.api("query_range", query=query, start=started, end=time.time(), step=SCRAPE_SECONDS)
         values = [float(v) for series in data["result"] for _, v in series["values"]]

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from monitor.models import Alert
-from monitor.review.decisions import Decision, ReviewError, first_decisions, verdict_of
+from monitor.review.decisions import Decision, ReviewError, first_decisions, reason_kinds, verdict_of
 from monitor.review.desk import listing_row, settings_caption_matcher
 from monitor.review.effects import apply_decision
 from monitor.review.evidence import ClusterEvidence
@@ -119,7 +119,9 @@ async def _review(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     by = args.by or os.environ.get("USER") or "unknown"
     verdict = verdict_of(args.review_command)
-    decision = Decision(alert.alert_id, alert.cluster_id, verdict, by, time.time(), args.reason, "kafka")
+    decision = Decision(
+        alert.alert_id, alert.cluster_id, verdict, by, time.time(), args.reason, "kafka", reason_kinds(alert)
+    )
     if settings.bank is not None:
         from monitor.pipeline import decode_limits
 

@@ -72,7 +72,7 @@ class ReviewServer:
                 "no reviewer may decide: list Slack user, team or channel ids in MONITOR_REVIEW_ALLOWED"
             )
         self.path = urlsplit(settings.review_public_url).path or DEFAULT_PATH
-        self.metrics = desk.metrics = desk.metrics or ReviewMetrics()
+        self.metrics = ReviewMetrics(desk.bank)
         self.post = post
         self.clock = clock
         self.pending: list[Future[None]] = []
