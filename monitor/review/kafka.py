@@ -109,7 +109,13 @@ async def _produce(settings: Settings, decision: Decision) -> None:
 
 
 async def decide_on_kafka(
-    settings: Settings, alert_id: str, verdict: Verdict, by: str, reason: str = "", via: str = "kafka"
+    settings: Settings,
+    bank: Path | None,
+    alert_id: str,
+    verdict: Verdict,
+    by: str,
+    reason: str = "",
+    via: str = "kafka",
 ) -> Outcome:
     """Take a decision on an alert of the `alerts` topic: the first on its cluster is produced to the
     reviews topic, and acts on the bank directory when there is one; an earlier one is returned instead."""
@@ -127,12 +133,12 @@ async def decide_on_kafka(
         alert.alert_id, alert.cluster_id, verdict, by, time.time(), reason, via, reason_kinds(alert)
     )
     outcome = Outcome(decision, applied=True)
-    if settings.bank is not None:
+    if bank is not None:
         from monitor.pipeline import decode_limits
 
         outcome = await asyncio.to_thread(
             apply_decision,
-            settings.bank,
+            bank,
             alert,
             decision,
             lambda: ClusterEvidence(alert.cluster_id),
@@ -155,7 +161,7 @@ class KafkaDesk:
     def decide(
         self, alert_id: str, verdict: Verdict, by: str, reason: str = "", via: str = "kafka"
     ) -> Outcome:
-        return asyncio.run(decide_on_kafka(self.settings, alert_id, verdict, by, reason, via))
+        return asyncio.run(decide_on_kafka(self.settings, self.bank, alert_id, verdict, by, reason, via))
 
 
 async def _review(args: argparse.Namespace, settings: Settings) -> int:
@@ -171,7 +177,7 @@ async def _review(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     by = args.by or os.environ.get("USER") or "unknown"
     verdict = verdict_of(args.review_command)
-    outcome = await decide_on_kafka(settings, args.alert_id, verdict, by, args.reason)
+    outcome = await decide_on_kafka(settings, settings.bank, args.alert_id, verdict, by, args.reason)
     print(json.dumps({**outcome.decision.to_json(), "applied": outcome.applied}), flush=True)
     where = f"bank {settings.bank}: " if settings.bank is not None else ""
     print(f"review: {where}{outcome.line()}", file=sys.stderr)
