@@ -211,8 +211,10 @@ def _review_parsers(commands: Any) -> None:
     _setting_options(listing, "bank", "broker")
     _review_sources(listing)
     server = commands.add_parser("review-server", help="serve the Slack buttons' request URL")
-    _setting_options(server, "bank")
-    server.add_argument("--alerts", type=Path, required=True, help="the alerts file the buttons refer to")
+    _setting_options(server, "bank", "broker")
+    server.add_argument(
+        "--alerts", type=Path, help="the alerts file the buttons refer to (default: the alerts topic)"
+    )
     server.add_argument("--archive", type=Path, help="the archive the alerts came from")
     server.add_argument("--port", type=int, help="listen here (env MONITOR_REVIEW_PORT, default 8090)")
 
@@ -581,8 +583,17 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_review_server(args: argparse.Namespace) -> int:
     from monitor.review.server import serve_forever
 
-    desk = _review_desk(args, args.alerts)
-    serve_forever(desk, args.port)
+    if args.alerts is not None:
+        serve_forever(_review_desk(args, args.alerts), args.port)
+        return 0
+    from monitor.review.kafka import KafkaDesk
+
+    settings = _settings(args)
+    if settings.bank is None:
+        raise UsageError(
+            "'review-server' needs the bank the workers read: give --bank DIR or set MONITOR_BANK"
+        )
+    serve_forever(KafkaDesk(settings, settings.bank), args.port)
     return 0
 
 

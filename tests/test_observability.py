@@ -26,14 +26,17 @@ RATE_INTERVAL = "5s"  # what Grafana's $__rate_interval becomes at a 1 s scrape 
 
 
 class Prometheus:
-    def __init__(self, target_port: int, workdir: Path) -> None:
+    def __init__(
+        self, target_port: int, workdir: Path, job: str = "monitor", rules: Path | None = None
+    ) -> None:
         binary = shutil.which("prometheus")
         assert binary, "Debian's prometheus package is missing (tests/run.sh installs it)"
         self.port = free_port()
         config = workdir / "prometheus.yml"
         config.write_text(
             f"global:\n  scrape_interval: {SCRAPE_SECONDS}s\n  evaluation_interval: {SCRAPE_SECONDS}s\n"
-            f"scrape_configs:\n  - job_name: monitor\n    static_configs:\n"
+            + (f"rule_files: ['{rules}']\n" if rules else "")
+            + f"scrape_configs:\n  - job_name: {job}\n    static_configs:\n"
             f"      - targets: ['127.0.0.1:{target_port}']\n"
         )
         self.log = (workdir / "prometheus.log").open("wb")
@@ -94,7 +97,7 @@ def prometheus_and_worker(
 def test_every_dashboard_query_returns_data(prometheus_and_worker: tuple[Prometheus, float]) -> None:
     prometheus, started = prometheus_and_worker
     empty = []
-    for title, expr in dashboard_queries():
+    for title, expr in dashboard_queries("worker"):
         query = expr.replace("$__rate_interval", RATE_INTERVAL)
         data = prometheus.api("query_range", query=query, start=started, end=time.time(), step=SCRAPE_SECONDS)
         values = [float(v) for series in data["result"] for _, v in series["values"]]

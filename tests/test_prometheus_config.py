@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from monitor.models import DeadLetterReason
+from monitor.review.metrics import ReviewMetrics
 from monitor.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,17 +33,34 @@ def worker_exposition() -> bytes:
     return metrics.exposition()
 
 
+def review_exposition() -> bytes:
+    """What `monitor review-server`'s /metrics says (every label is there from the start, at 0)."""
+    return ReviewMetrics(PROMETHEUS / "no-bank-here").exposition()
+
+
 def test_exposition_passes_promtool_check_metrics() -> None:
-    result = run("promtool", "check", "metrics", stdin=worker_exposition())
-    assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    assert result.stdout.strip() == b"" and result.stderr.strip() == b"", "promtool found lint problems"
+    for exposition in (worker_exposition(), review_exposition()):
+        result = run("promtool", "check", "metrics", stdin=exposition)
+        assert result.returncode == 0, (result.stdout + result.stderr).decode()
+        assert result.stdout.strip() == b"" and result.stderr.strip() == b"", "promtool found lint problems"
 
 
-BOUNDED_LABELS = {"topic", "partition", "stage", "kind", "reason", "level", "outcome", "where", "le"}
+BOUNDED_LABELS = {
+    "topic",
+    "partition",
+    "stage",
+    "kind",
+    "reason",
+    "level",
+    "outcome",
+    "where",
+    "le",
+    "decision",
+}
 
 
 def test_labels_stay_bounded() -> None:
-    text = worker_exposition().decode()
+    text = (worker_exposition() + review_exposition()).decode()
     reasons = set(re.findall(r'monitor_dead_letters_total\{reason="([^"]+)"\}', text))
     assert reasons == {r.value for r in DeadLetterReason}, (
         "dead-letter reasons are the typed set, nothing else"
@@ -66,6 +84,11 @@ def test_every_rule_has_unit_tests_and_they_pass() -> None:
     rules = set(re.findall(r"- alert: (\w+)", (PROMETHEUS / "rules.yml").read_text()))
     tested = set(re.findall(r"alertname: (\w+)", (PROMETHEUS / "rules_test.yml").read_text()))
     assert rules and rules == tested
+    recorded = set(re.findall(r"- record: (\S+)", (PROMETHEUS / "rules.yml").read_text()))
+    checked = set(re.findall(r"- expr: (\S+)", (PROMETHEUS / "rules_test.yml").read_text()))
+    assert recorded and recorded <= checked, (
+        f"recording rules without a promql_expr_test: {recorded - checked}"
+    )
     result = run("promtool", "test", "rules", "rules_test.yml")
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
 

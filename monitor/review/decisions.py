@@ -3,8 +3,10 @@
 A decision is about the alert's visual cluster: the first decision on any alert of a cluster is the one
 that counts, and a later one (a second reviewer, a button pressed twice, a retried request) gets that
 first decision back instead of an effect. Every decision that counted is an event (who, when, which
-alert, what, why) in the bank directory's `reviews.jsonl`, and on the compacted `<app>-reviews` topic
-when decisions go through Kafka.
+alert, what, why, and the alert's reason kinds) in the bank directory's `reviews.jsonl`, and on the
+compacted `<app>-reviews` topic when decisions go through Kafka. The reason kinds are kept so that the
+share of alerts analysts confirm can be told per kind (monitor/review/metrics.py): which kind of evidence
+earns trust.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from monitor.models import format_time, parse_alert_time
+from monitor.models import Alert, format_time, parse_alert_time
 
 Verdict = Literal["confirm", "dismiss"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
@@ -40,6 +42,11 @@ def phash_of(cluster_id: str) -> int | None:
     return int(cluster_id[2:], 16)
 
 
+def reason_kinds(alert: Alert) -> tuple[str, ...]:
+    """The kinds of an alert's reasons (bank_match, narrative, provenance...), each once, in alert order."""
+    return tuple(dict.fromkeys(reason.kind for reason in alert.reasons))
+
+
 def verdict_of(text: str) -> Verdict:
     for verdict in VERDICTS:
         if text == verdict:
@@ -49,7 +56,8 @@ def verdict_of(text: str) -> Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Who decided what about which alert, when, why, and through which door (cli, slack, kafka)."""
+    """Who decided what about which alert, when, why, and through which door (cli, slack, kafka); with
+    the kinds of the alert's reasons (empty in events written before they were recorded)."""
 
     alert_id: str
     cluster_id: str
@@ -58,6 +66,7 @@ class Decision:
     at: float
     reason: str = ""
     via: str = "cli"
+    kinds: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,10 +77,12 @@ class Decision:
             "at": format_time(self.at),
             "reason": self.reason,
             "via": self.via,
+            "kinds": list(self.kinds),
         }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Decision:
+        kinds = value.get("kinds")
         try:
             return cls(
                 alert_id=str(value["alert_id"]),
@@ -81,6 +92,7 @@ class Decision:
                 at=parse_alert_time(str(value["at"])),
                 reason=str(value.get("reason") or ""),
                 via=str(value.get("via") or ""),
+                kinds=tuple(str(k) for k in kinds) if isinstance(kinds, list) else (),
             )
         except (KeyError, ValueError) as exc:
             raise ReviewError(f"bad decision event {value!r:.120}: {exc}") from None

@@ -13,10 +13,9 @@ from typing import Any
 
 from monitor.bank.store import load_bank
 from monitor.models import Alert
-from monitor.review.decisions import Decision, ReviewError, Verdict
+from monitor.review.decisions import Decision, ReviewError, Verdict, reason_kinds
 from monitor.review.effects import CaptionMatcher, Outcome, apply_decision, decided
 from monitor.review.evidence import ClusterEvidence, archive_of, gather
-from monitor.review.metrics import ReviewMetrics
 from monitor.settings import Settings
 
 STATUS = {"confirm": "confirmed", "dismiss": "dismissed"}
@@ -72,7 +71,6 @@ class ReviewDesk:
     alerts_file: Path
     archive: Path | None = None
     """The archive the alerts came from; None: the one noted beside the alerts file, if any."""
-    metrics: ReviewMetrics | None = None
     caption_matcher: CaptionMatcher | None = None
     clock: Callable[[], float] = time.time
 
@@ -100,8 +98,10 @@ class ReviewDesk:
         from monitor.pipeline import decode_limits
 
         alert = self.alert(alert_id)
-        decision = Decision(alert.alert_id, alert.cluster_id, verdict, by, self.clock(), reason, via)
-        outcome = apply_decision(
+        decision = Decision(
+            alert.alert_id, alert.cluster_id, verdict, by, self.clock(), reason, via, reason_kinds(alert)
+        )
+        return apply_decision(
             self.bank,
             alert,
             decision,
@@ -109,9 +109,6 @@ class ReviewDesk:
             self.caption_matcher or settings_caption_matcher(self.settings),
             decode_limits(self.settings),
         )
-        if outcome.applied and self.metrics is not None:
-            self.metrics.reviews.labels(verdict).inc()
-        return outcome
 
     def listing(self) -> list[dict[str, Any]]:
         """Every alert of the file, pending or with the decision on its cluster, in file order."""

@@ -7,7 +7,9 @@ both produce; readers take the first in offset order, and compaction keeps the l
 consistency is the bank directory's lock, so give `--bank` where it matters.) With `--bank DIR` (or
 MONITOR_BANK) the decision also acts on the shared bank directory, the same effects as
 `--alerts FILE` but with the cluster's founding hash only, as a Kafka alert names no archive; workers
-pick them up on their next bank reload.
+pick them up on their next bank reload (no worker reads the reviews topic: it is the record of decisions,
+for `review list` and for whoever wants them as events). `monitor review-server` without `--alerts`
+takes the Slack buttons' decisions the same way (`KafkaDesk`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from monitor.models import Alert
-from monitor.review.decisions import Decision, ReviewError, first_decisions, verdict_of
+from monitor.review.decisions import (
+    Decision,
+    ReviewError,
+    Verdict,
+    first_decisions,
+    reason_kinds,
+    verdict_of,
+)
 from monitor.review.desk import listing_row, settings_caption_matcher
-from monitor.review.effects import apply_decision
+from monitor.review.effects import Outcome, apply_decision
 from monitor.review.evidence import ClusterEvidence
 from monitor.settings import Settings
 
@@ -97,45 +108,79 @@ async def _produce(settings: Settings, decision: Decision) -> None:
         await producer.stop()
 
 
-async def _review(args: argparse.Namespace, settings: Settings) -> int:
+async def decide_on_kafka(
+    settings: Settings,
+    bank: Path | None,
+    alert_id: str,
+    verdict: Verdict,
+    by: str,
+    reason: str = "",
+    via: str = "kafka",
+) -> Outcome:
+    """Take a decision on an alert of the `alerts` topic: the first on its cluster is produced to the
+    reviews topic, and acts on the bank directory when there is one; an earlier one is returned instead."""
     from monitor.runtime.topics import ensure_topics
 
     await ensure_topics(settings)
     await ensure_reviews_topic(settings)
-    alerts = _alerts(await read_all(settings, settings.alerts_topic))
-    decided = first_decisions(await read_all(settings, reviews_topic(settings)))
-    if args.review_command == "list":
-        for alert in alerts.values():
-            print(json.dumps(listing_row(alert, decided.get(alert.cluster_id))), flush=True)
-        return 0
-    found = alerts.get(args.alert_id)
-    if found is None:
-        raise ReviewError(f"alert {args.alert_id} is not on the {settings.alerts_topic} topic")
-    alert = found
-    earlier = decided.get(alert.cluster_id)
+    alert = _alerts(await read_all(settings, settings.alerts_topic)).get(alert_id)
+    if alert is None:
+        raise ReviewError(f"alert {alert_id} is not on the {settings.alerts_topic} topic")
+    earlier = first_decisions(await read_all(settings, reviews_topic(settings))).get(alert.cluster_id)
     if earlier is not None:
-        print(json.dumps({**earlier.to_json(), "applied": False}), flush=True)
-        print(f"review: already decided: {earlier.line()}", file=sys.stderr)
-        return 0
-    by = args.by or os.environ.get("USER") or "unknown"
-    verdict = verdict_of(args.review_command)
-    decision = Decision(alert.alert_id, alert.cluster_id, verdict, by, time.time(), args.reason, "kafka")
-    if settings.bank is not None:
+        return Outcome(earlier, applied=False)
+    decision = Decision(
+        alert.alert_id, alert.cluster_id, verdict, by, time.time(), reason, via, reason_kinds(alert)
+    )
+    outcome = Outcome(decision, applied=True)
+    if bank is not None:
         from monitor.pipeline import decode_limits
 
         outcome = await asyncio.to_thread(
             apply_decision,
-            settings.bank,
+            bank,
             alert,
             decision,
             lambda: ClusterEvidence(alert.cluster_id),
             settings_caption_matcher(settings),
             decode_limits(settings),
         )
-        decision = outcome.decision  # the bank directory may know an earlier decision than the topic
-        print(f"review: bank {settings.bank}: {outcome.line()}", file=sys.stderr)
-    await _produce(settings, decision)
-    print(json.dumps({**decision.to_json(), "applied": True}), flush=True)
+    # The bank directory may know an earlier decision than the topic: the topic then learns that one.
+    await _produce(settings, outcome.decision)
+    return outcome
+
+
+@dataclass
+class KafkaDesk:
+    """`monitor review-server` without `--alerts`: the buttons' alerts are read from the `alerts` topic
+    and decisions taken as `monitor review` against Kafka takes them, on the bank the workers read."""
+
+    settings: Settings
+    bank: Path
+
+    def decide(
+        self, alert_id: str, verdict: Verdict, by: str, reason: str = "", via: str = "kafka"
+    ) -> Outcome:
+        return asyncio.run(decide_on_kafka(self.settings, self.bank, alert_id, verdict, by, reason, via))
+
+
+async def _review(args: argparse.Namespace, settings: Settings) -> int:
+    from monitor.runtime.topics import ensure_topics
+
+    if args.review_command == "list":
+        await ensure_topics(settings)
+        await ensure_reviews_topic(settings)
+        alerts = _alerts(await read_all(settings, settings.alerts_topic))
+        decided = first_decisions(await read_all(settings, reviews_topic(settings)))
+        for alert in alerts.values():
+            print(json.dumps(listing_row(alert, decided.get(alert.cluster_id))), flush=True)
+        return 0
+    by = args.by or os.environ.get("USER") or "unknown"
+    verdict = verdict_of(args.review_command)
+    outcome = await decide_on_kafka(settings, settings.bank, args.alert_id, verdict, by, args.reason)
+    print(json.dumps({**outcome.decision.to_json(), "applied": outcome.applied}), flush=True)
+    where = f"bank {settings.bank}: " if settings.bank is not None else ""
+    print(f"review: {where}{outcome.line()}", file=sys.stderr)
     return 0
 
 

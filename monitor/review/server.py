@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from monitor.review.decisions import ReviewError
-from monitor.review.desk import ReviewDesk
+from monitor.review.decisions import ReviewError, Verdict
+from monitor.review.effects import Outcome
 from monitor.review.metrics import ReviewMetrics
 from monitor.review.slack import (
     MAX_BODY_BYTES,
@@ -34,6 +35,7 @@ from monitor.review.slack import (
     parse_action,
     parse_allowed,
 )
+from monitor.settings import Settings
 
 log = logging.getLogger("monitor.review.server")
 
@@ -42,6 +44,22 @@ READ_TIMEOUT_SECONDS = 5.0
 """A client that sends its body slower than this is cut off, so it cannot hold a thread."""
 
 Post = Callable[[str, dict[str, Any]], None]
+
+
+class Desk(Protocol):
+    """Where the buttons' decisions are taken: an alerts file and a bank directory (`ReviewDesk`), or the
+    `alerts` topic and the bank the workers read (`KafkaDesk`). Either way a bank directory, whose audit
+    log the metrics count."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def bank(self) -> Path: ...
+
+    def decide(
+        self, alert_id: str, verdict: Verdict, by: str, reason: str = "", via: str = "cli"
+    ) -> Outcome: ...
 
 
 def post_json(url: str, payload: dict[str, Any]) -> None:
@@ -56,7 +74,7 @@ class ReviewServer:
 
     def __init__(
         self,
-        desk: ReviewDesk,
+        desk: Desk,
         *,
         port: int = 0,
         host: str = "0.0.0.0",
@@ -72,7 +90,7 @@ class ReviewServer:
                 "no reviewer may decide: list Slack user, team or channel ids in MONITOR_REVIEW_ALLOWED"
             )
         self.path = urlsplit(settings.review_public_url).path or DEFAULT_PATH
-        self.metrics = desk.metrics = desk.metrics or ReviewMetrics()
+        self.metrics = ReviewMetrics(desk.bank)
         self.post = post
         self.clock = clock
         self.pending: list[Future[None]] = []
@@ -181,7 +199,7 @@ class ReviewServer:
         return Handler
 
 
-def serve_forever(desk: ReviewDesk, port: int | None) -> None:
+def serve_forever(desk: Desk, port: int | None) -> None:
     """`monitor review-server`: serve until interrupted."""
     server = ReviewServer(desk, port=port or desk.settings.review_port)
     public = desk.settings.review_public_url or f"(no MONITOR_REVIEW_PUBLIC_URL; path {server.path})"
