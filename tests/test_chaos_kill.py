@@ -1,0 +1,129 @@
+"""kill -9 does not change alerts (issue 12): a worker killed at several points and restarted each time sends
+exactly the alerts of a clean embedded replay of the same stream, every field equal.
+
+The stream is the synthetic scenario with a low threshold and a level factor of 2, so its clusters climb
+several levels and a count or an `event_time` off by one post shows. All posts are on Kafka before the
+first worker starts; each worker is killed with SIGKILL at a point of its own, the next one started at
+once with the same settings, data dir and static member id (as systemd restarts it):
+
+1. after the tracker has read some sightings (posts analysed, tracked and committed up to there);
+2. as soon as a new alert is on the `alerts` topic, read uncommitted: the tracker is then inside or
+   just past the transaction that holds the alert, its state changes and its offsets;
+3. as soon as a new `sightings` record appears: the tracker is about to track it, or tracking it.
+
+The last worker runs to the end of the stream and is stopped with SIGTERM. Its alerts, read as Slack
+delivery and `monitor review` read them (`read_committed`), must be the embedded replay's, each once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from tests.support.kafka import BROKER, Worker, isolated_env, run_monitor
+from tests.support.synthetic import Scenario, build_scenario
+
+SETTINGS = {"threshold": 5, "level_factor": 2, "window_seconds": 3600, "analysis_processes": 0}
+"""Levels at 5, 10, 20, 40 shares in an hour; analysis in a thread of the worker, so it starts quickly."""
+STEP_TIMEOUT = 120.0
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    return build_scenario(tmp_path_factory.mktemp("chaos"))
+
+
+def embedded_alerts(scenario: Scenario, env: dict[str, str], out: Path) -> list[dict[str, Any]]:
+    result = run_monitor(["replay", "--embedded", str(scenario.archive), "--alerts-out", str(out)], env)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+async def _records(topic: str, isolation: str) -> list[Any]:
+    """Every record of a single-partition topic as it stands (its end: committed or not, per isolation)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=BROKER,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation,
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        assigned = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(assigned)
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def records(topic: str, isolation: str = "read_uncommitted") -> list[Any]:
+    return asyncio.run(_records(topic, isolation))
+
+
+def wait_for(what: str, condition: Callable[[], bool], worker: Worker) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while not condition():
+        if worker.process.poll() is not None:
+            raise AssertionError(f"worker exited early ({worker.process.returncode}):\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never came to the kill point ({what}):\n{worker.log_tail()}")
+        time.sleep(0.05)
+
+
+def test_alerts_after_kill_9_at_three_points_equal_a_clean_embedded_replay(
+    kafka_broker: str, stream: Scenario, tmp_path: Path
+) -> None:
+    env = isolated_env(tmp_path, bank=stream.bank, instance_id=f"chaos-{uuid.uuid4().hex[:8]}", **SETTINGS)
+    embedded = embedded_alerts(stream, env, tmp_path / "embedded.jsonl")
+    assert len(embedded) >= 6 and max(alert["level"] for alert in embedded) >= 3, "a stream of many levels"
+    assert run_monitor(["replay", "--to-kafka", str(stream.archive)], env).returncode == 0
+    sightings, alerts = env["MONITOR_SIGHTINGS_TOPIC"], env["MONITOR_ALERTS_TOPIC"]
+
+    def grown(topic: str, by: int = 1) -> Callable[[], bool]:
+        """True once `topic` holds `by` records (committed or not) more than it does now."""
+        start = len(records(topic))
+        return lambda: len(records(topic)) >= start + by
+
+    kill_points: list[tuple[str, Callable[[], Callable[[], bool]]]] = [
+        ("sightings tracked", lambda: grown(sightings, 2)),
+        ("an alert sent", lambda: grown(alerts)),
+        ("a sightings record appears", lambda: grown(sightings)),
+    ]
+    for number, (what, point) in enumerate(kill_points, 1):
+        condition = point()
+        worker = Worker(env, tmp_path / f"worker-{number}.log")
+        try:
+            wait_for(what, condition, worker)
+        finally:
+            worker.kill()
+
+    worker = Worker(env, tmp_path / "worker-last.log")
+    try:
+        expected = {alert["alert_id"] for alert in embedded}
+        wait_for(
+            "all alerts",
+            lambda: {json.loads(r.value)["alert_id"] for r in records(alerts, "read_committed")} >= expected,
+            worker,
+        )
+        time.sleep(3)  # anything more (a repeat) would come now
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+
+    committed = [json.loads(r.value) for r in records(alerts, "read_committed")]
+    assert sorted(committed, key=lambda a: a["alert_id"]) == sorted(embedded, key=lambda a: a["alert_id"])
