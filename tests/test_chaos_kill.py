@@ -13,22 +13,28 @@ once with the same settings, data dir and static member id (as systemd restarts 
 
 The last worker runs to the end of the stream and is stopped with SIGTERM. Its alerts, read as Slack
 delivery and `monitor review` read them (`read_committed`), must be the embedded replay's, each once.
+
+A second test restarts the broker instead (a broker of its own on other ports, started with
+deploy/kafka/kafka.sh, never the shared one) while the worker tracks: the same alerts again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.support.kafka import BROKER, Worker, isolated_env, run_monitor
+from tests.support.kafka import BROKER, REPO, Worker, free_port, isolated_env, run_monitor
 from tests.support.synthetic import Scenario, build_scenario
 
 SETTINGS = {"threshold": 5, "level_factor": 2, "window_seconds": 3600, "analysis_processes": 0}
@@ -49,11 +55,11 @@ def embedded_alerts(scenario: Scenario, env: dict[str, str], out: Path) -> list[
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
-async def _records(topic: str, isolation: str) -> list[Any]:
+async def _records(topic: str, isolation: str, broker: str) -> list[Any]:
     """Every record of a single-partition topic as it stands (its end: committed or not, per isolation)."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=BROKER,
+        bootstrap_servers=broker,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -72,8 +78,33 @@ async def _records(topic: str, isolation: str) -> list[Any]:
     return records
 
 
-def records(topic: str, isolation: str = "read_uncommitted") -> list[Any]:
-    return asyncio.run(_records(topic, isolation))
+def records(topic: str, isolation: str = "read_uncommitted", broker: str = BROKER) -> list[Any]:
+    return asyncio.run(_records(topic, isolation, broker))
+
+
+def alerts_of(env: dict[str, str], broker: str = BROKER) -> list[dict[str, Any]]:
+    """The alerts as their readers see them: committed transactions only."""
+    return [json.loads(r.value) for r in records(env["MONITOR_ALERTS_TOPIC"], "read_committed", broker)]
+
+
+def by_id(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(alerts, key=lambda alert: str(alert["alert_id"]))
+
+
+def differences(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> str:
+    """What an operator would want to know: alerts repeated, missing, extra, and fields that differ."""
+    ids = [alert["alert_id"] for alert in got]
+    lines = [f"repeated: {alert_id}" for alert_id in sorted({i for i in ids if ids.count(i) > 1})]
+    want = {alert["alert_id"]: alert for alert in expected}
+    have = {alert["alert_id"]: alert for alert in got}
+    lines += [f"missing: {alert_id}" for alert_id in sorted(want.keys() - have.keys())]
+    lines += [f"extra: {alert_id}" for alert_id in sorted(have.keys() - want.keys())]
+    for alert_id in sorted(want.keys() & have.keys()):
+        for field in sorted(want[alert_id].keys() | have[alert_id].keys()):
+            now, clean = have[alert_id].get(field), want[alert_id].get(field)
+            if now != clean:
+                lines.append(f"{alert_id} {field}: {now!r}, clean run {clean!r}")
+    return "\n".join(lines)
 
 
 def wait_for(what: str, condition: Callable[[], bool], worker: Worker) -> None:
@@ -82,8 +113,17 @@ def wait_for(what: str, condition: Callable[[], bool], worker: Worker) -> None:
         if worker.process.poll() is not None:
             raise AssertionError(f"worker exited early ({worker.process.returncode}):\n{worker.log_tail()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"never came to the kill point ({what}):\n{worker.log_tail()}")
+            raise AssertionError(f"never came to {what}:\n{worker.log_tail()}")
         time.sleep(0.05)
+
+
+def wait_for_all(
+    env: dict[str, str], embedded: list[dict[str, Any]], worker: Worker, broker: str = BROKER
+) -> None:
+    """Until every alert of the embedded replay is committed, and a little longer."""
+    expected = {alert["alert_id"] for alert in embedded}
+    wait_for("all alerts", lambda: {a["alert_id"] for a in alerts_of(env, broker)} >= expected, worker)
+    time.sleep(3)  # anything more (a repeat) would come now
 
 
 def test_alerts_after_kill_9_at_three_points_equal_a_clean_embedded_replay(
@@ -115,15 +155,53 @@ def test_alerts_after_kill_9_at_three_points_equal_a_clean_embedded_replay(
 
     worker = Worker(env, tmp_path / "worker-last.log")
     try:
-        expected = {alert["alert_id"] for alert in embedded}
-        wait_for(
-            "all alerts",
-            lambda: {json.loads(r.value)["alert_id"] for r in records(alerts, "read_committed")} >= expected,
-            worker,
-        )
-        time.sleep(3)  # anything more (a repeat) would come now
+        wait_for_all(env, embedded, worker)
     finally:
         assert worker.stop() == 0, worker.log_tail()
+    got = alerts_of(env)
+    assert by_id(got) == by_id(embedded), differences(got, embedded)
 
-    committed = [json.loads(r.value) for r in records(alerts, "read_committed")]
-    assert sorted(committed, key=lambda a: a["alert_id"]) == sorted(embedded, key=lambda a: a["alert_id"])
+
+@contextlib.contextmanager
+def own_broker(data: Path) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A broker of the test's own (other ports, other data dir): its address and `kafka.sh <command>`."""
+    env = dict(os.environ)
+    env.update(
+        {"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_DATA": str(data)}
+    )
+
+    def kafka(command: str) -> None:
+        script = str(REPO / "deploy/kafka/kafka.sh")
+        result = subprocess.run(
+            ["bash", script, command], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert result.returncode == 0, result.stderr or result.stdout
+
+    kafka("start")
+    try:
+        yield f"localhost:{env['KAFKA_PORT']}", kafka
+    finally:
+        kafka("stop")
+
+
+def test_alerts_after_a_broker_restart_mid_stream_equal_a_clean_embedded_replay(
+    kafka_broker: str, stream: Scenario, tmp_path: Path
+) -> None:
+    with own_broker(tmp_path / "kafka") as (broker, kafka):
+        env = isolated_env(tmp_path, bank=stream.bank, **SETTINGS)
+        env["MONITOR_BROKER"] = f"kafka://{broker}"
+        embedded = embedded_alerts(stream, env, tmp_path / "embedded.jsonl")
+        assert run_monitor(["replay", "--to-kafka", str(stream.archive)], env).returncode == 0
+        alerts = env["MONITOR_ALERTS_TOPIC"]
+
+        worker = Worker(env, tmp_path / "worker.log")
+        try:
+            wait_for("an alert sent", lambda: len(records(alerts, broker=broker)) >= 1, worker)
+            kafka("stop")
+            time.sleep(2)
+            kafka("start")
+            wait_for_all(env, embedded, worker, broker)
+        finally:
+            assert worker.stop() == 0, worker.log_tail()
+        got = alerts_of(env, broker)
+    assert by_id(got) == by_id(embedded), differences(got, embedded)

@@ -54,6 +54,9 @@ REPORT_EVERY = 5.0
 """Seconds between two reports of the tracker's gauges (viral clusters)."""
 STOP_TIMEOUT = 30.0
 """How long a stopping worker waits for the batch in hand to be tracked and committed."""
+ABORT_TIMEOUT = 10.0
+"""How long a failed batch's abort may take (the broker may be gone); unaborted, the next owner's fencing
+or the broker's transaction timeout aborts it."""
 _GONE = object()
 
 
@@ -174,6 +177,9 @@ class TrackingLoop(ConsumerLoop):
         """The transactional producer of each `sightings` partition this worker tracks."""
         self.states: dict[int, PartitionState] = {}
         """The state of each partition this worker tracks, as committed plus the batch in hand."""
+        self._not_taken: BaseException | None = None
+        """Why a partition assigned could not be taken (aiokafka swallows errors of its rebalance callbacks:
+        the session must fail and start again instead of reading on without the partition's state)."""
         self._lock = asyncio.Lock()
         """Held while a batch is tracked: a rebalance waits for its transaction to end."""
         self.latest_event = 0.0
@@ -211,7 +217,11 @@ class TrackingLoop(ConsumerLoop):
         async with self._lock:
             for tp in sorted(assigned, key=lambda tp: tp.partition):
                 if tp.partition not in self.producers:
-                    await self._take(tp.partition)
+                    try:
+                        await self._take(tp.partition)
+                    except Exception as exc:
+                        self._not_taken = exc
+                        return
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:
@@ -275,6 +285,7 @@ class TrackingLoop(ConsumerLoop):
     async def close_session(self) -> None:
         """The session failed or stopped: whatever the in-memory state holds beyond Kafka's is dropped."""
         producers, self.producers, self.states = self.producers, {}, {}
+        self._not_taken = None
         for producer in producers.values():
             with contextlib.suppress(Exception):
                 await producer.stop()
@@ -288,7 +299,11 @@ class TrackingLoop(ConsumerLoop):
             for tp, records in batch.items():
                 if records:
                     async with self._lock:
-                        if tp.partition in self.producers and tp in consumer.assignment():
+                        if self._not_taken is not None:
+                            raise RuntimeError(
+                                "a sightings partition could not be taken"
+                            ) from self._not_taken
+                        if tp in consumer.assignment():  # else it moved meanwhile: its new owner reads it
                             await self._track(tp, records)
             await self.report_lag(consumer)
             self.report_state()
@@ -320,7 +335,7 @@ class TrackingLoop(ConsumerLoop):
         except BaseException:
             # The in-memory state is ahead of Kafka's: the session restarts and restores it.
             with contextlib.suppress(Exception):
-                await producer.abort_transaction()
+                await asyncio.wait_for(producer.abort_transaction(), ABORT_TIMEOUT)
             raise
         for alert in alerts:
             self.metrics.alerts.labels(str(alert.level)).inc()
