@@ -141,7 +141,14 @@ class PartitionState:
     def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
         alerts: list[Alert] = []
         for item in items:
-            alerts.extend(self.tracker.observe(AnalyzedPost.from_json(item)))
+            try:
+                post = AnalyzedPost.from_json(item)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Sightings are our own output, so this is a bug or a foreign writer: tracking the rest
+                # beats stalling the partition on the one record forever.
+                log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
+                continue
+            alerts.extend(self.tracker.observe(post))
         return alerts
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
