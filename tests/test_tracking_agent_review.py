@@ -24,7 +24,7 @@ def upload(number: int, second: int) -> dict[str, Any]:
 def run(bank: Path, dismiss_first: bool) -> list[str]:
     """Alert ids of a partition's state as the tracking loop keeps it, the bank reloaded between batches."""
     loop = TrackingLoop(Settings(bank=bank, bank_reload_seconds=0, threshold=2), Metrics())
-    state = loop.new_state(0, [])
+    state = loop.new_state(0, {})
     alerts = state.observe([upload(1, 0)])
     if dismiss_first:
         append_review(bank, {"cluster_id": CLUSTER, "alert_id": f"{CLUSTER}/L1", "decision": "dismiss"})

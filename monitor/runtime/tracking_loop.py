@@ -111,6 +111,15 @@ def decode_key(raw: bytes) -> str:
     return str(json.loads(text)) if text.startswith('"') else text
 
 
+def apply_change(data: dict[str, Any], key: bytes, value: bytes | None) -> None:
+    """One changelog record onto a state: the key's new value, or its deletion (a tombstone)."""
+    name = decode_key(key)
+    if value is None:
+        data.pop(name, None)
+    else:
+        data[name] = json.loads(value)
+
+
 class PartitionState:
     """One `sightings` partition's cluster state: its store, the tracker over it, and what a batch changed.
 
@@ -131,11 +140,7 @@ class PartitionState:
         """The state the changelog records (in offset order) leave; the tracker is built afterwards."""
         data: dict[str, Any] = {}
         for key, value in records:
-            name = decode_key(key)
-            if value is None:
-                data.pop(name, None)
-            else:
-                data[name] = json.loads(value)
+            apply_change(data, key, value)
         return cls(settings, review, data)
 
     def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
@@ -202,9 +207,9 @@ class TrackingLoop(ConsumerLoop):
             return ReviewState()
         return ReviewState.of(self.bank.bank, self.settings.cluster_distance)
 
-    def new_state(self, partition: int, records: list[tuple[bytes, bytes | None]]) -> PartitionState:
-        """A partition's state from its changelog records; it is tracked from now on."""
-        state = PartitionState.restored(self.settings, self.review, records)
+    def new_state(self, partition: int, data: dict[str, Any]) -> PartitionState:
+        """A partition's state, as its changelog left it; it is tracked from now on."""
+        state = PartitionState(self.settings, self.review, data)
         self.states[partition] = state
         return state
 
@@ -252,23 +257,24 @@ class TrackingLoop(ConsumerLoop):
         )
         await producer.start()  # InitProducerId: fences the old owner and ends its transaction
         try:
-            records = await self._read_state(partition)
+            data, count = await self._read_state(partition)
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise
-        state = self.new_state(partition, records)
+        state = self.new_state(partition, data)
         self.producers[partition] = producer
         log.info(
             "tracking sightings partition %d: %d state keys restored from %d records in %.1f s",
             partition,
             len(state.store),
-            len(records),
+            count,
             time.monotonic() - started,
         )
 
-    async def _read_state(self, partition: int) -> list[tuple[bytes, bytes | None]]:
-        """The partition's changelog, committed records only, from its start to its current end."""
+    async def _read_state(self, partition: int) -> tuple[dict[str, Any], int]:
+        """The partition's state from its changelog, committed records only, from its start to its current
+        end; and how many records that took. Applied as read: a large state is never held twice."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.servers,
             group_id=None,
@@ -276,7 +282,8 @@ class TrackingLoop(ConsumerLoop):
             isolation_level="read_committed",
         )
         await consumer.start()
-        records: list[tuple[bytes, bytes | None]] = []
+        data: dict[str, Any] = {}
+        count = 0
         try:
             tp = TopicPartition(self.state_topic, partition)
             consumer.assign([tp])
@@ -284,10 +291,13 @@ class TrackingLoop(ConsumerLoop):
             end = (await consumer.end_offsets([tp]))[tp]
             while await consumer.position(tp) < end:
                 batch = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend((r.key, r.value) for r in batch.get(tp, []) if r.key is not None)
+                for record in batch.get(tp, []):
+                    if record.key is not None:
+                        apply_change(data, record.key, record.value)
+                        count += 1
         finally:
             await consumer.stop()
-        return records
+        return data, count
 
     async def close_session(self) -> None:
         """The session failed or stopped: whatever the in-memory state holds beyond Kafka's is dropped."""
