@@ -2,10 +2,10 @@
 is killed and restarted resumes within seconds instead of a minute.
 
 A worker is in three consumer groups, one per loop: `<app id>-analyze`, `<app id>-track` and `<app id>-slack`
-(Faust's own consumer has no agent or table to read any more). When a worker dies without leaving them
-(kill -9, a crash, the OOM killer), Kafka keeps its partitions assigned to the dead member until the
-member's session times out, and a replacement's join waits for that: with Faust's default session (60 s)
-every stage stood still for 45-60 s after a kill -9.
+(Faust's own consumer, in the group `<app id>`, reads only Faust's leader topic now; it gets the same
+settings). When a worker dies without leaving them (kill -9, a crash, the OOM killer), Kafka keeps its
+partitions assigned to the dead member until the member's session times out, and a replacement's join
+waits for that: with Faust's default session (60 s) every stage stood still for 45-60 s after a kill -9.
 
 - Sessions last `SESSION_TIMEOUT` (10 s, heartbeats every 3 s) in all three groups. Our loops heartbeat
   from the event loop, which never waits on analysis (that runs in processes or a thread).
@@ -42,7 +42,7 @@ def consumer_options(settings: Settings) -> dict[str, Any]:
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """The same for Faust's consumer, as `faust.App` settings (it reads no topic now; kept in line)."""
+    """The same for Faust's consumer (group `<app id>`, Faust's leader topic only), as `faust.App` settings."""
     return {
         "consumer_group_instance_id": static_id(settings),
         "broker_session_timeout": SESSION_TIMEOUT,
