@@ -42,7 +42,7 @@ def consumer_options(settings: Settings) -> dict[str, Any]:
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """The same for Faust's consumer (group `<app id>`, Faust's leader topic only), as `faust.App` settings."""
+    """The same for Faust's consumer (group `<app id>`, its leader topic only), as `faust.App` settings."""
     return {
         "consumer_group_instance_id": static_id(settings),
         "broker_session_timeout": SESSION_TIMEOUT,
