@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.support.kafka import BROKER, REPO, Worker, free_port, isolated_env, run_monitor
 from tests.support.synthetic import Scenario, build_scenario
@@ -117,13 +118,38 @@ def wait_for(what: str, condition: Callable[[], bool], worker: Worker) -> None:
         time.sleep(0.05)
 
 
+async def _caught_up(env: dict[str, str], broker: str) -> bool:
+    """Whether the worker analysed every post and tracked every sighting (committed offsets at the end)."""
+    app = env["MONITOR_APP_ID"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        for group, topic in ((f"{app}-analyze", "POSTS"), (f"{app}-track", "SIGHTINGS")):
+            committed = await admin.list_consumer_group_offsets(group)
+            tps = [TopicPartition(env[f"MONITOR_{topic}_TOPIC"], 0)]  # one partition, the default
+            ends = await consumer.end_offsets(tps)
+            if any(tp not in committed or committed[tp].offset < ends[tp] for tp in tps):
+                return False
+        return True
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 def wait_for_all(
     env: dict[str, str], embedded: list[dict[str, Any]], worker: Worker, broker: str = BROKER
 ) -> None:
-    """Until every alert of the embedded replay is committed, and a little longer."""
+    """Until every alert of the embedded replay is committed and the worker has read to the end of
+    `posts` and `sightings`: a repeated alert would be in the transaction of the offsets read."""
     expected = {alert["alert_id"] for alert in embedded}
-    wait_for("all alerts", lambda: {a["alert_id"] for a in alerts_of(env, broker)} >= expected, worker)
-    time.sleep(3)  # anything more (a repeat) would come now
+
+    def done() -> bool:
+        alerts = {a["alert_id"] for a in alerts_of(env, broker)} >= expected
+        return alerts and asyncio.run(_caught_up(env, broker))
+
+    wait_for("all alerts", done, worker)
 
 
 def test_alerts_after_kill_9_at_three_points_equal_a_clean_embedded_replay(
