@@ -12,7 +12,7 @@ death only when A's sessions time out, unless B takes A's place by its static me
 stage's resumption is timed from B's start:
 
 - `analyse`: B's `monitor_posts_analyzed_total` passes 0 (group `<app id>-analyze`, our aiokafka consumer);
-- `track`: B's `monitor_last_processed_timestamp_seconds` is set (the Faust agent, group `<app id>`);
+- `track`: B's `monitor_last_processed_timestamp_seconds` is set (the tracking loop, group `<app id>-track`);
 - `deliver`: the receiver gets the new alert (group `<app id>-slack`, our aiokafka consumer).
 
 The SIGTERM rows show what a start costs anyway (imports, group joins, table recovery, analysis processes);

@@ -1,7 +1,7 @@
 """A worker restarted after kill -9 takes its place back in its consumer groups (issue 12).
 
-With `MONITOR_INSTANCE_ID` the worker joins each of its three groups (`<app id>-analyze`, `<app id>-slack`,
-and Faust's `<app id>` for the tracker) as a static member: Kafka names the member `<instance id>-<uuid>`,
+With `MONITOR_INSTANCE_ID` the worker joins each of its three groups (`<app id>-analyze`, `<app id>-track`
+and `<app id>-slack`) as a static member: Kafka names the member `<instance id>-<uuid>`,
 and a replacement with the same id takes the dead member's place instead of waiting for its session to
 time out (how much sooner is measured by benchmarks/restart.py, not asserted here). The test checks what
 an operator would see in `kafka-consumer-groups --describe --members`: one member per group, the worker's
@@ -41,7 +41,7 @@ def test_a_worker_killed_and_restarted_comes_back_as_the_same_static_member_of_i
     with slack_receiver() as receiver:
         env = isolated_env(tmp_path, instance_id=instance, slack_webhook_url=receiver.url)
         app = env["MONITOR_APP_ID"]
-        groups = [app, f"{app}-analyze", f"{app}-slack"]
+        groups = [f"{app}-analyze", f"{app}-track", f"{app}-slack"]
         assert run_monitor(["topics"], env).returncode == 0
         sightings = env["MONITOR_SIGHTINGS_TOPIC"]
 

@@ -63,6 +63,7 @@ async def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # alerts of a tracker batch that was aborted never count
     )
     await consumer.start()  # the topic exists (ensure_topics): its partitions are assigned here
     values: list[dict[str, Any]] = []

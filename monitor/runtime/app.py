@@ -1,4 +1,4 @@
-"""The worker: an analysis loop, a Faust agent that tracks, and Slack delivery, around the pipeline stages.
+"""The worker: an analysis loop, a tracking loop and Slack delivery, around the pipeline stages.
 
     posts ──analyze──▶ sightings ──track──▶ alerts ──deliver──▶ Slack
       │                  (one key)            (keyed by cluster)
@@ -6,9 +6,11 @@
 
 `analyze` (monitor/runtime/analysis_loop.py, its own consumer group) does the heavy, stateless work (fetch,
 decode, hash, bank match, provenance, caption embedding) and scales with the partitions of `posts` and the
-number of workers. `track` (monitor/runtime/tracking_agent.py) keeps the per-cluster state (clusters,
-event-time share counts, levels alerted) in a changelogged table. `deliver` (monitor/runtime/delivery.py)
-posts alerts to Slack exactly once. Each is a class of its own; this module only wires them to one app.
+number of workers. `track` (monitor/runtime/tracking_loop.py, group `<app id>-track`) keeps the
+per-cluster state (clusters, event-time share counts, levels alerted) and writes its changes, its alerts
+and its input offsets in one Kafka transaction per batch. `deliver` (monitor/runtime/delivery.py) posts
+alerts to Slack exactly once. Each is a plain aiokafka loop of its own (consumer_loop.py); Faust is the
+worker's service shell (start, signals, orderly stop) and runs no agent or table.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from monitor.runtime.analysis_loop import AnalysisLoop
 from monitor.runtime.analysis_pool import analysis_for
 from monitor.runtime.delivery import SlackDelivery
 from monitor.runtime.metrics import Metrics
-from monitor.runtime.topics import STATE_TABLE
-from monitor.runtime.tracking_agent import TrackerAgent
+from monitor.runtime.tracking_loop import TrackingLoop
 from monitor.settings import Settings
 
 log = logging.getLogger("monitor.worker")
@@ -49,18 +50,11 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
         broker_commit_every=200,
         **groups.faust_options(settings),
     )
-    sightings_topic = app.topic(settings.sightings_topic, key_serializer="raw", value_serializer="json")
-    alerts_topic = app.topic(settings.alerts_topic, key_serializer="raw", value_serializer="json")
-    state = app.Table(
-        STATE_TABLE,
-        partitions=settings.partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    )
     fetcher = ImageFetcher(fetch_policy(settings))
     loader = ImageLoader(fetcher, None, settings.fetch_max_bytes, observe=metrics.observe_stage)
 
     AnalysisLoop(settings, metrics, loader, analysis_for(settings, metrics)).register(app)
-    TrackerAgent(settings, metrics, state, alerts_topic).register(app, sightings_topic)
+    TrackingLoop(settings, metrics).register(app)
     if settings.slack_webhook_url:
         SlackDelivery(settings, metrics).register(app)
     return app

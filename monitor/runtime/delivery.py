@@ -112,7 +112,9 @@ class SlackDelivery(ConsumerLoop):
         self.metrics.alert_deliveries.labels(outcome).inc()
 
     def consumer_options(self) -> dict[str, Any]:
-        return {"max_poll_interval_ms": 3600 * 1000}  # one alert may wait that long for Slack to come back
+        # One alert may wait an hour for Slack to come back; alerts of an aborted tracker batch are never
+        # posted (monitor/runtime/tracking_loop.py).
+        return {"max_poll_interval_ms": 3600 * 1000, "isolation_level": "read_committed"}
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.ready.clear()

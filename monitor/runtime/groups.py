@@ -1,15 +1,14 @@
 """How a worker's consumers belong to their groups: static members with short sessions, so a worker that
 is killed and restarted resumes within seconds instead of a minute.
 
-A worker is in three consumer groups: `<app id>-analyze` and `<app id>-slack` (our aiokafka consumers) and
-`<app id>` (Faust's, for the tracker agent). When a worker dies without leaving them (kill -9, a crash, the
-OOM killer), Kafka keeps its partitions assigned to the dead member until the member's session times out,
-and a replacement's join waits for that: Faust's default session is 60 s, and the worker's own loops only
-start once Faust has joined, so every stage stood still for 45-60 s after a kill -9.
+A worker is in three consumer groups, one per loop: `<app id>-analyze`, `<app id>-track` and `<app id>-slack`
+(Faust's own consumer, in the group `<app id>`, reads only Faust's leader topic now; it gets the same
+settings). When a worker dies without leaving them (kill -9, a crash, the OOM killer), Kafka keeps its
+partitions assigned to the dead member until the member's session times out, and a replacement's join
+waits for that: with Faust's default session (60 s) every stage stood still for 45-60 s after a kill -9.
 
 - Sessions last `SESSION_TIMEOUT` (10 s, heartbeats every 3 s) in all three groups. Our loops heartbeat
-  from the event loop, which never waits on analysis (that runs in processes or a thread); Faust's
-  consumer heartbeats from a thread of its own.
+  from the event loop, which never waits on analysis (that runs in processes or a thread).
 - With `MONITOR_INSTANCE_ID` set (the systemd unit sets `<host>-<instance>`), each consumer joins as a
   static member (`group.instance.id`, KIP-345): a replacement with the same id takes the dead member's
   place, and its partitions, as soon as it joins, without waiting for the session to end or a rebalance.
@@ -43,7 +42,7 @@ def consumer_options(settings: Settings) -> dict[str, Any]:
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """The same for Faust's consumer (the tracker agent's group), as `faust.App` settings."""
+    """The same for Faust's consumer (group `<app id>`, its leader topic only), as `faust.App` settings."""
     return {
         "consumer_group_instance_id": static_id(settings),
         "broker_session_timeout": SESSION_TIMEOUT,

@@ -172,6 +172,7 @@ async def record_topic(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        isolation_level="read_committed",  # `alerts` and the tracker's state are written in transactions
     )
     try:
         await consumer.start()

@@ -1,8 +1,9 @@
 """Create the project's Kafka topics explicitly, with one partition count for sources and changelogs.
 
 The broker runs with `auto.create.topics.enable=false`: a topic created implicitly would get the broker's
-default partition count, and Faust refuses tables whose changelog and source topics differ
-(`PartitionsMismatch`). Creating everything here, idempotently, keeps that under our control.
+default partition count, and the tracker's state changelog must be partitioned like `sightings` (partition
+p of one holds the state of partition p of the other). Creating everything here, idempotently, keeps that
+under our control.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def bootstrap_servers(broker: str) -> str:
     return ",".join(servers)
 
 
-def changelog_topic(settings: Settings) -> str:
+def state_topic(settings: Settings) -> str:
+    """The tracker's state, key by key, written in its transactions (monitor/runtime/tracking_loop.py).
+
+    The name is the one Faust gave the changelog of the tracker's table before, so an existing
+    deployment's state restores as it is."""
     return f"{settings.app_id}-{STATE_TABLE}-changelog"
 
 
@@ -61,7 +66,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.sightings_topic, n, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         TopicSpec(settings.dlq_topic, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(settings.alerts_topic, n, keep_forever),
-        TopicSpec(changelog_topic(settings), n, {"cleanup.policy": "compact"}),
+        TopicSpec(state_topic(settings), n, {"cleanup.policy": "compact"}),
         TopicSpec(delivered_topic(settings), 1, {"cleanup.policy": "compact"}),
     ]
 

@@ -169,6 +169,7 @@ def read_topic(
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             group_id=None,
+            isolation_level="read_committed",  # as the worker's readers: no alert of an aborted batch
         )
         await consumer.start()
         values: list[dict[str, Any]] = []

@@ -1,0 +1,383 @@
+"""The worker's tracker: `sightings` in, `alerts` out, one Kafka transaction per batch and partition.
+
+Every sighting carries one key, so all cluster state lives in one partition and near-duplicates posted
+anywhere meet in one index; whichever worker holds that partition tracks. It is cheap (dictionary updates),
+so one partition keeps up with many analysing workers.
+
+Why transactions: the tracker's output is three writes, the cluster state it changed, the alerts it raised
+and the offset of the sightings it read. Written each on its own (as the Faust agent did), a kill -9 between
+them leaves Kafka with a mix: state that counts posts whose offsets were not committed, or alerts whose
+state was lost, and a restarted worker then raises an alert at another event time than a clean run (seen:
+two level-2 alerts 62 s off). Here the three go into ONE transaction per batch, so a batch is either
+tracked whole or not at all, and a restart carries on from exactly the state that matches its offsets.
+
+- Per `sightings` partition, a transactional producer with `transactional_id=<app id>-track-<partition>`:
+  the owner after a restart or a rebalance opens the same id, which fences the previous owner (a zombie
+  cannot commit any more) and aborts the transaction it left open.
+- The state is the tracker's store, key by key (`s:<post>`, `cl:<cluster>`, ...), in the compacted topic
+  `<app id>-state-changelog`, partitioned like `sightings`; a deleted key is a tombstone. Keys and values
+  are JSON, as Faust's table wrote them, so the changelog of an earlier version restores as it is.
+- On assignment the partition's state is read from that topic to its end (`read_committed`: aborted
+  batches never count) before any sighting is tracked; readers of `sightings`, the state and `alerts`
+  all read `read_committed`, so an alert of an aborted batch is never seen by anyone.
+
+The pure core is `monitor.tracking.tracker.ClusterTracker`; `PartitionState` keeps one partition's store
+and the keys a batch changed, `TrackingLoop` does the Kafka part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from monitor.bank.store import BankWatcher
+from monitor.models import Alert, AnalyzedPost
+from monitor.pipeline import virality_policy
+from monitor.review.state import ReviewState
+from monitor.runtime.consumer_loop import ConsumerLoop
+from monitor.runtime.metrics import Metrics
+from monitor.runtime.records import MAX_RECORD_BYTES
+from monitor.runtime.topics import bootstrap_servers, state_topic
+from monitor.settings import Settings
+from monitor.tracking.tracker import ClusterTracker
+
+log = logging.getLogger("monitor.worker")
+
+REPORT_EVERY = 5.0
+"""Seconds between two reports of the tracker's gauges (viral clusters)."""
+STOP_TIMEOUT = 30.0
+"""How long a stopping worker waits for the batch in hand to be tracked and committed."""
+ABORT_TIMEOUT = 10.0
+"""How long a failed batch's abort may take (the broker may be gone); unaborted, the next owner's fencing
+or the broker's transaction timeout aborts it."""
+_GONE = object()
+
+
+def transactional_id(settings: Settings, partition: int) -> str:
+    """One id per `sightings` partition: whoever owns the partition next fences whoever owned it before."""
+    return f"{settings.app_id}-track-{partition}"
+
+
+class Journal(MutableMapping[str, Any]):
+    """The tracker's store for one partition: a dict that remembers which keys changed since `changes`."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        self.data: dict[str, Any] = {} if data is None else data
+        self.dirty: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+        self.dirty.add(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def changes(self) -> list[tuple[str, Any]]:
+        """(key, value) of each key changed since the last call; a deleted key's value is `_GONE`."""
+        dirty, self.dirty = self.dirty, set()
+        return [(key, self.data.get(key, _GONE)) for key in sorted(dirty)]
+
+
+def encode_change(key: str, value: Any) -> tuple[bytes, bytes | None]:
+    """A changelog record: the key and value as JSON (Faust's table format); a deleted key is a tombstone."""
+    return json.dumps(key).encode(), None if value is _GONE else json.dumps(value).encode()
+
+
+def decode_key(raw: bytes) -> str:
+    text = raw.decode()
+    return str(json.loads(text)) if text.startswith('"') else text
+
+
+def apply_change(data: dict[str, Any], key: bytes, value: bytes | None) -> None:
+    """One changelog record onto a state: the key's new value, or its deletion (a tombstone)."""
+    name = decode_key(key)
+    if value is None:
+        data.pop(name, None)
+    else:
+        data[name] = json.loads(value)
+
+
+class PartitionState:
+    """One `sightings` partition's cluster state: its store, the tracker over it, and what a batch changed.
+
+    The tracker is built over the store as restored, so it starts from exactly the committed state; if a
+    transaction fails, the whole `PartitionState` is dropped and restored again.
+    """
+
+    def __init__(self, settings: Settings, review: ReviewState, data: dict[str, Any] | None = None) -> None:
+        self.store = Journal(data)
+        self.tracker = ClusterTracker(
+            self.store, virality_policy(settings), settings.cluster_distance, review=review
+        )
+
+    @classmethod
+    def restored(
+        cls, settings: Settings, review: ReviewState, records: list[tuple[bytes, bytes | None]]
+    ) -> PartitionState:
+        """The state the changelog records (in offset order) leave; the tracker is built afterwards."""
+        data: dict[str, Any] = {}
+        for key, value in records:
+            apply_change(data, key, value)
+        return cls(settings, review, data)
+
+    def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
+        alerts: list[Alert] = []
+        for item in items:
+            try:
+                post = AnalyzedPost.from_json(item)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Sightings are our own output, so this is a bug or a foreign writer: tracking the rest
+                # beats stalling the partition on the one record forever.
+                log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
+                continue
+            alerts.extend(self.tracker.observe(post))
+        return alerts
+
+    def changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The batch's changelog records, one per key changed."""
+        return [encode_change(key, value) for key, value in self.store.changes()]
+
+
+def sighting_posts(raw: bytes | None) -> list[dict[str, Any]]:
+    """The posts of one `sightings` record (`{"posts": [...]}`); [] for a record that is not one."""
+    try:
+        value = json.loads(raw or b"")
+        posts = value["posts"]
+    except (ValueError, TypeError, KeyError):
+        log.error("not a sightings record, skipped: %r", (raw or b"")[:200])
+        return []
+    return [post for post in posts if isinstance(post, dict)] if isinstance(posts, list) else []
+
+
+class TrackingLoop(ConsumerLoop):
+    """One worker's tracker of the `sightings` partitions it is given; `run` until `stop`."""
+
+    group_suffix = "track"
+    what = "tracking loop (the state is restored from its changelog)"
+    stop_timeout = STOP_TIMEOUT
+    log = log
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(settings, metrics, settings.sightings_topic)
+        self.servers = bootstrap_servers(settings.broker)
+        self.group = f"{settings.app_id}-{self.group_suffix}"
+        self.state_topic = state_topic(settings)
+        self.producers: dict[int, Any] = {}
+        """The transactional producer of each `sightings` partition this worker tracks."""
+        self.states: dict[int, PartitionState] = {}
+        """The state of each partition this worker tracks, as committed plus the batch in hand."""
+        self._not_taken: BaseException | None = None
+        """Why a partition assigned could not be taken (aiokafka swallows errors of its rebalance callbacks:
+        the session must fail and start again instead of reading on without the partition's state)."""
+        self._lock = asyncio.Lock()
+        """Held while a batch is tracked: a rebalance waits for its transaction to end."""
+        self.latest_event = 0.0
+        """Event time of the latest post tracked: the clock of the viral gauges."""
+        self._reported = 0.0
+        self.bank = BankWatcher(settings.bank, settings.bank_reload_seconds) if settings.bank else None
+        """Analysts' decisions (dismissed clusters, negative hashes) are read from the bank directory and
+        honoured from the next sighting on, as the embedded replay honours them."""
+        self.review = self._review()
+
+    def _review(self) -> ReviewState:
+        if self.bank is None:
+            return ReviewState()
+        return ReviewState.of(self.bank.bank, self.settings.cluster_distance)
+
+    def new_state(self, partition: int, data: dict[str, Any]) -> PartitionState:
+        """A partition's state, as its changelog left it; it is tracked from now on."""
+        state = PartitionState(self.settings, self.review, data)
+        self.states[partition] = state
+        return state
+
+    def reload_review(self) -> None:
+        """Analysts' new decisions, if the bank directory changed, for every partition from its next post."""
+        if self.bank is not None and self.bank.poll() is not None:
+            self.review = self._review()
+            for state in self.states.values():
+                state.tracker.review = self.review
+
+    def consumer_options(self) -> dict[str, Any]:
+        return {"isolation_level": "read_committed"}
+
+    # --- ownership ------------------------------------------------------------------------------------
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in sorted(assigned, key=lambda tp: tp.partition):
+                if tp.partition not in self.producers:
+                    try:
+                        await self._take(tp.partition)
+                    except Exception as exc:
+                        self._not_taken = exc
+                        return
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:
+            for tp in revoked:
+                self.states.pop(tp.partition, None)
+                producer = self.producers.pop(tp.partition, None)
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+
+    async def _take(self, partition: int) -> None:
+        """Fence the partition's previous owner (its open transaction is aborted), then restore its state."""
+        started = time.monotonic()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.servers,
+            transactional_id=transactional_id(self.settings, partition),
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_request_size=MAX_RECORD_BYTES,
+        )
+        await producer.start()  # InitProducerId: fences the old owner and ends its transaction
+        try:
+            data, count = await self._read_state(partition)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        state = self.new_state(partition, data)
+        self.producers[partition] = producer
+        log.info(
+            "tracking sightings partition %d: %d state keys restored from %d records in %.1f s",
+            partition,
+            len(state.store),
+            count,
+            time.monotonic() - started,
+        )
+
+    async def _read_state(self, partition: int) -> tuple[dict[str, Any], int]:
+        """The partition's state from its changelog, committed records only, from its start to its current
+        end; and how many records that took. Applied as read: a large state is never held twice."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.servers,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        data: dict[str, Any] = {}
+        count = 0
+        try:
+            tp = TopicPartition(self.state_topic, partition)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.key is not None:
+                        apply_change(data, record.key, record.value)
+                        count += 1
+        finally:
+            await consumer.stop()
+        return data, count
+
+    async def close_session(self) -> None:
+        """The session failed or stopped: whatever the in-memory state holds beyond Kafka's is dropped."""
+        producers, self.producers, self.states = self.producers, {}, {}
+        self._not_taken = None
+        for producer in producers.values():
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    # --- tracking -------------------------------------------------------------------------------------
+
+    async def consume(self, consumer: Any) -> None:
+        while not self.stopping:
+            batch = await consumer.getmany(timeout_ms=200)
+            self.reload_review()
+            for tp, records in batch.items():
+                if records:
+                    async with self._lock:
+                        if self._not_taken is not None:
+                            raise RuntimeError(
+                                "a sightings partition could not be taken"
+                            ) from self._not_taken
+                        if tp in consumer.assignment():  # else it moved meanwhile: its new owner reads it
+                            await self._track(tp, records)
+            await self.report_lag(consumer)
+            self.report_state()
+
+    async def _track(self, tp: TopicPartition, records: list[Any]) -> None:
+        """One batch of one partition: its state changes, its alerts and its offset in one transaction."""
+        self.metrics.events_consumed.labels(self.settings.sightings_topic).inc(len(records))
+        items = [post for record in records for post in sighting_posts(record.value)]
+        state = self.states[tp.partition]
+        alerts = state.observe(items)
+        changes = state.changes()
+        producer = self.producers[tp.partition]
+        await producer.begin_transaction()
+        try:
+            sent = [
+                await producer.send(self.state_topic, key=key, value=value, partition=tp.partition)
+                for key, value in changes
+            ]
+            for alert in alerts:
+                value = json.dumps(alert.to_json()).encode()
+                sent.append(
+                    await producer.send(
+                        self.settings.alerts_topic, key=alert.cluster_id.encode(), value=value
+                    )
+                )
+            await asyncio.gather(*sent)
+            await producer.send_offsets_to_transaction({tp: records[-1].offset + 1}, self.group)
+            await producer.commit_transaction()
+        except BaseException:
+            # The in-memory state is ahead of Kafka's: the session restarts and restores it.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.abort_transaction(), ABORT_TIMEOUT)
+            raise
+        for alert in alerts:
+            self.metrics.alerts.labels(str(alert.level)).inc()
+            log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
+        for item in items:
+            created = float(item.get("created_at") or 0.0)
+            if created > self.latest_event:
+                self.latest_event = created
+                self.metrics.last_event_time.set(created)
+        self.metrics.last_processed.set(time.time())
+        self.metrics.clusters_tracked.set(sum(len(s.tracker.clusters) for s in self.states.values()))
+
+    def report_state(self) -> None:
+        """The viral gauges, at most every REPORT_EVERY seconds."""
+        now = time.monotonic()
+        if now - self._reported < REPORT_EVERY:
+            return
+        self._reported = now
+        try:
+            levels: dict[int, int] = {}
+            for state in self.states.values():
+                for level, count in state.tracker.viral_levels(self.latest_event).items():
+                    levels[level] = levels.get(level, 0) + count
+            self.metrics.viral_clusters.clear()
+            for level in range(1, max([1, *levels]) + 1):  # level 1 always: "none" is data too
+                self.metrics.viral_clusters.labels(str(level)).set(levels.get(level, 0))
+        except Exception:  # metrics are not worth stopping the tracker for
+            log.exception("metrics report failed")
