@@ -1,15 +1,20 @@
-"""The tracker's records as the store holds them: compact JSON lists, and the older dicts read back.
+"""The tracker's records as the store holds them: compact JSON arrays, and the older dicts read back.
 
 The store is a Faust table in workers, so its values must stay plain JSON; but it is also held in memory
 for every live cluster, and a JSON object costs a dict and one string per field name, several hundred
-bytes per cluster. Records are therefore positional lists (a cluster's representative, its meta, a
-share bucket). Records written by earlier versions (dicts) are read as they are and rewritten in the
-compact form the next time they change, so an existing changelog restores without a migration.
+bytes per cluster. Records are therefore positional (a cluster's representative, its meta, a share
+bucket), held as tuples: a tuple of numbers and strings is 16-24 bytes smaller than the same list, and
+Python's garbage collector stops tracking it, so full collections do not walk every live cluster (they
+did: at a million clusters they were most of the per-sighting cost). JSON writes them as arrays, and
+arrays read back as lists are read the same. Records written by earlier versions (lists, dicts) are read
+as they are and rewritten in the compact form the next time they change, so an existing changelog
+restores without a migration.
 
     rep:<cluster>       "<seq> <PDQ quality or -> <pHash hex>:<PDQ hex or empty>[:<region PDQ hex>...]"
-    cl:<cluster>        [first_seen, latest, level, reasons (JSON objects) or null, image URL or null,
-                         second, post, second, post, ...]   (the sample posts, flat)
-    b:<cluster>:<min>   second (one share), or [second, count, second, count, ...]
+    p:<post>            "<cluster>", or ("<cluster>", "<cluster>", ...) for a post counted for several
+    cl:<cluster>        (first_seen, latest, level, reasons (JSON objects) or null, image URL or null,
+                         second, post, second, post, ...)   (the sample posts, flat)
+    b:<cluster>:<min>   second (one share), or (second, count, second, count, ...)
 
 (Most clusters are one picture posted once: the forms are chosen so that such a cluster's records hold
 no empty list and no one-entry container.)
@@ -53,6 +58,17 @@ def read_rep(value: Any) -> tuple[int, ImageHashes]:
     )
 
 
+def clusters_value(cluster_ids: list[str]) -> str | tuple[str, ...]:
+    """A `p:` record: the one cluster id itself (most posts show one picture), else the ids; a one-entry
+    list costs 64 bytes more per post."""
+    return cluster_ids[0] if len(cluster_ids) == 1 else tuple(cluster_ids)
+
+
+def read_clusters(value: Any) -> list[str]:
+    """The cluster ids of a `p:` record, in either form (earlier versions always wrote a list)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def new_meta(second: int) -> list[Any]:
     return [second, second, 0, None, None]
 
@@ -89,6 +105,18 @@ def set_samples(meta: list[Any], samples: list[tuple[int, str]]) -> None:
         meta += [second, post_id]
 
 
+def add_sample(meta: list[Any], second: int, post_id: str, limit: int) -> None:
+    """Keep the `limit` earliest (second, post) samples, in order, with `(second, post_id)` among them if
+    it is one: `set_samples(sorted(samples + [new])[:limit])`, without reading every sample when the new
+    one is the latest (the common case: streams come mostly in order)."""
+    count = (len(meta) - SAMPLES) // 2
+    if not count or (second, post_id) >= (meta[-2], meta[-1]):
+        if count < limit:
+            meta += [second, post_id]
+        return
+    set_samples(meta, sorted([*samples_of(meta), (second, post_id)])[:limit])
+
+
 def reasons_of(meta: list[Any]) -> list[dict[str, Any]]:
     return list(meta[REASONS] or [])
 
@@ -112,6 +140,6 @@ def write_new_picture(
     cluster_id = cluster_id_of(hashes.phash)
     store["s:" + post_id] = second
     store["rep:" + cluster_id] = rep_value(hashes, seq)
-    store["p:" + post_id] = [cluster_id]
-    store["cl:" + cluster_id] = [second, second, 0, None, None, second, post_id]
+    store["p:" + post_id] = cluster_id
+    store["cl:" + cluster_id] = (second, second, 0, None, None, second, post_id)
     store[f"b:{cluster_id}:{second // 60}"] = second

@@ -34,7 +34,7 @@ def add_share(store: MutableMapping[str, Any], cluster_id: str, second: int) -> 
             break
     else:
         bucket += [second, 1]
-    store[key] = bucket
+    store[key] = tuple(bucket)
 
 
 def shares_per_second(
