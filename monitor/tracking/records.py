@@ -22,11 +22,15 @@ no empty list and no one-entry container.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.models import ImageHashes
 
+BUCKET_SECONDS = 60
+"""Shares are kept per second in buckets of a minute: `b:<cluster>:<second // BUCKET_SECONDS>`."""
 FIRST_SEEN, LATEST, LEVEL, REASONS, IMAGE_URL, SAMPLES = range(6)
 """Positions in a `cl:` record; the samples run from SAMPLES to its end."""
 
@@ -142,4 +146,118 @@ def write_new_picture(
     store["rep:" + cluster_id] = rep_value(hashes, seq)
     store["p:" + post_id] = cluster_id
     store["cl:" + cluster_id] = (second, second, 0, None, None, second, post_id)
-    store[f"b:{cluster_id}:{second // 60}"] = second
+    store[f"b:{cluster_id}:{second // BUCKET_SECONDS}"] = second
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterState:
+    """Everything the tracker holds about one cluster, as one record: what moves between partitions when
+    two clusters merge (monitor/tracking/partitions.py), and a changelog value keyed by cluster id."""
+
+    cluster_id: str
+    first_seen: int
+    latest: int
+    level: int
+    """The highest level alerted: never raised again, after a merge either."""
+    reasons: tuple[dict[str, Any], ...] = ()
+    image_url: str | None = None
+    samples: tuple[tuple[int, str], ...] = ()
+    shares: tuple[tuple[int, int], ...] = ()
+    """(second, shares that second), ascending."""
+    dismissed: bool = False
+
+
+def read_state(store: MutableMapping[str, Any], cluster_id: str) -> ClusterState | None:
+    """A cluster's records in the store (`cl:`, its share buckets, `x:`) as one record; None if unknown."""
+    stored = store.get("cl:" + cluster_id)
+    if stored is None:
+        return None
+    meta = read_meta(stored)
+    shares: list[tuple[int, int]] = []
+    for minute in range(int(meta[FIRST_SEEN]) // BUCKET_SECONDS, int(meta[LATEST]) // BUCKET_SECONDS + 1):
+        shares.extend(sorted(bucket_items(store.get(f"b:{cluster_id}:{minute}"))))
+    return ClusterState(
+        cluster_id=cluster_id,
+        first_seen=int(meta[FIRST_SEEN]),
+        latest=int(meta[LATEST]),
+        level=int(meta[LEVEL]),
+        reasons=tuple(reasons_of(meta)),
+        image_url=meta[IMAGE_URL],
+        samples=tuple(samples_of(meta)),
+        shares=tuple(shares),
+        dismissed=bool(store.get("x:" + cluster_id)),
+    )
+
+
+def drop_state(store: MutableMapping[str, Any], cluster_id: str) -> None:
+    """Remove a cluster's records (it merged into another, which now holds its state)."""
+    state = read_state(store, cluster_id)
+    if state is not None:
+        for minute in range(state.first_seen // BUCKET_SECONDS, state.latest // BUCKET_SECONDS + 1):
+            store.pop(f"b:{cluster_id}:{minute}", None)
+    for prefix in ("cl:", "x:", "rep:"):
+        store.pop(prefix + cluster_id, None)
+
+
+def write_state(store: MutableMapping[str, Any], state: ClusterState) -> None:
+    """Write a cluster's records as the tracker writes them (replacing its share buckets)."""
+    old = read_state(store, state.cluster_id)
+    if old is not None:
+        for minute in range(old.first_seen // BUCKET_SECONDS, old.latest // BUCKET_SECONDS + 1):
+            store.pop(f"b:{state.cluster_id}:{minute}", None)
+    meta: list[Any] = [
+        state.first_seen,
+        state.latest,
+        state.level,
+        list(state.reasons) or None,
+        state.image_url,
+    ]
+    set_samples(meta, list(state.samples))
+    store["cl:" + state.cluster_id] = tuple(meta)
+    buckets: dict[int, list[int]] = {}
+    for second, count in state.shares:
+        buckets.setdefault(second // BUCKET_SECONDS, []).extend((second, count))
+    for minute, flat in buckets.items():
+        one = len(flat) == 2 and flat[1] == 1
+        store[f"b:{state.cluster_id}:{minute}"] = flat[0] if one else tuple(flat)
+    if state.dismissed:
+        store["x:" + state.cluster_id] = 1
+
+
+def encode_state(state: ClusterState) -> bytes:
+    """A compact JSON array: [id, first_seen, latest, level, reasons, image URL, [second, post, ...],
+    [second, count, ...], dismissed (0/1)]."""
+    return json.dumps(
+        [
+            state.cluster_id,
+            state.first_seen,
+            state.latest,
+            state.level,
+            list(state.reasons),
+            state.image_url,
+            [part for sample in state.samples for part in sample],
+            [part for share in state.shares for part in share],
+            int(state.dismissed),
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_state(data: bytes) -> ClusterState:
+    """`encode_state`'s inverse; a record that is not one is refused with the reason."""
+    try:
+        value = json.loads(data)
+        cluster_id, first_seen, latest, level, reasons, url, samples, shares, dismissed = value
+        return ClusterState(
+            cluster_id=str(cluster_id),
+            first_seen=int(first_seen),
+            latest=int(latest),
+            level=int(level),
+            reasons=tuple(dict(r) for r in reasons),
+            image_url=None if url is None else str(url),
+            samples=tuple((int(samples[i]), str(samples[i + 1])) for i in range(0, len(samples), 2)),
+            shares=tuple((int(shares[i]), int(shares[i + 1])) for i in range(0, len(shares), 2)),
+            dismissed=bool(dismissed),
+        )
+    except (ValueError, TypeError, IndexError) as error:
+        raise ValueError(f"not a cluster state record: {data[:80]!r} ({error})") from error

@@ -29,6 +29,7 @@ worker that runs for months keeps a bounded table; clusters that alerted are kep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
@@ -54,14 +55,18 @@ from monitor.tracking.records import (
     LATEST,
     LEVEL,
     REASONS,
+    ClusterState,
     add_sample,
     clusters_value,
+    drop_state,
     meta_latest_and_level,
     new_meta,
     read_clusters,
     read_meta,
+    read_state,
     reasons_of,
     samples_of,
+    write_state,
 )
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
 
@@ -108,6 +113,33 @@ def merge_reasons(current: Sequence[Reason], new: Sequence[Reason]) -> list[Reas
         if old is None or _stronger(reason, old):
             merged[key] = reason
     return [merged[key] for key in sorted(merged)][:MAX_REASONS]
+
+
+def merge_states(a: ClusterState, b: ClusterState) -> ClusterState:
+    """Two clusters' states as one, under the lower id (partitions.py: concurrent founders of one picture).
+
+    Shares add up per second; the first and latest shares, reasons, samples and dismissal are the union;
+    the level alerted is the higher, so no level either cluster alerted is raised again. Commutative and
+    associative, so every order of merging a group gives the same state.
+    """
+    first, second = (a, b) if a.cluster_id <= b.cluster_id else (b, a)
+    shares: dict[int, int] = {}
+    for when, count in (*first.shares, *second.shares):
+        shares[when] = shares.get(when, 0) + count
+    reasons = merge_reasons(
+        [reason_from_json(r) for r in first.reasons], [reason_from_json(r) for r in second.reasons]
+    )
+    return ClusterState(
+        cluster_id=first.cluster_id,
+        first_seen=min(a.first_seen, b.first_seen),
+        latest=max(a.latest, b.latest),
+        level=max(a.level, b.level),
+        reasons=tuple(r.to_json() for r in reasons),
+        image_url=first.image_url or second.image_url,
+        samples=tuple(sorted({*first.samples, *second.samples})[:MAX_SAMPLES]),
+        shares=tuple(sorted(shares.items())),
+        dismissed=a.dismissed or b.dismissed,
+    )
 
 
 def _image_reasons(post: AnalyzedPost) -> dict[int, list[Reason]]:
@@ -221,6 +253,21 @@ class ClusterTracker:
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
         return alerts
+
+    def absorb(self, into: str, state: ClusterState) -> list[Alert]:
+        """Add the state of a cluster that merged into `into` (sent by the partition that owned it) to
+        `into`'s; returns the alerts the added shares raise. Levels either cluster already alerted are
+        not raised again; a level the sum crosses is, once, as if the shares had come here."""
+        if not state.shares:
+            return []
+        own = read_state(self.store, into) or ClusterState(into, state.first_seen, state.first_seen, 0)
+        merged = merge_states(own, dataclasses.replace(state, cluster_id=into))
+        write_state(self.store, dataclasses.replace(merged, cluster_id=into))
+        if state.cluster_id != into:
+            drop_state(self.store, state.cluster_id)
+        if self._alerted is not None and merged.level:
+            self._alerted.add(into)
+        return self._evaluate(into, state.shares[0][0], state.shares[-1][0])
 
     def _advance(self, second: int) -> None:
         """Move the event-time clock; expire old state each time it passed a tenth of the retention."""
