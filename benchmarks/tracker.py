@@ -1,7 +1,7 @@
 """Tracker at scale: sightings per second and memory per live cluster at 10k, 100k and 1M live clusters,
 with 1, 2 and 4 partitions, against the previous implementation in the same run.
 
-    python -m benchmarks.tracker                 # 10k, 100k, 1M live clusters (~20 minutes, ~2 GB at 1M)
+    python -m benchmarks.tracker                 # 10k, 100k, 1M live clusters (~10 minutes, ~2 GB at 1M)
     python -m benchmarks.tracker --quick         # 10k and 100k, fewer sightings (a few minutes)
     python -m benchmarks.tracker --sizes 10000 --sightings 5000 --partitions 1 2
     python -m benchmarks.tracker --baseline HEAD~3   # the "before" from another commit (default: fd81181)
@@ -196,6 +196,28 @@ def measure_partition(n: int, sightings: int, partitions: int, index: int) -> di
     return {"live": sum(owned), "bytes": per_cluster, "n": len(mine), "wall": wall, "cpu": cpu}
 
 
+def measure_index(n: int, lookups: int) -> dict[str, Any]:
+    """What each analysis worker pays for the replicated representative index (partitioned design): memory
+    per cluster, and images assigned per second, half re-uploads, half never-seen pictures."""
+    from monitor.tracking.partitions import RepresentativeIndex
+
+    pictures = population(n)
+    before = _rss()
+    index = RepresentativeIndex(CLUSTER_DISTANCE)
+    started = time.process_time()
+    for hashes in pictures:
+        index.add(cluster_of(hashes), hashes)
+    add_cpu = time.process_time() - started
+    per_cluster = (_rss() - before) / n
+    rng = random.Random(14)
+    queries = [near(rng.choice(pictures), rng) if k % 2 else random_hashes(rng) for k in range(lookups)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for hashes in queries:
+        index.nearest(hashes)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"bytes": per_cluster, "add_cpu": add_cpu, "n": lookups, "wall": wall, "cpu": cpu}
+
+
 def _worker(tree: Path, script: Path, *args: str) -> subprocess.Popen[str]:
     """This file, run as a script with `tree`'s `monitor` package first on the path."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -247,7 +269,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lookups", type=int, help="sightings per one-tracker run (default 5,000)")
     parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--baseline", default=BASELINE, help="git revision measured as 'before'")
+    parser.add_argument(
+        "--index-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000, 100_000],
+        help="sizes at which to measure the replicated representative index (filled one by one: slow)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--part", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -256,10 +286,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print(json.dumps(measure_one(args.one, lookups)))
         return
+    if args.rep:
+        print(json.dumps(measure_index(args.rep, lookups)))
+        return
     if args.part:
         print(json.dumps(measure_partition(args.part, sightings, args.partitions[0], args.index)))
         return
-    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if args.sizes is None:
+        args.sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = args.sizes  # `--sizes` alone: none (the replicated index only)
     check_bulk()
     print("bulk population equals the tracker's state: ok", flush=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
@@ -292,6 +327,15 @@ def main(argv: list[str] | None = None) -> None:
                     f" {slowest['n'] / slowest['wall']:>12,.0f} {slowest['n'] / slowest['cpu']:>12,.0f}",
                     flush=True,
                 )
+
+    for n in args.index_sizes:
+        r = _result(_worker(ROOT, Path(__file__), "--rep", str(n), "--lookups", str(lookups)))
+        print(
+            f"replicated index at {n:,} clusters: {r['bytes']:,.0f} bytes per cluster per analysis worker,"
+            f" {r['n'] / r['cpu']:,.0f} images assigned per CPU s ({r['n'] / r['wall']:,.0f}/s wall),"
+            f" filled at {n / r['add_cpu']:,.0f} representatives per CPU s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -91,22 +91,29 @@ class RepresentativeIndex:
 
     def _reach(self, hashes: ImageHashes) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """(distance, cluster id) of the representatives within reach: by pHash, and by PDQ."""
+        return self._by_phash(hashes), self._by_pdq(hashes)
+
+    def _by_phash(self, hashes: ImageHashes) -> list[tuple[int, str]]:
         ids, d = self._phash.within([hashes.phash])
-        by_phash = [(int(dist), self._ids[i]) for i, dist in zip(ids.tolist(), d.tolist(), strict=True)]
+        return [(int(dist), self._ids[i]) for i, dist in zip(ids.tolist(), d.tolist(), strict=True)]
+
+    def _by_pdq(self, hashes: ImageHashes) -> list[tuple[int, str]]:
         queries = [variant for value in usable_pdqs(hashes) for variant in dihedral_variants(value)]
         ids, d = self._pdq.within(queries)
         by_pdq: dict[str, int] = {}
         for row, dist in zip(ids.tolist(), d.tolist(), strict=True):
             cluster_id = self._ids[self._pdq_owner[row]]
             by_pdq[cluster_id] = min(dist, by_pdq.get(cluster_id, dist))
-        return by_phash, [(dist, cluster_id) for cluster_id, dist in by_pdq.items()]
+        return [(dist, cluster_id) for cluster_id, dist in by_pdq.items()]
 
     def nearest(self, hashes: ImageHashes) -> str | None:
         """The representative an image joins: the closest by pHash, else the closest by PDQ; the lowest
         cluster id among equally close ones; None when none is within reach."""
-        by_phash, by_pdq = self._reach(hashes)
-        found = min(by_phash) if by_phash else min(by_pdq) if by_pdq else None
-        return None if found is None else found[1]
+        by_phash = self._by_phash(hashes)
+        if by_phash:
+            return min(by_phash)[1]
+        by_pdq = self._by_pdq(hashes)  # only when no pHash reaches: most re-uploads stop above
+        return min(by_pdq)[1] if by_pdq else None
 
     def assign(self, hashes: ImageHashes) -> Assignment:
         """The cluster an image belongs to (merged clusters answer with the cluster they merged into),
