@@ -258,8 +258,6 @@ class ClusterTracker:
         """Add the state of a cluster that merged into `into` (sent by the partition that owned it) to
         `into`'s; returns the alerts the added shares raise. Levels either cluster already alerted are
         not raised again; a level the sum crosses is, once, as if the shares had come here."""
-        if not state.shares:
-            return []
         own = read_state(self.store, into) or ClusterState(into, state.first_seen, state.first_seen, 0)
         merged = merge_states(own, dataclasses.replace(state, cluster_id=into))
         write_state(self.store, dataclasses.replace(merged, cluster_id=into))
@@ -267,6 +265,8 @@ class ClusterTracker:
             drop_state(self.store, state.cluster_id)
         if self._alerted is not None and merged.level:
             self._alerted.add(into)
+        if not state.shares:
+            return []
         return self._evaluate(into, state.shares[0][0], state.shares[-1][0])
 
     def _advance(self, second: int) -> None:
