@@ -1,27 +1,33 @@
-"""Tracker at scale: sightings per second and memory per live cluster at 10k, 100k and 1M live clusters.
+"""Tracker at scale: sightings per second and memory per live cluster at 10k, 100k and 1M live clusters,
+with 1, 2 and 4 partitions, against the previous implementation in the same run.
 
-    python -m benchmarks.tracker            # 10k, 100k, 1M live clusters (~15 minutes, ~2 GB at 1M)
-    python -m benchmarks.tracker --quick    # 10k and 100k, fewer sightings (a few minutes)
-    python -m benchmarks.tracker --sizes 10000 --sightings 2000
+    python -m benchmarks.tracker                 # 10k, 100k, 1M live clusters (~10 minutes, ~2 GB at 1M)
+    python -m benchmarks.tracker --quick         # 10k and 100k, fewer sightings (a few minutes)
+    python -m benchmarks.tracker --sizes 10000 --sightings 5000 --partitions 1 2
+    python -m benchmarks.tracker --baseline HEAD~3   # the "before" from another commit (default: fd81181)
 
-Each size runs in a fresh subprocess, so its memory figure is that process's alone. The state is
+Every measurement runs in fresh processes, so its memory figure is that process's alone. The state is
 bulk-populated: N posts, each a new random picture (random 64-bit pHash and 256-bit PDQ, quality 100),
-their records written straight into a plain dict store, an hour of event time apart from nothing else;
-a self-check first proves that the bulk writer yields exactly the store that `ClusterTracker.observe`
-yields for the same posts. Then (the first expiry pass, which scans the whole store once at start, is
-timed apart) the tracker observes:
+their records written straight into a plain dict store, spread over the hour before the workload; a
+self-check first proves that the bulk writer yields exactly the store that `observe` (and
+`observe_assigned`, without representatives) yields for the same posts. The workload is a mix: 30% new
+pictures, 30% re-uploads of a live cluster's picture (pHash and PDQ a few bits off, within the cluster
+distance), 40% reshares of a live post. Three set-ups:
 
-- `new`: random new pictures, each founding a cluster (the worst case: every lookup misses);
-- `mix`: a realistic mix: 30% new pictures, 30% re-uploads of a live cluster's picture (pHash and PDQ a
-  few bits off, within the cluster distance), 40% reshares of a live post.
+- `before`: the previous implementation (`--baseline`, extracted with `git archive` to a temporary
+  directory and imported from there): one tracker, `observe`, near-duplicate look-ups included;
+- `one tracker`: this implementation, the same way (`observe`, look-ups included);
+- `P partitions`: the partitioned design (monitor/tracking/partitions.py): clusters assigned upstream,
+  each sighting keyed by its cluster id and sent to `partition_of(cluster id, P)`; each partition is
+  its own process with its own tracker (`observe_assigned`) over its share of the clusters, all started
+  together once every one has loaded. Reported: the total (all sightings over the slowest partition's
+  wall time, and over the partitions' summed CPU time) and the slowest partition's own rate.
 
-and last, `forget s`: what an expiry costs the cluster index: a tenth of the clusters forgotten, then the
-next sighting (the index rebuilt or reloaded).
-
-Reported per size and workload: sightings/s by wall clock and by the process's CPU time (on a shared
-machine the CPU figure is the steadier one), and memory per live cluster: the process's RSS growth over
-the bulk population plus the index built from it, divided by N (everything the state costs: store
-records, keys, the cluster index).
+Rates are by wall clock and by the process's CPU time: on a shared machine the CPU figure is the steady
+one, and with fewer cores than partitions the wall-clock total cannot grow past the cores. Memory per live
+cluster is the process's RSS growth over the bulk population (plus, for `observe`, the cluster index
+built from it), divided by the clusters it holds: everything the state costs, store records, keys, post
+ids, the index.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from monitor.models import AnalyzedPost, ImageAnalysis, ImageHashes
@@ -42,6 +51,9 @@ from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 T0 = 1_750_000_000
 CLUSTER_DISTANCE = 10
 POLICY = ViralityPolicy(threshold=1000, window_seconds=3600, level_factor=10, retention_seconds=7 * 24 * 3600)
+BASELINE = "fd81181"
+"""main before issue 17's tracker work (compact list records, one tracker, look-ups in the tracker)."""
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rss() -> int:
@@ -71,97 +83,180 @@ def post(
     return AnalyzedPost(post_id=post_id, created_at=float(second), reshare_of=reshare_of, images=images)
 
 
+def cluster_of(hashes: ImageHashes) -> str:
+    return f"c-{hashes.phash:016x}"
+
+
 def _second(i: int, n: int) -> int:
     """The population spreads over the hour before T0, in order."""
     return T0 - 3600 + (i * 3600) // max(1, n)
 
 
-def population(n: int, seed: int = 1) -> list[tuple[str, int, ImageHashes]]:
+def population(n: int, seed: int = 1) -> list[ImageHashes]:
     rng = random.Random(seed)
-    return [(f"p{i}", _second(i, n), random_hashes(rng)) for i in range(n)]
+    return [random_hashes(rng) for _ in range(n)]
 
 
-def bulk_store(rows: list[tuple[str, int, ImageHashes]]) -> dict[str, Any]:
-    """The store `observe` leaves after these posts (new pictures, no reasons, no URL), written directly."""
+def bulk_store(
+    pictures: list[ImageHashes], owned: list[bool] | None = None, reps: bool = True
+) -> dict[str, Any]:
+    """The store `observe` leaves after posts p0, p1, ... each showing one of `pictures` (no reasons, no
+    URL), written directly; only the `owned` ones; without `rep:` records for `observe_assigned`."""
     from monitor.tracking import records
 
     store: dict[str, Any] = {}
-    for seq, (post_id, second, hashes) in enumerate(rows):
-        records.write_new_picture(store, post_id, second, hashes, seq)
+    seq = 0
+    for i, hashes in enumerate(pictures):
+        if owned is not None and not owned[i]:
+            continue
+        records.write_new_picture(store, f"p{i}", _second(i, len(pictures)), hashes, seq)
+        if not reps:
+            del store["rep:" + cluster_of(hashes)]
+        seq += 1
     return store
 
 
 def check_bulk(n: int = 300) -> None:
-    rows = population(n, seed=7)
+    pictures = population(n, seed=7)
     observed: dict[str, Any] = {}
     tracker = ClusterTracker(observed, POLICY, CLUSTER_DISTANCE)
-    for post_id, second, hashes in rows:
-        tracker.observe(post(post_id, second, hashes))
-    bulk = bulk_store(rows)
-    if bulk != observed:
-        differ = sorted(k for k in set(bulk) | set(observed) if bulk.get(k) != observed.get(k))[:5]
-        raise SystemExit(f"bulk population differs from observe's state: {differ}")
+    assigned: dict[str, Any] = {}
+    counting = ClusterTracker(assigned, POLICY, CLUSTER_DISTANCE)
+    for i, hashes in enumerate(pictures):
+        tracker.observe(post(f"p{i}", _second(i, n), hashes))
+        counting.observe_assigned(post(f"p{i}", _second(i, n), hashes), [cluster_of(hashes)])
+    for got, reps in ((observed, True), (assigned, False)):
+        bulk = bulk_store(pictures, reps=reps)
+        if bulk != got:
+            differ = sorted(k for k in set(bulk) | set(got) if bulk.get(k) != got.get(k))[:5]
+            raise SystemExit(f"bulk population differs from the tracker's state: {differ}")
 
 
-def _workload(
-    kind: str, count: int, rows: list[tuple[str, int, ImageHashes]], seed: int
-) -> list[AnalyzedPost]:
+def mix(count: int, pictures: list[ImageHashes], seed: int) -> list[tuple[AnalyzedPost, str]]:
+    """The workload, each sighting with the cluster it is keyed by (what analysis assigns upstream)."""
     rng = random.Random(seed)
-    posts = []
+    n = len(pictures)
+    sightings = []
     for i in range(count):
         second = T0 + i // 50
-        roll = rng.random() if kind == "mix" else 0.0
+        roll = rng.random()
         if roll < 0.3:
-            posts.append(post(f"{kind}-n{i}", second, random_hashes(rng)))
+            hashes = random_hashes(rng)
+            sightings.append((post(f"n{i}", second, hashes), cluster_of(hashes)))
         elif roll < 0.6:
-            _, _, hashes = rows[rng.randrange(len(rows))]
-            posts.append(post(f"{kind}-u{i}", second, near(hashes, rng)))
+            j = rng.randrange(n)
+            sightings.append((post(f"u{i}", second, near(pictures[j], rng)), cluster_of(pictures[j])))
         else:
-            parent, _, _ = rows[rng.randrange(len(rows))]
-            posts.append(post(f"{kind}-r{i}", second, None, reshare_of=parent))
-    return posts
+            j = rng.randrange(n)
+            sightings.append((post(f"r{i}", second, None, reshare_of=f"p{j}"), cluster_of(pictures[j])))
+    return sightings
 
 
-def _run(tracker: ClusterTracker, posts: list[AnalyzedPost]) -> tuple[float, float]:
+def measure_one(n: int, sightings: int) -> dict[str, Any]:
+    """One tracker doing its own look-ups (`observe`), in this process; runs on either implementation."""
+    pictures = population(n)
+    before = _rss()
+    store: MutableMapping[str, Any] = bulk_store(pictures)
+    tracker = ClusterTracker(store, POLICY, CLUSTER_DISTANCE)
+    started = time.perf_counter()
+    live = len(tracker.clusters)  # builds the index from the store, as a restarted worker does
+    load_s = time.perf_counter() - started
+    per_cluster = (_rss() - before) / n
+    tracker.observe(post("warm-up", T0, None, reshare_of="p0"))  # the first expiry pass, apart
+    posts = [item for item, _ in mix(sightings, pictures, 12)]
     wall, cpu = time.perf_counter(), time.process_time()
     for item in posts:
         tracker.observe(item)
-    return len(posts) / (time.perf_counter() - wall), len(posts) / max(1e-9, time.process_time() - cpu)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"live": live, "bytes": per_cluster, "load_s": load_s, "n": len(posts), "wall": wall, "cpu": cpu}
 
 
-def measure(n: int, sightings: int) -> dict[str, Any]:
-    """One size, in this process: populate, load, time the workloads."""
-    rows = population(n)
+def measure_partition(n: int, sightings: int, partitions: int, index: int) -> dict[str, Any]:
+    """One partition's tracker (`observe_assigned`) over its share; waits for the word to start."""
+    from monitor.tracking.partitions import partition_of
+
+    pictures = population(n)
+    owned = [partition_of(cluster_of(hashes), partitions) == index for hashes in pictures]
+    mine = [
+        (item, [key] if item.images else [])  # a reshare counts for its parent's clusters, found there
+        for item, key in mix(sightings, pictures, 12)
+        if partition_of(key, partitions) == index
+    ]
     before = _rss()
-    store: MutableMapping[str, Any] = bulk_store(rows)
+    store = bulk_store(pictures, owned, reps=False)
+    per_cluster = (_rss() - before) / max(1, sum(owned))
     tracker = ClusterTracker(store, POLICY, CLUSTER_DISTANCE)
-    started = time.perf_counter()
-    load_cpu = time.process_time()
-    live = len(tracker.clusters)  # builds the index from the store, as a restarted worker does
-    load_s, load_cpu = time.perf_counter() - started, time.process_time() - load_cpu
+    tracker.observe_assigned(post("warm-up", T0, None, reshare_of=f"p{owned.index(True)}"), [])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for item, clusters in mine:
+        tracker.observe_assigned(item, clusters)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"live": sum(owned), "bytes": per_cluster, "n": len(mine), "wall": wall, "cpu": cpu}
+
+
+def measure_index(n: int, lookups: int) -> dict[str, Any]:
+    """What each analysis worker pays for the replicated representative index (partitioned design): memory
+    per cluster, and images assigned per second, half re-uploads, half never-seen pictures."""
+    from monitor.tracking.partitions import RepresentativeIndex
+
+    pictures = population(n)
+    before = _rss()
+    index = RepresentativeIndex(CLUSTER_DISTANCE)
+    started = time.process_time()
+    for hashes in pictures:
+        index.add(cluster_of(hashes), hashes)
+    add_cpu = time.process_time() - started
     per_cluster = (_rss() - before) / n
-    started = time.perf_counter()
-    tracker.observe(post("warm-up", T0, None, reshare_of=rows[0][0]))  # the first expiry pass
-    expiry_s = time.perf_counter() - started
-    result: dict[str, Any] = {
-        "n": n,
-        "live": live,
-        "bytes_per_cluster": per_cluster,
-        "load_s": load_s,
-        "load_cpu_s": load_cpu,
-        "expiry_s": expiry_s,
-    }
-    for kind, seed in (("new", 11), ("mix", 12)):
-        posts = _workload(kind, sightings, rows, seed)
-        wall, cpu = _run(tracker, posts)
-        result[kind] = {"wall": wall, "cpu": cpu}
-    # What an expiry costs the cluster index: a tenth of the clusters forgotten, then the next lookup.
-    gone = {f"c-{hashes.phash:016x}" for _, _, hashes in rows[::10]}
-    started = time.perf_counter()
-    tracker.clusters.forget(gone)
-    tracker.observe(post("after-expiry", T0 + sightings, random_hashes(random.Random(13))))
-    result["forget_s"] = time.perf_counter() - started
+    rng = random.Random(14)
+    queries = [near(rng.choice(pictures), rng) if k % 2 else random_hashes(rng) for k in range(lookups)]
+    wall, cpu = time.perf_counter(), time.process_time()
+    for hashes in queries:
+        index.nearest(hashes)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"bytes": per_cluster, "add_cpu": add_cpu, "n": lookups, "wall": wall, "cpu": cpu}
+
+
+def _worker(tree: Path, script: Path, *args: str) -> subprocess.Popen[str]:
+    """This file, run as a script with `tree`'s `monitor` package first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"benchmark worker failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
+
+
+def run_partitions(script: Path, n: int, sightings: int, partitions: int) -> list[dict[str, Any]]:
+    """P partition processes, each loaded, then all told to start at once."""
+    args = ["--part", str(n), "--sightings", str(sightings), "--partitions", str(partitions)]
+    workers = [_worker(ROOT, script, *args, "--index", str(i)) for i in range(partitions)]
+    for worker in workers:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise SystemExit("a partition worker failed to load")
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    return [_result(worker) for worker in workers]
+
+
+def _row(label: str, n: int, live: int, per_cluster: float, total: int, wall: float, cpu: float) -> str:
+    return (
+        f"{n:>10,} {label:>14} {live:>10,} {per_cluster:>9,.0f} {total / wall:>12,.0f} {total / cpu:>12,.0f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,29 +265,75 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="10k and 100k live clusters, fewer sightings")
     parser.add_argument("--sizes", type=int, nargs="*", help="live cluster counts (default 10k 100k 1M)")
-    parser.add_argument("--sightings", type=int, help="sightings timed per workload and size")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    sightings = args.sightings or (3_000 if args.quick else 20_000)
-    if args.one:
-        print(json.dumps(measure(args.one, sightings)))
-        return
-    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
-    check_bulk()
-    print("bulk population equals observe's state: ok", flush=True)
-    print(
-        f"{'live clusters':>13} {'bytes/cluster':>13} {'load s':>7} {'expiry s':>8}"
-        f" {'new/s wall':>10} {'new/s CPU':>9} {'mix/s wall':>10} {'mix/s CPU':>9} {'forget s':>8}",
-        flush=True,
+    parser.add_argument("--sightings", type=int, help="sightings per partitioned run (default 40,000)")
+    parser.add_argument("--lookups", type=int, help="sightings per one-tracker run (default 5,000)")
+    parser.add_argument("--partitions", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--baseline", default=BASELINE, help="git revision measured as 'before'")
+    parser.add_argument(
+        "--index-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000, 100_000],
+        help="sizes at which to measure the replicated representative index (filled one by one: slow)",
     )
-    for n in sizes:
-        command = [sys.executable, "-m", "benchmarks.tracker", "--one", str(n), "--sightings", str(sightings)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--rep", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--part", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sightings = args.sightings or (10_000 if args.quick else 40_000)
+    lookups = args.lookups or (2_000 if args.quick else 5_000)
+    if args.one:
+        print(json.dumps(measure_one(args.one, lookups)))
+        return
+    if args.rep:
+        print(json.dumps(measure_index(args.rep, lookups)))
+        return
+    if args.part:
+        print(json.dumps(measure_partition(args.part, sightings, args.partitions[0], args.index)))
+        return
+    if args.sizes is None:
+        args.sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = args.sizes  # `--sizes` alone: none (the replicated index only)
+    check_bulk()
+    print("bulk population equals the tracker's state: ok", flush=True)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    with tempfile.TemporaryDirectory() as temp:
+        base = Path(temp) / "base"
+        base.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", args.baseline, "monitor"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        script = Path(temp) / "tracker_worker.py"  # outside both trees: each imports its own `monitor`
+        shutil.copy(__file__, script)
+        heads = ("set-up", 14), ("clusters", 10), ("B/cluster", 9), ("sightings/s", 12), ("per CPU s", 12)
+        print(f"{'live':>10} " + " ".join(f"{head:>{width}}" for head, width in heads))
+        for n in sizes:
+            for label, tree in ((f"before {args.baseline}", base), ("one tracker", ROOT)):
+                r = _result(_worker(tree, script, "--one", str(n), "--lookups", str(lookups)))
+                print(_row(label[:14], n, r["live"], r["bytes"], r["n"], r["wall"], r["cpu"]), flush=True)
+            for partitions in args.partitions:
+                parts = run_partitions(script, n, sightings, partitions)
+                total = sum(p["n"] for p in parts)
+                wall = max(p["wall"] for p in parts)
+                cpu = sum(p["cpu"] for p in parts)
+                live = sum(p["live"] for p in parts)
+                per_cluster = sum(p["bytes"] * p["live"] for p in parts) / live
+                print(_row(f"{partitions} partitions", n, live, per_cluster, total, wall, cpu), flush=True)
+                slowest = min(parts, key=lambda p: p["n"] / p["cpu"])
+                print(
+                    f"{'':>10} {'  slowest one':>14} {slowest['live']:>10,} {slowest['bytes']:>9,.0f}"
+                    f" {slowest['n'] / slowest['wall']:>12,.0f} {slowest['n'] / slowest['cpu']:>12,.0f}",
+                    flush=True,
+                )
+
+    for n in args.index_sizes:
+        r = _result(_worker(ROOT, Path(__file__), "--rep", str(n), "--lookups", str(lookups)))
         print(
-            f"{r['live']:>13,} {r['bytes_per_cluster']:>13,.0f} {r['load_s']:>7.1f} {r['expiry_s']:>8.2f}"
-            f" {r['new']['wall']:>10,.0f} {r['new']['cpu']:>9,.0f} {r['mix']['wall']:>10,.0f}"
-            f" {r['mix']['cpu']:>9,.0f} {r['forget_s']:>8.2f}",
+            f"replicated index at {n:,} clusters: {r['bytes']:,.0f} bytes per cluster per analysis worker,"
+            f" {r['n'] / r['cpu']:,.0f} images assigned per CPU s ({r['n'] / r['wall']:,.0f}/s wall),"
+            f" filled at {n / r['add_cpu']:,.0f} representatives per CPU s",
             flush=True,
         )
 

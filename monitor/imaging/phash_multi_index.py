@@ -180,3 +180,36 @@ class MultiIndex:
             if low < best_d:  # the tail's ids come after every segment's
                 best_d, best_i = low, at + start
         return Hit(best_i, best_d) if best_i >= 0 and best_d <= self.radius else None
+
+    def within(self, values: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored hash within the radius of any of `values`: (indexes ascending, each one's least
+        distance to a query). For callers whose ties must not depend on insertion order."""
+        if not values or not self._count:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        queries = to_rows(values, self.words)
+        found_ids: list[np.ndarray] = []
+        found_d: list[np.ndarray] = []
+        for segment in self._segments:
+            ids, which = segment.candidates(values)
+            if len(ids):
+                d = _distances(np.take(self._rows, ids, axis=0), np.take(queries, which, axis=0))
+                found_ids.append(ids[d <= self.radius])
+                found_d.append(d[d <= self.radius])
+        start = self._covered
+        if start < self._count:
+            block = self._rows[start : self._count]
+            bits = np.bitwise_count(block[None, :, :] ^ queries[:, None, :])
+            total = bits[:, :, 0].astype(np.int32)
+            for k in range(1, self.words):
+                total += bits[:, :, k]
+            d = total.min(axis=0)
+            near = np.flatnonzero(d <= self.radius)
+            found_ids.append(near + start)
+            found_d.append(d[near])
+        ids = np.concatenate(found_ids).astype(np.int64) if found_ids else np.zeros(0, dtype=np.int64)
+        d = np.concatenate(found_d).astype(np.int64) if found_d else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((d, ids))  # by index, then distance: the first of each index is its least
+        ids, d = ids[order], d[order]
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = ids[1:] != ids[:-1]
+        return ids[first], d[first]

@@ -12,8 +12,8 @@ each update is small:
     x:<cluster>         set when an analyst dismissed a picture of the cluster: it raises no further level
     b:<cluster>:<min>   shares per second (virality.py)
 
-The values of `rep:`, `cl:` and `b:` are compact positional lists (records.py); records written as dicts
-by earlier versions are read too, and rewritten compact when they next change.
+The values of `rep:`, `cl:` and `b:` are compact positional tuples (records.py); records written as lists
+or dicts by earlier versions are read too, and rewritten compact when they next change.
 
 A cluster is suspected once any of its posts shows a reason (contract §4); a suspected cluster whose shares
 in the window reach threshold * factor**(level-1) raises that level's alert, exactly once, because the
@@ -29,6 +29,7 @@ worker that runs for months keeps a bounded table; clusters that alerted are kep
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, MutableMapping, Sequence
@@ -54,12 +55,18 @@ from monitor.tracking.records import (
     LATEST,
     LEVEL,
     REASONS,
+    ClusterState,
+    add_sample,
+    clusters_value,
+    drop_state,
     meta_latest_and_level,
     new_meta,
+    read_clusters,
     read_meta,
+    read_state,
     reasons_of,
     samples_of,
-    set_samples,
+    write_state,
 )
 from monitor.tracking.virality import BUCKET_SECONDS, add_share, count_window, window_counts
 
@@ -108,6 +115,33 @@ def merge_reasons(current: Sequence[Reason], new: Sequence[Reason]) -> list[Reas
     return [merged[key] for key in sorted(merged)][:MAX_REASONS]
 
 
+def merge_states(a: ClusterState, b: ClusterState) -> ClusterState:
+    """Two clusters' states as one, under the lower id (partitions.py: concurrent founders of one picture).
+
+    Shares add up per second; the first and latest shares, reasons, samples and dismissal are the union;
+    the level alerted is the higher, so no level either cluster alerted is raised again. Commutative and
+    associative, so every order of merging a group gives the same state.
+    """
+    first, second = (a, b) if a.cluster_id <= b.cluster_id else (b, a)
+    shares: dict[int, int] = {}
+    for when, count in (*first.shares, *second.shares):
+        shares[when] = shares.get(when, 0) + count
+    reasons = merge_reasons(
+        [reason_from_json(r) for r in first.reasons], [reason_from_json(r) for r in second.reasons]
+    )
+    return ClusterState(
+        cluster_id=first.cluster_id,
+        first_seen=min(a.first_seen, b.first_seen),
+        latest=max(a.latest, b.latest),
+        level=max(a.level, b.level),
+        reasons=tuple(r.to_json() for r in reasons),
+        image_url=first.image_url or second.image_url,
+        samples=tuple(sorted({*first.samples, *second.samples})[:MAX_SAMPLES]),
+        shares=tuple(sorted(shares.items())),
+        dismissed=a.dismissed or b.dismissed,
+    )
+
+
 def _image_reasons(post: AnalyzedPost) -> dict[int, list[Reason]]:
     reasons: dict[int, list[Reason]] = {}
     for i, image in enumerate(post.images):
@@ -148,6 +182,20 @@ class ClusterTracker:
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
+        return self._observe(post, None)
+
+    def observe_assigned(self, post: AnalyzedPost, clusters: Sequence[str | None]) -> list[Alert]:
+        """Take a post whose images' clusters were assigned upstream (monitor/tracking/partitions.py):
+        `clusters[i]` is image i's cluster id, or None for an image this tracker does not count (no
+        hashes, or a cluster another partition owns). The same counting, reasons and alerts as `observe`,
+        without the near-duplicate look-up, which is most of `observe`'s cost for a never-seen picture;
+        the clusters' representatives are not written (they live in the replicated index)."""
+        if len(clusters) != len(post.images):
+            count = len(post.images)
+            raise ValueError(f"post {post.post_id}: {len(clusters)} cluster ids for {count} images")
+        return self._observe(post, clusters)
+
+    def _observe(self, post: AnalyzedPost, assigned: Sequence[str | None] | None) -> list[Alert]:
         if self.store.get("s:" + post.post_id) is not None:
             return []
         second = int(post.created_at)
@@ -166,9 +214,8 @@ class ClusterTracker:
                 waiting.append({"post_id": post.post_id, "t": second, "narrative": narrative})
                 self.store["w:" + post.reshare_of] = waiting
                 return []
-            self._count(
-                post.post_id, second, list(parent_clusters), _narrative_reasons(narrative), {}, touched
-            )
+            parents = read_clusters(parent_clusters)
+            self._count(post.post_id, second, parents, _narrative_reasons(narrative), {}, touched)
         else:
             image_reasons = _image_reasons(post)
             clusters: list[str] = []
@@ -178,7 +225,13 @@ class ClusterTracker:
             for i, image in enumerate(post.images):
                 if image.hashes is None:
                     continue
-                cluster_id = self.clusters.assign(image.hashes)
+                if assigned is None:
+                    cluster_id = self.clusters.assign(image.hashes)
+                else:
+                    given = assigned[i]
+                    if given is None:
+                        continue
+                    cluster_id = given
                 if cluster_id not in per_cluster:
                     clusters.append(cluster_id)
                     per_cluster[cluster_id] = []
@@ -193,13 +246,28 @@ class ClusterTracker:
                 meta = read_meta(self.store["cl:" + cluster_id])
                 if not meta[IMAGE_URL]:
                     meta[IMAGE_URL] = url
-                    self.store["cl:" + cluster_id] = meta
+                    self.store["cl:" + cluster_id] = tuple(meta)
             for cluster_id in refuted:
                 self.store.setdefault("x:" + cluster_id, 1)  # an analyst dismissed one of its pictures
         alerts: list[Alert] = []
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
         return alerts
+
+    def absorb(self, into: str, state: ClusterState) -> list[Alert]:
+        """Add the state of a cluster that merged into `into` (sent by the partition that owned it) to
+        `into`'s; returns the alerts the added shares raise. Levels either cluster already alerted are
+        not raised again; a level the sum crosses is, once, as if the shares had come here."""
+        own = read_state(self.store, into) or ClusterState(into, state.first_seen, state.first_seen, 0)
+        merged = merge_states(own, dataclasses.replace(state, cluster_id=into))
+        write_state(self.store, dataclasses.replace(merged, cluster_id=into))
+        if state.cluster_id != into:
+            drop_state(self.store, state.cluster_id)
+        if self._alerted is not None and merged.level:
+            self._alerted.add(into)
+        if not state.shares:
+            return []
+        return self._evaluate(into, state.shares[0][0], state.shares[-1][0])
 
     def _advance(self, second: int) -> None:
         """Move the event-time clock; expire old state each time it passed a tenth of the retention."""
@@ -240,7 +308,7 @@ class ClusterTracker:
         pending = [(post_id, second, clusters, post_reasons, cluster_reasons)]
         while pending:
             pid, t, cids, reasons, by_cluster = pending.pop()
-            self.store["p:" + pid] = cids
+            self.store["p:" + pid] = clusters_value(cids)
             for cluster_id in cids:
                 self._add_share(cluster_id, pid, t, reasons + by_cluster.get(cluster_id, []))
                 first, last = touched.get(cluster_id, (t, t))
@@ -265,8 +333,8 @@ class ClusterTracker:
         if reasons:
             merged = merge_reasons([reason_from_json(r) for r in reasons_of(meta)], reasons)
             meta[REASONS] = [r.to_json() for r in merged]
-        set_samples(meta, sorted([*samples_of(meta), (second, post_id)])[:MAX_SAMPLES])
-        self.store[key] = meta
+        add_sample(meta, second, post_id, MAX_SAMPLES)
+        self.store[key] = tuple(meta)
         add_share(self.store, cluster_id, second)
 
     def _evaluate(self, cluster_id: str, first: int, last: int) -> list[Alert]:
@@ -295,7 +363,7 @@ class ClusterTracker:
             alerts.append(self._alert(cluster_id, meta, level, *crossing))
         if alerts:
             meta[LEVEL] = level
-            self.store[key] = meta
+            self.store[key] = tuple(meta)
             if self._alerted is not None:
                 self._alerted.add(cluster_id)
         return alerts

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from monitor.tracking.records import bucket_items
+from monitor.tracking.records import BUCKET_SECONDS, bucket_items
 
-BUCKET_SECONDS = 60
+__all__ = ["BUCKET_SECONDS", "add_share", "count_window", "shares_per_second", "window_counts"]
 
 
 def _bucket_key(cluster_id: str, minute: int) -> str:
@@ -34,7 +34,7 @@ def add_share(store: MutableMapping[str, Any], cluster_id: str, second: int) -> 
             break
     else:
         bucket += [second, 1]
-    store[key] = bucket
+    store[key] = tuple(bucket)
 
 
 def shares_per_second(
