@@ -5,6 +5,14 @@
     python -m benchmarks.matching --skip-scale    # without the 10M-hash lookup part (needs ~2 GB, minutes)
     python -m benchmarks.matching --set dev --seeds 1 --negative-seeds 1 --flats 30 --skip-cost --skip-scale
                                                   # a few minutes: while iterating
+    python -m benchmarks.matching --tag fresh --list
+                                                  # renders, flat pictures, tiles and changes drawn from
+                                                  # other seeds; every false match and miss listed
+
+`--tag` keeps the photos and draws everything seeded (the banked and look-alike renders, flat pictures,
+tiles, the seed of every change) from other seeds: a set nobody has looked at, to report on after rules
+were chosen on another tag. `--list` prints each false match with the stage that decided and its distance,
+and each missed copy.
 
 Photos: the `--set eval` bank is the nature photographs of Debian's `mate-backgrounds` package (fetched
 with `apt-get download` and unpacked with `dpkg -x` into a cache folder); none of them was looked at while

@@ -15,7 +15,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    low-contrast copy (sepia, grey, washed out) whose quality passes once its contrast is stretched is
    looked up by its whole PDQ hash, as any; a banked smooth picture (soft gradients, generated art) is
    matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
-   These run with the local stage (`match_local`), as they need the picture.
+   These run with the local stage (`match_local`), as they need the picture. A match to a smooth banked
+   picture, by local features or layout, must also hold pixel by pixel (`evidence.check_local`,
+   `check_layout`), and a pHash hit on one is not taken: soft look-alikes share its outline.
 """
 
 from __future__ import annotations

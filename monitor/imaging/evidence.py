@@ -14,11 +14,21 @@ PDQ's quality (summed gradients of its 64x64 luminance) is under 50 for two diff
   gradients do not look alike, but a subject, hill lines or clouds in the same places do. Banked smooth
   pictures keep the layouts of windows of themselves (80-100 % of each side) for light crops; a query
   matches when its layout (whole, inside borders, eight turns and mirrors) correlates at LAYOUT_MATCH or
-  more.
+  more and the pictures agree pixel by pixel there (`check_layout`).
 - What is left, pictures with almost no structure at all (a plain colour, a bare gradient), cannot be
   told from the many like them: they are reported as plain and never matched.
 
-Thresholds were chosen on the development set (benchmarks/matching.py --set dev).
+A smooth banked picture is weak evidence in both directions: a soft figure's outline is shared by
+countless look-alikes (the same head-and-shoulders shape elsewhere, on another background), which pHash
+and the local stage pair as readily as its copies. So a match to one is looked at again on the pictures
+themselves (`check_local`, `check_layout`): the query is mapped onto the banked picture (by the local
+pairs' affine fit, or into the layout window that matched), its tones are fitted to the banked picture's
+(a quadratic: contrast, brightness, gamma), and most of their overlap must then agree within a few grey
+levels (`tone_fit`); a look-alike agrees on its figure but not on its background. The matcher does not
+take a pHash hit on a smooth banked picture at all: its copies are left to these checked stages.
+
+Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
+a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
 """
 
 from __future__ import annotations
