@@ -5,6 +5,14 @@
     python -m benchmarks.matching --skip-scale    # without the 10M-hash lookup part (needs ~2 GB, minutes)
     python -m benchmarks.matching --set dev --seeds 1 --negative-seeds 1 --flats 30 --skip-cost --skip-scale
                                                   # a few minutes: while iterating
+    python -m benchmarks.matching --tag fresh --list
+                                                  # renders, flat pictures, tiles and changes drawn from
+                                                  # other seeds; every false match and miss listed
+
+`--tag` keeps the photos and draws everything seeded (the banked and look-alike renders, flat pictures,
+tiles, the seed of every change) from other seeds: a set nobody has looked at, to report on after rules
+were chosen on another tag. `--list` prints each false match with the stage that decided and its distance,
+and each missed copy.
 
 Photos: the `--set eval` bank is the nature photographs of Debian's `mate-backgrounds` package (fetched
 with `apt-get download` and unpacked with `dpkg -x` into a cache folder); none of them was looked at while
@@ -57,6 +65,7 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -235,9 +244,20 @@ class Dataset:
 
 
 def build(
-    dataset: str, seeds: int, negative_seeds: int, tile_count: int, flat_count: int, renders: int
+    dataset: str,
+    seeds: int,
+    negative_seeds: int,
+    tile_count: int,
+    flat_count: int,
+    renders: int,
+    tag: str = "",
 ) -> Dataset:
-    """Banked photos and smooth renders; their edited and evaded copies; negatives (see the module doc)."""
+    """Banked photos and smooth renders; their edited and evaded copies; negatives (see the module doc).
+
+    `tag` draws every seeded thing (renders, flat pictures, tiles, each change) from other seeds: the same
+    photos, changed differently, with renders and flat pictures never drawn before."""
+    first = zlib.crc32(tag.encode()) % 1_000_000 if tag else 0
+    # the first seed of the changes: 0 for the default set
     if dataset == "eval":
         mate = {n: shrink(Image.open(p)) for n, p in mate_photos().items()}
         names = sorted(mate)
@@ -256,21 +276,21 @@ def build(
         banked = {n: photos[n] for n in names[::2]}
         others = {n: photos[n] for n in names[1::2]}
     smooth = {
-        f"render:{kind}-{i}": smooth_picture(kind, f"{dataset}{i}")
+        f"render:{kind}-{i}": smooth_picture(kind, f"{dataset}{tag}{i}")
         for kind in SMOOTH_KINDS
         for i in range(renders)
     }
-    rng = random.Random(f"{dataset}-negatives")
+    rng = random.Random(f"{dataset}-negatives{tag}")
     queries: list[Query] = []
     for name, image in {**banked, **smooth}.items():
         suffix = " (render)" if name.startswith("render:") else ""
         for kind in CHANGES:
-            for seed in range(seeds):
+            for seed in range(first, first + seeds):
                 queries.append(Query(f"{name}/{kind}/{seed}", kind + suffix, change(kind, image, seed), name))
     for name, image in others.items():
         queries.append(Query(f"{name}/original", "other photo", jpeg(image, 90), None))
         for kind in CHANGES:
-            for seed in range(negative_seeds):
+            for seed in range(first, first + negative_seeds):
                 queries.append(
                     Query(f"{name}/{kind}/{seed}", "other photo, changed", change(kind, image, seed), None)
                 )
@@ -278,19 +298,19 @@ def build(
             queries.append(Query(f"{name}/tile{i}", "tile of other photo", jpeg(tile, 85), None))
     for kind in FLAT_KINDS:
         for i in range(flat_count):
-            picture = flat_negative(kind, f"{dataset}{i}")
+            picture = flat_negative(kind, f"{dataset}{tag}{i}")
             queries.append(
                 Query(f"flat:{kind}/{i}", f"flat: {kind}", jpeg(picture, rng.randrange(70, 93)), None)
             )
     for kind in SMOOTH_KINDS:
         for i in range(renders, renders + max(1, flat_count // 30)):
-            picture = smooth_picture(kind, f"{dataset}{i}")
+            picture = smooth_picture(kind, f"{dataset}{tag}{i}")
             for change_kind in CHANGES:
                 queries.append(
                     Query(
                         f"render:{kind}-{i}/{change_kind}",
                         "look-alike render, changed",
-                        change(change_kind, picture, i),
+                        change(change_kind, picture, first + i),
                         None,
                     )
                 )
@@ -353,6 +373,8 @@ def pdq_method(bank: dict[str, bytes]) -> Decide:
 @dataclass
 class OursStats:
     stages: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last: str = ""
+    """How the last query was decided (stage and distance), for the lists of false matches and misses."""
 
 
 def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True) -> Decide:
@@ -370,7 +392,9 @@ def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bo
     def decide(data: bytes) -> str | None:
         _, found = matcher.match_bytes(data)
         if found is None:
+            stats.last = ""
             return None
+        stats.last = f"{found.hash_kind} {found.distance}"
         stats.stages[found.hash_kind] += 1
         return clusters[found.bank_cluster]
 
@@ -393,9 +417,12 @@ class Outcome:
     hit_cpu: list[float] = field(default_factory=list)
     unseen_cpu: list[float] = field(default_factory=list)
     """The same in the process's CPU time (all its threads): what other processes' load leaves alone."""
+    false_names: list[str] = field(default_factory=list)
+    """Negatives matched (and copies matched to the wrong cluster), with the stage that decided."""
+    missed: list[str] = field(default_factory=list)
 
 
-def run(decide: Decide, queries: Sequence[Query]) -> Outcome:
+def run(decide: Decide, queries: Sequence[Query], stats: OursStats | None = None) -> Outcome:
     out = Outcome()
     for q in queries:
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -405,11 +432,18 @@ def run(decide: Decide, queries: Sequence[Query]) -> Outcome:
         out.cpu.append(cpu)
         (out.unseen_seconds if q.truth is None else out.hit_seconds).append(seconds)
         (out.unseen_cpu if q.truth is None else out.hit_cpu).append(cpu)
+        how = f" ({stats.last})" if stats is not None and got is not None else ""
         if q.truth is None:
             out.false[q.kind].append(got is not None)
+            if got is not None:
+                out.false_names.append(f"{q.name} -> {got}{how}")
         else:
             out.found[q.kind].append(got == q.truth)
             out.false["(wrong cluster)"].append(got is not None and got != q.truth)
+            if got is not None and got != q.truth:
+                out.false_names.append(f"{q.name} -> {got}{how} (wrong cluster)")
+            elif got is None:
+                out.missed.append(q.name)
     return out
 
 
@@ -607,6 +641,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="pHash<=10,PDQ<=31,ours-before,ours",
         help="which methods to run (comma-separated); ours-before: ours without the weak stages",
     )
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="draw renders, flat pictures, tiles and every change from other seeds (a fresh set to report "
+        "on after the rules were chosen on the default seeds)",
+    )
+    parser.add_argument("--list", action="store_true", help="list false matches (with the stage) and misses")
     parser.add_argument("--skip-recall", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
@@ -618,7 +659,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_recall:
         import tempfile
 
-        data = build(args.set, args.seeds, args.negative_seeds, args.tiles, args.flats, args.renders)
+        data = build(
+            args.set, args.seeds, args.negative_seeds, args.tiles, args.flats, args.renders, args.tag
+        )
         positives = sum(q.truth is not None for q in data.queries)
         print(
             f"{args.set} set: {len(data.bank)} banked pictures (photos and smooth renders), "
@@ -635,8 +678,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ours": lambda: ours_method(data.bank, Path(folder), stats),
             }
             chosen = args.methods.split(",")
-            outcomes = {m: run(methods[m](), data.queries) for m in methods if m in chosen}
+            tracked = {"ours": stats, "ours-before": before}
+            outcomes = {m: run(methods[m](), data.queries, tracked.get(m)) for m in methods if m in chosen}
         report_recall(outcomes, stats)
+        if args.list:
+            for m, outcome in outcomes.items():
+                print(f"\n{m}: false matches ({len(outcome.false_names)})")
+                print("\n".join(f"  {line}" for line in outcome.false_names))
+                print(f"{m}: copies missed ({len(outcome.missed)})")
+                print("\n".join(f"  {line}" for line in outcome.missed))
         for q in data.queries[:: max(1, len(data.queries) // 2000)]:
             hashes = compute_hashes(decode_image(q.data, grey=True), regions=False)
             if hashes.pdq is not None:

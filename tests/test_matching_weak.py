@@ -24,6 +24,7 @@ from PIL import Image, ImageEnhance
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import add_images, load_bank
 from monitor.cli import main
+from monitor.imaging.local_features import LocalIndex, features, with_mirror
 from monitor.models import BankMatch
 from monitor.settings import Settings
 from tests.support.evasions import EVASIONS, apply_evasion
@@ -167,3 +168,39 @@ def test_match_says_why_a_plain_picture_was_not_compared(
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rows[0]["bank_cluster"] is None and "plain picture" in rows[0]["not_compared"]
     assert rows[1]["bank_cluster"] == f"fake-{BANKED[0]}" and rows[1]["not_compared"] is None
+
+
+SOFT_FIGURE = ("blurred-background", "dev0")
+"""A subject on a blurred background: its figure's outline gives the local stage 20-30 pairs."""
+LOOK_ALIKES = (
+    ("gradient-subject", "tune228"),
+    ("gradient-subject", "tune278"),
+    ("gradient-subject", "tune2123"),
+)
+"""Unbanked soft figures that the local stage pairs with SOFT_FIGURE's outline (found on the tuning set)."""
+
+
+@pytest.fixture(scope="module")
+def soft_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("soft")
+    path = folder / "soft.jpg"
+    path.write_bytes(jpeg(smooth_picture(*SOFT_FIGURE), 92))
+    add_images(folder / "bank", "soft-fake", [path])
+    return folder / "bank"
+
+
+def test_soft_look_alikes_paired_by_the_local_stage_are_not_matched(soft_bank: Path) -> None:
+    matcher = BankMatcher(load_bank(soft_bank), Settings().match_distance)
+    index = LocalIndex()
+    index.add_all("soft-fake", with_mirror(smooth_picture(*SOFT_FIGURE)))
+    for kind, seed in LOOK_ALIKES:
+        data = jpeg(flat_negative(kind, seed), 85)
+        assert index.match(features(Image.open(io.BytesIO(data)))) is not None, "the outline alone pairs"
+        assert decide(matcher, data) is None, f"{kind}/{seed}"
+
+
+@pytest.mark.parametrize("kind", ["crop", "rotate", "caption-bars", "post-screenshot", "letterbox"])
+def test_copies_of_a_soft_figure_are_still_matched(soft_bank: Path, kind: str) -> None:
+    matcher = BankMatcher(load_bank(soft_bank), Settings().match_distance)
+    found = decide(matcher, apply_edit(kind, smooth_picture(*SOFT_FIGURE), 0))
+    assert found is not None and found.bank_cluster == "soft-fake", found

@@ -15,7 +15,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    low-contrast copy (sepia, grey, washed out) whose quality passes once its contrast is stretched is
    looked up by its whole PDQ hash, as any; a banked smooth picture (soft gradients, generated art) is
    matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
-   These run with the local stage (`match_local`), as they need the picture.
+   These run with the local stage (`match_local`), as they need the picture. A match to a smooth banked
+   picture, by local features or layout, must also hold pixel by pixel (`evidence.check_local`,
+   `check_layout`), and a pHash hit on one is not taken: soft look-alikes share its outline.
 """
 
 from __future__ import annotations
@@ -28,7 +30,16 @@ from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
-from monitor.imaging.evidence import Evidence, LayoutIndex, assess, contrast_quality
+from monitor.imaging.evidence import (
+    MIN_INSIDE,
+    MIN_TONE_FIT,
+    Evidence,
+    LayoutIndex,
+    assess,
+    check_local,
+    contrast_quality,
+    thumbnail,
+)
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
 from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
@@ -127,11 +138,15 @@ class BankMatcher:
         self._cluster_rows: dict[str, list[int]] | None = None
         """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
+        self._banked: dict[str, list[tuple[list[Features], np.ndarray]]] = {}
+        """Each cluster's banked pictures (features with their mirror's, thumbnail): local matches are
+        checked against them (`_confirmed`)."""
         if local:
             for image in bank.images:
                 found = _banked_features(bank, image)
                 if found:
                     self._local.add_all(image.cluster, found)
+                    self._banked.setdefault(image.cluster, []).append((found, _banked_thumbnail(bank, image)))
         self._layouts = LayoutIndex()
         self.weak: list[tuple[BankImage, Evidence]] = []
         """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
@@ -153,6 +168,9 @@ class BankMatcher:
                 self._layouts.add(image.cluster, picture)
         self._pdq = PdqIndex(pdq_values)
         self._weak = weak
+        self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
+        """Clusters with a smooth banked picture: a pHash within distance is no evidence of a copy of one
+        (soft look-alikes share its few low frequencies); its copies are matched by the later stages."""
 
     @property
     def has_local(self) -> bool:
@@ -197,7 +215,7 @@ class BankMatcher:
         flat = not is_usable(hashes.pdq_quality, self.min_quality)
         if not (flat and not hashes.pdq_regions):
             hit = self._phash.nearest(hashes.phash, self.max_distance)
-            if hit is not None:
+            if hit is not None and self._phash_clusters[hit.index] not in self._smooth:
                 return BankMatch(self._phash_clusters[hit.index], "phash", hit.distance)
         return self._best_pdq(hashes, self.pdq_distance)
 
@@ -225,8 +243,9 @@ class BankMatcher:
         views = local_views(image)
         if len(self._local):
             for view in views:
-                found = self._local.match(features(view), self.min_inliers)
-                if found is not None:
+                found_features = features(view)
+                found = self._local.match(found_features, self.min_inliers)
+                if found is not None and self._confirmed(found.key, found_features, view):
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
@@ -234,6 +253,22 @@ class BankMatcher:
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
         return None
+
+    def _confirmed(self, cluster: str, query: Features, view: Image.Image) -> bool:
+        """Whether a local match holds when looked at again. A match to a detailed picture stands as the
+        local stage made it. A smooth banked picture's outline (a soft figure) is shared by countless
+        look-alikes that the local stage pairs as well as its copies, so a match to one must also hold
+        pixel by pixel (`evidence.check_local`): the query, mapped by the pairs' affine fit, must lie
+        inside the banked picture or hold it (a crop, a screenshot) and, its tones fitted, agree with it
+        over most of their overlap (a look-alike's background does not)."""
+        if cluster not in self._smooth:
+            return True
+        seen = thumbnail(view)
+        for banked, small in self._banked.get(cluster, ()):
+            check = check_local(query, seen, banked, small)
+            if check is not None and check.inside >= MIN_INSIDE and check.fits[1] >= MIN_TONE_FIT:
+                return True
+        return False
 
     def _best_whole_pdq(self, value: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -302,6 +337,18 @@ class BankMatcher:
 
 
 _FEATURE_CACHE: LRUCache[str, list[Features]] = LRUCache(maxsize=10_000)
+_THUMBNAIL_CACHE: LRUCache[str, np.ndarray] = LRUCache(maxsize=10_000)
+
+
+def _banked_thumbnail(bank: Bank, image: BankImage) -> np.ndarray:
+    """The small grey copy local matches are checked on (`evidence.check_local`), cached like features."""
+    cached = _THUMBNAIL_CACHE.get(image.sha256) if image.sha256 else None
+    if cached is None:
+        picture = bank.picture(image)
+        cached = thumbnail(picture) if picture is not None else np.zeros((8, 8), np.float32)
+        if image.sha256:
+            _THUMBNAIL_CACHE[image.sha256] = cached
+    return cached
 
 
 def _banked_features(bank: Bank, image: BankImage) -> list[Features]:
