@@ -77,6 +77,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -798,7 +799,8 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         produced_until = time.monotonic()
         log(f"producer stopped after {len(producer.sent)} events; draining")
         drained = drain(watcher, current, series, args)
-        log("drained" if drained else "NOT drained in time")
+        drained_at = time.monotonic()
+        log(f"drained in {drained_at - produced_until:.0f} s" if drained else "NOT drained in time")
         sample_memory(current, series, time.monotonic())
         try:
             code = current.worker.stop()
@@ -825,6 +827,7 @@ def soak(args: argparse.Namespace, work: Path) -> int:
         kills,
         crashes,
         drained,
+        drained_at,
         started,
         produced_until,
         stream,
@@ -868,6 +871,7 @@ def report(
     kills: list[float],
     crashes: int,
     drained: bool,
+    drained_at: float,
     started: float,
     produced_until: float,
     stream: SoakStream,
@@ -1008,6 +1012,15 @@ def report(
     print(f"  peak of any process: {mb(peak_all)} MB (limit 1024)")
 
     samples = watcher.samples
+    at_stop = [x for x in samples if x.at <= produced_until]
+    if at_stop:
+        backlog = at_stop[-1].posts_end - at_stop[-1].analysed
+        rate = at_stop[-1].analysed / max(at_stop[-1].at - started, 1e-9)
+        print(
+            f"\nanalysis: {rate:.1f} posts/s committed over the producing time (restarts included); "
+            f"backlog when the producer stopped: {backlog} events, drained in "
+            f"{drained_at - produced_until:.0f} s"
+        )
     print("\nlongest stall while producing (lag > 0, committed offset still):")
     stalls = {}
     for stage in ("analyse", "track"):
@@ -1017,14 +1030,15 @@ def report(
             f"  {stage:8s} {stall.seconds:6.1f} s, from {stall.began - started:6.0f} s into the run"
             f"{f', across {stall.kills} kill -9' if stall.kills else ''}"
         )
-    print("\nrestarts (seconds from kill -9 until the new worker committed progress):")
+    print("\nrestarts (seconds from the end of a worker until its replacement committed progress):")
     restarts = []
-    for killed, incarnation in zip(kills, [i for i in incarnations[1:] if i.number > 1], strict=False):
-        analyse = resumed_after(samples, killed, incarnation.spawned_at, "analysed")
-        track = resumed_after(samples, killed, incarnation.spawned_at, "tracked")
-        restarts.append({"at": killed - started, "analyse": analyse, "track": track})
-        print(f"  at {killed - started:6.0f} s: analyse {_s(analyse)}, track {_s(track)}")
-    if not kills:
+    for ended, replacement in pairwise(incarnations):
+        killed = ended.ended_at or replacement.spawned_at
+        analyse = resumed_after(samples, killed, replacement.spawned_at, "analysed")
+        track = resumed_after(samples, killed, replacement.spawned_at, "tracked")
+        restarts.append({"at": killed - started, "how": ended.how, "analyse": analyse, "track": track})
+        print(f"  at {killed - started:6.0f} s ({ended.how}): analyse {_s(analyse)}, track {_s(track)}")
+    if len(incarnations) < 2:
         print("  none")
     print(
         f"\nworkers: {len(incarnations)} ({', '.join(f'#{i.number} {i.how}' for i in incarnations)}); "
