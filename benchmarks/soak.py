@@ -630,11 +630,12 @@ def longest_stall(samples: list[Offsets], stage: str, until: float, kills: list[
 
 
 def resumed_after(samples: list[Offsets], killed: float, spawned: float, done_of: str) -> float | None:
-    """Seconds from a kill until the stage's committed offset moved past where it stood at the kill."""
-    before = [s for s in samples if s.at <= killed]
-    if not before:
+    """Seconds from a kill until the stage's committed offset moved past where it stood after the kill (the
+    first sample after it: a commit the dead worker sent just before is not the new one's progress)."""
+    after = [s for s in samples if s.at > killed]
+    if not after:
         return None
-    stood = getattr(before[-1], done_of)
+    stood = getattr(after[0], done_of)
     for sample in samples:
         if sample.at > spawned and getattr(sample, done_of) > stood:
             return sample.at - killed
@@ -952,6 +953,9 @@ def report(
                 f"{name}: replay {want!r} / worker {have!r}" for name, (want, have) in diff.items()
             )
             print(f"  {alert_id}: {cells}"[:600])
+    repeated = Counter(alert["alert_id"] for alert in got)
+    if compared["duplicated"]:
+        print("  duplicated: " + ", ".join(f"{i} x{n}" for i, n in sorted(repeated.items()) if n > 1))
     for name in ("lost", "unexpected"):
         if compared[name]:
             print(f"  {name}: {', '.join(compared[name])}"[:600])
