@@ -1,7 +1,7 @@
 """Soak: one real `monitor worker` for N minutes on a steady mix of good and hostile posts, killed -9 every
 K minutes and restarted, its memory watched, and its alerts compared with an embedded replay (issue 12).
 
-    python -m benchmarks.soak                          # 20 minutes, kill -9 every 4, 10 posts/s
+    python -m benchmarks.soak                          # 20 minutes, kill -9 every 4, 10 events/s
     python -m benchmarks.soak --minutes 2              # a quick check
     python -m benchmarks.soak --minutes 60 --kill-every 0 --json-out soak.json   # no kills: memory only
 
@@ -47,7 +47,10 @@ with the same settings and bank on exactly the bytes produced. Printed:
 - the longest stall, per stage: the longest time, while the producer was running, during which the
   stage had work waiting (lag > 0) and its committed offset did not move. A restart's gap counts (it is
   the time the kill cost); the commit cadence itself (the tracker commits every few seconds) is the floor;
-- restarts: seconds from each kill -9 until the new worker's analysis and tracking committed progress.
+- restarts: seconds from each kill -9 until the new worker's analysis and tracking committed progress
+  (past the offsets first read after the kill);
+- the analysis rate over the producing time (committed offsets, restarts included), the backlog when the
+  producer stopped and how long it took to drain: a worker slower than `--rate` is visible here.
 
 Exit status 1 if any alert is lost, duplicated, unexpected or differing, a hostile event's dead letter is
 lost or a good post dead-lettered, the worker exited without being killed, any process peaked over 1 GB,
