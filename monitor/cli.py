@@ -450,17 +450,26 @@ def _settings_line(settings: Settings) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.runtime.replay import replay_embedded, replay_to_kafka
+    from monitor.runtime.replay import ReplayError, replay_embedded, replay_to_kafka
 
     settings = _settings(args)
     if not args.archive.is_file():
         raise UsageError(f"archive not found: {args.archive}")
     check_archive(args.archive)  # before any output file is opened: a wrong file truncates nothing
     if args.to_kafka:
-        summary = asyncio.run(replay_to_kafka(args.archive, settings))
+        try:
+            summary = asyncio.run(replay_to_kafka(args.archive, settings))
+        except ReplayError as exc:
+            print(f"replay: {exc}; stopped, events after it were not sent", file=sys.stderr)
+            return 1
+        too_large = (
+            f", {summary.dead_lettered} too large for a Kafka record (sent to {settings.dlq_topic})"
+            if summary.dead_lettered
+            else ""
+        )
         print(
             f"replay: produced {summary.posts} posts to {settings.posts_topic} and {summary.rejected} "
-            f"malformed events (the worker dead-letters them) in {summary.seconds:.1f} s",
+            f"malformed events (the worker dead-letters them){too_large} in {summary.seconds:.1f} s",
             file=sys.stderr,
         )
         _warn_no_posts(args.archive, summary.posts, summary.rejected)

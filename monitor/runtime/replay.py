@@ -8,6 +8,7 @@ worker dead-letters them with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import sys
@@ -19,9 +20,10 @@ from typing import Any, TextIO
 
 from monitor.bank.store import Bank, load_bank
 from monitor.ingest.archive import ArchiveEntry, read_archive
-from monitor.models import Alert
+from monitor.models import Alert, DeadLetterReason
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, event_limits
+from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, record_size
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
 
@@ -40,6 +42,8 @@ class ReplaySummary:
     image_errors: int = 0
     images_ignored: int = 0
     undelivered: int = 0
+    dead_lettered: int = 0
+    """`--to-kafka`: events too large for a Kafka record, sent to the dead-letter topic instead of `posts`."""
     seconds: float = 0.0
 
     def line(self) -> str:
@@ -146,6 +150,52 @@ def kafka_value(entry: ArchiveEntry, archive_dir: Path) -> dict[str, Any]:
     return value
 
 
+class _Sender:
+    """Sends to `posts` and checks every send: an event too large for a Kafka record goes to the dead-letter
+    topic (reason `too large`, its line named, the event kept or cut as the worker's letters are), and a send
+    the broker refuses stops the replay with the reason instead of passing in silence (with idempotence on,
+    one refused record would fail every later one of its partition)."""
+
+    SETTLE_EVERY = 1000
+
+    def __init__(self, producer: Any, settings: Settings) -> None:
+        self.producer = producer
+        self.settings = settings
+        self.pending: list[asyncio.Future[Any]] = []
+
+    async def post(self, value: bytes, key: bytes | None, timestamp_ms: int | None, line: int) -> bool:
+        """True when the event went to `posts`; False when it was dead-lettered as too large."""
+        size = record_size(key, value)
+        if size <= MAX_RECORD_BYTES:
+            await self._send(self.settings.posts_topic, value, key, timestamp_ms)
+            return True
+        detail = (
+            f"archive line {line}: the event is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a "
+            "Kafka record"
+        )
+        letter = dead_letter(value, DeadLetterReason.TOO_LARGE.value, detail, None, None, key=key)
+        await self._send(self.settings.dlq_topic, letter, key, timestamp_ms)
+        print(f"replay: {detail}: sent to {self.settings.dlq_topic}", file=sys.stderr)
+        return False
+
+    async def _send(self, topic: str, value: bytes, key: bytes | None, timestamp_ms: int | None) -> None:
+        self.pending.append(await self.producer.send(topic, value=value, key=key, timestamp_ms=timestamp_ms))
+        if len(self.pending) >= self.SETTLE_EVERY:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for every send so far; the first the broker refused raises ReplayError."""
+        await self.producer.flush()
+        pending, self.pending = self.pending, []
+        for result in await asyncio.gather(*pending, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise ReplayError(f"the broker refused an event: {result!r}") from result
+
+
+class ReplayError(RuntimeError):
+    """A replay to Kafka could not send what the archive holds."""
+
+
 async def replay_to_kafka(
     archive_path: Path, settings: Settings, *, progress: Progress | None = stderr_progress
 ) -> ReplaySummary:
@@ -162,7 +212,7 @@ async def replay_to_kafka(
         bootstrap_servers=bootstrap_servers(settings.broker),
         acks="all",
         linger_ms=20,
-        max_request_size=8 * 1024 * 1024,
+        max_request_size=MAX_RECORD_BYTES,
         enable_idempotence=True,
     )
     await producer.start()
@@ -170,22 +220,20 @@ async def replay_to_kafka(
     summary = ReplaySummary(
         rejected=len(archive.rejects), images_ignored=sum(e.post.ignored_images for e in archive.entries)
     )
+    sender = _Sender(producer, settings)
     try:
         for entry in archive.entries:
             value = json.dumps(kafka_value(entry, archive_path.parent)).encode()
-            await producer.send(
-                settings.posts_topic,
-                value=value,
-                key=entry.post.post_id.encode(),
-                timestamp_ms=int(entry.post.created_at * 1000),
-            )
-            summary.posts += 1
-            ticker.tick(summary.posts, 0)
+            key = entry.post.post_id.encode()
+            sent = await sender.post(value, key, int(entry.post.created_at * 1000), entry.line)
+            summary.posts += sent
+            summary.dead_lettered += not sent
+            ticker.tick(summary.posts + summary.dead_lettered, 0)
         rejected_lines = {reject.line for reject in archive.rejects}
         for number, line in iter_lines(archive_path):
             if number in rejected_lines:
-                await producer.send(settings.posts_topic, value=line.rstrip("\n").encode())
-        await producer.flush()
+                summary.dead_lettered += not await sender.post(line.rstrip("\n").encode(), None, None, number)
+        await sender.settle()
     finally:
         await producer.stop()
     summary.seconds = time.monotonic() - started
