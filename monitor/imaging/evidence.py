@@ -200,24 +200,15 @@ def query_layouts(views: list[Image.Image]) -> np.ndarray:
 
 
 def window_layouts(grey: Image.Image) -> np.ndarray:
-    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth), so that crops
-    of it compare: rows of a matrix, the whole picture first."""
+    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth; `window_boxes`),
+    so that crops of it compare: rows of a matrix, the whole picture first."""
     grey = _grey(grey)
     width, height = grey.size
     rows = []
-    for sx in WINDOW_SCALES:
-        for sy in WINDOW_SCALES:
-            nx, ny = round((1 - sx) / WINDOW_STEP) + 1, round((1 - sy) / WINDOW_STEP) + 1
-            for ix in range(nx):
-                for iy in range(ny):
-                    x0, y0 = (1 - sx) * ix / max(1, nx - 1), (1 - sy) * iy / max(1, ny - 1)
-                    box = (
-                        round(x0 * width),
-                        round(y0 * height),
-                        max(round(x0 * width) + 1, round((x0 + sx) * width)),
-                        max(round(y0 * height) + 1, round((y0 + sy) * height)),
-                    )
-                    rows.append(_layout(grey.crop(box))[0].reshape(-1))
+    for x0, y0, x1, y1 in _BOXES:
+        left, top = round(x0 * width), round(y0 * height)
+        box = (left, top, max(left + 1, round(x1 * width)), max(top + 1, round(y1 * height)))
+        rows.append(_layout(grey.crop(box))[0].reshape(-1))
     return np.stack(rows)
 
 
