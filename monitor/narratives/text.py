@@ -13,8 +13,11 @@ close to a decoy as to the examples is probably another story (see monitor.narra
   Louvre"), the same thing with more ground;
 - swap decoys (`swap_decoys`): the examples with their subjects replaced by "someone" ("someone arrested
   and dragged away by police officers"), against the same kind of event happening to another subject
-  ("Greta Thunberg detained by police"). They do not count against a caption that names one of the
-  narrative's subjects (`SubjectIndex`): such a caption cannot be about another subject.
+  ("Greta Thunberg detained by police"). A title just before the name goes with it ("Kenyan president
+  Ruto dozing off" -> "someone dozing off"): a decoy that kept it would still name the subject and refuse
+  the captions that name it by its title only ("the Kenyan president asleep at the UN"). They do not count
+  against a caption that names one of the narrative's subjects (`SubjectIndex`): such a caption cannot be
+  about another subject.
 
 A narrative's subjects are the proper names that come back in at least two of its examples (the person,
 place or thing the story is about: "Trump", "Louvre", "Matterhorn"), not the incidental ones ("NYPD").
