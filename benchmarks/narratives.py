@@ -3,7 +3,9 @@
     python -m benchmarks.narratives                      # held-out set v3 (now tuning data), all methods
     python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
-    python -m benchmarks.narratives --data heldout-v7    # held-out set v7, to be run once (see History)
+    python -m benchmarks.narratives --data heldout-v7    # held-out set v7 (now tuning data too)
+    python -m benchmarks.narratives --data benchmarks/data/narratives-heldout-v8.json --skip-ablation \
+        --repeats 1 --throughput                         # the next blind set, once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
     python -m benchmarks.narratives --json-out out.json
@@ -41,8 +43,16 @@ run once, then became tuning data:
   (`monitor models fetch embeddinggemma`) alone with the shipped decoy weights and threshold 0.775, chosen on
   dev + v1-v6 pooled (684 positives, 858 negatives: 92.5% recall, 2.4% flagged, 0 wrong; leave one set out
   over the weight grid: 93.0%, 2.9%, 0). Judged once: 88.9% recall, 9/180 (5.0%), 0 wrong; the default mix
-  in the same run 76.9%, 23/180 (12.8%), 0. v7 is spent: the next change is tuned on it too and needs a
-  blind v8 (add it to NAMED_DATA and v7 to TUNING_DATA then).
+  in the same run 76.9%, 23/180 (12.8%), 0. v7 is now tuning data.
+- v8 (benchmarks/data/narratives-heldout-v8.json, written by someone else, not read while designing) judges
+  the swap decoys that drop a title with the name ("Kenyan president Ruto dozing off" -> "someone dozing
+  off": a decoy that kept the title refused the captions that name the subject by its title only) and
+  EmbeddingGemma's threshold 0.785, both chosen on dev + v1-v7 pooled (792 positives, 1038 negatives:
+  90.8% recall, 21 flagged (2.0%), 0 wrong; threshold re-chosen on all sets but one and scored on the one
+  left out, pooled: 91.5%, 27 (2.6%), 0; with the decoy weights re-chosen too: 91.9%, 31 (3.0%), 0). Add
+  it to NAMED_DATA as "heldout-v8" (it stays out of TUNING_DATA until it has judged this change). Its
+  measured-learning rows judge the negative examples' new rule too (a caption is refused only when it is
+  clearly closer to a dismissed caption than to the examples), chosen on the same tuning sets.
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -62,6 +72,13 @@ Methods, each given the same two English examples per narrative:
   the new threshold); `ours, no decoys`: without any decoy; `ours, full decoy penalty everywhere`:
   captions that do not look English pay the whole decoy penalty (the matcher judged by v4, re-weighted).
 
+Measured learning (`--skip-learning` leaves it out): the review loop's dismiss on this set. The negatives
+are split in two halves by a fixed seed (`--learning-seed`); every caption of half A that a method flags is
+dismissed as an analyst would, one alert each, through monitor.review.effects.apply_decision on a bank
+directory holding the set's narratives (the dismiss banks the caption as a negative example of the
+narrative it matches); the matcher rebuilt from that bank is measured again on half B and on the positives,
+before -> after: what a dismissal teaches about captions it never saw, and what it costs in recall.
+
 Reported: recall (positives matched to the right narrative), false flags (negatives matched to any
 narrative, of all negatives), wrong (positives matched to another narrative), per-language recall for ours,
 and captions/s on this machine's CPU (unique captions, cold cache, median of --repeats runs; the machine is
@@ -74,16 +91,19 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from monitor.bank.store import NarrativeExample
+from monitor.bank.store import NarrativeExample, add_narrative, load_bank
+from monitor.models import Alert, NarrativeReason
 from monitor.narratives.encoders import (
     GEMMA,
     Encoder,
@@ -102,6 +122,9 @@ from monitor.narratives.matcher import (
 )
 from monitor.narratives.text import clean_caption
 from monitor.pipeline import make_narrative_matcher
+from monitor.review.decisions import Decision
+from monitor.review.effects import apply_decision
+from monitor.review.evidence import ClusterEvidence
 from monitor.settings import Settings, load_settings
 
 HERE = Path(__file__).resolve().parent
@@ -123,6 +146,7 @@ NAMED_DATA = {
     "heldout-v5": HELDOUT_V5,
     "heldout-v6": HELDOUT_V6,
     "heldout-v7": HELDOUT_V7,
+    # the next blind set goes here ("heldout-v8"), and nowhere in TUNING_DATA until it has judged a change
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
 TUNING_DATA = (
@@ -134,6 +158,7 @@ TUNING_DATA = (
     "heldout-v4",
     "heldout-v5",
     "heldout-v6",
+    "heldout-v7",
 )
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
@@ -200,15 +225,16 @@ class ModelParameters:
 
 #: Models compared beside the settings' model (`--model`), with their parameters: from
 #: `python -m benchmarks.narratives_tune --model NAME` on the tuning sets only.
-#: EmbeddingGemma: the shipped decoy weights, with threshold 0.775 (fused z 3.5). On the tuning sets pooled
-#: (684 positives, 858 on-topic negatives): 92.5% recall, 21 flagged (2.4%), 0 wrong; the best weights of the
-#: grid (foreign factor 1.0, threshold 0.75) gave 92.7% / 18 / 0, too little to ship a weight that is not a
-#: setting. Leave one set out over the grid: 93.0% / 25 (2.9%) / 0.
+#: EmbeddingGemma: the shipped decoy weights, with threshold 0.785 (fused z 3.52), the pick of the whole grid
+#: on the tuning sets pooled (dev, v1-v7: 792 positives, 1038 on-topic negatives; budget 2.5%): 90.8%
+#: recall, 21 flagged (2.0%), 0 wrong. Leave one set out, threshold only: 91.5% / 27 (2.6%) / 0; weights
+#: and threshold: 91.9% / 31 (3.0%) / 0.
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
-    "embeddinggemma": ModelParameters(0.775, 0.3, 0.5, 0.4, 0.8),
+    "embeddinggemma": ModelParameters(0.785, 0.3, 0.5, 0.4, 0.8),
 }
 
 Decider = Callable[[Sequence[str]], list[tuple[str | None, float]]]
+Build = Callable[[Sequence[NarrativeExample]], NarrativeMatcher]
 
 
 @dataclass(frozen=True)
@@ -336,6 +362,27 @@ def matcher_with(
     )
 
 
+def model_builder(settings: Settings, encoder: Encoder, parameters: ModelParameters | None) -> Build:
+    """Matchers of another caption model with its own parameters (MODEL_PARAMETERS), else the settings'."""
+
+    def build(examples: Sequence[NarrativeExample]) -> NarrativeMatcher:
+        return NarrativeMatcher(
+            encoder,
+            examples,
+            parameters.threshold
+            if parameters
+            else threshold_for(settings.narrative_model, settings.narrative_threshold),
+            settings.narrative_margin,
+            decoy_weight=parameters.decoy_weight if parameters else settings.narrative_decoy_weight,
+            screen=settings.narrative_screen,
+            contrast_weight=parameters.contrast_weight if parameters else CONTRAST_WEIGHT,
+            swap_weight=parameters.swap_weight if parameters else SWAP_WEIGHT,
+            foreign_decoy_factor=parameters.foreign_decoy_factor if parameters else FOREIGN_DECOY_FACTOR,
+        )
+
+    return build
+
+
 def oracle_threshold(data: Dataset, raw: Sequence[tuple[str | None, float]]) -> float:
     """The threshold with the highest recall such that at most 1 in 30 negatives is flagged."""
     n_pos = len(data.positives)
@@ -360,6 +407,113 @@ def timed(
         decisions = decide(texts)
         times.append(time.perf_counter() - start)
     return decisions, len(texts) / statistics.median(times)
+
+
+# --- measured learning: the review loop's dismiss ---------------------------------------------------------
+
+#: The fixed seed that splits a set's negatives into the half whose flags an analyst dismisses (A) and the
+#: half that measures what the dismissals taught (B).
+LEARNING_SEED = 20240613
+
+
+@dataclass(frozen=True)
+class Learning:
+    """Flags on half B of the negatives and recall on the positives, before and after the flags on half A
+    were dismissed through the review loop (monitor.review.effects.apply_decision)."""
+
+    method: str
+    dismissed: int
+    half_a: int
+    flags_before: int
+    flags_after: int
+    half_b: int
+    recall_before: float
+    recall_after: float
+    wrong_before: int
+    wrong_after: int
+    negative_examples: int
+
+    def line(self) -> str:
+        return (
+            f"{self.method:38s} dismissed {self.dismissed:2d}/{self.half_a} on A; flags on B "
+            f"{self.flags_before:2d} -> {self.flags_after:2d} /{self.half_b}; recall "
+            f"{self.recall_before:6.1%} -> {self.recall_after:6.1%}; wrong {self.wrong_before} -> "
+            f"{self.wrong_after}; {self.negative_examples} negative example(s) banked"
+        )
+
+
+def halves(count: int, seed: int = LEARNING_SEED) -> tuple[list[int], list[int]]:
+    """The negatives' indices split in two halves by a fixed seed: A (dismissed) and B (measured)."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return sorted(order[: count // 2]), sorted(order[count // 2 :])
+
+
+def measured_learning(method: str, data: Dataset, build: Build, seed: int = LEARNING_SEED) -> Learning:
+    """Dismiss every flag on half A of the negatives the way an analyst would, one alert per flagged
+    caption, through `apply_decision` on a bank directory (its dismiss asks the bank's matcher which
+    narrative each caption matches and banks it as a negative example of that narrative), then rebuild the
+    matcher from the bank and measure half B and the positives again."""
+    a, b = halves(len(data.negatives), seed)
+    positives = [t for _, _, t in data.positives]
+    half_b = [data.negatives[i][1] for i in b]
+
+    def measure(matcher: NarrativeMatcher) -> tuple[int, int, int]:
+        found = matcher.match_many(positives + half_b)
+        given = [d.narrative_id if d else None for d in found[: len(positives)]]
+        right = sum(g == p[0] for g, p in zip(given, data.positives, strict=True))
+        wrong = sum(g is not None and g != p[0] for g, p in zip(given, data.positives, strict=True))
+        return right, wrong, sum(d is not None for d in found[len(positives) :])
+
+    def caption_matcher(directory: Path, captions: Sequence[str]) -> list[str | None]:
+        decisions = build(load_bank(directory).narratives).match_many(list(captions))
+        return [d.narrative_id if d else None for d in decisions]
+
+    with tempfile.TemporaryDirectory() as folder:
+        bank = Path(folder) / "bank"
+        for narrative, texts in data.narratives.items():
+            add_narrative(bank, narrative, texts)
+        before = build(load_bank(bank).narratives)
+        right_before, wrong_before, flags_before = measure(before)
+        half_a = [data.negatives[i][1] for i in a]
+        flagged = [
+            (i, t, d) for i, t, d in zip(a, half_a, before.match_many(half_a), strict=True) if d is not None
+        ]
+        for i, text, found in flagged:
+            cluster = f"c-{i:016x}"
+            alert = Alert(
+                f"a-{i}",
+                cluster,
+                None,
+                1,
+                1,
+                3600,
+                1,
+                0.0,
+                0.0,
+                (NarrativeReason(found.narrative_id, found.score),),
+            )
+            decision = Decision(
+                alert.alert_id, cluster, "dismiss", "benchmark", time.time(), "not this story"
+            )
+            evidence = ClusterEvidence(cluster, captions=(text,))
+            apply_decision(bank, alert, decision, lambda e=evidence: e, caption_matcher)
+        examples = load_bank(bank).narratives
+        right_after, wrong_after, flags_after = measure(build(examples))
+    n = len(data.positives)
+    return Learning(
+        method,
+        len(flagged),
+        len(a),
+        flags_before,
+        flags_after,
+        len(b),
+        right_before / n,
+        right_after / n,
+        wrong_before,
+        wrong_after,
+        sum(e.negative for e in examples),
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------------
@@ -440,11 +594,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v7', 'dev', or a JSON file",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v7', 'dev', or a JSON file (a blind set)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
     parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument(
+        "--skip-learning", action="store_true", help="without the measured-learning section (dismiss on A)"
+    )
+    parser.add_argument("--learning-seed", type=int, default=LEARNING_SEED, help="the negatives' split")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument(
         "--model",
@@ -502,29 +660,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     results.append(score(f"ours ({settings.narrative_model})", data, decisions, rate))
 
     extra = args.models if args.models is not None else [GEMMA]
+    builders: list[tuple[str, Build]] = [
+        (f"ours ({settings.narrative_model})", lambda ex: make_narrative_matcher(settings, encoder, ex))
+    ]
     for spec in extra:
+        parameters = MODEL_PARAMETERS.get(spec)
+        label = f"t {parameters.threshold}" if parameters else "the settings' threshold"
         try:
-            other = load_encoder(spec)
-            parameters = MODEL_PARAMETERS.get(spec)
-            matcher = NarrativeMatcher(
-                other,
-                data.examples,
-                parameters.threshold
-                if parameters
-                else threshold_for(settings.narrative_model, settings.narrative_threshold),
-                settings.narrative_margin,
-                decoy_weight=parameters.decoy_weight if parameters else settings.narrative_decoy_weight,
-                screen=settings.narrative_screen,
-                contrast_weight=parameters.contrast_weight if parameters else CONTRAST_WEIGHT,
-                swap_weight=parameters.swap_weight if parameters else SWAP_WEIGHT,
-                foreign_decoy_factor=parameters.foreign_decoy_factor if parameters else FOREIGN_DECOY_FACTOR,
-            )
-            decisions, rate = timed(matcher_decider(matcher), texts, args.repeats)
+            build = model_builder(settings, load_encoder(spec), parameters)
+            decisions, rate = timed(matcher_decider(build(data.examples)), texts, args.repeats)
         except ModelError as exc:
             print(f"NOTE: no row for {spec}: {exc}")
             continue
-        label = f"t {parameters.threshold}" if parameters else "the settings' threshold"
         results.append(score(f"ours ({spec}, {label})", data, decisions, rate))
+        builders.append((f"ours ({spec}, {label})", build))
 
     if args.throughput:
         print(gemma_throughput(texts, args.repeats))
@@ -553,6 +702,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             decisions, rate = timed(matcher_decider(ablated), texts, args.repeats)
             results.append(score(name, data, decisions, rate))
 
+    learned = (
+        []
+        if args.skip_learning
+        else [measured_learning(name, data, build, args.learning_seed) for name, build in builders]
+    )
+
     generic = [line.strip() for line in GENERIC.read_text(encoding="utf-8").splitlines() if line.strip()]
     stream_rows = []
     for name, decide in (
@@ -574,10 +729,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\noff-topic stream ({GENERIC.name}, {len(generic)} everyday captions, same bank):")
     for name, flags, rate in stream_rows:
         print(f"  {name:16s} false flags {flags}/{len(generic)}  {rate:.0f} captions/s")
+    if learned:
+        a, b = halves(len(data.negatives), args.learning_seed)
+        print(
+            f"\nmeasured learning (the review loop's dismiss): the negatives split by seed "
+            f"{args.learning_seed} into A ({len(a)}) and B ({len(b)}); every flag on A dismissed through "
+            "monitor.review.effects.apply_decision (its caption banked as a negative example), then B and "
+            "the positives measured again:"
+        )
+        for row in learned:
+            print("  " + row.line())
     if args.sweep:
         sweep("ours", data, ours)
     if args.json_out:
-        args.json_out.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        document = {"results": [asdict(r) for r in results], "learning": [asdict(r) for r in learned]}
+        args.json_out.write_text(json.dumps(document, indent=2))
     return 0
 
 

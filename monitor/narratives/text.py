@@ -13,8 +13,11 @@ close to a decoy as to the examples is probably another story (see monitor.narra
   Louvre"), the same thing with more ground;
 - swap decoys (`swap_decoys`): the examples with their subjects replaced by "someone" ("someone arrested
   and dragged away by police officers"), against the same kind of event happening to another subject
-  ("Greta Thunberg detained by police"). They do not count against a caption that names one of the
-  narrative's subjects (`SubjectIndex`): such a caption cannot be about another subject.
+  ("Greta Thunberg detained by police"). A title just before the name goes with it ("Kenyan president
+  Ruto dozing off" -> "someone dozing off"): a decoy that kept it would still name the subject and refuse
+  the captions that name it by its title only ("the Kenyan president asleep at the UN"). They do not count
+  against a caption that names one of the narrative's subjects (`SubjectIndex`): such a caption cannot be
+  about another subject.
 
 A narrative's subjects are the proper names that come back in at least two of its examples (the person,
 place or thing the story is about: "Trump", "Louvre", "Matterhorn"), not the incidental ones ("NYPD").
@@ -342,9 +345,44 @@ def swap_decoys(examples: Sequence[str], placeholder: str = SWAP_PLACEHOLDER) ->
         swapped = pattern.sub("\x00", cleaned)
         if swapped == cleaned:
             continue
-        swapped = re.sub(r"\x00(?:\s*\x00)*", placeholder, swapped)
+        swapped = re.sub(r"\x00(?:\s*\x00)*", "\x00", swapped)
+        swapped = _drop_titles(swapped).replace("\x00", placeholder)
         out.append(" ".join(swapped.split()))
     return list(dict.fromkeys(out))
+
+
+#: Words of a title that stands for its holder ("Kenyan president Ruto", "Microsoft founder Bill Gates",
+#: "UK prime minister Starmer"): in a swap decoy the title goes with the name, or the decoy would still name
+#: the subject ("UK prime minister someone dozing off") and refuse the captions that name it by its title
+#: only ("the British PM nodded off").
+TITLE_WORDS = _word_set(
+    """
+    president prime minister pm chancellor premier leader dictator king queen prince princess pope founder
+    co-founder cofounder chief executive ceo boss owner chairman billionaire tycoon mogul star striker
+    footballer player captain coach manager singer rapper actor actress presenter host senator governor
+    mayor general former ex- first lady opposition supreme
+    """
+)
+
+
+def _drop_titles(swapped: str) -> str:
+    """A swap decoy's placeholders (NUL) without the titles just before them: the run of title words and
+    capitalised words (their country, company or club) that ends at the placeholder, where it holds at least
+    one title word ("Canadian prime minister \x00" -> "\x00", not "FBI arrests \x00")."""
+    words = swapped.split(" ")
+    out: list[str] = []
+    for word in words:
+        if word.startswith("\x00"):
+            run = len(out)
+            while run > 0 and (
+                out[run - 1].lower() in TITLE_WORDS
+                or (out[run - 1][:1].isupper() and out[run - 1].lower() not in _NOT_NAMES)
+            ):
+                run -= 1
+            if any(w.lower() in TITLE_WORDS for w in out[run:]):
+                del out[run:]
+        out.append(word)
+    return " ".join(out)
 
 
 #: Two spellings of one name whose difflib ratio reaches this are the same name ("brandenburg" /
