@@ -1120,12 +1120,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=11, help="seed of the synthetic streams")
     parser.add_argument(
-        "--caption-batch", type=int, default=Settings.caption_batch, help="posts per analysed batch"
+        "--caption-batch", type=int, default=Settings.model_fields["caption_batch"].default, help="posts per analysed batch"
     )
     parser.add_argument(
         "--analysis-processes",
         type=int,
-        default=Settings.analysis_processes,
+        default=Settings.model_fields["analysis_processes"].default,
         help="analysis processes of the measured worker (a worker with a thread is measured too)",
     )
     parser.add_argument("--json-out", type=Path, help="also write every run and the summary as JSON here")
