@@ -64,14 +64,9 @@ def decode_image(
         raise DecodeError("empty image")
     if len(data) > limits.max_bytes:
         raise DecodeError(f"image too large: {len(data)} bytes > {limits.max_bytes}")
-    try:
-        image = _load(data, limits, grey, draft)
-    except DecodeError:
-        raise
-    except _BOMB_ERRORS as exc:
-        raise DecodeError(_short(exc)) from None
-    except _PILLOW_ERRORS as exc:
-        image = _load_without_metadata(data, limits, grey, draft, exc)
+    image = _attempt(data, limits, grey, draft)
+    if isinstance(image, BaseException):
+        image = _load_without_metadata(data, limits, grey, draft, image)
     if grey and image.mode == "L":
         return image
     if image.mode != "RGB":
@@ -81,6 +76,19 @@ def decode_image(
             else image.convert("RGB")
         )
     return image.convert("L") if grey else image
+
+
+def _attempt(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image | BaseException:
+    """The loaded image, or the error Pillow refused the bytes with (the caller may try another copy);
+    our own refusals (size bounds) and decompression bombs raise DecodeError: no copy would do better."""
+    try:
+        return _load(data, limits, grey, draft)
+    except DecodeError:
+        raise
+    except _BOMB_ERRORS as exc:
+        raise DecodeError(_short(exc)) from None
+    except _PILLOW_ERRORS as exc:
+        return exc
 
 
 def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image:
@@ -108,15 +116,8 @@ def _load_without_metadata(
     which says what was wrong with the file) when that copy cannot be made or does not decode either."""
     stripped = without_metadata(data)
     if stripped is not None:
-        try:
-            image = _load(stripped, limits, grey, draft)
-        except DecodeError:
-            raise
-        except _BOMB_ERRORS as exc:
-            raise DecodeError(_short(exc)) from None
-        except _PILLOW_ERRORS:
-            pass
-        else:
+        image = _attempt(stripped, limits, grey, draft)
+        if not isinstance(image, BaseException):
             logger.debug("decoded without its metadata (%s)", _short(error))
             return image
     if isinstance(error, UnidentifiedImageError):
