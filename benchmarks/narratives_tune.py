@@ -52,6 +52,7 @@ TUNING_SETS = (
     "heldout-v5",
     "heldout-v6",
     "heldout-v7",
+    "heldout-v8",
 )
 DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
 NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
