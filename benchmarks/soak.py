@@ -27,8 +27,8 @@ static member id (as the systemd unit sets). Then:
 - every `--sample-seconds` the resident memory (VmRSS, and the kernel's peak VmHWM) of the worker and of
   each of its child processes is read (psutil when installed, else /proc).
 - every second the offsets of the two stages are read: analysis (end of `posts` vs the committed offset of
-  the group `<app id>-analyze`) and tracking (end of `sightings` vs the committed offset of Faust's group
-  `<app id>`).
+  the group `<app id>-analyze`) and tracking (end of `sightings` vs the offset the tracker's group
+  `<app id>-track` commits in its transactions).
 
 When the time is up the producer stops, the worker drains (analysis lag 0, the tracker's offset and the
 alerts' end still for 15 s), is stopped with SIGTERM, and `monitor replay stream.jsonl --embedded` runs
@@ -54,9 +54,8 @@ with the same settings and bank on exactly the bytes produced. Printed:
 
 Exit status 1 if any alert is lost, duplicated, unexpected or differing, a hostile event's dead letter is
 lost or a good post dead-lettered, the worker exited without being killed, any process peaked over 1 GB,
-or the worker did not drain; 2 if the broker is not ready. Before the tracker's Kafka transactions land, a
-kill -9 can make an alert differ or go missing (README, "Delivery guarantees, as they stand"): the
-comparison is not weakened for it, it is reported.
+or the worker did not drain; 2 if the broker is not ready. The comparison is strict: a kill -9 must change no
+alert (README, "Delivery guarantees").
 """
 
 from __future__ import annotations
@@ -410,7 +409,7 @@ class Offsets:
     """Committed offset of `<app id>-analyze` on posts (0 before the first commit)."""
     sightings_end: int
     tracked: int
-    """Committed offset of Faust's group `<app id>` on sightings."""
+    """Committed offset of the tracker's group `<app id>-track` on sightings (in its transactions)."""
     alerts_end: int
 
 
@@ -454,7 +453,7 @@ class OffsetWatcher(threading.Thread):
                         ends[posts],
                         await committed(f"{app}-analyze", posts),
                         ends[sightings],
-                        await committed(app, sightings),
+                        await committed(f"{app}-track", sightings),
                         ends[alerts],
                     )
                     self.samples.append(sample)
