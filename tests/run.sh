@@ -49,7 +49,10 @@ if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || ! comma
   apt_install prometheus prometheus-alertmanager
 fi
 
-if bash deploy/kafka/kafka.sh status 2>/dev/null | head -n 1 | grep -q '^running'; then
+# The whole status is read before it is tested: piped into `head`/`grep -q`, kafka.sh could be cut off by
+# SIGPIPE, and under pipefail a running broker then read as stopped, and was stopped at exit.
+kafka_status="$(bash deploy/kafka/kafka.sh status 2>/dev/null || true)"
+if [[ "$kafka_status" == running* ]]; then
   echo "== Kafka is already running: using it, and leaving it running" >&2
   bash deploy/kafka/kafka.sh start
 else
