@@ -31,6 +31,7 @@ from monitor.narratives.matcher import (
 from monitor.review.state import ReviewState
 from monitor.settings import Settings
 from monitor.tracking.partitions import RepresentativeIndex
+from monitor.tracking.routing import track_in_order
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 
@@ -153,13 +154,9 @@ class Pipeline:
 
     def track(self, post: AnalyzedPost) -> list[Alert]:
         index = self.representatives
-        if index is None or post.reshare_of is not None:
+        if index is None:
             return self.tracker.observe(post)
-        rank = (post.created_at, post.post_id)
-        clusters = [
-            None if i.hashes is None else index.assign(i.hashes, rank).cluster_id for i in post.images
-        ]
-        return self.tracker.observe_assigned(post, clusters)
+        return track_in_order(self.tracker, index, post)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

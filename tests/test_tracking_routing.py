@@ -14,7 +14,16 @@ import pytest
 from monitor.models import Alert, AnalyzedPost, ImageHashes
 from monitor.tracking.expiry import plan_expiry
 from monitor.tracking.partitions import RepresentativeIndex, partition_of
-from monitor.tracking.routing import Op, Outcome, PartitionRouter, by_partition, merge_op, post_ops
+from monitor.tracking.routing import (
+    Op,
+    Outcome,
+    PartitionRouter,
+    assign_post,
+    by_partition,
+    merge_op,
+    post_ops,
+    track_in_order,
+)
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 from tests.test_tracking_partitions import _stream, random_hashes, reupload
 from tests.test_virality_tracker import CLUSTER_DISTANCE, T0, image, post
@@ -26,15 +35,7 @@ def one_tracker(posts: list[AnalyzedPost]) -> list[Alert]:
     """The embedded replay with partitioned assignment (monitor/pipeline.py `Pipeline.track`)."""
     index = RepresentativeIndex(CLUSTER_DISTANCE)
     tracker = ClusterTracker({}, POLICY, CLUSTER_DISTANCE)
-    alerts: list[Alert] = []
-    for p in posts:
-        if p.reshare_of is not None:
-            alerts += tracker.observe(p)
-            continue
-        rank = (p.created_at, p.post_id)
-        ids = [None if i.hashes is None else index.assign(i.hashes, rank).cluster_id for i in p.images]
-        alerts += tracker.observe_assigned(p, ids)
-    return alerts
+    return [alert for p in posts for alert in track_in_order(tracker, index, p)]
 
 
 class Partitions:
@@ -50,6 +51,7 @@ class Partitions:
             for p in range(count)
         ]
         self.alerts: list[Alert] = []
+        self.merges = 0
 
     def send(self, ops: list[Op]) -> None:
         for partition, items in by_partition(ops, self.count).items():
@@ -79,17 +81,20 @@ def by_key(alerts: list[Alert]) -> list[Alert]:
     return sorted(alerts, key=lambda a: (a.alert_id, a.event_time))
 
 
-def routed(posts: list[AnalyzedPost], partitions: int, lag: bool) -> tuple[Partitions, list[Alert]]:
+def routed(posts: list[AnalyzedPost], partitions: int, lag: bool = False) -> tuple[Partitions, list[Alert]]:
     index = RepresentativeIndex(CLUSTER_DISTANCE)
     sightings = Partitions(partitions, seed=partitions)
+    merges = 0
     for p in posts:
-        rank = (p.created_at, p.post_id)
-        ids = [None if i.hashes is None else index.assign(i.hashes, rank).cluster_id for i in p.images]
-        sightings.send(post_ops(p, ids, partitions))
+        assigned = assign_post(index, p)  # what analysis does, and sends
+        merges += len(assigned.merged)
+        ops = post_ops(p, assigned.clusters, partitions)
+        sightings.send([merge_op(merged, into) for merged, into in assigned.merged] + ops)
         if lag:
             sightings.step(sightings.rng.randint(0, 2))  # tracking lags analysis by a varying amount
         else:
             sightings.run()  # each post tracked (and its forwards) before the next is analysed
+    sightings.merges = merges
     return sightings, sightings.run()
 
 
@@ -113,6 +118,30 @@ def test_lagging_partitions_raise_the_same_alerts_each_once(partitions: int) -> 
     expected = one_tracker(posts)
     _, got = routed(posts, partitions, lag=True)
     assert sorted(a.alert_id for a in got) == sorted(a.alert_id for a in expected)
+
+
+def test_posts_analysed_out_of_order_name_each_cluster_after_its_earliest_post() -> None:
+    """Several `posts` partitions: analysis reads the stream out of event order. A copy older than its
+    cluster's founder founds a cluster of its own and the younger one merges into it, so the clusters
+    (and their alerts) are those of the in-order replay, each level once, every share counted once."""
+    posts = [p for p in _stream(random.Random(9), 1200) if p.reshare_of is None]
+    expected = one_tracker(posts)
+    rng = random.Random(3)
+    blocks = [posts[start : start + 40] for start in range(0, len(posts), 40)]
+    shuffled = [p for block in blocks for p in rng.sample(block, len(block))]
+    sightings, got = routed(shuffled, 3)
+    assert sightings.merges > 0
+    assert {a.cluster_id for a in got} == {a.cluster_id for a in expected}
+    assert sorted(a.alert_id for a in got) == sorted(a.alert_id for a in expected)
+    in_order = _clusters_in_order(posts)
+    for cluster_id in {a.cluster_id for a in expected}:
+        counted = sum(count for router in sightings.routers for count in _shares(router, cluster_id))
+        assert counted == sum(1 for clusters in in_order.values() if cluster_id in clusters)
+
+
+def _clusters_in_order(posts: list[AnalyzedPost]) -> dict[str, set[str]]:
+    index = RepresentativeIndex(CLUSTER_DISTANCE)
+    return {p.post_id: {c for c in assign_post(index, p).clusters if c is not None} for p in posts}
 
 
 def test_a_reshare_read_before_its_parent_waits_in_the_index_and_counts_once_resolved() -> None:

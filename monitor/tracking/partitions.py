@@ -66,7 +66,10 @@ def split_by_partition(
 class Assignment:
     cluster_id: str
     founded: bool
-    """True when no representative reached the image: the caller publishes its representative."""
+    """True when the image founded a cluster: the caller publishes its representative."""
+    merged: tuple[str, ...] = ()
+    """Clusters the founding merged into this one (an image older than its cluster's founder, below):
+    the caller moves their state (`merge` operations)."""
 
 
 Rank = tuple[float, str]
@@ -129,13 +132,20 @@ class RepresentativeIndex:
     def assign(self, hashes: ImageHashes, rank: Rank = NO_RANK) -> Assignment:
         """The cluster an image belongs to (merged clusters answer with the cluster they merged into),
         or a new cluster, which is added to this index at once with `rank` (the founding post's
-        (created_at, post id)); the caller publishes it."""
+        (created_at, post id)); the caller publishes it.
+
+        An image posted before its cluster's founder (analysis read the stream out of event order: several
+        `posts` partitions, a worker catching up) founds a cluster of its own all the same, and the
+        cluster it reached merges into it: so a cluster is named after its earliest post, whatever order
+        the posts were analysed in, as a replay in event order names it."""
         found = self.nearest(hashes)
-        if found is not None:
-            return Assignment(self.canonical(found), False)
         cluster_id = cluster_id_of(hashes.phash)
-        self.add(cluster_id, hashes, rank)
-        return Assignment(cluster_id, True)
+        if found is not None:
+            winner = self.canonical(found)
+            if rank >= self.rank_of(winner) or cluster_id in self._positions:
+                return Assignment(winner, False)
+        merged = self.add(cluster_id, hashes, rank)
+        return Assignment(self.canonical(cluster_id), True, tuple(merged))
 
     def rank_of(self, cluster_id: str) -> Rank:
         return self._rank.get(cluster_id, NO_RANK)

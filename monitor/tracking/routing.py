@@ -38,9 +38,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.models import Alert, AnalyzedPost
-from monitor.tracking.partitions import partition_of, split_by_partition
-from monitor.tracking.records import decode_state, drop_state, encode_state, read_state
+from monitor.models import Alert, AnalyzedPost, ImageHashes
+from monitor.tracking.partitions import RepresentativeIndex, partition_of, split_by_partition
+from monitor.tracking.records import cluster_id_of, decode_state, drop_state, encode_state, read_state
 from monitor.tracking.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.tracking.routing")
@@ -92,6 +92,49 @@ def post_ops(post: AnalyzedPost, clusters: Sequence[str | None], partitions: int
     ids = list(dict.fromkeys(c for c in clusters if c is not None))
     ops.append((post.post_id, {"op": "post", "id": post.post_id, "t": second, "clusters": ids}))
     return ops
+
+
+@dataclass(frozen=True, slots=True)
+class Assigned:
+    """A post's images assigned: each image's cluster (None: no hashes), the representatives it founded
+    (cluster id, hashes, rank) and the merges its founding made (merged, into)."""
+
+    clusters: list[str | None]
+    founded: list[tuple[str, ImageHashes, tuple[float, str]]]
+    merged: list[tuple[str, str]]
+
+
+def assign_post(index: RepresentativeIndex, post: AnalyzedPost) -> Assigned:
+    """What analysis (and the embedded replay) does with a post's images: `index.assign` each, ranked by
+    the post's (created_at, post id)."""
+    rank = (post.created_at, post.post_id)
+    assigned = Assigned([], [], [])
+    for image in post.images:
+        if image.hashes is None:
+            assigned.clusters.append(None)
+            continue
+        assignment = index.assign(image.hashes, rank)
+        assigned.clusters.append(assignment.cluster_id)
+        if assignment.founded:
+            assigned.founded.append((cluster_id_of(image.hashes.phash), image.hashes, rank))
+            assigned.merged.extend((merged, assignment.cluster_id) for merged in assignment.merged)
+    return assigned
+
+
+def track_in_order(tracker: ClusterTracker, index: RepresentativeIndex, post: AnalyzedPost) -> list[Alert]:
+    """One tracker and one index, the stream in order (the embedded replay): the assignment analysis
+    makes, merges absorbed at once (they happen in order only for posts of one second, whose post ids
+    run against the stream's order), reshares through the tracker's own `p:` records."""
+    if post.reshare_of is not None:
+        return tracker.observe(post)
+    assigned = assign_post(index, post)
+    alerts: list[Alert] = []
+    for merged, into in assigned.merged:
+        state = read_state(tracker.store, merged)
+        if state is not None:
+            drop_state(tracker.store, merged)
+            alerts += tracker.absorb(into, state)
+    return alerts + tracker.observe_assigned(post, assigned.clusters)
 
 
 def merge_op(merged: str, into: str) -> Op:
