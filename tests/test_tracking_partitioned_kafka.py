@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from monitor.ingest.events import decode_event
 from monitor.models import format_time
 from monitor.pipeline import Pipeline
 from monitor.runtime.representatives import encode_representative
-from monitor.runtime.topics import representatives_topic
+from monitor.runtime.topics import ensure_topics, representatives_topic, state_topic, topic_specs
 from monitor.settings import Settings
 from monitor.tracking.partitions import partition_of
 from monitor.tracking.records import cluster_id_of
@@ -69,6 +70,28 @@ def embedded(archive: Path, env: dict[str, str], out: Path) -> list[dict[str, An
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
+def create_topics(env: dict[str, str]) -> None:
+    """`sightings` and the state changelog with PARTITIONS partitions, `posts` (and the rest) with one: the
+    posts are analysed in event order, as the embedded replay reads them (with several `posts`
+    partitions analysis order differs, and so may the second at which a level is seen crossed, in either
+    tracking mode), while the cluster state is spread over three partitions and two trackers."""
+    settings = Settings(
+        app_id=env["MONITOR_APP_ID"],
+        broker=env["MONITOR_BROKER"],
+        posts_topic=env["MONITOR_POSTS_TOPIC"],
+        dlq_topic=env["MONITOR_DLQ_TOPIC"],
+        alerts_topic=env["MONITOR_ALERTS_TOPIC"],
+        sightings_topic=env["MONITOR_SIGHTINGS_TOPIC"],
+        partitions=PARTITIONS,
+    )
+    spread = {settings.sightings_topic, state_topic(settings)}
+    specs = [
+        dataclasses.replace(s, partitions=s.partitions if s.name in spread else 1)
+        for s in topic_specs(settings)
+    ]
+    asyncio.run(ensure_topics(settings, specs))
+
+
 def own(env: dict[str, str], name: str) -> dict[str, str]:
     """One more worker of the same deployment: its own metrics port, data dir and static member id."""
     return {
@@ -106,6 +129,7 @@ def test_two_workers_over_three_partitions_raise_the_embedded_replays_alerts(
     expected = embedded(stream.archive, env, tmp_path / "embedded.jsonl")
     assert len(expected) >= 6 and max(alert["level"] for alert in expected) >= 3
     assert len({partition_of(a["cluster_id"], PARTITIONS) for a in expected}) >= 2, "clusters spread"
+    create_topics(env)
     assert run_monitor(["replay", "--to-kafka", str(stream.archive)], env).returncode == 0
     workers = [Worker(own(env, name), tmp_path / f"worker-{name}.log") for name in ("a", "b")]
     try:
@@ -124,6 +148,7 @@ def test_a_worker_killed_9_and_restarted_beside_another_changes_no_alert(
     env = isolated_env(tmp_path, bank=stream.bank, **SETTINGS)
     env_a = own(env, "a")
     expected = embedded(stream.archive, env, tmp_path / "embedded.jsonl")
+    create_topics(env)
     assert run_monitor(["replay", "--to-kafka", str(stream.archive)], env).returncode == 0
     other = Worker(own(env, "b"), tmp_path / "worker-other.log")
     try:
@@ -210,7 +235,7 @@ def test_clusters_founded_at_once_merge_into_the_earlier_and_alert_as_the_embedd
         write_archive(tmp_path / "all.jsonl", [first, *early, *late]), env, tmp_path / "e.jsonl"
     )
     assert [a["level"] for a in expected] == [1, 2]
-    assert run_monitor(["topics"], env).returncode == 0
+    create_topics(env)
 
     worker = Worker(env, tmp_path / "worker.log")
     try:

@@ -49,7 +49,7 @@ from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts, r
 from monitor.runtime.representatives import Representatives
 from monitor.runtime.topics import bootstrap_servers, representatives_topic
 from monitor.settings import Settings
-from monitor.tracking.routing import by_partition, merge_op, post_ops
+from monitor.tracking.routing import by_partition, merge_op
 
 log = logging.getLogger("monitor.analysis.analyzer")
 
@@ -357,7 +357,7 @@ class AnalysisLoop(ConsumerLoop):
         here, its operations routed to the partitions that own them, packed per partition. A post one of
         whose operations would exceed a record alone goes to the DLQ, whole."""
         partitions = representatives.partitions
-        ops = [post_ops(post, representatives.assign(post), partitions) for post, _ in analyzed]
+        ops = [representatives.ops(post) for post, _ in analyzed]
         founded = tuple(representatives.founded())
         merges = [merge_op(merged, into) for merged, into in representatives.merged()]
         left_out: set[int] = set()

@@ -27,6 +27,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,9 +38,22 @@ from monitor.runtime.topics import bootstrap_servers, representatives_topic
 from monitor.settings import Settings
 from monitor.tracking.partitions import Rank, RepresentativeIndex, partition_of
 from monitor.tracking.records import read_rep, rep_value
-from monitor.tracking.routing import assign_post, merge_op
+from monitor.tracking.routing import Op, assign_post, merge_op, post_ops
 
 log = logging.getLogger("monitor.analysis.representatives")
+
+RECENT_POSTS = 200_000
+"""Posts whose clusters analysis remembers to resolve their reshares itself (about 100 bytes each)."""
+RECENT_TAIL = 2_000
+"""Records read back from the end of each `sightings` partition when a session starts."""
+
+
+def sighting_items(raw: bytes | None) -> list[dict[str, Any]]:
+    try:
+        posts = json.loads(raw or b"")["posts"]
+    except (ValueError, TypeError, KeyError):
+        return []
+    return [item for item in posts if isinstance(item, dict)] if isinstance(posts, list) else []
 
 
 def encode_representative(hashes: ImageHashes, rank: Rank) -> bytes:
@@ -64,6 +79,9 @@ class Representatives:
         self.index = RepresentativeIndex(settings.cluster_distance)
         self.partitions = 1
         """`sightings` partitions: where each cluster's state lives (`partition_of`)."""
+        self.recent: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        """The clusters of the posts analysed (or seen in `sightings`) most recently, at most RECENT_POSTS:
+        the reshares of these are resolved here, in stream order (monitor/tracking/routing.py)."""
         self._founded: list[tuple[bytes, bytes]] = []
         self._merged: list[tuple[str, str]] = []
         self._consumer: Any = None
@@ -85,7 +103,42 @@ class Representatives:
         while await self._consumer.position(tp) < end:
             await self._read(timeout_ms=1000)
         log.info("%d cluster representatives read from %s", len(self.index), self.topic)
+        await self._warm_recent()
         self._task = asyncio.create_task(self._follow())
+
+    async def _warm_recent(self) -> None:
+        """The post index records at the tail of `sightings` (the last RECENT_TAIL records of each
+        partition): a restarted worker resolves the reshares of the posts analysed before it stopped."""
+        topic = self.settings.sightings_topic
+        tps = [TopicPartition(topic, p) for p in range(self.partitions)]
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers(self.settings.broker),
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, max(starts[tp], ends[tp] - RECENT_TAIL))
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for records in (await consumer.getmany(timeout_ms=1000)).values():
+                    for record in records:
+                        for item in sighting_items(record.value):
+                            if item.get("op") == "post":
+                                self.remember(str(item["id"]), [str(c) for c in item["clusters"]])
+        finally:
+            await consumer.stop()
+        log.info("%d recent posts' clusters read from the tail of %s", len(self.recent), topic)
+
+    def remember(self, post_id: str, clusters: Sequence[str]) -> None:
+        self.recent[post_id] = tuple(clusters)
+        self.recent.move_to_end(post_id)
+        while len(self.recent) > RECENT_POSTS:
+            self.recent.popitem(last=False)
 
     async def _follow(self) -> None:
         while True:
@@ -125,7 +178,24 @@ class Representatives:
         for cluster_id, hashes, rank in assigned.founded:
             self._founded.append((cluster_id.encode(), encode_representative(hashes, rank)))
         self._merged += assigned.merged
+        if post.reshare_of is None:
+            self.remember(post.post_id, list(dict.fromkeys(c for c in assigned.clusters if c is not None)))
         return assigned.clusters
+
+    def parent_clusters(self, post: AnalyzedPost) -> tuple[str, ...] | None:
+        """A reshare's clusters, if its parent is among the recent posts (else None: the parent's post
+        index resolves it); the reshare is remembered too, for reshares of it."""
+        if post.reshare_of is None:
+            return None
+        clusters = self.recent.get(post.reshare_of)
+        if clusters is not None:
+            self.remember(post.post_id, clusters)
+        return clusters
+
+    def ops(self, post: AnalyzedPost) -> list[Op]:
+        """Everything analysis sends for a post (monitor/tracking/routing.py)."""
+        clusters = self.assign(post)
+        return post_ops(post, clusters, self.partitions, self.parent_clusters(post))
 
     def founded(self) -> list[tuple[bytes, bytes]]:
         """(key, value) of the representatives founded since the last call, to send with the sightings."""

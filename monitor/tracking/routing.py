@@ -12,12 +12,17 @@ partitions. Every sighting item is an operation, routed by a key (the partition 
     merge    a cluster founded concurrently merges into the earliest one      key: the merged cluster
     absorb   the merged cluster's state, added to the winner's               key: the winner
 
-Why a post index for reshares: a reshare carries no image, so the analysis worker that reads it cannot
-know its clusters (its parent may have been analysed by another worker, or not yet). The parent's
-`post` record and the reshare meet in one partition (both keyed by the parent id): the index record is
-`i:<post>` there, reshares that come first wait in `w:<post>`, and once both are known the partition
-forwards a `share` to each owning partition and a `post` record for the reshare itself (so reshares of
-reshares resolve the same way, hop by hop). The forwards are sent in the same Kafka transaction as the
+Why a post index for reshares: a reshare carries no image, so the analysis worker that reads it may not
+know its clusters (its parent may have been analysed by another worker, or not yet). Analysis resolves
+the reshares of the posts it analysed recently itself (a bounded map post -> clusters, warmed from the
+tail of `sightings` when a session starts: monitor/runtime/representatives.py), sending the `share`s
+at once, in stream order with the posts around them: a share that came a hop later than the posts
+analysed with it could let a level be seen crossed at a later second than a replay in order sees it.
+Any other reshare goes to the post index: the parent's `post` record and the reshare meet in one
+partition (both keyed by the parent id): the index record is `i:<post>` there, reshares that come first
+wait in `w:<post>`, and once both are known the partition forwards a `share` to each owning partition
+and a `post` record for the reshare itself (so reshares of reshares resolve the same way, hop by hop).
+The forwards are sent in the same Kafka transaction as the
 index's state change and the offsets read (tracking_loop.py), so a crash either forwards and records
 the resolution, or neither: no reshare is counted twice or lost. A redelivered reshare resolves again
 and its `share` is ignored where it is counted (`s:`), as any redelivery.
@@ -57,7 +62,7 @@ def _narrative(post: AnalyzedPost) -> dict[str, Any] | None:
     return {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
 
 
-def _resolution_ops(
+def resolution_ops(
     post_id: str, second: int, narrative: dict[str, Any] | None, clusters: Sequence[str], partitions: int
 ) -> list[Op]:
     """A reshare whose clusters are known: a `share` per owning partition, and its own index record."""
@@ -75,13 +80,22 @@ def _resolution_ops(
     return ops
 
 
-def post_ops(post: AnalyzedPost, clusters: Sequence[str | None], partitions: int) -> list[Op]:
+def post_ops(
+    post: AnalyzedPost,
+    clusters: Sequence[str | None],
+    partitions: int,
+    parent_clusters: Sequence[str] | None = None,
+) -> list[Op]:
     """What analysis sends for one post whose images were assigned `clusters` (None: no hashes).
 
-    A reshare goes to its parent's post index; any other post to each partition owning one of its
-    clusters (`count`, `split_by_partition`), and to its own post index (`post`), even without clusters,
-    so that its reshares learn it counts for nothing instead of waiting."""
+    A reshare whose parent's clusters analysis knows (`parent_clusters`: it analysed the parent
+    recently) is resolved at once, as the parent's index would resolve it; any other reshare goes to its
+    parent's post index. Any other post goes to each partition owning one of its clusters (`count`,
+    `split_by_partition`), and to its own post index (`post`), even without clusters, so that its
+    reshares learn it counts for nothing instead of waiting."""
     second = int(post.created_at)
+    if post.reshare_of is not None and parent_clusters is not None:
+        return resolution_ops(post.post_id, second, _narrative(post), parent_clusters, partitions)
     if post.reshare_of is not None:
         item = {"op": "reshare", "id": post.post_id, "of": post.reshare_of, "t": second}
         return [(post.reshare_of, {**item, "narrative": _narrative(post)})]
@@ -283,7 +297,7 @@ class PartitionRouter:
             return  # a redelivery: its waiting reshares were resolved the first time
         self.store["i:" + post_id] = (second, *clusters)
         for waiting in self.store.pop("w:" + post_id, None) or []:
-            out.forwards += _resolution_ops(
+            out.forwards += resolution_ops(
                 str(waiting["post_id"]),
                 int(waiting["t"]),
                 waiting.get("narrative"),
@@ -298,7 +312,7 @@ class PartitionRouter:
         known = self.store.get("i:" + parent)
         if known is not None:
             clusters = [str(c) for c in list(known)[1:]]
-            out.forwards += _resolution_ops(post_id, second, narrative, clusters, self.partitions)
+            out.forwards += resolution_ops(post_id, second, narrative, clusters, self.partitions)
             return
         waiting = list(self.store.get("w:" + parent) or [])
         if any(entry.get("post_id") == post_id for entry in waiting):
