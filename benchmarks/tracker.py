@@ -5,6 +5,7 @@ with 1, 2 and 4 partitions, against the previous implementation in the same run.
     python -m benchmarks.tracker --quick         # 10k and 100k, fewer sightings (a few minutes)
     python -m benchmarks.tracker --sizes 10000 --sightings 5000 --partitions 1 2
     python -m benchmarks.tracker --baseline HEAD~3   # the "before" from another commit (default: fd81181)
+    python -m benchmarks.tracker --sizes 10000 --broker localhost:9092   # plus P trackers on the broker
 
 Every measurement runs in fresh processes, so its memory figure is that process's alone. The state is
 bulk-populated: N posts, each a new random picture (random 64-bit pHash and 256-bit PDQ, quality 100),
@@ -22,6 +23,14 @@ distance), 40% reshares of a live post. Three set-ups:
   its own process with its own tracker (`observe_assigned`) over its share of the clusters, all started
   together once every one has loaded. Reported: the total (all sightings over the slowest partition's
   wall time, and over the partitions' summed CPU time) and the slowest partition's own rate.
+- `P routed`: partitioned tracking as the worker runs it (monitor/tracking/routing.py): each partition's
+  process holds its share of the clusters and of the post index (`i:` records), and handles every
+  operation the workload delivers to it (`count`, `post`, `reshare` resolved by the post index and its
+  forwards, `share`), each decoded from JSON as the tracking loop decodes it. The slowest partition's
+  line gives its operations per second (a post is 2-3 operations).
+- `--broker HOST:PORT`: P real `TrackingLoop` processes over a `sightings` topic of P partitions on the
+  broker (benchmarks/tracker_broker.py): Kafka reads, transactions, state changelog and forwards
+  included; fresh state, N population posts then the workload.
 
 Rates are by wall clock and by the process's CPU time: on a shared machine the CPU figure is the steady
 one, and with fewer cores than partitions the wall-clock total cannot grow past the cores. Memory per live
