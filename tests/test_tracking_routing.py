@@ -81,14 +81,23 @@ def by_key(alerts: list[Alert]) -> list[Alert]:
     return sorted(alerts, key=lambda a: (a.alert_id, a.event_time))
 
 
-def routed(posts: list[AnalyzedPost], partitions: int, lag: bool = False) -> tuple[Partitions, list[Alert]]:
+def routed(
+    posts: list[AnalyzedPost], partitions: int, lag: bool = False, recent: bool = False
+) -> tuple[Partitions, list[Alert]]:
+    """The stream through analysis (one worker) and `partitions` trackers; with `recent`, analysis
+    resolves reshares of the posts it analysed itself, as monitor/runtime/representatives.py does."""
     index = RepresentativeIndex(CLUSTER_DISTANCE)
     sightings = Partitions(partitions, seed=partitions)
     merges = 0
+    known: dict[str, list[str]] = {}
     for p in posts:
         assigned = assign_post(index, p)  # what analysis does, and sends
         merges += len(assigned.merged)
-        ops = post_ops(p, assigned.clusters, partitions)
+        parent = known.get(p.reshare_of) if recent and p.reshare_of else None
+        own = parent if p.reshare_of else [c for c in assigned.clusters if c is not None]
+        if own is not None:
+            known[p.post_id] = own
+        ops = post_ops(p, assigned.clusters, partitions, parent)
         sightings.send([merge_op(merged, into) for merged, into in assigned.merged] + ops)
         if lag:
             sightings.step(sightings.rng.randint(0, 2))  # tracking lags analysis by a varying amount
@@ -118,6 +127,16 @@ def test_lagging_partitions_raise_the_same_alerts_each_once(partitions: int) -> 
     expected = one_tracker(posts)
     _, got = routed(posts, partitions, lag=True)
     assert sorted(a.alert_id for a in got) == sorted(a.alert_id for a in expected)
+
+
+@pytest.mark.parametrize("partitions", [2, 4])
+def test_reshares_resolved_by_analysis_keep_stream_order_and_every_alert_field(partitions: int) -> None:
+    """Analysis resolves the reshares of posts it analysed: each partition then reads its clusters'
+    shares in stream order, so however far tracking lags and however the partitions interleave, the
+    alerts are the in-order tracker's, every field."""
+    posts = _stream(random.Random(5), 1500)
+    _, got = routed(posts, partitions, lag=True, recent=True)
+    assert by_key(got) == by_key(one_tracker(posts))
 
 
 def test_posts_analysed_out_of_order_name_each_cluster_after_its_earliest_post() -> None:

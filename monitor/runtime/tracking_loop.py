@@ -416,7 +416,9 @@ class TrackingLoop(ConsumerLoop):
             self.metrics.alerts.labels(str(alert.level)).inc()
             log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
         for item in items:
-            created = float(item.get("created_at") or item.get("t") or 0.0)
+            inner = item.get("post")  # partitioned tracking: a `count` holds its post
+            post = inner if isinstance(inner, dict) else item
+            created = float(post.get("created_at") or item.get("t") or 0.0)
             if created > self.latest_event:
                 self.latest_event = created
                 self.metrics.last_event_time.set(created)
