@@ -356,6 +356,7 @@ def main(argv: list[str] | None = None) -> None:
         "--broker",
         help="also run P `TrackingLoop`s on this broker (host:port), over a sightings topic of P partitions",
     )
+    parser.add_argument("--routed-only", action="store_true", help="only the routed (and broker) rows")
     parser.add_argument("--broker-sightings", type=int, default=20_000, help="sightings per broker run")
     args = parser.parse_args(argv)
     sightings = args.sightings or (10_000 if args.quick else 40_000)
@@ -390,10 +391,12 @@ def main(argv: list[str] | None = None) -> None:
         heads = ("set-up", 14), ("clusters", 10), ("B/cluster", 9), ("sightings/s", 12), ("per CPU s", 12)
         print(f"{'live':>10} " + " ".join(f"{head:>{width}}" for head, width in heads))
         for n in sizes:
-            for label, tree in ((f"before {args.baseline}", base), ("one tracker", ROOT)):
+            for label, tree in (
+                [] if args.routed_only else ((f"before {args.baseline}", base), ("one tracker", ROOT))
+            ):
                 r = _result(_worker(tree, script, "--one", str(n), "--lookups", str(lookups)))
                 print(_row(label[:14], n, r["live"], r["bytes"], r["n"], r["wall"], r["cpu"]), flush=True)
-            for partitions in args.partitions:
+            for partitions in [] if args.routed_only else args.partitions:
                 parts = run_partitions(script, n, sightings, partitions)
                 total = sum(p["n"] for p in parts)
                 wall = max(p["wall"] for p in parts)

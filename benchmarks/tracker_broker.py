@@ -39,9 +39,9 @@ TRACKER = """
 import asyncio, logging
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.tracking_loop import TrackingLoop
-from monitor.settings import Settings
+from monitor.settings import load_settings
 logging.basicConfig(level=logging.WARNING)
-asyncio.run(TrackingLoop(Settings(), Metrics()).run())
+asyncio.run(TrackingLoop(load_settings(), Metrics()).run())
 """
 
 

@@ -368,8 +368,14 @@ class TrackingLoop(ConsumerLoop):
                             raise RuntimeError(
                                 "a sightings partition could not be taken"
                             ) from self._not_taken
-                        if tp in consumer.assignment():  # else it moved meanwhile: its new owner reads it
-                            await self._track(tp, records)
+                        if tp not in consumer.assignment():
+                            continue  # it moved meanwhile: its new owner reads it
+                        if tp.partition not in self.states:
+                            # Assigned, but `on_assigned` has not taken it yet (it waits for this lock):
+                            # read the batch again once its state is restored.
+                            consumer.seek(tp, records[0].offset)
+                            continue
+                        await self._track(tp, records)
             await self.report_lag(consumer)
             self.report_state()
 
