@@ -59,7 +59,10 @@ ratio is between figures measured in the same run):
 
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
 the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
-for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
+for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine. Under the
+realistic rows, ours in-process is split by stage (decode, hash, match, local, provenance, embed and the
+rest), from the pipeline's own stage timers reading CPU time during the measured runs (`cpu_stages`),
+with the captions each caption model embedded (a mix's first model screens for the others).
 
 OpenMP threads wait passively in the benchmark process (`OMP_WAIT_POLICY=PASSIVE`, unless set): torch's
 threads otherwise spin between the plain baseline's batches on a busy machine, costing it and every row
