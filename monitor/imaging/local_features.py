@@ -116,6 +116,10 @@ class LocalIndex:
         self._points: list[np.ndarray] = []
         self._owner = np.zeros(0, dtype=np.int32)
         self._descriptors = np.zeros((0, 32), dtype=np.uint8)
+        self._pending: list[np.ndarray] = []
+        """Descriptors added since `_descriptors` was last assembled: one concatenation when the index is
+        next searched, not a copy of every banked descriptor at each of a bank's 600 additions."""
+        self._count = 0
         self._offsets: list[int] = []
         self._ends: list[int] = []
         self._index: cv2.flann.Index | None = None
@@ -128,10 +132,10 @@ class LocalIndex:
     def add(self, key: str, found: Features) -> None:
         if len(found) < MIN_KEYPOINTS:
             return
-        self._offsets.append(len(self._descriptors))
-        self._ends.append(len(self._descriptors) + len(found))
-        self._owner = np.concatenate([self._owner, np.full(len(found), len(self._keys), dtype=np.int32)])
-        self._descriptors = np.vstack([self._descriptors, found.descriptors])
+        self._offsets.append(self._count)
+        self._count += len(found)
+        self._ends.append(self._count)
+        self._pending.append(found.descriptors)
         self._keys.append(key)
         self._points.append(found.points)
         self._index = None
@@ -143,10 +147,20 @@ class LocalIndex:
         two arrays instead of a DMatch object per neighbour that Python then unpacks one by one, which
         cost a fifth of the screen on the realistic stream, for the same neighbours."""
         if self._index is None:
+            self._assemble()
             cv2.setRNGSeed(_LSH_SEED)
             self._indexed = np.ascontiguousarray(self._descriptors)
             self._index = cv2.flann.Index(self._indexed, _LSH)
         return self._index
+
+    def _assemble(self) -> None:
+        """`_descriptors` and `_owner` (each banked descriptor's picture) over every addition."""
+        if self._pending:
+            self._descriptors = np.vstack([self._descriptors, *self._pending])
+            self._pending = []
+            self._owner = np.repeat(
+                np.arange(len(self._keys), dtype=np.int32), np.subtract(self._ends, self._offsets)
+            )
 
     def add_all(self, key: str, many: Sequence[Features]) -> None:
         for found in many:
