@@ -124,6 +124,7 @@ from monitor.narratives.matcher import (
     NarrativeMatcher,
     threshold_for,
 )
+from monitor.narratives.screen import screen_for
 from monitor.narratives.text import clean_caption
 from monitor.pipeline import make_narrative_matcher
 from monitor.review.decisions import Decision
@@ -382,7 +383,7 @@ def model_builder(settings: Settings, encoder: Encoder, parameters: ModelParamet
             else threshold_for(settings.narrative_model, settings.narrative_threshold),
             settings.narrative_margin,
             decoy_weight=parameters.decoy_weight if parameters else settings.narrative_decoy_weight,
-            screen=settings.narrative_screen,
+            screen=screen_for("another model", settings.narrative_screen),  # the general level
             contrast_weight=parameters.contrast_weight if parameters else CONTRAST_WEIGHT,
             swap_weight=parameters.swap_weight if parameters else SWAP_WEIGHT,
             foreign_decoy_factor=parameters.foreign_decoy_factor if parameters else FOREIGN_DECOY_FACTOR,

@@ -59,7 +59,10 @@ ratio is between figures measured in the same run):
 
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
 the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
-for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
+for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine. Under the
+realistic rows, ours in-process is split by stage (decode, hash, match, local, provenance, embed and the
+rest), from the pipeline's own stage timers reading CPU time during the measured runs (`cpu_stages`),
+with the captions each caption model embedded (a mix's first model screens for the others).
 
 OpenMP threads wait passively in the benchmark process (`OMP_WAIT_POLICY=PASSIVE`, unless set): torch's
 threads otherwise spin between the plain baseline's batches on a busy machine, costing it and every row
@@ -114,7 +117,7 @@ from benchmarks.realistic import (
 from monitor.bank.store import EMBEDDINGS_DIR, Bank, NarrativeExample, load_bank
 from monitor.ingest.archive import read_archive
 from monitor.models import Alert, Post
-from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model
+from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model, views_of
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
 from monitor.runtime.topics import bootstrap_servers
@@ -267,6 +270,69 @@ def naive_phash(archive: Path, posts: int) -> RunResult:
     )
 
 
+STAGE_MODULES = ("monitor.analysis.analyzer", "monitor.imaging.fingerprint", "monitor.ingest.loading")
+"""The modules whose stage timers (`time.perf_counter()` around each stage, reported to the pipeline's
+stage observer) `cpu_stages` makes read CPU time."""
+
+
+class _CpuClock:
+    """Stands in for the `time` module of STAGE_MODULES during a measured run: their `perf_counter` reads
+    the process's CPU time (all threads), so the stage observer hears CPU seconds, which a shared machine
+    barely moves. The analysis is synchronous, so nothing else of this process runs inside a stage."""
+
+    perf_counter = staticmethod(time.process_time)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class StageTimes:
+    """CPU seconds per pipeline stage, and per caption model the captions it embedded and its CPU."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.captions: dict[str, int] = {}
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def per_post_ms(self, posts: int) -> dict[str, float]:
+        return {k: round(v * 1000 / max(posts, 1), 3) for k, v in sorted(self.seconds.items())}
+
+
+@contextlib.contextmanager
+def cpu_stages(times: StageTimes, encoder: Encoder | None) -> Any:
+    """Within: the pipeline's stage timers read CPU time, and each caption model of `encoder` (each view
+    of a mix) counts its captions and CPU under `model:<name>` (inside the `embed` stage)."""
+    import importlib
+
+    modules = [importlib.import_module(name) for name in STAGE_MODULES]
+    saved = [module.time for module in modules]  # type: ignore[attr-defined]
+    patched: list[Any] = []
+    for view in views_of(encoder) if encoder is not None else ():
+        model, name = view.encoder, f"model:{view.name}"
+
+        def counted(texts: Sequence[str], _encode: Any = model.encode, _name: str = name) -> Any:
+            start = time.process_time()
+            try:
+                return _encode(texts)
+            finally:
+                times.observe(_name, time.process_time() - start)
+                times.captions[_name] = times.captions.get(_name, 0) + len(texts)
+
+        model.encode = counted  # type: ignore[method-assign]
+        patched.append(model)
+    for module in modules:
+        module.time = _CpuClock()  # type: ignore[attr-defined]
+    try:
+        yield times
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.time = original  # type: ignore[attr-defined]
+        for model in patched:
+            del model.encode
+
+
 async def run_pipeline(
     variant: str, archive_path: Path, settings: Settings, bank: Bank, encoder: Encoder | None
 ) -> RunResult:
@@ -277,7 +343,10 @@ async def run_pipeline(
     bank it took 7 s of CPU, 17 ms per post of a 400-post run."""
     built = time.perf_counter()
     built_cpu = time.process_time()
-    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+    stages = StageTimes()
+    pipeline = Pipeline(
+        settings, bank, encoder=encoder, archive_dir=archive_path.parent, observe=stages.observe
+    )
     startup = {
         "startup_seconds": time.perf_counter() - built,
         "startup_cpu_seconds": time.process_time() - built_cpu,
@@ -290,17 +359,20 @@ async def run_pipeline(
     alerts: list[Alert] = []
     try:
         size = settings.caption_batch
-        for first in range(0, len(archive.entries), size):
-            posts = [entry.post for entry in archive.entries[first : first + size]]
-            entered = time.perf_counter()
-            raised = await pipeline.process(posts)
-            took = time.perf_counter() - entered
-            batch_seconds.append(took)
-            latencies.extend([took] * len(raised))
-            alerts.extend(raised)
+        with cpu_stages(stages, encoder):
+            for first in range(0, len(archive.entries), size):
+                posts = [entry.post for entry in archive.entries[first : first + size]]
+                entered = time.perf_counter()
+                raised = await pipeline.process(posts)
+                took = time.perf_counter() - entered
+                batch_seconds.append(took)
+                latencies.extend([took] * len(raised))
+                alerts.extend(raised)
     finally:
         await pipeline.aclose()
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
+    stages.observe("other", cpu_seconds - sum(v for k, v in stages.seconds.items() if ":" not in k))
     return RunResult(
         variant,
         len(archive.entries),
@@ -308,7 +380,9 @@ async def run_pipeline(
         alerts=len(alerts),
         latencies=latencies,
         extra={
-            "cpu_seconds": time.process_time() - cpu_start,
+            "cpu_seconds": cpu_seconds,
+            "stage_cpu_ms_per_post": stages.per_post_ms(len(archive.entries)),
+            "captions_per_model": dict(stages.captions),
             "batch_p50_ms": _ms(percentile(batch_seconds, 50)),
             "batch_p99_ms": _ms(percentile(batch_seconds, 99)),
             "alert_ids": sorted(a.alert_id for a in alerts),
@@ -870,6 +944,26 @@ def _cpu_ms_per_post(runs: Sequence[RunResult]) -> float | None:
     return round(statistics.median(values), 2) if values else None
 
 
+def stage_line(runs: Sequence[RunResult]) -> str:
+    """Where ours in-process spends its CPU: median CPU ms/post per stage over the repeats (`other`: archive
+    parse, image loading bookkeeping, tracking), and the captions each caption model embedded (a mix's
+    first model screens for the others)."""
+    stages = sorted({k for r in runs for k in r.extra.get("stage_cpu_ms_per_post", {})})
+    parts = []
+    for stage in stages:
+        values = [r.extra["stage_cpu_ms_per_post"].get(stage, 0.0) for r in runs]
+        parts.append(f"{stage} {statistics.median(values):.2f}")
+    models = sorted({k for r in runs for k in r.extra.get("captions_per_model", {})})
+    counts = []
+    for model in models:
+        embedded = statistics.median(r.extra["captions_per_model"].get(model, 0) for r in runs)
+        counts.append(f"{model.removeprefix('model:')} {embedded:.0f}")
+    line = "ours in-process CPU ms/post by stage (medians; model:* lie inside embed): " + ", ".join(parts)
+    if counts:
+        line += f"\ncaptions embedded per run, by model: {', '.join(counts)} of {runs[0].posts} posts"
+    return line
+
+
 def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
     """Median over repeats of (numerator rate / denominator rate), each pair from the same repeat."""
     pairs = [n.rate / d.rate for n, d in zip(numerators, denominators, strict=False) if d.rate > 0]
@@ -1081,6 +1175,7 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
         if kafka_startup
         else ""
     )
+    print(stage_line(runs["ours"]))
     build = statistics.median(r.extra["startup_seconds"] for r in runs["ours"])
     build_cpu = statistics.median(r.extra["startup_cpu_seconds"] for r in runs["ours"])
     print(

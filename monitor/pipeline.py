@@ -28,6 +28,7 @@ from monitor.narratives.matcher import (
     load_encoder,
     threshold_for,
 )
+from monitor.narratives.screen import screen_for
 from monitor.review.state import ReviewState
 from monitor.settings import Settings
 from monitor.tracking.partitions import RepresentativeIndex
@@ -84,7 +85,7 @@ def make_narrative_matcher(
         threshold_for(settings.narrative_model, settings.narrative_threshold),
         settings.narrative_margin,
         decoy_weight=settings.narrative_decoy_weight if decoy_weight is None else decoy_weight,
-        screen=settings.narrative_screen,
+        screen=screen_for(settings.narrative_model, settings.narrative_screen),
         contrast_weight=contrast_weight,
         swap_weight=swap_weight,
         foreign_decoy_factor=foreign_decoy_factor,

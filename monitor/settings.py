@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     """None: the model's calibrated threshold (narratives.matcher.threshold_for)."""
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
-    narrative_screen: float = 2.0
+    narrative_screen: float | None = None
+    """None: the model setting's measured screen level (narratives.screen.screen_for)."""
     models_dir: Path = Path("~/.cache/misinfo-monitor/models")
     caption_batch: int = 32
     analysis_processes: int = 2
