@@ -20,7 +20,14 @@ from monitor.bank.store import add_images
 from monitor.ingest.events import EventLimits, decode_event
 from monitor.models import LoadedImage, Post
 from monitor.runtime import analysis_pool
-from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
+from monitor.runtime.analysis_pool import (
+    READY_LINE,
+    AnalysisProcessDied,
+    AnalyzerHolder,
+    ProcessAnalysis,
+    Telemetry,
+    ThreadAnalysis,
+)
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 from tests.support.poison import TINY_BROKEN_PNG, image_flood
@@ -74,6 +81,28 @@ def test_processes_give_what_a_thread_gives_and_report_their_metrics(bank_dir: P
     text = process_metrics.exposition().decode()
     assert 'monitor_stage_duration_seconds_count{stage="decode"} 3.0' in text
     assert 'monitor_bank_entries{kind="images"} 1.0' in text
+
+
+def test_an_analysis_process_warms_up_before_its_first_batch_and_the_warm_up_leaves_no_trace(
+    bank_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(bank=bank_dir)
+    posts, images = batch()
+    metrics = Metrics()
+
+    async def first_batch() -> list[object]:
+        analysis = ProcessAnalysis(settings, 1, metrics)
+        try:
+            return list(await analysis.run(posts, images))
+        finally:
+            analysis.close()
+
+    analyzed = asyncio.run(first_batch())
+    ready = [line for line in capfd.readouterr().err.splitlines() if READY_LINE in line]
+    assert len(ready) == 1, ready
+    assert analyzed == AnalyzerHolder(settings, Telemetry()).analyze(posts, images)  # as if never warmed
+    text = metrics.exposition().decode()
+    assert 'monitor_stage_duration_seconds_count{stage="decode"} 3.0' in text  # the batch's only
 
 
 def test_a_dead_analysis_process_fails_its_batch_and_the_pool_comes_back(bank_dir: Path) -> None:
