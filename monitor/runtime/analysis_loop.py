@@ -57,6 +57,8 @@ STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
 FETCH_WAIT_MS = 200
 """How long one fetch waits for records; a stopping loop notices within this."""
+FETCH_BYTES = 8 * 1024 * 1024
+"""The most one fetch reads from a partition: a full batch of posts with inline pictures, with room."""
 
 Records = list[tuple[TopicPartition, Any]]
 
@@ -161,6 +163,12 @@ class AnalysisLoop(ConsumerLoop):
 
     def finished(self) -> None:
         self.analysis.close()
+
+    def consumer_options(self) -> dict[str, Any]:
+        # A fetch holds a full batch: `caption_batch` posts with inline pictures (about 100 kB of base64
+        # each) come to megabytes, and aiokafka's default of 1 MB per partition cut a batch of uploads
+        # to the handful of posts in one megabyte.
+        return {"max_partition_fetch_bytes": FETCH_BYTES, "fetch_max_bytes": 4 * FETCH_BYTES}
 
     async def open_session(self) -> None:
         self._producer = AIOKafkaProducer(
