@@ -15,6 +15,7 @@ and is recorded in the worker's metrics, so dashboards read the same either way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import multiprocessing
@@ -221,6 +222,19 @@ def _ready() -> None:
     """Nothing: submitted once per process so that the pool starts them all at once."""
 
 
+def without_inline_data(post: Post) -> Post:
+    """The post as it is handed to an analysis process: its inline images' base64 text left out.
+
+    The analysis reads the pictures' bytes (`images`, decoded by the worker) and of a post's image
+    references only whether there are any; the base64 text, a third larger than the picture, would be
+    pickled through the pipe a second time for nothing.
+    """
+    if not any(ref.source == "data" and ref.value for ref in post.images):
+        return post
+    refs = tuple(ImageRef("data", "") if ref.source == "data" else ref for ref in post.images)
+    return dataclasses.replace(post, images=refs)
+
+
 class AnalysisProcessDied(RuntimeError):
     """The process analysing a batch died; the pool was rebuilt."""
 
@@ -254,8 +268,9 @@ class ProcessAnalysis:
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
         generation, pool = self._generation, self._pool
+        light = [without_inline_data(post) for post in posts]
         try:
-            analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, posts, images)
+            analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, light, images)
         except BrokenProcessPool:
             if generation == self._generation:  # the first to notice rebuilds it
                 self._generation += 1
