@@ -44,10 +44,12 @@ ratio is between figures measured in the same run):
   mostly unique, so this row shows what the caption model costs when every caption is embedded.
 - `kafka worker`: the archive is pre-produced with `monitor replay --to-kafka` into topics of this run's
   own (unique app id and topic names via MONITOR_* variables), then a real `monitor worker` subprocess
-  starts. Throughput is the posts analysed after the worker's first batch divided by the time between the
-  first and the last `sightings` record (the worker's own produce timestamps), so start-up (imports,
-  group join, bank and caption model load, first batch) is excluded and reported separately (`startup`:
-  process spawn to first sighting). Its baseline is the in-process row of the same repeat. It runs twice
+  starts. Throughput is measured once every analysis process has logged that it is ready (bank and
+  caption models loaded, warmed up; the first starts analysing while the others still load): the posts
+  analysed after the first batch sent from then on, divided by the time between that batch's and the
+  last `sightings` record (the worker's own produce timestamps). Start-up (imports, group join, bank and
+  caption model load, first batch) is so excluded and reported separately (`startup`: process spawn to
+  first sighting). Its baseline is the in-process row of the same repeat. It runs twice
   per repeat: with `--analysis-processes` analysis processes (the default setting) and with the analysis
   in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one run.
 - `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
@@ -58,8 +60,9 @@ ratio is between figures measured in the same run):
   same stream, in the same order, through an in-process pipeline one post at a time.
 
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
-the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
-for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
+the worker and its analysis processes (sampled from /proc every 0.1 s) over the measured sightings for
+the Kafka rows, also split into the worker process (consumer, producer, tracker, handing batches over) and
+the analysis processes. Unlike posts/s it barely moves when other work shares the machine.
 
 OpenMP threads wait passively in the benchmark process (`OMP_WAIT_POLICY=PASSIVE`, unless set): torch's
 threads otherwise spin between the plain baseline's batches on a busy machine, costing it and every row
