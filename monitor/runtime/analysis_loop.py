@@ -199,7 +199,7 @@ class AnalysisLoop(ConsumerLoop):
                     fetching = asyncio.create_task(
                         consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=self.settings.caption_batch)
                     )
-                waiting = [task for task in (fetching, pending[0].task if pending else None) if task]
+                waiting = [t for t in (fetching, pending[0].task if pending else None) if t is not None]
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if fetching is not None and fetching.done():
                     fetched, fetching = fetching.result(), None

@@ -108,7 +108,8 @@ class AnalyzerHolder:
         matcher load when a caption first passes its screen, the local-feature index trains on its
         first query, the decoders and hashers warm their caches. In a worker's process that cost
         (seen: a quarter of a process's CPU over its first 200 posts) fell inside the first batches.
-        The warm-up's stage timings are left out of the metrics; its picture is noise, near nothing.
+        The warm-up's stage timings are left out of the metrics; its picture, random blocks, stays among
+        the outcomes the analyser reuses for near-duplicates, where no real picture comes near it.
         """
         analyzer = self.current()
         if analyzer.narratives is not None:
