@@ -44,10 +44,12 @@ ratio is between figures measured in the same run):
   mostly unique, so this row shows what the caption model costs when every caption is embedded.
 - `kafka worker`: the archive is pre-produced with `monitor replay --to-kafka` into topics of this run's
   own (unique app id and topic names via MONITOR_* variables), then a real `monitor worker` subprocess
-  starts. Throughput is the posts analysed after the worker's first batch divided by the time between the
-  first and the last `sightings` record (the worker's own produce timestamps), so start-up (imports,
-  group join, bank and caption model load, first batch) is excluded and reported separately (`startup`:
-  process spawn to first sighting). Its baseline is the in-process row of the same repeat. It runs twice
+  starts. Throughput is measured once every analysis process has logged that it is ready (bank and
+  caption models loaded, warmed up; the first starts analysing while the others still load): the posts
+  analysed after the first batch sent from then on, divided by the time between that batch's and the
+  last `sightings` record (the worker's own produce timestamps). Start-up (imports, group join, bank and
+  caption model load, first batch) is so excluded and reported separately (`startup`: process spawn to
+  first sighting). Its baseline is the in-process row of the same repeat. It runs twice
   per repeat: with `--analysis-processes` analysis processes (the default setting) and with the analysis
   in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one run.
 - `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
@@ -58,8 +60,9 @@ ratio is between figures measured in the same run):
   same stream, in the same order, through an in-process pipeline one post at a time.
 
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
-the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
-for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine. Under the
+the worker and its analysis processes (sampled from /proc every 0.1 s) over the measured sightings for
+the Kafka rows, also split into the worker process (consumer, producer, tracker, handing batches over) and
+the analysis processes. Unlike posts/s it barely moves when other work shares the machine. Under the
 realistic rows, ours in-process is split by stage (decode, hash, match, local, provenance, embed and the
 rest), from the pipeline's own stage timers reading CPU time during the measured runs (`cpu_stages`),
 with the captions each caption model embedded (a mix's first model screens for the others).
@@ -120,6 +123,7 @@ from monitor.models import Alert, Post
 from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model, views_of
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
+from monitor.runtime.analysis_pool import READY_LINE
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings, load_settings
 from tests.support.synthetic import ClusterSpec, Suspicion, build_scenario
@@ -507,14 +511,25 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the worker and its analysis processes so far (Linux /proc), or None."""
+        parts = self.cpu_parts()
+        return None if parts is None else parts[0] + parts[1]
+
+    def cpu_parts(self) -> tuple[float, float] | None:
+        """(the worker process, its analysis processes) CPU seconds so far, or None."""
         if self.process is None:
             return None
-        total = _cpu_of(self.process.pid)
-        if total is None:
+        main = _cpu_of(self.process.pid)
+        if main is None:
             return None
-        for child in _children(self.process.pid):
-            total += _cpu_of(child) or 0.0
-        return total
+        return main, sum(_cpu_of(child) or 0.0 for child in _children(self.process.pid))
+
+    def processes_ready(self) -> int:
+        """How many analysis processes said they are ready (loaded and warmed up), from the worker's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if READY_LINE in line)
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -561,19 +576,28 @@ def _children(pid: int) -> list[int]:
 
 
 class CpuSampler:
-    """The worker's CPU time every 0.1 s, so the CPU spent between two wall-clock times can be read."""
+    """The worker's CPU time every 0.1 s, so the CPU spent between two wall-clock times can be read; and
+    when all its analysis processes were ready (`ready_at`, wall clock; the spawn when there are none)."""
 
-    def __init__(self, worker: WorkerProcess) -> None:
+    def __init__(self, worker: WorkerProcess, processes: int = 0) -> None:
         self.worker = worker
-        self.samples: list[tuple[float, float]] = []
+        self.processes = processes
+        self.samples: list[tuple[float, float, float]] = []
+        """(wall clock, worker CPU, analysis processes' CPU)."""
+        self.ready_at: float | None = worker.spawned_at if processes == 0 else None
         self._task: asyncio.Task[None] | None = None
+
+    def _sample(self) -> None:
+        cpu = self.worker.cpu_parts()
+        if cpu is not None:
+            self.samples.append((time.time(), *cpu))
 
     def start(self) -> None:
         async def sample() -> None:
             while True:
-                cpu = self.worker.cpu_seconds()
-                if cpu is not None:
-                    self.samples.append((time.time(), cpu))
+                self._sample()
+                if self.ready_at is None and self.worker.processes_ready() >= self.processes:
+                    self.ready_at = time.time()
                 await asyncio.sleep(0.1)
 
         self._task = asyncio.create_task(sample())
@@ -583,21 +607,28 @@ class CpuSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        cpu = self.worker.cpu_seconds()  # one more, so the last record lies between two samples
-        if cpu is not None:
-            self.samples.append((time.time(), cpu))
+        self._sample()  # one more, so the last record lies between two samples
 
-    def between(self, start: float, end: float) -> float | None:
-        def at(when: float) -> float | None:
+    def between_parts(self, start: float, end: float) -> tuple[float, float] | None:
+        """(worker, analysis processes) CPU seconds between two wall-clock times, or None."""
+
+        def at(when: float, part: int) -> float | None:
             before = [s for s in self.samples if s[0] <= when]
             after = [s for s in self.samples if s[0] >= when]
             if not before or not after:
                 return None
-            (t0, c0), (t1, c1) = before[-1], after[0]
+            t0, c0, t1, c1 = before[-1][0], before[-1][part], after[0][0], after[0][part]
             return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
-        first, last = at(start), at(end)
-        return None if first is None or last is None else last - first
+        spent = [(at(start, part), at(end, part)) for part in (1, 2)]
+        if any(first is None or last is None for first, last in spent):
+            return None
+        (main0, main1), (kids0, kids1) = spent
+        return (main1 or 0.0) - (main0 or 0.0), (kids1 or 0.0) - (kids0 or 0.0)
+
+    def between(self, start: float, end: float) -> float | None:
+        parts = self.between_parts(start, end)
+        return None if parts is None else parts[0] + parts[1]
 
 
 async def wait_until(
@@ -806,7 +837,7 @@ async def run_kafka(
             )
         await watcher.start()
         await worker.start()
-        sampler = CpuSampler(worker)
+        sampler = CpuSampler(worker, settings.analysis_processes)
         sampler.start()
         got = watcher.records[sightings]
         try:
@@ -818,15 +849,26 @@ async def run_kafka(
             )
         finally:
             await sampler.stop()
-        timestamps = sorted(r.timestamp for r in got[: stream.posts])
+        every = sorted(r.timestamp for r in got[: stream.posts])
         alerts = watcher.records[alerts_topic]
         await wait_until(
             lambda: len(alerts) >= expected_alerts, 60, f"{expected_alerts} alerts", worker, required=False
         )
+        # Measured once every analysis process is ready: the first one starts analysing while the others
+        # still load, and a window from the first sighting on would time a worker short of processes,
+        # and count a process's start-up CPU as per-post CPU.
+        ready_at = sampler.ready_at
+        if ready_at is None:
+            log(f"kafka repeat {repeat}: no analysis process said it was ready; measuring from the start")
+        timestamps = [t for t in every if ready_at is None or t >= ready_at]
         first_batch = _first_batch(timestamps, settings.caption_batch)
-        span = timestamps[-1] - timestamps[0]
+        span = timestamps[-1] - timestamps[0] if timestamps else 0.0
         if span <= 0 or first_batch >= len(timestamps):
-            raise BenchError("the worker sent all sightings in one burst: use more --posts to measure a rate")
+            raise BenchError(
+                "the worker sent all sightings in one burst, or before its analysis processes were all "
+                "ready: use more --posts to measure a rate"
+            )
+        parts = sampler.between_parts(timestamps[0], timestamps[-1])
         throughput = RunResult(
             "kafka worker",
             len(timestamps) - first_batch,
@@ -834,8 +876,12 @@ async def run_kafka(
             alerts=len(alerts),
             extra={
                 "first_batch": first_batch,
-                "startup_seconds": round(timestamps[0] - worker.spawned_at, 3),
-                "cpu_seconds": sampler.between(timestamps[0], timestamps[-1]),
+                "before_ready": len(every) - len(timestamps),
+                "startup_seconds": round(every[0] - worker.spawned_at, 3),
+                "ready_seconds": None if ready_at is None else round(ready_at - worker.spawned_at, 3),
+                "cpu_seconds": None if parts is None else parts[0] + parts[1],
+                "worker_cpu_seconds": None if parts is None else parts[0],
+                "analysis_cpu_seconds": None if parts is None else parts[1],
                 "produce_seconds": round(produce_seconds, 3),
                 "alert_ids": sorted(json.loads(r.value)["alert_id"] for r in alerts),
                 "run_id": run_id,
@@ -847,7 +893,7 @@ async def run_kafka(
             rate = live_rate if live_rate > 0 else max(5.0, 0.5 * throughput.rate)
             live = await run_live(plan, rate, broker, posts_topic, watcher, alerts_topic, worker)
             live.extra["run_id"] = run_id
-        return KafkaResult(throughput, live, timestamps[0] - worker.spawned_at, produce_seconds)
+        return KafkaResult(throughput, live, every[0] - worker.spawned_at, produce_seconds)
     finally:
         await watcher.stop()
         code = await worker.stop()
@@ -962,6 +1008,20 @@ def stage_line(runs: Sequence[RunResult]) -> str:
     if counts:
         line += f"\ncaptions embedded per run, by model: {', '.join(counts)} of {runs[0].posts} posts"
     return line
+
+
+def kafka_cpu_split(runs: Sequence[RunResult]) -> str:
+    """Where a Kafka row's CPU went: the worker process (consumer, producer, tracker) and the analysis
+    processes, in CPU ms per post (medians over the runs)."""
+
+    def median_ms(key: str) -> str:
+        values = [r.extra[key] * 1000 / r.posts for r in runs if r.extra.get(key) is not None and r.posts]
+        return _fmt(statistics.median(values), 2) if values else "-"
+
+    return (
+        f"worker process {median_ms('worker_cpu_seconds')}, "
+        f"analysis processes {median_ms('analysis_cpu_seconds')} CPU ms/post"
+    )
 
 
 def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
@@ -1143,8 +1203,8 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             runs["kafka"].append(result.throughput)
             kafka_startup.append(result.startup_seconds)
             log(
-                f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s after "
-                f"{result.startup_seconds:.1f} s"
+                f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s "
+                f"({kafka_cpu_split([result.throughput])}) after {result.startup_seconds:.1f} s"
             )
     if args.profile:
         await profile_pipeline(real.archive, settings, bank, encoder, args.profile)
@@ -1176,6 +1236,8 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
         else ""
     )
     print(stage_line(runs["ours"]))
+    if runs["kafka"]:
+        print(f"kafka CPU ms/post, medians: {kafka_cpu_split(runs['kafka'])}")
     build = statistics.median(r.extra["startup_seconds"] for r in runs["ours"])
     build_cpu = statistics.median(r.extra["startup_cpu_seconds"] for r in runs["ours"])
     print(

@@ -7,10 +7,12 @@ analysis itself fail, the way a bug would, and watch one post's failure not hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -225,3 +227,97 @@ def test_a_batch_failing_twice_the_same_way_is_split_and_only_the_failing_post_i
     assert sorted(set(sighted_ids(sightings))) == sorted(f"p{i}" for i in range(12) if i != 3)
     assert offsets == {0: len(values)}, "the partition moved on past the failing post"
     assert metrics.dead_letters.labels("processing failed")._value.get() == 1
+
+
+class TrickleConsumer:
+    """A backlog that arrives the way aiokafka's fetcher delivers it: one fetch at a time, the next sent
+    only once the previous one's records are taken, each a broker round trip later."""
+
+    def __init__(self, topic: str, values: list[bytes], per_fetch: int) -> None:
+        self.tp = TopicPartition(topic, 0)
+        self.chunks = [values[i : i + per_fetch] for i in range(0, len(values), per_fetch)]
+        self.offset = 0
+        self.arrived: asyncio.Future[None] | None = None
+        self.committed = 0
+
+    def _fetch_next(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.arrived = loop.create_future()
+        loop.call_later(0.02, lambda f=self.arrived: f.done() or f.set_result(None))
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        if self.arrived is None:
+            self._fetch_next()
+        assert self.arrived is not None
+        if not self.chunks:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.arrived), timeout_ms / 1000)
+        if not self.arrived.done():
+            return {}
+        chunk = self.chunks.pop(0)
+        records = [SimpleNamespace(offset=self.offset + i, value=v, key=None) for i, v in enumerate(chunk)]
+        self.offset += len(chunk)
+        self._fetch_next()
+        return {self.tp: records}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed = offsets[self.tp]
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append(value)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class TwoProcesses:
+    """Two analysis slots, like a pool of two processes; notes how many batches ran at once."""
+
+    depth = 3
+
+    def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(2)
+        self.running = 0
+        self.most = 0
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        async with self.slots:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            await asyncio.sleep(0.1)
+            self.running -= 1
+        return [AnalyzedPost(p.post_id, p.created_at, None) for p in posts]
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_backlog_both_processes_analyse_while_the_next_fetch_is_on_its_way(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    consumer = TrickleConsumer(settings.posts_topic, [event(i) for i in range(48)], per_fetch=8)
+    analysis, producer = TwoProcesses(), Producer()
+
+    async def scenario() -> None:
+        loop = AnalysisLoop(settings, Metrics(), ImageLoader(None), analysis)
+        loop._producer = producer
+        running = asyncio.create_task(loop.consume(consumer))
+        await wait_until(lambda: consumer.committed == 48, 30, "all 48 posts committed")
+        loop._stopping.set()
+        await running
+
+    asyncio.run(scenario())
+    assert analysis.most == 2
+    assert sighted_ids([SimpleNamespace(value=v) for v in producer.sent]) == [f"p{i}" for i in range(48)]

@@ -58,6 +58,10 @@ SIGHTINGS_KEY = b"clusters"
 (unless `tracking_partitioned`: then each sighting is keyed by the cluster, or post, it is routed by)."""
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
+FETCH_WAIT_MS = 200
+"""How long one fetch waits for records; a stopping loop notices within this."""
+FETCH_BYTES = 8 * 1024 * 1024
+"""The most one fetch reads from a partition: a full batch of posts with inline pictures, with room."""
 
 Records = list[tuple[TopicPartition, Any]]
 
@@ -169,6 +173,12 @@ class AnalysisLoop(ConsumerLoop):
     def finished(self) -> None:
         self.analysis.close()
 
+    def consumer_options(self) -> dict[str, Any]:
+        # A fetch holds a full batch: `caption_batch` posts with inline pictures (about 100 kB of base64
+        # each) come to megabytes, and aiokafka's default of 1 MB per partition cut a batch of uploads
+        # to the handful of posts in one megabyte.
+        return {"max_partition_fetch_bytes": FETCH_BYTES, "fetch_max_bytes": 4 * FETCH_BYTES}
+
     async def open_session(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers(self.settings.broker),
@@ -191,27 +201,35 @@ class AnalysisLoop(ConsumerLoop):
 
     async def consume(self, consumer: Any) -> None:
         producer = self._producer
-        # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
-        # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
+        # Batches in flight, oldest first, up to `analysis.depth`: the processes analyse side by side while
+        # the oldest is sent and committed, and batches are finished in the order they were read. The next
+        # fetch waits beside them, so a batch is dispatched as soon as its records are in and a slot is
+        # free, and the oldest is finished as soon as it is analysed, whichever comes first; waiting for
+        # one (a fetch in flight) never leaves a process idle that the other could have fed.
         pending: deque[Batch] = deque()
+        fetching: asyncio.Task[Any] | None = None
         try:
             while not self.stopping:
-                records: Records = []
-                if len(pending) < self.analysis.depth:
-                    fetched = await consumer.getmany(
-                        timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
+                if fetching is None and len(pending) < self.analysis.depth:
+                    fetching = asyncio.create_task(
+                        consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=self.settings.caption_batch)
                     )
+                waiting = [t for t in (fetching, pending[0].task if pending else None) if t is not None]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if fetching is not None and fetching.done():
+                    fetched, fetching = fetching.result(), None
                     records = [(tp, record) for tp, batch in fetched.items() for record in batch]
                     pending.extend(self._batches(records, producer))
-                if pending and (len(pending) >= self.analysis.depth or not records or pending[0].task.done()):
+                if pending and pending[0].task.done():
                     await self._finish(pending.popleft(), consumer, producer)
                 await self.report_lag(consumer)
             while pending:  # stopping: what was taken is finished, sent and committed
                 await self._finish(pending.popleft(), consumer, producer)
         finally:
-            for batch in pending:
-                batch.task.cancel()
-            await asyncio.gather(*(batch.task for batch in pending), return_exceptions=True)
+            tasks = [batch.task for batch in pending] + ([fetching] if fetching is not None else [])
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _batches(self, records: Records, producer: Any) -> list[Batch]:
         """The records fetched as one batch, except those to be read alone (each a batch, first)."""
