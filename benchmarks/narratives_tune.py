@@ -40,7 +40,7 @@ from monitor.narratives.matcher import (
     SWAP_WEIGHT,
     NarrativeMatcher,
 )
-from monitor.narratives.text import clean_caption, looks_english
+from monitor.narratives.text import caption_text, looks_english, sentences
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
 TUNING_SETS = tuple(name for name in TUNING_DATA if name != "heldout")
@@ -109,22 +109,28 @@ def dataset_path(name: str) -> Path:
 
 @dataclass(frozen=True)
 class Parts:
-    """What the matcher's score of one set is made of, before any weight: per model, the nearest example z
-    and the name, story and swap decoy z; per caption, whether it names the narrative's subject, whether
-    it looks English, and whether it passed the first model's screen."""
+    """What the matcher's score of one set is made of, before any weight, per text scored (each caption,
+    then its sentences: NarrativeMatcher.caption_scores): per model, the nearest example z and the name,
+    story and swap decoy z; whether its caption names the narrative's subject, whether it looks English,
+    and whether it passed the first model's screen; `starts`: where each caption's rows begin."""
 
     views: list[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     named: np.ndarray
     english: np.ndarray
     passed: np.ndarray
-    truth: np.ndarray  # narrative index for positives, -1 for negatives
+    truth: np.ndarray  # narrative index for positives, -1 for negatives (one per caption)
     names: list[str]
+    starts: np.ndarray
 
 
 def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
-    texts = [
-        clean_caption(t) or t for t in [t for _, _, t in data.positives] + [t for _, t in data.negatives]
+    captions = [
+        caption_text(t) or t for t in [t for _, _, t in data.positives] + [t for _, t in data.negatives]
     ]
+    groups = [[c, *sentences(c)] for c in captions]
+    texts = [t for group in groups for t in group]
+    context = [c for c, group in zip(captions, groups, strict=True) for _ in group]
+    starts = np.cumsum([0] + [len(g) for g in groups[:-1]])
     views = []
     passed = np.ones(len(texts), dtype=bool)
     for i, (index, weight) in enumerate(zip(matcher._views, matcher._weights, strict=True)):
@@ -134,11 +140,11 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
             passed = nearest.max(axis=1) >= matcher.screen
         names, stories, swaps, _refuted = index.decoy_z(vectors)  # no negative examples here
         views.append((weight, nearest, names, stories, swaps))
-    named = matcher._named(texts)  # the matcher built with a swap weight: every row filled
-    english = np.array([looks_english(t) for t in texts], dtype=bool)
+    named = matcher._named(context)  # the matcher built with a swap weight: every row filled
+    english = np.array([looks_english(t) for t in context], dtype=bool)
     index_of = {n: k for k, n in enumerate(matcher.narratives)}
     truth = np.array([index_of[p[0]] for p in data.positives] + [-1] * len(data.negatives))
-    return Parts(views, named, english, passed, truth, matcher.narratives)
+    return Parts(views, named, english, passed, truth, matcher.narratives, starts)
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,7 @@ def rows_of(parts: Parts, weights: tuple[float, float, float, float]) -> Rows:
         penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
         fused += weight * (nearest - factor * penalty)
     scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
+    scores = np.maximum.reduceat(scores, parts.starts, axis=0)  # a caption: its best row
     order = np.argsort(-scores, axis=1, kind="stable")
     rows = np.arange(len(scores))
     top = order[:, 0]

@@ -84,9 +84,12 @@ from monitor.narratives.encoders import (
 )
 from monitor.narratives.text import (
     SubjectIndex,
+    caption_text,
     clean_caption,
     decoys,
     looks_english,
+    role_variants,
+    sentences,
     story_decoys,
     subject_names,
     swap_decoys,
@@ -229,14 +232,15 @@ def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None 
     return np.stack([table[t] for t in texts])
 
 
-_DERIVED_FIELDS = ("cleaned", "names", "stories", "swaps", "subjects")
+_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects")
 
 
 def derive(texts: Sequence[str]) -> dict[str, list[str]]:
-    """What the matcher builds from one narrative's example captions: the cleaned examples, its three
-    kinds of decoys and its subjects (monitor.narratives.text)."""
+    """What the matcher builds from one narrative's example captions: the cleaned examples, the role
+    examples, its three kinds of decoys and its subjects (monitor.narratives.text)."""
     return {
         "cleaned": [clean_caption(t) or t for t in texts],
+        "roles": role_variants(texts),
         "names": decoys(texts),
         "stories": story_decoys(texts),
         "swaps": swap_decoys(texts),
@@ -453,7 +457,7 @@ class NarrativeMatcher:
         subjects: list[list[str]] = []
         for k, narrative in enumerate(self._narratives):
             texts = derived[narrative]
-            cleaned.extend((k, t) for t in texts["cleaned"])
+            cleaned.extend((k, t) for t in texts["cleaned"] + texts["roles"])
             names.extend((k, d) for d in texts["names"])
             stories.extend((k, d) for d in texts["stories"])
             swaps.extend((k, d) for d in texts["swaps"])
@@ -483,15 +487,20 @@ class NarrativeMatcher:
 
     # --- scoring ------------------------------------------------------------------------------------------
 
-    def score_matrix(self, texts: Sequence[str], screen: bool = False) -> np.ndarray:
+    def score_matrix(
+        self, texts: Sequence[str], screen: bool = False, context: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
-        fail the first model's screen are -inf and the other models never see them."""
+        fail the first model's screen are -inf and the other models never see them. `context`: per text,
+        the text whose subjects and language count for it (the whole caption of a sentence); the text
+        itself by default."""
         count = len(self._narratives)
         fused = np.zeros((len(texts), count), dtype=np.float64)
         if not texts:
             return fused
         alive = np.arange(len(texts))
         items = list(texts)
+        around = list(context) if context is not None else items
         named: np.ndarray | None = None
         factor: np.ndarray | None = None
         for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
@@ -503,10 +512,29 @@ class NarrativeMatcher:
                 fused[alive[~passed]] = -np.inf
                 alive, vectors = alive[passed], vectors[passed]
             if named is None or factor is None:
-                named = self._named([items[int(j)] for j in alive])
-                factor = self._decoy_factor([items[int(j)] for j in alive])
+                named = self._named([around[int(j)] for j in alive])
+                factor = self._decoy_factor([around[int(j)] for j in alive])
             fused[alive] += weight * self._view_scores(index, vectors, named, factor)
         return fused
+
+    def caption_scores(self, captions: Sequence[str], screen: bool = True) -> np.ndarray:
+        """(captions, narratives) fused z of non-empty captions as `caption_text` gives them: for each, the
+        best of the whole caption and of each of its sentences (monitor.narratives.text.sentences), all in
+        one batch. A long noisy caption ("While Victoria burns, Albo is out on a superyacht with a glass of
+        bubbly. Say it with me: out of touch.") can tell the story in one sentence that the rest pulls
+        away from the examples. Cost: one more text to embed per sentence, for the captions that have two
+        or more (80 of the tuning sets' 2,118 captions, about 1 in 10 more texts embedded); chosen on the
+        tuning sets with leave one set out: 2 more positives of 900 matched, no more flags."""
+        parts = [[c, *sentences(c)] for c in captions]
+        texts = [p for group in parts for p in group]
+        context = [c for c, group in zip(captions, parts, strict=True) for _ in group]
+        matrix = self.score_matrix(texts, screen=screen, context=context)
+        out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
+        row = 0
+        for i, group in enumerate(parts):
+            out[i] = matrix[row : row + len(group)].max(axis=0)
+            row += len(group)
+        return out
 
     def _named(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, narratives): whether each text names one of each narrative's subjects."""
@@ -561,10 +589,10 @@ class NarrativeMatcher:
 
     def best(self, text: str) -> NarrativeMatch | None:
         """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
-        cleaned = clean_caption(text)
+        cleaned = caption_text(text)
         if self.empty or not cleaned:
             return None
-        top_id, top = self._ranked(self.score_matrix([cleaned])[0])[0]
+        top_id, top = self._ranked(self.caption_scores([cleaned], screen=False)[0])[0]
         return NarrativeMatch(top_id, round(top, 4))
 
     # --- decisions ----------------------------------------------------------------------------------------
@@ -587,11 +615,11 @@ class NarrativeMatcher:
                 todo.setdefault(key, []).append(i)
         if todo:
             keys = list(todo)
-            cleaned = [clean_caption(k) for k in keys]
+            cleaned = [caption_text(k) for k in keys]
             live = [j for j, c in enumerate(cleaned) if c]
             decisions: list[NarrativeMatch | None] = [None] * len(keys)
             if live:
-                matrix = self.score_matrix([cleaned[j] for j in live], screen=True)
+                matrix = self.caption_scores([cleaned[j] for j in live])
                 for j, row in zip(live, matrix, strict=True):
                     decisions[j] = self._decide(row)
             for key, decision in zip(keys, decisions, strict=True):
