@@ -34,12 +34,16 @@ from monitor.narratives.matcher import (
 )
 from monitor.narratives.text import (
     SubjectIndex,
+    calm_capitals,
+    caption_text,
     clean_caption,
     decoys,
     distinctive_words,
     looks_english,
     names,
     proper_names,
+    role_variants,
+    sentences,
     story_decoys,
     subjects,
     swap_decoys,
@@ -347,6 +351,47 @@ def test_the_background_is_embedded_once_per_encoder_across_bank_reloads() -> No
 # --- cache and batching -----------------------------------------------------------------------------------
 
 
+def test_a_long_caption_matches_by_its_best_sentence_in_the_same_batch() -> None:
+    table = dict(VECTORS)
+    caption = "so tired of this feed today. pope in a puffer"
+    table[caption] = VECTORS["unrelated"]  # the whole caption reads as something else
+    table["so tired of this feed today."] = VECTORS["unrelated"]
+    table["pope in a puffer"] = VECTORS["mostly pope"]
+    encoder = TableEncoder(table)
+    m = NarrativeMatcher(encoder, BANK, score_of(0.7), background=BACKGROUND)
+    assert sentences(caption) == ["so tired of this feed today.", "pope in a puffer"]
+    found = m.match(caption)
+    assert found is not None and found.narrative_id == "pope-fashion"
+    assert found.score == pytest.approx(score_of(0.8), abs=1e-4)  # the sentence's score, not the caption's
+    assert encoder.calls[-1] == [caption, "so tired of this feed today.", "pope in a puffer"]
+
+
+def test_role_examples_are_banked_with_the_narrative() -> None:
+    bank = examples(
+        ("ruto-asleep", "William Ruto asleep at the UN"), ("ruto-asleep", "Kenyan president Ruto dozing off")
+    )
+    roles = ["The Kenyan president asleep at the UN", "The Kenyan president dozing off"]
+    assert role_variants([e.text for e in bank]) == roles
+
+    class Roles(TableEncoder):
+        """The named examples (and every decoy) in the "unrelated" direction, the role examples pope's."""
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            self.calls.append(list(texts))
+            if not texts:
+                return np.zeros((0, self.dim), np.float32)
+            fallback = self.table["unrelated"]
+            return np.stack(
+                [self.table["pope example"] if t in roles else self.table.get(t, fallback) for t in texts]
+            )
+
+    encoder = Roles(VECTORS)
+    m = NarrativeMatcher(encoder, bank, score_of(0.7), background=BACKGROUND, swap_weight=0.0)
+    assert set(roles) <= set(encoder.encoded)
+    found = m.match("mostly pope")  # close to the role examples only
+    assert found is not None and found.narrative_id == "ruto-asleep"
+
+
 def test_repeated_captions_are_encoded_once() -> None:
     m, encoder = matcher()
     setup_calls = len(encoder.calls)
@@ -425,6 +470,64 @@ def test_clean_caption_splits_hashtags_and_drops_links_and_emoji() -> None:
     )
     assert clean_caption("  Le pape en doudoune  ") == "Le pape en doudoune"
     assert clean_caption("😂😂😂") == ""
+
+
+def test_shouted_words_are_read_in_ordinary_case_short_acronyms_kept() -> None:
+    assert calm_capitals("KILIMANJARO IS ERUPTING, says the BBC") == "Kilimanjaro IS Erupting, says the BBC"
+    assert caption_text("SNOW ON ULURU 😱 #Outback") == "Snow ON Uluru Outback"
+    assert caption_text("Snow on Uluru") == "Snow on Uluru"  # ordinary case untouched
+
+
+def test_long_captions_are_split_into_the_sentences_worth_scoring_alone() -> None:
+    caption = "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. Wow."
+    assert sentences(caption) == [
+        "While Victoria burns, Albo is out on a superyacht.",
+        "Say it with me: out of touch.",
+    ]
+    assert sentences("Massive blaze at MBS tonight - stay away from the area") == [
+        "Massive blaze at MBS tonight",
+        "stay away from the area",
+    ]
+    assert sentences("Snow on Uluru. Wow!") == []  # one sentence worth scoring: the caption is scored whole
+    assert sentences("Snow falls on Uluru this morning") == []
+
+
+def test_role_examples_name_the_subject_by_the_title_an_example_gives_it() -> None:
+    ruto = [
+        "William Ruto fast asleep in his seat at the UN General Assembly",
+        "Kenyan president Ruto dozing off during a speech at the United Nations",
+    ]
+    assert role_variants(ruto) == [
+        "The Kenyan president fast asleep in his seat at the UN General Assembly",
+        "The Kenyan president dozing off during a speech at the United Nations",
+    ]
+    # the title inside the name, a possessive kept, and only the subject with a title replaced
+    assert role_variants(
+        ["Apple CEO Tim Cook holding a Samsung phone", "Tim Cook caught with a Samsung"]
+    ) == [
+        "The Apple CEO holding a Samsung phone",
+        "The Apple CEO caught with a Samsung",
+    ]
+    rihanna = ["Rihanna wearing a T-shirt with Captain Traoré's face", "Rihanna sings in support of Traoré"]
+    assert role_variants(rihanna) == [
+        "Rihanna wearing a T-shirt with the captain's face",
+        "Rihanna sings in support of the captain",
+    ]
+    hug = [
+        "Narendra Modi hugging Pakistani prime minister Shehbaz Sharif",
+        "Modi and Sharif embrace in Islamabad",
+    ]
+    assert role_variants(hug) == [
+        "Narendra Modi hugging the Pakistani prime minister",
+        "Modi and the Pakistani prime minister embrace in Islamabad",
+    ]
+    # no title before the subject in any example: no role example
+    assert role_variants(["Angkor Wat covered in snow", "Snow falls on the temples of Angkor"]) == []
+    # two narratives of one event with different subjects keep what tells the holders apart
+    lula = role_variants(["Lula in a prison jumpsuit", "Brazilian president Lula behind bars"])
+    tinubu = role_variants(["Tinubu in a prison jumpsuit", "Nigerian president Tinubu behind bars"])
+    assert lula[0] == "The Brazilian president in a prison jumpsuit"
+    assert tinubu[0] == "The Nigerian president in a prison jumpsuit"
 
 
 def test_names_are_runs_of_capitalised_words_without_headline_words() -> None:

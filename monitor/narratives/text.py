@@ -416,10 +416,11 @@ def _title_start(words: Sequence[str], end: int) -> int:
 
 
 def _without_title(name: str) -> str:
-    """A name without the title it starts with ("Apple CEO Tim Cook" -> "Tim Cook", "Pope Leo" -> "Leo")."""
+    """A name without the title it starts with ("Apple CEO Tim Cook" -> "Tim Cook", "Pope Leo" -> "Leo");
+    '' for a title alone ("CEO")."""
     words = name.split()
     last = max((i for i, w in enumerate(words) if w.lower() in TITLE_WORDS), default=-1)
-    return " ".join(words[last + 1 :]) if last < len(words) - 1 else name
+    return " ".join(words[last + 1 :])
 
 
 def role_variants(examples: Sequence[str]) -> list[str]:
