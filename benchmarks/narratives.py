@@ -124,7 +124,7 @@ from monitor.narratives.matcher import (
     NarrativeMatcher,
     threshold_for,
 )
-from monitor.narratives.text import clean_caption
+from monitor.narratives.text import caption_text
 from monitor.pipeline import make_narrative_matcher
 from monitor.review.decisions import Decision
 from monitor.review.effects import apply_decision
@@ -552,8 +552,8 @@ def print_languages(results: Sequence[Result]) -> None:
 def sweep(name: str, data: Dataset, matcher: NarrativeMatcher) -> None:
     """Recall and false flags at a range of thresholds (tuning aid; use on the development set only)."""
     texts = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
-    # the captions as match_many scores them: cleaned, and screened by the first model
-    matrix = matcher.score_matrix([clean_caption(t) or t for t in texts], screen=True)
+    # the captions as match_many scores them: cleaned, split into parts, screened by the first model
+    matrix = matcher.caption_scores([t if caption_text(t) else "?" for t in texts])
     n_pos = len(data.positives)
     ranked = [matcher._ranked(row) for row in matrix]
     print(f"sweep {name}: threshold recall flags wrong (margin {matcher.margin})")

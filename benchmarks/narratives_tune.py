@@ -40,7 +40,7 @@ from monitor.narratives.matcher import (
     SWAP_WEIGHT,
     NarrativeMatcher,
 )
-from monitor.narratives.text import caption_text, looks_english, sentences
+from monitor.narratives.text import caption_parts, looks_english
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
 TUNING_SETS = tuple(name for name in TUNING_DATA if name != "heldout")
@@ -112,7 +112,7 @@ def dataset_path(name: str) -> Path:
 @dataclass(frozen=True)
 class Parts:
     """What the matcher's score of one set is made of, before any weight, per text scored (each caption,
-    then its sentences: NarrativeMatcher.caption_scores): per model, the nearest example z and the name,
+    then its other parts: NarrativeMatcher.caption_scores): per model, the nearest example z and the name,
     story and swap decoy z; whether its caption names the narrative's subject, whether it looks English,
     and whether it passed the first model's screen; `starts`: where each caption's rows begin."""
 
@@ -126,12 +126,10 @@ class Parts:
 
 
 def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
-    captions = [
-        caption_text(t) or t for t in [t for _, _, t in data.positives] + [t for _, t in data.negatives]
-    ]
-    groups = [[c, *sentences(c)] for c in captions]
+    raw = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
+    groups = [caption_parts(t) or [t] for t in raw]
     texts = [t for group in groups for t in group]
-    context = [c for c, group in zip(captions, groups, strict=True) for _ in group]
+    context = [group[0] for group in groups for _ in group]
     starts = np.cumsum([0] + [len(g) for g in groups[:-1]])
     views = []
     passed = np.ones(len(texts), dtype=bool)

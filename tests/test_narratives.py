@@ -35,6 +35,7 @@ from monitor.narratives.matcher import (
 from monitor.narratives.text import (
     SubjectIndex,
     calm_capitals,
+    caption_parts,
     caption_text,
     clean_caption,
     decoys,
@@ -490,6 +491,23 @@ def test_long_captions_are_split_into_the_sentences_worth_scoring_alone() -> Non
     ]
     assert sentences("Snow on Uluru. Wow!") == []  # one sentence worth scoring: the caption is scored whole
     assert sentences("Snow falls on Uluru this morning") == []
+
+
+def test_a_caption_is_scored_whole_by_sentence_and_without_its_trailing_tags() -> None:
+    assert caption_parts("Milei vs Congress in the chamber 🪚 #Milei #Argentina") == [
+        "Milei vs Congress in the chamber Milei Argentina",
+        "Milei vs Congress in the chamber",
+    ]
+    long = "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. #auspol"
+    assert caption_parts(long) == [
+        "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. auspol",
+        "While Victoria burns, Albo is out on a superyacht.",
+        "Say it with me: out of touch.",
+        "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch.",
+    ]
+    assert caption_parts("Uluru snow #wow") == ["Uluru snow wow"]  # too little left without the tag
+    assert caption_parts("#Trump #Arrest") == ["Trump Arrest"]
+    assert caption_parts("🔥 https://t.co/x") == []
 
 
 def test_role_examples_name_the_subject_by_the_title_an_example_gives_it() -> None:

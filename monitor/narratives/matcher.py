@@ -84,12 +84,12 @@ from monitor.narratives.encoders import (
 )
 from monitor.narratives.text import (
     SubjectIndex,
+    caption_parts,
     caption_text,
     clean_caption,
     decoys,
     looks_english,
     role_variants,
-    sentences,
     story_decoys,
     subject_names,
     swap_decoys,
@@ -518,20 +518,24 @@ class NarrativeMatcher:
         return fused
 
     def caption_scores(self, captions: Sequence[str], screen: bool = True) -> np.ndarray:
-        """(captions, narratives) fused z of non-empty captions as `caption_text` gives them: for each, the
-        best of the whole caption and of each of its sentences (monitor.narratives.text.sentences), all in
-        one batch. A long noisy caption ("While Victoria burns, Albo is out on a superyacht with a glass of
-        bubbly. Say it with me: out of touch.") can tell the story in one sentence that the rest pulls
-        away from the examples. Cost: one more text to embed per sentence, for the captions that have two
-        or more (80 of the tuning sets' 2,118 captions, about 1 in 10 more texts embedded); chosen on the
-        tuning sets with leave one set out: 2 more positives of 900 matched, no more flags."""
-        parts = [[c, *sentences(c)] for c in captions]
+        """(captions, narratives) fused z of raw captions that have something to read (`caption_parts` not
+        empty): for each, the best of its parts (monitor.narratives.text.caption_parts: the cleaned
+        caption, each sentence of a long one, the caption without its trailing hashtags), all in one batch,
+        the subject check and the language read on the whole caption. A long noisy caption ("While Victoria
+        burns, Albo is out on a superyacht with a glass of bubbly. Say it with me: out of touch.") can tell
+        the story in one sentence that the rest pulls away from the examples. Cost: one more text to embed
+        per part, about 1 caption in 9 of the tuning sets has some (244 more texts for 2,118 captions).
+        Chosen on the tuning sets with leave one set out: sentences 2 more positives of 900 matched, the
+        untagged caption 3 more, no more flags."""
+        parts = [caption_parts(c) for c in captions]
         texts = [p for group in parts for p in group]
-        context = [c for c, group in zip(captions, parts, strict=True) for _ in group]
+        context = [group[0] for group in parts for _ in group]
         matrix = self.score_matrix(texts, screen=screen, context=context)
         out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
         row = 0
         for i, group in enumerate(parts):
+            if not group:
+                raise ValueError(f"caption_scores: nothing to read in caption {captions[i]!r}")
             out[i] = matrix[row : row + len(group)].max(axis=0)
             row += len(group)
         return out
@@ -589,10 +593,9 @@ class NarrativeMatcher:
 
     def best(self, text: str) -> NarrativeMatch | None:
         """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
-        cleaned = caption_text(text)
-        if self.empty or not cleaned:
+        if self.empty or not caption_text(text):
             return None
-        top_id, top = self._ranked(self.caption_scores([cleaned], screen=False)[0])[0]
+        top_id, top = self._ranked(self.caption_scores([text], screen=False)[0])[0]
         return NarrativeMatch(top_id, round(top, 4))
 
     # --- decisions ----------------------------------------------------------------------------------------
@@ -615,11 +618,10 @@ class NarrativeMatcher:
                 todo.setdefault(key, []).append(i)
         if todo:
             keys = list(todo)
-            cleaned = [caption_text(k) for k in keys]
-            live = [j for j, c in enumerate(cleaned) if c]
+            live = [j for j, k in enumerate(keys) if caption_text(k)]
             decisions: list[NarrativeMatch | None] = [None] * len(keys)
             if live:
-                matrix = self.caption_scores([cleaned[j] for j in live])
+                matrix = self.caption_scores([keys[j] for j in live])
                 for j, row in zip(live, matrix, strict=True):
                     decisions[j] = self._decide(row)
             for key, decision in zip(keys, decisions, strict=True):

@@ -243,6 +243,27 @@ def sentences(text: str, min_words: int = SENTENCE_WORDS) -> list[str]:
     return kept if len(kept) > 1 else []
 
 
+_TRAILING_TAGS = re.compile(r"(?:\s*[#@][\w']+[^\w#@]*)+$")
+
+
+def caption_parts(text: str) -> list[str]:
+    """What the matcher scores of one raw caption, the best counting (monitor.narratives.matcher): the
+    caption (`caption_text`), its `sentences`, and the caption without the hashtags and mentions that end it
+    where that leaves `SENTENCE_WORDS` words or more ("Milei vs Congress in the chamber #Milei #Argentina"
+    -> "Milei vs Congress in the chamber"): a tail of tags repeats the names and pulls the caption towards
+    the bland name decoys. [] for a caption with nothing to read."""
+    whole = caption_text(text)
+    if not whole:
+        return []
+    parts = [whole, *sentences(whole)]
+    tags = _TRAILING_TAGS.search(text)
+    if tags and tags.start() > 0:
+        rest = caption_text(text[: tags.start()])
+        if len(rest.split()) >= SENTENCE_WORDS and rest not in parts:
+            parts.append(rest)
+    return parts
+
+
 def looks_english(text: str) -> bool:
     """Whether a caption reads as (at least partly) English: it has one of the commonest English function
     words ("the", "of", "with"...). Captions in French, German... and bare lists of names or hashtags do not.
