@@ -7,7 +7,8 @@ scores are averaged with their weights:
 1. Calibration. Raw cosines mean nothing across models (multilingual-e5 puts unrelated captions at 0.75,
    USE at 0.1), so each model is measured once against generic captions (monitor.narratives.background)
    and similarities are read in standard deviations above that background (z).
-2. Nearest example: the z of the narrative's closest example.
+2. Nearest example: the z of the narrative's closest example, its role examples included (the examples
+   with the subject named by the title an example gives it: monitor.narratives.text.role_variants).
 3. Decoys: captions built from the examples that the narrative must not match (monitor.narratives.text).
    An on-topic caption sits close to the examples for one reason only: it names the same subject ("Trump
    speaks at a rally" against "Trump arrested"), or it tells the same kind of event about someone else
@@ -32,7 +33,9 @@ scores are averaged with their weights:
    like the examples, and a caption in another language shares little more than its names with either, so
    a decoy's z overstates how much of the caption is "another story" (chosen on the tuning sets: 0.8 or 0.9 in
    every fold of their leave-one-set-out validation, the full penalty in none).
-4. Decision: the best narrative wins when its score passes the threshold and beats the runner-up narrative
+4. Caption parts: a caption is scored whole, and also as each of its sentences and without the hashtags
+   that end it (monitor.narratives.text.caption_parts); each narrative keeps its best part's score.
+5. Decision: the best narrative wins when its score passes the threshold and beats the runner-up narrative
    by the margin, so a caption is never given to the wrong one of two close narratives.
 
 Scores are reported as tanh(z / SCORE_SCALE), in (-1, 1), so that thresholds keep the range of a cosine
@@ -119,7 +122,8 @@ DEFAULT_THRESHOLD = 0.71
 MODEL_THRESHOLDS = {"embeddinggemma": 0.785}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
 recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
-EmbeddingGemma); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+EmbeddingGemma, and still the pick on dev and v1-v8 with the role examples and caption parts); other
+models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
