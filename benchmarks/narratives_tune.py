@@ -31,14 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, TUNING_DATA, Dataset, load_dataset
-from monitor.narratives.encoders import Encoder, ModelMix, View, _single, parse_model_spec
+from monitor.narratives.encoders import Encoder, GemmaEncoder, ModelMix, View, _single, parse_model_spec
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     DECOY_WEIGHT,
     FOREIGN_DECOY_FACTOR,
+    GEMMA_RETRIEVAL,
     SCORE_SCALE,
     SWAP_WEIGHT,
     NarrativeMatcher,
+    RetrievalPrompts,
 )
 from monitor.narratives.text import caption_parts, looks_english
 
@@ -91,13 +93,42 @@ class DiskCachedEncoder:
             self.dirty = False
 
 
+class CachedRetrieval:
+    """EmbeddingGemma read with its retrieval prompts (monitor.narratives.matcher.RetrievalPrompts), both
+    sides cached on disk: captions through `encode`, the bank's texts through `documents`."""
+
+    def __init__(self, queries: DiskCachedEncoder, documents: DiskCachedEncoder) -> None:
+        self.queries = queries
+        self.documents = documents
+        self.calibration_key = f"{queries.calibration_key}/retrieval"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.queries.encode(texts)
+
+
+#: The disk cache keys of EmbeddingGemma's two retrieval sides.
+RETRIEVAL_KEYS = ("gemma-query", "gemma-document")
+
+
+def _cached_single(name: str, cache: Path) -> tuple[Encoder, list[DiskCachedEncoder]]:
+    model = _single(name)
+    if isinstance(model, GemmaEncoder) and GEMMA_RETRIEVAL:
+        sides = RetrievalPrompts(model)
+        queries = DiskCachedEncoder(sides.queries, RETRIEVAL_KEYS[0], cache)
+        documents = DiskCachedEncoder(sides.documents, RETRIEVAL_KEYS[1], cache)
+        return CachedRetrieval(queries, documents), [queries, documents]
+    cached = DiskCachedEncoder(model, name.lower(), cache)
+    return cached, [cached]
+
+
 def cached_encoder(spec: str, cache: Path) -> tuple[Encoder, list[DiskCachedEncoder]]:
-    """The setting's encoder with every model cached on disk."""
+    """The setting's encoder with every model cached on disk (EmbeddingGemma read as the matcher reads it)."""
     parts = parse_model_spec(spec)
-    cached = [DiskCachedEncoder(_single(name), name.lower(), cache) for name, _ in parts]
+    built = [_cached_single(name, cache) for name, _ in parts]
+    cached = [e for _, files in built for e in files]
     if len(parts) == 1:
-        return cached[0], cached
-    return ModelMix([View(n, c, w) for (n, w), c in zip(parts, cached, strict=True)]), cached
+        return built[0][0], cached
+    return ModelMix([View(n, e, w) for (n, w), (e, _) in zip(parts, built, strict=True)]), cached
 
 
 def dataset_path(name: str) -> Path:
@@ -217,7 +248,7 @@ def counts_at(rows: Rows, threshold: float) -> Counts:
 
 Weights = tuple[float, float, float, float]  # name, story, swap, foreign factor
 SHIPPED: Weights = (DECOY_WEIGHT, CONTRAST_WEIGHT, SWAP_WEIGHT, FOREIGN_DECOY_FACTOR)
-THRESHOLDS = tuple(x / 200 for x in range(60, 180))  # 0.30 .. 0.895
+THRESHOLDS = tuple(x / 200 for x in range(60, 200))  # 0.30 .. 0.995
 
 
 def pick(

