@@ -56,7 +56,13 @@ run once, then became tuning data:
   61.1%, 11/180, 0; learning: flags on the other half 3 -> 3 (mix 7 -> 6), recall kept. v8 is spent: the
   next change is tuned on it too.
 - v9 (`--data heldout-v9`, written blind by someone else after v8 was judged, before any change it will
-  judge) is unused: judge the next design on it, once.
+  judge) is unused: it judges, once, EmbeddingGemma read with its retrieval prompts (captions as queries,
+  the bank as documents, nearest example only: monitor.narratives.matcher.RetrievalPrompts) at threshold
+  0.755, with the role examples, calmed capitals and caption parts (monitor.narratives.text.role_variants,
+  caption_parts), all chosen by leave one set out over dev + v1-v8 (900 positives, 1218 negatives: 93.0%
+  recall, 30 flagged (2.5%), 0 wrong; hard sets v4-v8 89.8%, 27/900 (3.0%); English 259/288; the design
+  judged by v8, 90.0%, 31, 0; 87.2%, 30/900; 228/288):
+  `python -m benchmarks.narratives --data heldout-v9 --skip-ablation --repeats 1`.
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -125,7 +131,7 @@ from monitor.narratives.matcher import (
     threshold_for,
 )
 from monitor.narratives.screen import screen_for
-from monitor.narratives.text import clean_caption
+from monitor.narratives.text import caption_text
 from monitor.pipeline import make_narrative_matcher
 from monitor.review.decisions import Decision
 from monitor.review.effects import apply_decision
@@ -237,9 +243,13 @@ class ModelParameters:
 #: EmbeddingGemma: the shipped decoy weights, with threshold 0.785 (fused z 3.52), the pick of the whole grid
 #: on the tuning sets pooled (dev, v1-v7: 792 positives, 1038 on-topic negatives; budget 2.5%): 90.8%
 #: recall, 21 flagged (2.0%), 0 wrong. Leave one set out, threshold only: 91.5% / 27 (2.6%) / 0; weights
-#: and threshold: 91.9% / 31 (3.0%) / 0.
+#: and threshold: 91.9% / 31 (3.0%) / 0. With role examples and caption parts, on dev + v1-v8 (900
+#: positives, 1218 negatives) the pooled pick is still 0.785: 91.0% / 26 (2.1%) / 0; leave one set out,
+#: threshold only: 91.4% / 31 (2.5%) / 0. Read with its retrieval prompts (monitor.narratives.matcher.
+#: RetrievalPrompts: nearest example only, so the decoy weights below change nothing for it), the pooled
+#: pick on dev + v1-v8 is 0.755: 93.1% / 29 (2.4%) / 0; leave one set out: 93.0% / 30 (2.5%) / 0.
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
-    "embeddinggemma": ModelParameters(0.785, 0.3, 0.5, 0.4, 0.8),
+    "embeddinggemma": ModelParameters(0.755, 0.3, 0.5, 0.4, 0.8),
 }
 
 Decider = Callable[[Sequence[str]], list[tuple[str | None, float]]]
@@ -553,8 +563,8 @@ def print_languages(results: Sequence[Result]) -> None:
 def sweep(name: str, data: Dataset, matcher: NarrativeMatcher) -> None:
     """Recall and false flags at a range of thresholds (tuning aid; use on the development set only)."""
     texts = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
-    # the captions as match_many scores them: cleaned, and screened by the first model
-    matrix = matcher.score_matrix([clean_caption(t) or t for t in texts], screen=True)
+    # the captions as match_many scores them: cleaned, split into parts, screened by the first model
+    matrix = matcher.caption_scores([t if caption_text(t) else "?" for t in texts])
     n_pos = len(data.positives)
     ranked = [matcher._ranked(row) for row in matrix]
     print(f"sweep {name}: threshold recall flags wrong (margin {matcher.margin})")
