@@ -6,8 +6,8 @@ background, in standard deviations (z; monitor.narratives.matcher). e5 costs 10-
 so on a stream of captions mostly about nothing banked the screen level sets the caption side's cost.
 
 The level is per model setting, chosen on the tuning sets (benchmarks/narratives.py TUNING_DATA, never the
-blind heldout-v9) with the rule: below every caption the full mix matches, by a wide margin, and below
-every labelled positive but a few that no setting of the mix matched. A mix without a measured level keeps
+blind set) with the rule: below every caption the full mix matches, by a wide margin, and below every
+labelled positive but a few that no setting of the mix matched. A mix without a measured level keeps
 the former general level, SCREEN_Z, which lay below every true paraphrase when it was chosen.
 
 Default mix (each caption's USE z and the mix's decision with and without the screen; `python -m
