@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -321,3 +322,44 @@ def test_with_a_backlog_both_processes_analyse_while_the_next_fetch_is_on_its_wa
     asyncio.run(scenario())
     assert analysis.most == 2
     assert sighted_ids([SimpleNamespace(value=v) for v in producer.sent]) == [f"p{i}" for i in range(48)]
+
+
+def test_a_post_whose_sighting_would_exceed_a_record_is_dead_lettered_and_the_rest_are_sighted(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    real = build_analyzer(settings, Bank(), None).analyze
+
+    def analyze(posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        # what no event can carry but a sighting could grow to: a post whose analysed record is over 1 MB
+        return [
+            dataclasses.replace(a, reshare_of="p" * 1_100_000) if a.post_id == "p2" else a
+            for a in real(posts, images)
+        ]
+
+    values = [event(i) for i in range(5)]
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+        await ensure_topics(settings)
+        await produce(settings.posts_topic, values, 1)
+        loop = loop_for(settings, analyze)
+        task = asyncio.create_task(loop.run())
+        try:
+            dlq = await read_all(settings.dlq_topic, 1)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(sighted_ids(sightings)) < 4 and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            await loop.stop()
+            await task
+        return dlq, sightings, await committed(settings, 1), loop.metrics
+
+    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    letter = json.loads(dlq[0].value)
+    assert letter["reason"] == "too large"
+    assert "over the" in letter["detail"] and "limit of a Kafka record" in letter["detail"]
+    assert json.loads(letter["raw"])["post_id"] == "p2", "the event itself is kept"
+    assert sorted(sighted_ids(sightings)) == ["p0", "p1", "p3", "p4"]
+    assert offsets == {0: len(values)}
+    assert metrics.dead_letters.labels("too large")._value.get() == 1

@@ -352,17 +352,21 @@ class AnalysisLoop(ConsumerLoop):
         packed = pack_posts(items, SIGHTINGS_KEY)
         left_out = set()
         for index, size in packed.too_large:
-            post, (tp, record) = analyzed[index]
             left_out.add(index)
-            detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
-            log.warning(
-                "post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail
-            )
-            self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
-            reason = DeadLetterReason.TOO_LARGE
-            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
+            dead.append(await self._too_large(analyzed[index], size, producer))
         kept = [post for index, (post, _) in enumerate(analyzed) if index not in left_out]
         return Prepared(packed.values, kept)
+
+    async def _too_large(
+        self, analyzed: tuple[AnalyzedPost, tuple[TopicPartition, Any]], size: int, producer: Any
+    ) -> Any:
+        """Dead-letter a post whose sighting alone would exceed a Kafka record (both packings); the
+        returned future is awaited before the batch is committed."""
+        post, (tp, record) = analyzed
+        detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
+        log.warning("post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail)
+        self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
+        return await self._dead_letter(producer, tp, record, DeadLetterReason.TOO_LARGE, detail, wait=False)
 
     async def _pack_partitioned(
         self,
@@ -386,15 +390,8 @@ class AnalysisLoop(ConsumerLoop):
             size = max(record_size(key.encode(), b'{"posts": [' + item + b"]}") for key, item in items)
             if size <= MAX_RECORD_BYTES:
                 continue
-            post, (tp, record) = analyzed[index]
             left_out.add(index)
-            detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
-            log.warning(
-                "post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail
-            )
-            self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
-            reason = DeadLetterReason.TOO_LARGE
-            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
+            dead.append(await self._too_large(analyzed[index], size, producer))
         kept = [(key, item) for i, items in enumerate(encoded) if i not in left_out for key, item in items]
         kept += [(key, json.dumps(item).encode()) for key, item in merges]
         values: list[bytes] = []
