@@ -67,6 +67,8 @@ ABORT_TIMEOUT = 10.0
 """How long a failed batch's abort may take (the broker may be gone); unaborted, the next owner's fencing
 or the broker's transaction timeout aborts it."""
 _GONE = object()
+CLUSTER_PREFIX = "cl:"
+"""A cluster's state record in the store (monitor/tracking/records.py)."""
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
@@ -80,16 +82,23 @@ class Journal(MutableMapping[str, Any]):
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = {} if data is None else data
         self.dirty: set[str] = set()
+        self.clusters = sum(1 for key in self.data if key.startswith(CLUSTER_PREFIX))
+        """Clusters whose state this store holds (their `cl:` records), kept as keys come and go: the
+        gauge reads it without walking a store of millions of keys, in either tracking mode."""
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if key.startswith(CLUSTER_PREFIX) and key not in self.data:
+            self.clusters += 1
         self.data[key] = value
         self.dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
         del self.data[key]
+        if key.startswith(CLUSTER_PREFIX):
+            self.clusters -= 1
         self.dirty.add(key)
 
     def __contains__(self, key: object) -> bool:
@@ -429,7 +438,7 @@ class TrackingLoop(ConsumerLoop):
                 self.latest_event = created
                 self.metrics.last_event_time.set(created)
         self.metrics.last_processed.set(time.time())
-        self.metrics.clusters_tracked.set(sum(len(s.tracker.clusters) for s in self.states.values()))
+        self.metrics.clusters_tracked.set(sum(s.store.clusters for s in self.states.values()))
 
     def report_state(self) -> None:
         """The viral gauges, at most every REPORT_EVERY seconds."""
