@@ -119,6 +119,36 @@ def loop_for(
     return AnalysisLoop(settings, Metrics(), ImageLoader(None), ThreadAnalysis(analyze))
 
 
+def run_one_loop(
+    settings: Settings,
+    analyze: Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]],
+    values: list[bytes],
+    letters: int,
+    sighted: int,
+) -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+    """`values` through one loop on a one-partition `posts`, until `letters` dead letters and `sighted`
+    sighted posts are out (or a minute passes): the DLQ records, the sightings records, the committed
+    offsets and the loop's metrics."""
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+        await ensure_topics(settings)
+        await produce(settings.posts_topic, values, 1)
+        loop = loop_for(settings, analyze)
+        task = asyncio.create_task(loop.run())
+        try:
+            dlq = await read_all(settings.dlq_topic, letters)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(sighted_ids(sightings)) < sighted and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            await loop.stop()
+            await task
+        return dlq, sightings, await committed(settings, 1), loop.metrics
+
+    return asyncio.run(scenario())
+
+
 def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go_on(
     kafka_broker: str, tmp_path: Path
 ) -> None:
@@ -132,23 +162,7 @@ def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go
 
     values = [event(i) for i in range(6)] + [b"{not json"] + [event(i) for i in range(6, 10)]
 
-    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
-        await ensure_topics(settings)
-        await produce(settings.posts_topic, values, 1)
-        loop = loop_for(settings, analyze)
-        task = asyncio.create_task(loop.run())
-        try:
-            dlq = await read_all(settings.dlq_topic, 2)
-            sightings: list[Any] = []
-            deadline = time.monotonic() + 60
-            while len(sighted_ids(sightings)) < 9 and time.monotonic() < deadline:
-                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
-        finally:
-            await loop.stop()
-            await task
-        return dlq, sightings, await committed(settings, 1), loop.metrics
-
-    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    dlq, sightings, offsets, metrics = run_one_loop(settings, analyze, values, letters=2, sighted=9)
     letters = sorted((json.loads(r.value) for r in dlq), key=lambda letter: letter["offset"])
     assert [letter["reason"] for letter in letters] == ["analysis failed", "invalid json"]
     assert "bug triggered by p3" in letters[0]["detail"]
@@ -339,23 +353,7 @@ def test_a_post_whose_sighting_would_exceed_a_record_is_dead_lettered_and_the_re
 
     values = [event(i) for i in range(5)]
 
-    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
-        await ensure_topics(settings)
-        await produce(settings.posts_topic, values, 1)
-        loop = loop_for(settings, analyze)
-        task = asyncio.create_task(loop.run())
-        try:
-            dlq = await read_all(settings.dlq_topic, 1)
-            sightings: list[Any] = []
-            deadline = time.monotonic() + 60
-            while len(sighted_ids(sightings)) < 4 and time.monotonic() < deadline:
-                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
-        finally:
-            await loop.stop()
-            await task
-        return dlq, sightings, await committed(settings, 1), loop.metrics
-
-    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    dlq, sightings, offsets, metrics = run_one_loop(settings, analyze, values, letters=1, sighted=4)
     letter = json.loads(dlq[0].value)
     assert letter["reason"] == "too large"
     assert "over the" in letter["detail"] and "limit of a Kafka record" in letter["detail"]
