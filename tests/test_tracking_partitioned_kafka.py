@@ -15,7 +15,6 @@ partitions, tracked by two workers, gives the alerts of an embedded replay, ever
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import json
 import time
@@ -27,7 +26,6 @@ from aiokafka import AIOKafkaProducer
 
 from monitor.bank.store import Bank
 from monitor.ingest.events import decode_event
-from monitor.models import format_time
 from monitor.pipeline import Pipeline
 from monitor.runtime.representatives import encode_representative
 from monitor.runtime.topics import ensure_topics, representatives_topic, state_topic, topic_specs
@@ -40,6 +38,7 @@ from tests.support.synthetic import (
     Scenario,
     build_scenario,
     distinct_pictures,
+    inline_event,
     jpeg_bytes,
     png_with_parameters,
 )
@@ -176,14 +175,8 @@ START = 1_679_846_400.0  # 2023-03-26T16:00:00Z
 
 
 def event(post_id: str, at: float, data: bytes) -> dict[str, Any]:
-    return {
-        "post_id": post_id,
-        "platform": "x",
-        "author_id": f"u-{post_id}",
-        "created_at": format_time(START + at),
-        "text": "look at this",
-        "images": [{"data": base64.b64encode(data).decode("ascii")}],
-    }
+    """A post at `at` seconds after START with one inline picture."""
+    return inline_event(post_id, START + at, data)
 
 
 def write_archive(path: Path, events: list[dict[str, Any]]) -> Path:
