@@ -63,21 +63,32 @@ def batch() -> tuple[list[Post], list[list[LoadedImage]]]:
     return posts, images
 
 
+async def in_thread_and_processes(
+    settings: Settings,
+    posts: list[Post],
+    images: list[list[LoadedImage]],
+    processes: int,
+    thread_metrics: Metrics | None = None,
+    process_metrics: Metrics | None = None,
+) -> tuple[list[object], list[object]]:
+    """The same batch analysed in a thread and in `processes` processes: (thread's, processes')."""
+    thread = ThreadAnalysis.for_settings(settings, Metrics() if thread_metrics is None else thread_metrics)
+    pool = ProcessAnalysis(settings, processes, Metrics() if process_metrics is None else process_metrics)
+    try:
+        return await thread.run(posts, images), await pool.run(posts, images)
+    finally:
+        thread.close()
+        pool.close()
+
+
 def test_processes_give_what_a_thread_gives_and_report_their_metrics(bank_dir: Path) -> None:
     settings = Settings(bank=bank_dir)
     posts, images = batch()
     thread_metrics, process_metrics = Metrics(), Metrics()
 
-    async def both() -> tuple[list[object], list[object]]:
-        thread = ThreadAnalysis.for_settings(settings, thread_metrics)
-        processes = ProcessAnalysis(settings, 2, process_metrics)
-        try:
-            return await thread.run(posts, images), await processes.run(posts, images)
-        finally:
-            thread.close()
-            processes.close()
-
-    in_thread, in_process = asyncio.run(both())
+    in_thread, in_process = asyncio.run(
+        in_thread_and_processes(settings, posts, images, 2, thread_metrics, process_metrics)
+    )
     assert in_process == in_thread
     assert [a.images[0].bank_match is not None for a in in_process[:3]] == [True, False, False]
     text = process_metrics.exposition().decode()
@@ -101,17 +112,8 @@ def test_posts_with_inline_pictures_come_out_of_a_process_as_out_of_a_thread(ban
     posts = [decode_event(json.dumps(e).encode())[0] for e in events]
     loader = ImageLoader(None)
 
-    async def both() -> tuple[list[object], list[object]]:
-        images = await loader.load_many(posts)
-        thread = ThreadAnalysis.for_settings(settings, Metrics())
-        processes = ProcessAnalysis(settings, 1, Metrics())
-        try:
-            return await thread.run(posts, images), await processes.run(posts, images)
-        finally:
-            thread.close()
-            processes.close()
-
-    in_thread, in_process = asyncio.run(both())
+    images = asyncio.run(loader.load_many(posts))
+    in_thread, in_process = asyncio.run(in_thread_and_processes(settings, posts, images, 1))
     assert in_process == in_thread
     assert [a.images[0].bank_match is not None for a in in_process] == [True, False]
 
