@@ -69,10 +69,11 @@ run once, then became tuning data:
   4 wrong; learning: EmbeddingGemma flags on the other half 2 -> 2, recall kept (mix 5 -> 5, recall 80.6% ->
   77.8%). v9 is spent: tuning data from now on.
 - v10 (`--data heldout-v10`, written blind by someone else given only the format and the brief, before v9
-  was judged; 12 new narratives, three same-event pairs) is unused: it judges, once, EmbeddingGemma's example z blended with the examples' centroid
-  (monitor.narratives.matcher.CENTROID_WEIGHT 0.6) at threshold 0.74, chosen by leave one set out over dev +
-  v1-v9 (1,008 positives, 1,398 negatives: 93.9% recall, 32 flagged (2.3%), 0 wrong; hard sets v4-v9
-  592/648, 27/1080; English 297/324; the design judged by v9, 92.5%, 33, 0; 579/648, 30/1080; 287/324):
+  was judged; 12 new narratives, three same-event pairs) is unused: it judges, once, EmbeddingGemma's
+  example z blended with the examples' centroid (monitor.narratives.matcher.CENTROID_WEIGHT 0.6) at
+  threshold 0.74, chosen by leave one set out over dev + v1-v9 (1,008 positives, 1,398 negatives: 93.9%
+  recall, 32 flagged (2.3%), 0 wrong; hard sets v4-v9 592/648, 27/1080; English 297/324; the design judged
+  by v9, 92.5%, 33, 0; 579/648, 30/1080; 287/324):
   `python -m benchmarks.narratives --data heldout-v10 --skip-ablation --repeats 1`.
 
 Methods, each given the same two English examples per narrative:
