@@ -499,8 +499,10 @@ def _centroids(examples: np.ndarray, segments: _Segments) -> np.ndarray:
     if not len(segments.starts):
         return np.zeros((0, examples.shape[1]), dtype=examples.dtype)
     sums = np.add.reduceat(examples.astype(np.float64), segments.starts, axis=0)
-    unit = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return unit.astype(examples.dtype)
+    unit: np.ndarray = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(
+        examples.dtype
+    )
+    return unit
 
 
 class _ViewIndex:
