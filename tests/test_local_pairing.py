@@ -1,14 +1,16 @@
 """The local stage's exact pairing scan (faiss's Hamming k-nearest) answers what a plain bit count over
-every pair answers, and a match says which banked picture of its key it was made with."""
+every pair answers, its ratio test pairs what OpenCV's BFMatcher pairs, and a match says which banked
+picture of its key it was made with."""
 
 from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from monitor.imaging.local_features import LocalIndex, _two_nearest, features, with_mirror
+from monitor.imaging.local_features import LocalIndex, _two_nearest, features, ratio_pairs, with_mirror
 from tests.support.viral_edits import apply_edit
 from tests.test_matching_edits import generated_photo
 
@@ -25,6 +27,20 @@ def test_two_nearest_are_the_brute_force_ones_ties_to_the_lower_index() -> None:
     assert np.array_equal(nearest, order)
     assert np.array_equal(distances, np.take_along_axis(bits, order, axis=1))
     assert nearest[-1].tolist() == [40, 150]
+
+
+def test_ratio_pairs_are_the_pairs_bfmatcher_and_a_ratio_test_give() -> None:
+    photo = generated_photo(1001)
+    query = features(Image.open(io.BytesIO(apply_edit("crop", photo, 1001))))
+    counts = []
+    for banked in with_mirror(photo):
+        knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, banked.descriptors, k=2)
+        good = [p[0] for p in knn if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+        queries, trains = ratio_pairs(query.descriptors, banked.descriptors, 0.8)
+        assert queries.tolist() == [m.queryIdx for m in good]
+        assert trains.tolist() == [m.trainIdx for m in good]
+        counts.append(len(good))
+    assert counts[0] >= 20  # the crop pairs with its picture: the comparison is not over empty lists
 
 
 def test_a_match_reports_the_tag_of_the_banked_picture_it_was_made_with() -> None:

@@ -253,6 +253,16 @@ def _two_nearest(queries: np.ndarray, trains: np.ndarray) -> tuple[np.ndarray, n
     return found
 
 
+def ratio_pairs(queries: np.ndarray, trains: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test between two descriptor sets (trains: at least two): the query descriptors whose
+    nearest train descriptor is nearer than `ratio` times the second nearest, and those nearest, as index
+    arrays in query order. What OpenCV's BFMatcher.knnMatch(k=2) and a test on its DMatch pairs give, without
+    a Python object per neighbour."""
+    distances, nearest = _two_nearest(queries, trains)
+    kept = np.flatnonzero(distances[:, 0] < ratio * distances[:, 1])
+    return kept, nearest[kept, 0]
+
+
 def _plausible(model: np.ndarray) -> bool:
     """An affine map a copy could have undergone: not collapsed, not wildly sheared or rescaled."""
     linear = model[:, :2]
