@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from monitor.imaging.local_features import SIDE, Features, features
+from monitor.imaging.local_features import SIDE, Features, features, ratio_pairs
 from monitor.imaging.pdq import MIN_QUALITY, luma64, quality_of
 
 MAX_GAIN = 4.0
@@ -344,17 +344,15 @@ def check_local(
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
     LocalCheck). None when no plausible fit."""
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     best: tuple[int, np.ndarray, np.ndarray, int] | None = None
     for variant, found in enumerate(banked):
         if len(found) < 2 or len(query) < 2:
             continue
-        pairs = matcher.knnMatch(query.descriptors, found.descriptors, k=2)
-        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < PAIR_RATIO * p[1].distance]
-        if len(good) < 3:
+        queries, trains = ratio_pairs(query.descriptors, found.descriptors, PAIR_RATIO)
+        if len(queries) < 3:
             continue
-        source = query.points[np.array([m.queryIdx for m in good], dtype=np.intp)]
-        target = found.points[np.array([m.trainIdx for m in good], dtype=np.intp)]
+        source = query.points[queries]
+        target = found.points[trains]
         model, mask = cv2.estimateAffine2D(
             source, target, method=cv2.RANSAC, ransacReprojThreshold=FIT_PIXELS, maxIters=500
         )
