@@ -55,9 +55,11 @@ def test_partition_of_is_where_kafka_puts_a_record_keyed_by_the_cluster_id() -> 
     kafka = DefaultPartitioner()
     rng = random.Random(1)
     ids = [cluster_id_of(rng.getrandbits(64)) for _ in range(2000)]
+    # post ids too (the post index is keyed by them): every length's tail bytes, and non-ASCII ones
+    keys = ids + [f"post-{'é' * (n % 5)}{rng.getrandbits(8 * (n % 23))}" for n in range(500)]
     for partitions in (1, 2, 4, 12):
         every = list(range(partitions))
-        assert [partition_of(c, partitions) for c in ids] == [kafka(c.encode(), every, every) for c in ids]
+        assert [partition_of(c, partitions) for c in keys] == [kafka(c.encode(), every, every) for c in keys]
     owned = [sum(partition_of(c, 4) == p for c in ids) for p in range(4)]
     assert min(owned) > 400, owned  # an even share each: capacity grows with partitions
     with pytest.raises(ValueError, match="at least 1"):
