@@ -83,11 +83,16 @@ def transactional_id(settings: Settings, partition: int) -> str:
 
 
 class Journal(MutableMapping[str, Any]):
-    """The tracker's store for one partition: a dict that remembers which keys changed since `changes`."""
+    """The tracker's store for one partition: a dict that remembers which keys changed since `changes`.
+
+    Every read and write of the tracker goes through it (a dozen per sighting), so the common ones are
+    written out rather than left to `MutableMapping`'s generic forms."""
 
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = {} if data is None else data
-        self.dirty: set[str] = set()
+        self.dirty: dict[str, None] = {}
+        """The keys changed since `changes`, in the order they first changed (a dict: a set's order
+        would differ from run to run)."""
         self.clusters = sum(1 for key in self.data if key.startswith(CLUSTER_PREFIX))
         """Clusters whose state this store holds (their `cl:` records), kept as keys come and go: the
         gauge reads it without walking a store of millions of keys, in either tracking mode."""
@@ -99,13 +104,28 @@ class Journal(MutableMapping[str, Any]):
         if key.startswith(CLUSTER_PREFIX) and key not in self.data:
             self.clusters += 1
         self.data[key] = value
-        self.dirty.add(key)
+        self.dirty[key] = None
 
     def __delitem__(self, key: str) -> None:
         del self.data[key]
         if key.startswith(CLUSTER_PREFIX):
             self.clusters -= 1
-        self.dirty.add(key)
+        self.dirty[key] = None
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self.data:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        value = self.data[key]
+        del self[key]
+        return value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self.data:
+            return self.data[key]
+        self[key] = default
+        return default
 
     def __contains__(self, key: object) -> bool:
         return key in self.data
@@ -121,8 +141,9 @@ class Journal(MutableMapping[str, Any]):
 
     def changes(self) -> list[tuple[str, Any]]:
         """(key, value) of each key changed since the last call; a deleted key's value is `_GONE`."""
-        dirty, self.dirty = self.dirty, set()
-        return [(key, self.data.get(key, _GONE)) for key in sorted(dirty)]
+        dirty, self.dirty = self.dirty, {}
+        get = self.data.get
+        return [(key, get(key, _GONE)) for key in dirty]
 
 
 def encode_change(key: str, value: Any) -> tuple[bytes, bytes | None]:
@@ -248,8 +269,16 @@ class PartitionState:
         return forwards
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The batch's changelog records, one per key changed."""
-        return [encode_change(key, value) for key, value in self.store.changes()]
+        """The batch's changelog records, one per key changed: `encode_change`, written out (a batch
+        holds three or four per sighting)."""
+        changed = self.store.changes()
+        try:
+            return [
+                (encode_basestring_ascii(key).encode(), None if value is _GONE else orjson.dumps(value))
+                for key, value in changed
+            ]
+        except TypeError:  # a value orjson refuses (see `dumps`): the batch again, value by value
+            return [encode_change(key, value) for key, value in changed]
 
 
 async def send_records(
