@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -73,6 +74,7 @@ BATCH_BYTES = 512 * 1024
 kilobytes, sent in a few requests instead of many of aiokafka's default 16 kB. Under the broker's
 `message.max.bytes` (1 MB)."""
 _GONE = object()
+_PIN = "\x00gc"
 CLUSTER_PREFIX = "cl:"
 """A cluster's state record in the store (monitor/tracking/records.py)."""
 
@@ -281,6 +283,23 @@ class PartitionState:
             return [encode_change(key, value) for key, value in changed]
 
 
+def out_of_collections(data: dict[str, Any]) -> None:
+    """Keep the garbage collector's full collections from walking a partition's state.
+
+    The store is one dict of millions of records; a full collection traverses every tracked container,
+    and traversing the dict reads every value it holds (to see whether it is tracked), which at 300,000
+    clusters took a third of the tracker's CPU (64 full collections of 50 ms for 300,000 sightings). Its
+    values are atomic (numbers, strings, and tuples of them, which the collector untracks on its first
+    pass over them), so the dict can be no part of a cycle: `gc.freeze` moves it, with everything tracked
+    at this moment, to the permanent generation, which collections skip. Reference counting still frees
+    it when the partition goes. Called once per partition taken (a rebalance or a restart): whatever else
+    is frozen then (the worker's modules, the session's objects) is kept for good, once."""
+    if not gc.is_tracked(data):
+        data[_PIN] = []  # a list makes the dict tracked; it stays tracked, now in the permanent generation
+        del data[_PIN]
+    gc.freeze()
+
+
 async def send_records(
     producer: Any, topic: str, partition: int, records: Iterable[tuple[bytes | None, bytes | None]]
 ) -> list[asyncio.Future[Any]]:
@@ -352,6 +371,7 @@ class TrackingLoop(ConsumerLoop):
         """A partition's state, as its changelog left it; it is tracked from now on."""
         state = PartitionState(self.settings, self.review, data, partition, partitions)
         self.states[partition] = state
+        out_of_collections(state.store.data)
         return state
 
     def reload_review(self) -> None:
