@@ -72,7 +72,7 @@ def test_a_batch_read_again_after_its_commit_counts_nothing_twice() -> None:
 
 def state_records(state: PartitionState) -> list[tuple[bytes, bytes | None]]:
     """Everything the state holds as changelog records (what a compacted changelog keeps)."""
-    state.store.dirty = dict.fromkeys(state.store.data)
+    state.store.dirty = dict(state.store.data)
     return state.changes()
 
 

@@ -92,9 +92,9 @@ class Journal(MutableMapping[str, Any]):
 
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = {} if data is None else data
-        self.dirty: dict[str, None] = {}
-        """The keys changed since `changes`, in the order they first changed (a dict: a set's order
-        would differ from run to run)."""
+        self.dirty: dict[str, Any] = {}
+        """The keys changed since `changes`, in the order they first changed, each with its latest value
+        (`_GONE`: deleted): `changes` reads them here, not again in a store of millions of keys."""
         self.clusters = sum(1 for key in self.data if key.startswith(CLUSTER_PREFIX))
         """Clusters whose state this store holds (their `cl:` records), kept as keys come and go: the
         gauge reads it without walking a store of millions of keys, in either tracking mode."""
@@ -106,13 +106,13 @@ class Journal(MutableMapping[str, Any]):
         if key.startswith(CLUSTER_PREFIX) and key not in self.data:
             self.clusters += 1
         self.data[key] = value
-        self.dirty[key] = None
+        self.dirty[key] = value
 
     def __delitem__(self, key: str) -> None:
         del self.data[key]
         if key.startswith(CLUSTER_PREFIX):
             self.clusters -= 1
-        self.dirty[key] = None
+        self.dirty[key] = _GONE
 
     def pop(self, key: str, *default: Any) -> Any:
         if key not in self.data:
@@ -144,8 +144,7 @@ class Journal(MutableMapping[str, Any]):
     def changes(self) -> list[tuple[str, Any]]:
         """(key, value) of each key changed since the last call; a deleted key's value is `_GONE`."""
         dirty, self.dirty = self.dirty, {}
-        get = self.data.get
-        return [(key, get(key, _GONE)) for key in dirty]
+        return list(dirty.items())
 
 
 def encode_change(key: str, value: Any) -> tuple[bytes, bytes | None]:
