@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from monitor.runtime.topics import TopicSpec, ensure_topics, state_topic
+from monitor.runtime.topics import TopicSpec, ensure_topics, representatives_topic, state_topic
 from monitor.settings import Settings
 from monitor.tracking.partitions import partition_of
 from monitor.tracking.routing import Op, post_ops
@@ -176,6 +176,7 @@ def run_broker(
         TopicSpec(settings.sightings_topic, partitions, {}),
         TopicSpec(state_topic(settings), partitions, {"cleanup.policy": "compact"}),
         TopicSpec(settings.alerts_topic, 1, {}),
+        TopicSpec(representatives_topic(settings), 1, {"cleanup.policy": "compact"}),  # expiry's tombstones
     ]
     asyncio.run(ensure_topics(settings, specs))
     pictures = pictures_of(population)

@@ -55,9 +55,9 @@ from monitor.review.state import ReviewState
 from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.records import MAX_RECORD_BYTES, pack_posts
-from monitor.runtime.topics import bootstrap_servers, state_topic
+from monitor.runtime.topics import bootstrap_servers, representatives_topic, state_topic
 from monitor.settings import Settings
-from monitor.tracking.routing import Op, Outcome, PartitionRouter, by_partition
+from monitor.tracking.routing import Op, Outcome, PartitionRouter, by_partition, still_expired
 from monitor.tracking.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
@@ -220,6 +220,8 @@ class PartitionState:
             post_index=not partitioned,
         )
         self.router = PartitionRouter(self.tracker, partition, partitions) if partitioned else None
+        if partitioned:
+            self.tracker.expired = []
         self.forwards: list[Op] = []
         """Partitioned tracking: what the batch sends on to other partitions (in its transaction)."""
 
@@ -268,6 +270,11 @@ class PartitionState:
     def take_forwards(self) -> list[Op]:
         forwards, self.forwards = self.forwards, []
         return forwards
+
+    def take_expired(self) -> list[str]:
+        """Partitioned tracking: the clusters expiry forgot in the batch (and no sighting of the batch
+        counted again), whose representatives get a tombstone in its transaction."""
+        return still_expired(self.tracker) if self.tracker.expired else []
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The batch's changelog records, one per key changed: `encode_change`, written out (a batch
@@ -344,6 +351,7 @@ class TrackingLoop(ConsumerLoop):
         self.servers = bootstrap_servers(settings.broker)
         self.group = f"{settings.app_id}-{self.group_suffix}"
         self.state_topic = state_topic(settings)
+        self.representatives_topic = representatives_topic(settings)
         self.producers: dict[int, Any] = {}
         """The transactional producer of each `sightings` partition this worker tracks."""
         self.states: dict[int, PartitionState] = {}
@@ -513,6 +521,10 @@ class TrackingLoop(ConsumerLoop):
                     log.error("forward of %d bytes over the record limit, dropped: %r", size, group[index][1])
                 topic = self.settings.sightings_topic
                 sent += await send_records(producer, topic, partition, [(key, v) for v in packed.values])
+            tombstones = [(cluster_id.encode(), None) for cluster_id in state.take_expired()]
+            if tombstones:
+                topic = self.representatives_topic
+                sent += await send_records(producer, topic, 0, tombstones)
             for alert in alerts:
                 value = json.dumps(alert.to_json()).encode()
                 sent.append(

@@ -138,17 +138,32 @@ def assign_post(index: RepresentativeIndex, post: AnalyzedPost) -> Assigned:
 def track_in_order(tracker: ClusterTracker, index: RepresentativeIndex, post: AnalyzedPost) -> list[Alert]:
     """One tracker and one index, the stream in order (the embedded replay): the assignment analysis
     makes, merges absorbed at once (they happen in order only for posts of one second, whose post ids
-    run against the stream's order), reshares through the tracker's own `p:` records."""
+    run against the stream's order), reshares through the tracker's own `p:` records, and clusters the
+    tracker expires dropped from the index."""
+    if tracker.expired is None:
+        tracker.expired = []
     if post.reshare_of is not None:
-        return tracker.observe(post)
-    assigned = assign_post(index, post)
-    alerts: list[Alert] = []
-    for merged, into in assigned.merged:
-        state = read_state(tracker.store, merged)
-        if state is not None:
-            drop_state(tracker.store, merged)
-            alerts += tracker.absorb(into, state)
-    return alerts + tracker.observe_assigned(post, assigned.clusters)
+        alerts = tracker.observe(post)
+    else:
+        assigned = assign_post(index, post)
+        alerts = []
+        for merged, into in assigned.merged:
+            state = read_state(tracker.store, merged)
+            if state is not None:
+                drop_state(tracker.store, merged)
+                alerts += tracker.absorb(into, state)
+        alerts += tracker.observe_assigned(post, assigned.clusters)
+    if tracker.expired:  # as the trackers' tombstones drop them from the workers' indexes
+        index.remove(still_expired(tracker))
+    return alerts
+
+
+def still_expired(tracker: ClusterTracker) -> list[str]:
+    """The clusters expiry forgot since the last call (`tracker.expired`, emptied), less those counted
+    again since (a share that came with the event that moved the clock): their representatives go."""
+    expired = tracker.expired or []
+    tracker.expired = []
+    return [cluster_id for cluster_id in dict.fromkeys(expired) if "cl:" + cluster_id not in tracker.store]
 
 
 def merge_op(merged: str, into: str) -> Op:

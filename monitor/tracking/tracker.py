@@ -190,6 +190,9 @@ class ClusterTracker:
         self.watermark = 0
         """The latest event time seen (posts dated implausibly far in the future excepted)."""
         self._next_expiry: int | None = None
+        self.expired: list[str] | None = None
+        """Set to a list, collects the clusters expiry forgets (partitioned tracking: their
+        representatives are dropped from the replicated index); None: not collected."""
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
@@ -372,6 +375,8 @@ class ClusterTracker:
             self.store[key] = kept
         if plan.clusters:
             self.clusters.forget(set(plan.clusters))
+            if self.expired is not None:
+                self.expired.extend(sorted(plan.clusters))
         if len(plan):
             log.info("state expiry before %d: %d entries dropped", horizon, len(plan))
         return len(plan)
