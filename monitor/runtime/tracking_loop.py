@@ -161,7 +161,9 @@ def encode_key(key: str) -> bytes:
 
 
 def dumps(value: Any) -> bytes:
-    """JSON bytes; orjson, or `json` for what orjson refuses (an integer past 64 bits, NaN)."""
+    """JSON bytes; orjson, or `json` for what orjson refuses (a key that is not a string). The tracker's
+    records hold seconds, counts, levels, ids and hashes as hex: no integer past 64 bits (which orjson
+    refuses and `loads` would read back as a float) and no float that is not finite (written as null)."""
     try:
         return orjson.dumps(value)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
