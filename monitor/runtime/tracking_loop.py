@@ -73,6 +73,13 @@ BATCH_BYTES = 512 * 1024
 """A producer batch (one partition's records in one request): a batch's changelog is several hundred
 kilobytes, sent in a few requests instead of many of aiokafka's default 16 kB. Under the broker's
 `message.max.bytes` (1 MB)."""
+FETCH_MIN_BYTES = 256 * 1024
+FETCH_MAX_WAIT_MS = 250
+"""The broker answers a fetch of `sightings` once this many bytes are there, or after this long: batches of
+hundreds of posts, not a few. Each batch is a transaction, whose fixed cost (five requests to the broker,
+the changelog and forward batches) a tracker that is not saturated otherwise paid for every few posts
+(with four partitions at 4,000 sightings/s, each tracker spent more CPU per sighting than one tracker
+taking all of them); the price is at most a quarter second more before an alert."""
 _GONE = object()
 _PIN = "\x00gc"
 CLUSTER_PREFIX = "cl:"
@@ -391,7 +398,11 @@ class TrackingLoop(ConsumerLoop):
                 state.tracker.review = self.review
 
     def consumer_options(self) -> dict[str, Any]:
-        return {"isolation_level": "read_committed"}
+        return {
+            "isolation_level": "read_committed",
+            "fetch_min_bytes": FETCH_MIN_BYTES,
+            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+        }
 
     # --- ownership ------------------------------------------------------------------------------------
 
