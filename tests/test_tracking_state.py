@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import random
+import weakref
 from typing import Any
 
 from monitor.models import AnalyzedPost, ImageAnalysis, ImageHashes
@@ -89,5 +90,10 @@ def test_a_taken_partitions_state_is_left_out_of_garbage_collections() -> None:
         data = state.store.data
         assert len(data) > 100 and gc.is_tracked(data)
         assert not any(held is data for held in gc.get_objects()), "the state is in a collected generation"
+        # Out of the collector's reach, it must be in no cycle: a partition given up frees its state.
+        journal = weakref.ref(state.store)
+        del data, state
+        loop.states.clear()
+        assert journal() is None, "a revoked partition's state would be kept for good"
     finally:
         gc.unfreeze()
