@@ -29,8 +29,9 @@ distance), 40% reshares of a live post. Three set-ups:
   forwards, `share`), each decoded from JSON as the tracking loop decodes it. The slowest partition's
   line gives its operations per second (a post is 2-3 operations).
 - `--broker HOST:PORT`: P real `TrackingLoop` processes over a `sightings` topic of P partitions on the
-  broker (benchmarks/tracker_broker.py): Kafka reads, transactions, state changelog and forwards
-  included; fresh state, N population posts then the workload.
+  broker (benchmarks/tracker_broker.py, which also runs on its own with repeats): Kafka reads,
+  transactions, state changelog and forwards included; fresh state, N population posts tracked through
+  the broker, then the workload, timed apart.
 
 Rates are by wall clock and by the process's CPU time: on a shared machine the CPU figure is the steady
 one, and with fewer cores than partitions the wall-clock total cannot grow past the cores. Memory per live
@@ -141,23 +142,27 @@ def check_bulk(n: int = 300) -> None:
             raise SystemExit(f"bulk population differs from the tracker's state: {differ}")
 
 
-def mix(count: int, pictures: list[ImageHashes], seed: int) -> list[tuple[AnalyzedPost, str]]:
-    """The workload, each sighting with the cluster it is keyed by (what analysis assigns upstream)."""
+def mix(
+    count: int, pictures: list[ImageHashes], seed: int, prefix: str = "", start: int = T0
+) -> list[tuple[AnalyzedPost, str]]:
+    """The workload, each sighting with the cluster it is keyed by (what analysis assigns upstream); 50
+    sightings a second from `start`, post ids `n`/`u`/`r` + `prefix` + the sighting's number."""
     rng = random.Random(seed)
     n = len(pictures)
     sightings = []
     for i in range(count):
-        second = T0 + i // 50
+        second = start + i // 50
         roll = rng.random()
+        name = f"{prefix}{i}"
         if roll < 0.3:
             hashes = random_hashes(rng)
-            sightings.append((post(f"n{i}", second, hashes), cluster_of(hashes)))
+            sightings.append((post(f"n{name}", second, hashes), cluster_of(hashes)))
         elif roll < 0.6:
             j = rng.randrange(n)
-            sightings.append((post(f"u{i}", second, near(pictures[j], rng)), cluster_of(pictures[j])))
+            sightings.append((post(f"u{name}", second, near(pictures[j], rng)), cluster_of(pictures[j])))
         else:
             j = rng.randrange(n)
-            sightings.append((post(f"r{i}", second, None, reshare_of=f"p{j}"), cluster_of(pictures[j])))
+            sightings.append((post(f"r{name}", second, None, reshare_of=f"p{j}"), cluster_of(pictures[j])))
     return sightings
 
 
@@ -425,10 +430,11 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     if args.broker:
-        from benchmarks.tracker_broker import run_broker
+        from benchmarks.tracker_broker import report, run_broker
 
-        for partitions in args.partitions:
-            print(run_broker(args.broker, partitions, args.broker_sightings), flush=True)
+        for n in sizes or [10_000]:
+            for partitions in args.partitions:
+                print(report(run_broker(args.broker, partitions, args.broker_sightings, n)), flush=True)
 
     for n in args.index_sizes:
         r = _result(_worker(ROOT, Path(__file__), "--rep", str(n), "--lookups", str(lookups)))

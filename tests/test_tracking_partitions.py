@@ -55,9 +55,11 @@ def test_partition_of_is_where_kafka_puts_a_record_keyed_by_the_cluster_id() -> 
     kafka = DefaultPartitioner()
     rng = random.Random(1)
     ids = [cluster_id_of(rng.getrandbits(64)) for _ in range(2000)]
+    # post ids too (the post index is keyed by them): every length's tail bytes, and non-ASCII ones
+    keys = ids + [f"post-{'é' * (n % 5)}{rng.getrandbits(8 * (n % 23))}" for n in range(500)]
     for partitions in (1, 2, 4, 12):
         every = list(range(partitions))
-        assert [partition_of(c, partitions) for c in ids] == [kafka(c.encode(), every, every) for c in ids]
+        assert [partition_of(c, partitions) for c in keys] == [kafka(c.encode(), every, every) for c in keys]
     owned = [sum(partition_of(c, 4) == p for c in ids) for p in range(4)]
     assert min(owned) > 400, owned  # an even share each: capacity grows with partitions
     with pytest.raises(ValueError, match="at least 1"):
@@ -140,6 +142,46 @@ def test_two_workers_founding_one_picture_at_once_merge_into_the_lower_id_on_eve
         assert index.assign(copy).cluster_id == winner
     # A representative already held changes nothing.
     assert first.add(a.cluster_id, picture) == []
+
+
+def test_an_expired_cluster_leaves_the_index_and_the_index_shrinks_to_the_live_ones() -> None:
+    rng = random.Random(6)
+    reps = [random_hashes(rng) for _ in range(6_000)]
+    index = new_index()
+    for hashes in reps:
+        index.add(cluster_id_of(hashes.phash), hashes)
+    gone, kept = reps[:4_500], reps[4_500:]
+    assert index.remove(cluster_id_of(h.phash) for h in gone) == 4_500
+    assert index.remove([cluster_id_of(gone[0].phash), "c-never-held"]) == 0
+    assert len(index) == 1_500
+    # The removed rows went (a rebuild once they outnumbered the live ones): the memory is the live ones'.
+    fresh = new_index()
+    for hashes in kept:
+        fresh.add(cluster_id_of(hashes.phash), hashes)
+    assert index.memory_bytes <= 1.2 * fresh.memory_bytes
+    # A copy of an expired picture founds its cluster again; copies of live ones join theirs, as in an
+    # index that never held the expired ones.
+    for hashes in rng.sample(gone, 50):
+        assert index.nearest(reupload(hashes, rng)) is None
+    queries = [reupload(h, rng) for h in rng.sample(kept, 200)] + [random_hashes(rng) for _ in range(50)]
+    assert [index.nearest(q) for q in queries] == [fresh.nearest(q) for q in queries]
+    again = index.assign(gone[0])
+    assert again.founded and again.cluster_id == cluster_id_of(gone[0].phash)
+
+
+def test_clusters_merged_into_an_expired_one_still_count_as_it() -> None:
+    """Their merge marks forward their sightings to its id, so a worker that reads the topic after the
+    tombstone (the merged representatives without the winner's) reaches the same id."""
+    rng = random.Random(7)
+    picture = random_hashes(rng)
+    copy = reupload(picture, rng)
+    index = new_index()
+    a = index.assign(picture, (100.0, "p1"))
+    b_id = cluster_id_of(copy.phash)
+    assert index.add(b_id, copy, (200.0, "p2")) == [b_id]  # founded at once elsewhere, later: merged
+    index.remove([a.cluster_id])
+    late = reupload(copy, rng, phash_bits=1)
+    assert index.assign(late, (300.0, "p3")).cluster_id == a.cluster_id
 
 
 # --- merging cluster state ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from monitor.models import Alert, AnalyzedPost, ImageHashes
 from monitor.tracking.expiry import plan_expiry
 from monitor.tracking.partitions import RepresentativeIndex, partition_of
+from monitor.tracking.records import cluster_id_of
 from monitor.tracking.routing import (
     Op,
     Outcome,
@@ -224,6 +225,22 @@ def test_post_index_records_expire_with_their_post_and_merge_marks_stay() -> Non
     items = [("i:old", [T0, "c-1"]), ("i:new", [T0 + 500, "c-2"]), ("m:c-9", "c-1"), ("s:new", T0 + 500)]
     plan = plan_expiry(items, T0 + 100)
     assert set(plan.delete) == {"i:old"}
+
+
+def test_the_embedded_replay_drops_an_expired_clusters_representative_as_the_workers_do() -> None:
+    rng = random.Random(8)
+    old, live = random_hashes(rng), random_hashes(rng)
+    policy = ViralityPolicy(threshold=8, window_seconds=60, level_factor=3, retention_seconds=60)
+    tracker = ClusterTracker({}, policy, CLUSTER_DISTANCE, clock=lambda: T0 + 10_000)
+    index = RepresentativeIndex(CLUSTER_DISTANCE)
+    track_in_order(tracker, index, post("p1", T0, image(old)))
+    track_in_order(tracker, index, post("p2", T0 + 30, image(live)))
+    assert len(index) == 2
+    track_in_order(tracker, index, post("p3", T0 + 600, image(reupload(live, rng))))
+    assert cluster_id_of(old.phash) not in index, "expired: last shared past the retention"
+    # Its last share as old, but shared again by the very post that expired it: kept.
+    assert cluster_id_of(live.phash) in index and len(index) == 1
+    assert tracker.expired == []
 
 
 def test_an_item_that_is_not_an_operation_is_refused_with_the_reason() -> None:

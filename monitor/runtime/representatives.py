@@ -18,7 +18,10 @@ compacted topic `<app id>-cluster-representatives` (one partition, keyed by clus
 
 The value of a record is `[<representative as records.rep_value writes it>, <founding post's created_at>,
 <founding post id>]`: the founding post's (created_at, post id) decides which cluster a merge keeps, the
-same on every worker.
+same on every worker. A record without a value is a tombstone: the cluster's tracker expired it (state
+expiry, monitor/tracking/expiry.py) and wrote the tombstone in the same transaction; the representative
+leaves the index (`RepresentativeIndex.remove`), so the index holds the live clusters, and compaction
+drops the record from the topic.
 """
 
 from __future__ import annotations
@@ -148,7 +151,10 @@ class Representatives:
         merges = []
         for records in (await self._consumer.getmany(timeout_ms=timeout_ms)).values():
             for record in records:
-                if record.key is None or record.value is None:
+                if record.key is None:
+                    continue
+                if record.value is None:  # a tombstone: the cluster expired at its tracker
+                    self.index.remove([record.key.decode()])
                     continue
                 try:
                     hashes, rank = decode_representative(record.value)

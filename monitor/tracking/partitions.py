@@ -29,9 +29,9 @@ apply alone.
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-from aiokafka.partitioner import murmur2
 
 from monitor.imaging.hashes import usable_pdqs
 from monitor.imaging.pdq import MATCH_THRESHOLD
@@ -40,14 +40,44 @@ from monitor.models import AnalyzedPost, ImageHashes
 from monitor.tracking.clusters import dihedral_variants
 from monitor.tracking.records import cluster_id_of
 
+_M = 0x5BD1E995
+_WORDS = [struct.Struct(f"<{n}I") for n in range(64)]
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), unsigned; equal to aiokafka's
+    `murmur2` (tests/test_tracking_partitions.py) at about a third of its cost: the words are unpacked in
+    one call instead of byte by byte. A tracker computes it for every cluster id and post id it routes,
+    so aiokafka's took a twentieth of a partition's CPU."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    unpack = _WORDS[words].unpack_from if words < len(_WORDS) else struct.Struct(f"<{words}I").unpack_from
+    for k in unpack(data):
+        k = (k * _M) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * _M) & 0xFFFFFFFF
+        h = ((h * _M) & 0xFFFFFFFF) ^ k
+    tail = length & 3
+    if tail:
+        base = length - tail
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * _M) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * _M) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
 
 def partition_of(cluster_id: str, partitions: int) -> int:
     """The partition a record keyed by `cluster_id` lands in under Kafka's default partitioner (murmur2
     of the UTF-8 key, sign bit cleared, modulo the partition count), as aiokafka and the Java client
     compute it: so tests and benchmarks can split a stream exactly as the broker will."""
+    if partitions == 1:
+        return 0
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, not {partitions}")
-    return (int(murmur2(cluster_id.encode())) & 0x7FFFFFFF) % partitions
+    return (murmur2(cluster_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def split_by_partition(
@@ -75,6 +105,8 @@ class Assignment:
 Rank = tuple[float, str]
 """When a cluster was founded: its founding post's (created_at, post id). Merges keep the lowest rank."""
 NO_RANK: Rank = (math.inf, "")
+COMPACT_AFTER = 4096
+"""Removed representatives whose rows an index keeps before it may rebuild (at least as many as live)."""
 """The rank of a representative that carries none: after every ranked one, ties to the lowest id."""
 
 
@@ -89,7 +121,8 @@ class RepresentativeIndex:
         self.pdq_distance = pdq_distance
         self._phash = MultiIndex(64, max_distance)
         self._pdq = MultiIndex(256, pdq_distance)
-        self._ids: list[str] = []
+        self._ids: list[str | None] = []
+        """Each pHash row's cluster id; None for a removed representative (until `_compact`)."""
         self._pdq_owner: list[int] = []
         self._positions: dict[str, int] = {}
         self._parent: dict[str, str] = {}
@@ -98,7 +131,7 @@ class RepresentativeIndex:
         """Each cluster's founding (created_at, post id): the merge winner is the earliest."""
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._positions)
 
     def __contains__(self, cluster_id: object) -> bool:
         return cluster_id in self._positions
@@ -109,7 +142,8 @@ class RepresentativeIndex:
 
     def _by_phash(self, hashes: ImageHashes) -> list[tuple[int, str]]:
         ids, d = self._phash.within([hashes.phash])
-        return [(int(dist), self._ids[i]) for i, dist in zip(ids.tolist(), d.tolist(), strict=True)]
+        found = [(int(dist), self._ids[i]) for i, dist in zip(ids.tolist(), d.tolist(), strict=True)]
+        return [(dist, cluster_id) for dist, cluster_id in found if cluster_id is not None]
 
     def _by_pdq(self, hashes: ImageHashes) -> list[tuple[int, str]]:
         queries = [variant for value in usable_pdqs(hashes) for variant in dihedral_variants(value)]
@@ -117,7 +151,8 @@ class RepresentativeIndex:
         by_pdq: dict[str, int] = {}
         for row, dist in zip(ids.tolist(), d.tolist(), strict=True):
             cluster_id = self._ids[self._pdq_owner[row]]
-            by_pdq[cluster_id] = min(dist, by_pdq.get(cluster_id, dist))
+            if cluster_id is not None:
+                by_pdq[cluster_id] = min(dist, by_pdq.get(cluster_id, dist))
         return [(dist, cluster_id) for cluster_id, dist in by_pdq.items()]
 
     def nearest(self, hashes: ImageHashes) -> str | None:
@@ -174,6 +209,43 @@ class RepresentativeIndex:
         for root in roots - {winner}:
             self._parent[root] = winner
         return sorted(roots - {winner})
+
+    def remove(self, cluster_ids: Iterable[str]) -> int:
+        """Forget representatives: their clusters expired (the tracker wrote tombstones for them in the
+        replicated topic). Their rows stop answering at once and go when removed rows outnumber the live
+        ones, so the index holds the live clusters (at most twice their rows), not every cluster ever
+        founded. Returns how many were held.
+
+        Clusters merged into a removed one keep counting as it (their merge marks forward their
+        sightings to its id), so its rank is kept while any is held; a worker that starts later reads
+        them without it and reaches the same id through those marks."""
+        removed = []
+        for cluster_id in cluster_ids:
+            position = self._positions.pop(cluster_id, None)
+            if position is not None:
+                self._ids[position] = None
+                removed.append(cluster_id)
+        if not removed:
+            return 0
+        winners = {self.canonical(other) for other in list(self._parent)}
+        for cluster_id in removed:
+            if cluster_id not in winners:
+                self._rank.pop(cluster_id, None)
+        if len(self._ids) - len(self._positions) > max(COMPACT_AFTER, len(self._positions)):
+            self._compact()
+        return len(removed)
+
+    def _compact(self) -> None:
+        """The indexes rebuilt from the live representatives' rows (look-ups depend on the set held
+        only, never on positions, so every worker answers alike however often it compacted)."""
+        live = [position for position, cluster_id in enumerate(self._ids) if cluster_id is not None]
+        renumber = {old: new for new, old in enumerate(live)}
+        pdq_rows = [row for row, owner in enumerate(self._pdq_owner) if owner in renumber]
+        self._phash = MultiIndex(64, self.max_distance, self._phash.rows[live])
+        self._pdq = MultiIndex(256, self.pdq_distance, self._pdq.rows[pdq_rows])
+        self._pdq_owner = [renumber[self._pdq_owner[row]] for row in pdq_rows]
+        self._ids = [self._ids[position] for position in live]
+        self._positions = {str(cluster_id): new for new, cluster_id in enumerate(self._ids)}
 
     def canonical(self, cluster_id: str) -> str:
         """The cluster `cluster_id` is now counted as: itself, or the earliest-founded (then lowest id) of

@@ -43,10 +43,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.models import Alert, AnalyzedPost, ImageHashes
+from monitor.models import Alert, AnalyzedPost, BankMatchReason, ImageHashes, ProvenanceReason, Reason
 from monitor.tracking.partitions import RepresentativeIndex, partition_of, split_by_partition
 from monitor.tracking.records import cluster_id_of, decode_state, drop_state, encode_state, read_state
-from monitor.tracking.tracker import ClusterTracker
+from monitor.tracking.tracker import ClusterTracker, ImageCount
 
 log = logging.getLogger("monitor.tracking.routing")
 
@@ -138,17 +138,32 @@ def assign_post(index: RepresentativeIndex, post: AnalyzedPost) -> Assigned:
 def track_in_order(tracker: ClusterTracker, index: RepresentativeIndex, post: AnalyzedPost) -> list[Alert]:
     """One tracker and one index, the stream in order (the embedded replay): the assignment analysis
     makes, merges absorbed at once (they happen in order only for posts of one second, whose post ids
-    run against the stream's order), reshares through the tracker's own `p:` records."""
+    run against the stream's order), reshares through the tracker's own `p:` records, and clusters the
+    tracker expires dropped from the index."""
+    if tracker.expired is None:
+        tracker.expired = []
     if post.reshare_of is not None:
-        return tracker.observe(post)
-    assigned = assign_post(index, post)
-    alerts: list[Alert] = []
-    for merged, into in assigned.merged:
-        state = read_state(tracker.store, merged)
-        if state is not None:
-            drop_state(tracker.store, merged)
-            alerts += tracker.absorb(into, state)
-    return alerts + tracker.observe_assigned(post, assigned.clusters)
+        alerts = tracker.observe(post)
+    else:
+        assigned = assign_post(index, post)
+        alerts = []
+        for merged, into in assigned.merged:
+            state = read_state(tracker.store, merged)
+            if state is not None:
+                drop_state(tracker.store, merged)
+                alerts += tracker.absorb(into, state)
+        alerts += tracker.observe_assigned(post, assigned.clusters)
+    if tracker.expired:  # as the trackers' tombstones drop them from the workers' indexes
+        index.remove(still_expired(tracker))
+    return alerts
+
+
+def still_expired(tracker: ClusterTracker) -> list[str]:
+    """The clusters expiry forgot since the last call (`tracker.expired`, emptied), less those counted
+    again since (a share that came with the event that moved the clock): their representatives go."""
+    expired = tracker.expired or []
+    tracker.expired = []
+    return [cluster_id for cluster_id in dict.fromkeys(expired) if "cl:" + cluster_id not in tracker.store]
 
 
 def merge_op(merged: str, into: str) -> Op:
@@ -186,9 +201,7 @@ class PartitionRouter:
         operation is refused with ValueError (the caller logs and skips it)."""
         op = item.get("op")
         if op == "count":
-            self._count(
-                AnalyzedPost.from_json(item["post"]), list(item["clusters"]), item.get("seen"), outcome
-            )
+            self._count(item["post"], list(item["clusters"]), item.get("seen"), outcome)
         elif op == "post":
             self._index(str(item["id"]), int(item["t"]), [str(c) for c in item["clusters"]], outcome)
         elif op == "reshare":
@@ -213,40 +226,79 @@ class PartitionRouter:
     def resolve(self, cluster_id: str) -> str:
         """The cluster `cluster_id` counts as, as far as this partition knows: its merge marks, followed
         while they stay here (a winner owned elsewhere is followed there, by the forward)."""
+        return self._where(cluster_id)[0]
+
+    def _where(self, cluster_id: str) -> tuple[str, bool]:
+        """`resolve`, and whether this partition owns the cluster it resolves to (one partition
+        computation per cluster: `partition_of` hashes the id)."""
         for _ in range(MAX_HOPS):
             if not self.owns(cluster_id):
-                return cluster_id
+                return cluster_id, False
             into = self.store.get("m:" + cluster_id)
             if into is None:
-                return cluster_id
+                return cluster_id, True
             cluster_id = str(into)
         log.error("merge chain longer than %d at %s: followed no further", MAX_HOPS, cluster_id)
-        return cluster_id
+        return cluster_id, self.owns(cluster_id)
 
     @staticmethod
     def _seen(seen: str | None, post_id: str, cluster_id: str) -> str:
         return seen or f"{post_id}>{cluster_id}"
 
-    def _count(self, post: AnalyzedPost, clusters: list[str | None], seen: str | None, out: Outcome) -> None:
-        here: list[str | None] = [None] * len(clusters)
+    def _read_images(
+        self, images: list[dict[str, Any]], clusters: list[str | None]
+    ) -> dict[int, tuple[list[Reason], str | None, bool]]:
+        """What counting reads of a `count`'s images (the JSON of `ImageAnalysis`), by position, for those
+        with a cluster: (evidence, URL, copy of a dismissed picture), as `ClusterTracker._observe` reads
+        them of an `AnalyzedPost`. All read before anything is counted: a malformed image counts nothing."""
+        negatives = self.tracker.review.negatives
+        read: dict[int, tuple[list[Reason], str | None, bool]] = {}
+        for i, (image, cluster_id) in enumerate(zip(images, clusters, strict=True)):
+            hashes = image.get("hashes")
+            if cluster_id is None or not hashes:
+                continue
+            reasons: list[Reason] = []
+            match = image.get("bank_match")
+            if match:
+                reasons.append(BankMatchReason(match["bank_cluster"], match["hash"], int(match["distance"])))
+            reasons += [ProvenanceReason(marker) for marker in image.get("provenance") or ()]
+            negative = bool(len(negatives)) and negatives.matches(ImageHashes.from_json(hashes))
+            read[i] = (reasons, image.get("url"), negative)
+        return read
+
+    def _count(
+        self, post: dict[str, Any], clusters: list[str | None], seen: str | None, out: Outcome
+    ) -> None:
+        """A `count`: the post's images of the clusters this partition owns, counted; an image of a
+        cluster that merged into one owned elsewhere, forwarded there under an id of its own."""
+        post_id = str(post["post_id"])
+        second = int(float(post["created_at"]))
+        narrative = post.get("narrative")
+        images = list(post.get("images") or ())
+        if len(clusters) != len(images):
+            raise ValueError(f"post {post_id}: {len(clusters)} cluster ids for {len(images)} images")
+        read = self._read_images(images, clusters)
+        here: list[ImageCount] = []
+        counts_here = False
         for i, cluster_id in enumerate(clusters):
             if cluster_id is None:
                 continue
-            winner = self.resolve(cluster_id)
-            if self.owns(winner) and winner == cluster_id:
-                here[i] = winner
-            elif self.owns(winner):  # merged into a cluster of this partition: counted under its own id
-                alone: list[str | None] = [None] * len(clusters)
-                alone[i] = winner
-                seen_as = self._seen(seen, post.post_id, cluster_id)
-                out.alerts += self.tracker.observe_assigned(post, alone, seen_as=seen_as)
+            winner, owned = self._where(cluster_id)
+            if owned and winner == cluster_id:
+                counts_here = True
+                if i in read:
+                    here.append((winner, *read[i]))
+            elif owned:  # merged into a cluster of this partition: counted under its own id
+                alone = [(winner, *read[i])] if i in read else []
+                seen_as = self._seen(seen, post_id, cluster_id)
+                out.alerts += self.tracker.observe_images(post_id, second, narrative, alone, seen_as)
             else:
                 forward: list[str | None] = [None] * len(clusters)
                 forward[i] = winner
-                item = {"op": "count", "post": post.to_json(), "clusters": forward}
-                out.forwards.append((winner, {**item, "seen": self._seen(seen, post.post_id, cluster_id)}))
-        if any(c is not None for c in here):
-            out.alerts += self.tracker.observe_assigned(post, here, seen_as=seen)
+                item = {"op": "count", "post": post, "clusters": forward}
+                out.forwards.append((winner, {**item, "seen": self._seen(seen, post_id, cluster_id)}))
+        if counts_here:
+            out.alerts += self.tracker.observe_images(post_id, second, narrative, here, seen)
 
     def _share(
         self,
@@ -259,12 +311,12 @@ class PartitionRouter:
     ) -> None:
         here: list[str] = []
         for cluster_id in clusters:
-            winner = self.resolve(cluster_id)
+            winner, owned = self._where(cluster_id)
             if winner == cluster_id:
                 here.append(cluster_id)
                 continue
             seen_as = self._seen(seen, post_id, cluster_id)
-            if self.owns(winner):
+            if owned:
                 out.alerts += self.tracker.observe_share(post_id, second, narrative, [winner], seen_as)
             else:
                 item = {"op": "share", "id": post_id, "t": second, "narrative": narrative}

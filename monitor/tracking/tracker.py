@@ -82,6 +82,10 @@ timestamp (year 2099) must not expire all state at once."""
 MAX_SAMPLES = 5
 _KIND_ORDER = {kind: order for order, kind in enumerate(REASON_KINDS)}
 
+ImageCount = tuple[str, list[Reason], str | None, bool]
+"""One image of a post, as counting needs it: (its cluster, its evidence (bank match, provenance marks),
+its URL, whether it is a copy of a picture an analyst dismissed)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ViralityPolicy:
@@ -186,6 +190,9 @@ class ClusterTracker:
         self.watermark = 0
         """The latest event time seen (posts dated implausibly far in the future excepted)."""
         self._next_expiry: int | None = None
+        self.expired: list[str] | None = None
+        """Set to a list, collects the clusters expiry forgets (partitioned tracking: their
+        representatives are dropped from the replicated index); None: not collected."""
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
@@ -224,10 +231,7 @@ class ClusterTracker:
         self._advance(second)
         touched: dict[str, tuple[int, int]] = {}
         self._count(post_id, second, list(clusters), _narrative_reasons(narrative), {}, touched)
-        alerts: list[Alert] = []
-        for cluster_id, (first, last) in touched.items():
-            alerts.extend(self._evaluate(cluster_id, first, last))
-        return alerts
+        return self._evaluate_touched(touched)
 
     def advance(self, second: int) -> None:
         """Move the event-time clock (and expire) for an event that counts nothing here (a post index
@@ -260,10 +264,7 @@ class ClusterTracker:
             self._count(post.post_id, second, parents, _narrative_reasons(narrative), {}, touched)
         else:
             image_reasons = _image_reasons(post)
-            clusters: list[str] = []
-            per_cluster: dict[str, list[Reason]] = {}
-            urls: dict[str, str] = {}
-            refuted: set[str] = set()
+            images: list[ImageCount] = []
             for i, image in enumerate(post.images):
                 if image.hashes is None:
                     continue
@@ -274,23 +275,64 @@ class ClusterTracker:
                     if given is None:
                         continue
                     cluster_id = given
-                if cluster_id not in per_cluster:
-                    clusters.append(cluster_id)
-                    per_cluster[cluster_id] = []
-                if self.review.negatives.matches(image.hashes):
-                    refuted.add(cluster_id)  # a copy of a dismissed picture: no evidence, no alert
-                    continue
-                per_cluster[cluster_id].extend(image_reasons[i])
-                if image.url and cluster_id not in urls:
-                    urls[cluster_id] = image.url
-            self._count(post.post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
-            for cluster_id, url in urls.items():
-                meta = read_meta(self.store["cl:" + cluster_id])
-                if not meta[IMAGE_URL]:
-                    meta[IMAGE_URL] = url
-                    self.store["cl:" + cluster_id] = tuple(meta)
-            for cluster_id in refuted:
-                self.store.setdefault("x:" + cluster_id, 1)  # an analyst dismissed one of its pictures
+                negative = self.review.negatives.matches(image.hashes)
+                images.append((cluster_id, image_reasons[i], image.url, negative))
+            self._count_images(post.post_id, second, narrative, images, touched)
+        return self._evaluate_touched(touched)
+
+    def observe_images(
+        self,
+        post_id: str,
+        second: int,
+        narrative: dict[str, Any] | None,
+        images: Sequence[ImageCount],
+        seen_as: str | None = None,
+    ) -> list[Alert]:
+        """`observe_assigned` for a post given as what counting reads of it: its id, second, narrative
+        match (`{"narrative_id", "score"}` or None) and its images counted here, each `ImageCount`.
+        Partitioned tracking (routing.py) reads these straight from a sighting's JSON: building the
+        `AnalyzedPost` (frozen dataclasses, hashes parsed from hex) cost more than counting it."""
+        seen = "s:" + (seen_as or post_id)
+        if self.store.get(seen) is not None:
+            return []
+        self.store[seen] = second
+        self._advance(second)
+        touched: dict[str, tuple[int, int]] = {}
+        self._count_images(post_id, second, narrative, images, touched)
+        return self._evaluate_touched(touched)
+
+    def _count_images(
+        self,
+        post_id: str,
+        second: int,
+        narrative: dict[str, Any] | None,
+        images: Sequence[ImageCount],
+        touched: dict[str, tuple[int, int]],
+    ) -> None:
+        clusters: list[str] = []
+        per_cluster: dict[str, list[Reason]] = {}
+        urls: dict[str, str] = {}
+        refuted: set[str] = set()
+        for cluster_id, reasons, url, negative in images:
+            if cluster_id not in per_cluster:
+                clusters.append(cluster_id)
+                per_cluster[cluster_id] = []
+            if negative:
+                refuted.add(cluster_id)  # a copy of a dismissed picture: no evidence, no alert
+                continue
+            per_cluster[cluster_id].extend(reasons)
+            if url and cluster_id not in urls:
+                urls[cluster_id] = url
+        self._count(post_id, second, clusters, _narrative_reasons(narrative), per_cluster, touched)
+        for cluster_id, url in urls.items():
+            meta = read_meta(self.store["cl:" + cluster_id])
+            if not meta[IMAGE_URL]:
+                meta[IMAGE_URL] = url
+                self.store["cl:" + cluster_id] = tuple(meta)
+        for cluster_id in refuted:
+            self.store.setdefault("x:" + cluster_id, 1)  # an analyst dismissed one of its pictures
+
+    def _evaluate_touched(self, touched: dict[str, tuple[int, int]]) -> list[Alert]:
         alerts: list[Alert] = []
         for cluster_id, (first, last) in touched.items():
             alerts.extend(self._evaluate(cluster_id, first, last))
@@ -333,6 +375,8 @@ class ClusterTracker:
             self.store[key] = kept
         if plan.clusters:
             self.clusters.forget(set(plan.clusters))
+            if self.expired is not None:
+                self.expired.extend(sorted(plan.clusters))
         if len(plan):
             log.info("state expiry before %d: %d entries dropped", horizon, len(plan))
         return len(plan)
