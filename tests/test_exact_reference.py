@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from monitor.bank.store import NarrativeExample
-from monitor.narratives.encoders import E5EngineEncoder, E5Encoder, exact_of
+from monitor.narratives.encoders import E5Encoder, E5EngineEncoder, exact_of
 from monitor.narratives.matcher import EXACT_BAND, NarrativeMatcher
 
 BACKGROUND = ("bg one", "bg two", "bg three", "bg four")
