@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, TUNING_DATA, load_dataset
+from monitor.narratives.encoders import exact_of, views_of
 from monitor.narratives.matcher import load_encoder
 from monitor.pipeline import make_narrative_matcher
 from monitor.settings import load_settings
@@ -45,6 +46,16 @@ def tuning_paths() -> dict[str, Path]:
 def decisions() -> dict[str, Any]:
     settings = load_settings()
     encoder = load_encoder(settings.narrative_model)
+    asked = {"texts": 0, "counting": False}
+    for view in views_of(encoder):
+        reference = exact_of(view.encoder)
+        if reference is not view.encoder:  # count the close calls taken again on the reference
+
+            def counted(texts: Sequence[str], _encode: Any = reference.encode) -> Any:
+                asked["texts"] += len(texts) if asked["counting"] else 0
+                return _encode(texts)
+
+            reference.encode = counted  # type: ignore[method-assign]
     out: dict[str, Any] = {"model": settings.narrative_model, "sets": {}}
     with tempfile.TemporaryDirectory() as bank_dir:
         for name, path in tuning_paths().items():
@@ -52,11 +63,16 @@ def decisions() -> dict[str, Any]:
             texts = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
             matcher = make_narrative_matcher(settings, encoder, data.examples, bank_dir=Path(bank_dir))
             start = time.process_time()
+            asked["counting"], asked["texts"] = True, 0
             found = matcher.match_many(texts)
+            asked["counting"] = False
             took = time.process_time() - start
             out["sets"][name] = [[d.narrative_id, d.score] if d else [None, 0.0] for d in found]
             matched = sum(d is not None for d in found)
-            print(f"{name}: {len(texts)} captions, {matched} matched, {took:.1f} s CPU")
+            print(
+                f"{name}: {len(texts)} captions, {matched} matched, {took:.1f} s CPU; "
+                f"{asked['texts']} texts of close calls embedded again by a reference model"
+            )
     return out
 
 
