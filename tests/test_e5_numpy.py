@@ -73,3 +73,13 @@ def test_the_encoder_embeds_captions_as_unit_rows() -> None:
     vectors = encoder.encode(["Flood in the capital", "Inondation dans la capitale", "a cat on a sofa"])
     assert vectors.shape == (3, 384)
     assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2])
+
+
+def test_threads_sharing_the_model_get_the_vectors_they_would_alone(ours: E5Numpy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = [ours.query([c]) for c in CAPTIONS[:4]]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda c: ours.query([c]), CAPTIONS[:4] * 3))
+    for i, vectors in enumerate(together):
+        np.testing.assert_allclose(vectors, alone[i % 4], atol=1e-6)

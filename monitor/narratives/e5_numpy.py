@@ -28,6 +28,7 @@ from __future__ import annotations
 import mmap
 import re
 import struct
+import threading
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -300,6 +301,7 @@ class E5Numpy:
         ]
         self.dim = h
         self._work: _Work | None = None
+        self._lock = threading.Lock()  # one pass at a time: the buffers are shared
 
     def query(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, 384) unit rows of e5 "query: " texts."""
@@ -324,7 +326,8 @@ class E5Numpy:
             while end < len(windows) and (end == at or tokens + len(windows[end][1]) + 2 <= CHUNK_TOKENS):
                 tokens += len(windows[end][1]) + 2
                 end += 1
-            pooled = self._forward([w for _, w in windows[at:end]])
+            with self._lock:
+                pooled = self._forward([w for _, w in windows[at:end]])
             for (row, content), vector in zip(windows[at:end], pooled, strict=True):
                 weight = max(len(content), 1)
                 out[row] += np.float32(weight) * vector
