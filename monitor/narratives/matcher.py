@@ -732,9 +732,9 @@ class NarrativeMatcher:
         reach): its best score or its lead over the runner-up that close to the threshold or margin."""
         if not np.isfinite(row).any():
             return False
-        ranked = self._ranked(row)
-        top = ranked[0][1]
-        lead = top - (ranked[1][1] if len(ranked) > 1 else -1.0)
+        best = np.partition(row, -2)[-2:] if len(row) > 1 else np.array([-np.inf, row[0]])
+        top = self.to_score(float(best[1]))
+        lead = top - (self.to_score(float(best[0])) if np.isfinite(best[0]) else -1.0)
         if abs(top - self.threshold) < EXACT_BAND:
             return True
         return top > self.threshold - EXACT_BAND and abs(lead - self.margin) < EXACT_BAND
