@@ -57,8 +57,10 @@ brute force's. Figures are medians; ratios measured in the same run are what to 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import io
+import json
 import math
 import random
 import statistics
@@ -230,9 +232,15 @@ def tiles(image: Image.Image, rng: random.Random, count: int) -> list[Image.Imag
 class Query:
     name: str
     kind: str
-    data: bytes
+    make: Callable[[], bytes]
+    """Draws the query's file: queries are made one at a time as they are matched (12,000 of them held at
+    once took gigabytes), and not at all when a resumed run has their results already."""
     truth: str | None
     """The bank cluster it is a copy of, or None for a negative."""
+
+    @property
+    def data(self) -> bytes:
+        return self.make()
 
 
 @dataclass
@@ -251,11 +259,14 @@ def build(
     flat_count: int,
     renders: int,
     tag: str = "",
+    renders_only: bool = False,
 ) -> Dataset:
     """Banked photos and smooth renders; their edited and evaded copies; negatives (see the module doc).
 
     `tag` draws every seeded thing (renders, flat pictures, tiles, each change) from other seeds: the same
-    photos, changed differently, with renders and flat pictures never drawn before."""
+    photos, changed differently, with renders and flat pictures never drawn before. `renders_only` keeps
+    the smooth renders' copies and the negatives that look like them (soft flat pictures, look-alike
+    renders): the weak spot, quick to iterate on."""
     first = zlib.crc32(tag.encode()) % 1_000_000 if tag else 0
     # the first seed of the changes: 0 for the default set
     if dataset == "eval":
@@ -282,40 +293,70 @@ def build(
     }
     rng = random.Random(f"{dataset}-negatives{tag}")
     queries: list[Query] = []
-    for name, image in {**banked, **smooth}.items():
+    queried = {**smooth} if renders_only else {**banked, **smooth}
+    for name, image in queried.items():
         suffix = " (render)" if name.startswith("render:") else ""
         for kind in CHANGES:
             for seed in range(first, first + seeds):
-                queries.append(Query(f"{name}/{kind}/{seed}", kind + suffix, change(kind, image, seed), name))
-    for name, image in others.items():
-        queries.append(Query(f"{name}/original", "other photo", jpeg(image, 90), None))
+                queries.append(
+                    Query(f"{name}/{kind}/{seed}", kind + suffix, _changed(kind, image, seed), name)
+                )
+    for name, image in {} if renders_only else others.items():
+        queries.append(Query(f"{name}/original", "other photo", _jpeg(image, 90), None))
         for kind in CHANGES:
             for seed in range(first, first + negative_seeds):
                 queries.append(
-                    Query(f"{name}/{kind}/{seed}", "other photo, changed", change(kind, image, seed), None)
+                    Query(f"{name}/{kind}/{seed}", "other photo, changed", _changed(kind, image, seed), None)
                 )
         for i, tile in enumerate(tiles(image, rng, tile_count)):
-            queries.append(Query(f"{name}/tile{i}", "tile of other photo", jpeg(tile, 85), None))
+            queries.append(Query(f"{name}/tile{i}", "tile of other photo", _jpeg(tile, 85), None))
     for kind in FLAT_KINDS:
+        if renders_only and kind not in SMOOTH_KINDS:
+            continue
         for i in range(flat_count):
-            picture = flat_negative(kind, f"{dataset}{tag}{i}")
             queries.append(
-                Query(f"flat:{kind}/{i}", f"flat: {kind}", jpeg(picture, rng.randrange(70, 93)), None)
+                Query(
+                    f"flat:{kind}/{i}",
+                    f"flat: {kind}",
+                    _flat(kind, f"{dataset}{tag}{i}", rng.randrange(70, 93)),
+                    None,
+                )
             )
     for kind in SMOOTH_KINDS:
         for i in range(renders, renders + max(1, flat_count // 30)):
-            picture = smooth_picture(kind, f"{dataset}{tag}{i}")
+            seed_text = f"{dataset}{tag}{i}"
             for change_kind in CHANGES:
                 queries.append(
                     Query(
                         f"render:{kind}-{i}/{change_kind}",
                         "look-alike render, changed",
-                        change(change_kind, picture, first + i),
+                        _lookalike(kind, seed_text, change_kind, first + i),
                         None,
                     )
                 )
     bank = {n: jpeg(i, 92) for n, i in {**banked, **smooth}.items()}
     return Dataset(bank, queries, len(others))
+
+
+def _changed(kind: str, image: Image.Image, seed: int) -> Callable[[], bytes]:
+    return lambda: change(kind, image, seed)
+
+
+def _jpeg(image: Image.Image, quality: int) -> Callable[[], bytes]:
+    return lambda: jpeg(image, quality)
+
+
+def _flat(kind: str, seed: str, quality: int) -> Callable[[], bytes]:
+    return lambda: jpeg(flat_negative(kind, seed), quality)
+
+
+@functools.lru_cache(maxsize=4)
+def _smooth(kind: str, seed: str) -> Image.Image:
+    return smooth_picture(kind, seed)
+
+
+def _lookalike(kind: str, seed: str, change_kind: str, change_seed: int) -> Callable[[], bytes]:
+    return lambda: change(change_kind, _smooth(kind, seed), change_seed)
 
 
 CHANGES = (*EDITS, *EVASIONS)
@@ -422,29 +463,64 @@ class Outcome:
     missed: list[str] = field(default_factory=list)
 
 
-def run(decide: Decide, queries: Sequence[Query], stats: OursStats | None = None) -> Outcome:
+def run(
+    decide: Decide,
+    queries: Sequence[Query],
+    stats: OursStats | None = None,
+    results: Path | None = None,
+    method: str = "",
+) -> Outcome:
+    """Every query decided, or, with `results` (a JSON-lines file), the queries it holds taken from it and
+    the others decided and appended to it one by one: a run that is stopped goes on where it was."""
+    done: dict[str, dict[str, object]] = {}
+    if results is not None and results.exists():
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("method") == method:
+                done[str(record["name"])] = record
+    sink = results.open("a") if results is not None else None
     out = Outcome()
-    for q in queries:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        got = decide(q.data)
-        seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        out.seconds.append(seconds)
-        out.cpu.append(cpu)
-        (out.unseen_seconds if q.truth is None else out.hit_seconds).append(seconds)
-        (out.unseen_cpu if q.truth is None else out.hit_cpu).append(cpu)
-        how = f" ({stats.last})" if stats is not None and got is not None else ""
-        if q.truth is None:
-            out.false[q.kind].append(got is not None)
-            if got is not None:
-                out.false_names.append(f"{q.name} -> {got}{how}")
-        else:
-            out.found[q.kind].append(got == q.truth)
-            out.false["(wrong cluster)"].append(got is not None and got != q.truth)
-            if got is not None and got != q.truth:
-                out.false_names.append(f"{q.name} -> {got}{how} (wrong cluster)")
-            elif got is None:
-                out.missed.append(q.name)
+    try:
+        for q in queries:
+            record = done.get(q.name)
+            if record is None:
+                data = q.make()
+                start, start_cpu = time.perf_counter(), time.process_time()
+                got = decide(data)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+                how = f" ({stats.last})" if stats is not None and got is not None else ""
+                record = {"method": method, "name": q.name, "got": got, "how": how, "s": seconds, "cpu": cpu}
+                if sink is not None:
+                    sink.write(json.dumps(record) + "\n")
+                    sink.flush()
+            elif stats is not None and record["got"] is not None:
+                stats.stages[str(record["how"]).strip(" ()").split(" ")[0]] += 1
+            _count(out, q, record)
+    finally:
+        if sink is not None:
+            sink.close()
     return out
+
+
+def _count(out: Outcome, q: Query, record: dict[str, object]) -> None:
+    got = record["got"]
+    how = str(record["how"])
+    seconds, cpu = float(record["s"]), float(record["cpu"])  # type: ignore[arg-type]
+    out.seconds.append(seconds)
+    out.cpu.append(cpu)
+    (out.unseen_seconds if q.truth is None else out.hit_seconds).append(seconds)
+    (out.unseen_cpu if q.truth is None else out.hit_cpu).append(cpu)
+    if q.truth is None:
+        out.false[q.kind].append(got is not None)
+        if got is not None:
+            out.false_names.append(f"{q.name} -> {got}{how}")
+    else:
+        out.found[q.kind].append(got == q.truth)
+        out.false["(wrong cluster)"].append(got is not None and got != q.truth)
+        if got is not None and got != q.truth:
+            out.false_names.append(f"{q.name} -> {got}{how} (wrong cluster)")
+        elif got is None:
+            out.missed.append(q.name)
 
 
 def pct(values: Sequence[bool]) -> str:
@@ -648,6 +724,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "on after the rules were chosen on the default seeds)",
     )
     parser.add_argument("--list", action="store_true", help="list false matches (with the stage) and misses")
+    parser.add_argument(
+        "--renders-only",
+        action="store_true",
+        help="only the smooth renders' copies and the negatives like them (soft flat pictures, look-alikes)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="a JSON-lines file each query's result is appended to; a run given the file of a stopped one "
+        "(same arguments, same code) takes the results there and decides only the rest",
+    )
     parser.add_argument("--skip-recall", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
@@ -660,7 +747,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         import tempfile
 
         data = build(
-            args.set, args.seeds, args.negative_seeds, args.tiles, args.flats, args.renders, args.tag
+            args.set,
+            args.seeds,
+            args.negative_seeds,
+            args.tiles,
+            args.flats,
+            args.renders,
+            args.tag,
+            args.renders_only,
         )
         positives = sum(q.truth is not None for q in data.queries)
         print(
@@ -679,7 +773,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             chosen = args.methods.split(",")
             tracked = {"ours": stats, "ours-before": before}
-            outcomes = {m: run(methods[m](), data.queries, tracked.get(m)) for m in methods if m in chosen}
+            outcomes = {
+                m: run(methods[m](), data.queries, tracked.get(m), args.results, m)
+                for m in methods
+                if m in chosen
+            }
         report_recall(outcomes, stats)
         if args.list:
             for m, outcome in outcomes.items():
@@ -687,7 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("\n".join(f"  {line}" for line in outcome.false_names))
                 print(f"{m}: copies missed ({len(outcome.missed)})")
                 print("\n".join(f"  {line}" for line in outcome.missed))
-        for q in data.queries[:: max(1, len(data.queries) // 2000)]:
+        for q in [] if args.skip_scale else data.queries[:: max(1, len(data.queries) // 2000)]:
             hashes = compute_hashes(decode_image(q.data, grey=True), regions=False)
             if hashes.pdq is not None:
                 real.append(hashes.pdq)
