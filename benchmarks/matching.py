@@ -730,6 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the smooth renders' copies and the negatives like them (soft flat pictures, look-alikes)",
     )
     parser.add_argument(
+        "--shard",
+        default="",
+        help="K/N: only every N-th query from the K-th (0-based), for N processes; their --results files, "
+        "concatenated and given to a run without --shard, report on the whole set",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         help="a JSON-lines file each query's result is appended to; a run given the file of a stopped one "
@@ -756,6 +762,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.tag,
             args.renders_only,
         )
+        if args.shard:
+            k, n = (int(x) for x in args.shard.split("/"))
+            data.queries = data.queries[k::n]
         positives = sum(q.truth is not None for q in data.queries)
         print(
             f"{args.set} set: {len(data.bank)} banked pictures (photos and smooth renders), "

@@ -32,7 +32,10 @@ from monitor.bank.store import Bank, BankImage
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import (
     MIN_INSIDE,
+    MIN_PDQ_FIT,
     MIN_TONE_FIT,
+    SMOOTH_PDQ_CHECKED,
+    Box,
     Evidence,
     LayoutIndex,
     assess,
@@ -46,7 +49,7 @@ from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
 from monitor.imaging.local_features import MIN_INLIERS, Features, LocalIndex, features, with_mirror
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, is_usable
 from monitor.imaging.phash_index import HashIndex
-from monitor.ingest.decode import DRAFT_TARGET, DecodeLimits, decode_image, header_size
+from monitor.ingest.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image, header_size
 from monitor.models import BankMatch, ImageHashes
 
 log = logging.getLogger(__name__)
@@ -76,26 +79,39 @@ def local_image(data: bytes, hashed: Image.Image, limits: DecodeLimits | None = 
 
 def local_views(image: Image.Image) -> list[Image.Image]:
     """What the local stage looks at: the whole image, then the picture inside its borders if any."""
+    return _local_views(image)[0]
+
+
+def _local_views(image: Image.Image) -> tuple[list[Image.Image], list[Box]]:
+    """`local_views` with each view's box in the image, as fractions (for its colour copy)."""
     grey = image if image.mode == "L" else image.convert("L")
-    views = [grey]
+    views, boxes = [grey], [(0.0, 0.0, 1.0, 1.0)]
     found = regions_of(grey)
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
-    return views
+        boxes.append(_fraction(found[0], grey.size))
+    return views, boxes
+
+
+def _fraction(box: tuple[int, int, int, int], size: tuple[int, int]) -> Box:
+    return (box[0] / size[0], box[1] / size[1], box[2] / size[0], box[3] / size[1])
 
 
 def layout_views(image: Image.Image, views: list[Image.Image]) -> list[Image.Image]:
     """What the layout stage looks at: the local stage's views, and the picture inside bands of one colour
     found with a tight tolerance (a smooth picture's soft colours can sit close to a band's)."""
-    grey = views[0]
+    tight = _tight_box(views[0])
+    return views if tight is None else [*views, views[0].crop(tight)]
+
+
+def _tight_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
     scale = min(1.0, BORDER_SIDE / max(grey.size))
     small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))))
     left, top, right, bottom = uniform_trim(np.asarray(small, dtype=np.float32), TIGHT_TOLERANCE, TIGHT_RUN)
     if (right - left, bottom - top) == small.size:
-        return views
+        return None
     fx, fy = grey.width / small.width, grey.height / small.height
-    box = (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
-    return [*views, grey.crop(box)]
+    return (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
 
 
 class BankMatcher:
@@ -165,7 +181,7 @@ class BankMatcher:
                 pdq_values.append(image.pdq)
                 self._pdq_clusters.append(image.cluster)
             if evidence.has_layout:
-                self._layouts.add(image.cluster, picture)
+                self._layouts.add(image.cluster, picture, _banked_colour(bank, image))
         self._pdq = PdqIndex(pdq_values)
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
@@ -180,10 +196,14 @@ class BankMatcher:
         keeps pictures or through `match_bytes`."""
         return len(self._local) > 0 or len(self._layouts) > 0
 
-    def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
+    def _best_pdq(self, hashes: ImageHashes, radius: int, smooth: bool = False) -> BankMatch | None:
+        """The nearest PDQ hit within `radius` to a cluster without a smooth banked picture, or (`smooth`)
+        to one with: those are checked pixel by pixel first (`match_local`)."""
         best: BankMatch | None = None
         for found in self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius):
-            if found is not None and (best is None or found.distance < best.distance):
+            if found is None or (self._pdq_clusters[found.index] in self._smooth) != smooth:
+                continue
+            if best is None or found.distance < best.distance:
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
 
@@ -219,10 +239,17 @@ class BankMatcher:
                 return BankMatch(self._phash_clusters[hit.index], "phash", hit.distance)
         return self._best_pdq(hashes, self.pdq_distance)
 
-    def match_local(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+    def match_local(
+        self, image: Image.Image, hashes: ImageHashes, data: bytes | None = None
+    ) -> BankMatch | None:
         """The match for an image the global hashes did not match, by the stages that need its picture:
-        a low-contrast query's PDQ after contrast normalisation, local features, smooth pictures'
-        layouts. None when none matches.
+        a low-contrast query's PDQ after contrast normalisation, a PDQ hit on a smooth banked picture
+        checked pixel by pixel, local features, smooth pictures' layouts and regions. None when none
+        matches.
+
+        `data`, the file's bytes, lets the checks of smooth matches compare colours (decoded again, small,
+        only when a smooth banked picture is a candidate); without it the PDQ check is grey only and no
+        region match is made.
 
         The distance reported is the PDQ distance to the nearest banked image of the matched cluster: it
         says how far the global hash was, and the `local` kind says what decided.
@@ -240,7 +267,15 @@ class BankMatcher:
                 return stretched
         if not self.has_local:
             return None
-        views = local_views(image)
+        views, boxes = _local_views(image)
+        colour = _ColourCopy(data)
+        if self._smooth:
+            smooth_hit = self._best_pdq(hashes, self.pdq_distance, smooth=True)
+            if smooth_hit is not None and (
+                smooth_hit.distance < SMOOTH_PDQ_CHECKED
+                or self._layouts.whole_fit(smooth_hit.bank_cluster, views, boxes, colour) >= MIN_PDQ_FIT
+            ):
+                return smooth_hit
         if len(self._local):
             for view in views:
                 found_features = features(view)
@@ -249,9 +284,15 @@ class BankMatcher:
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
-            hit = self._layouts.match(layout_views(image, views))
+            tight = _tight_box(views[0])
+            if tight is not None:
+                views, boxes = [*views, views[0].crop(tight)], [*boxes, _fraction(tight, views[0].size)]
+            hit = self._layouts.match(views)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
+            region = self._layouts.region_match(views, boxes, colour)
+            if region is not None:
+                return BankMatch(region[0], "region", self._distance_to(region[0], hashes))
         return None
 
     def _confirmed(self, cluster: str, query: Features, view: Image.Image) -> bool:
@@ -316,7 +357,7 @@ class BankMatcher:
         printed = fingerprint(data, limits)
         found = self.match(printed.hashes)
         if found is None:
-            found = self.match_local(local_image(data, printed.image, limits), printed.hashes)
+            found = self.match_local(local_image(data, printed.image, limits), printed.hashes, data)
         return printed.hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
@@ -334,6 +375,40 @@ class BankMatcher:
             stored = self._pdq.value(index)
             best = min([best, *((stored ^ q).bit_count() for q in queries)])
         return best
+
+
+class _ColourCopy:
+    """A query's colour copy, decoded from its bytes the first time a check asks (most queries never
+    meet a smooth candidate); None without bytes or when they do not decode."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = data
+        self._image: Image.Image | None = None
+        self._tried = False
+
+    def __call__(self) -> Image.Image | None:
+        if not self._tried:
+            self._tried = True
+            if self._data is not None:
+                try:
+                    self._image = decode_image(self._data, grey=False, draft=COLOUR_DRAFT)
+                except DecodeError:
+                    self._image = None
+        return self._image
+
+
+COLOUR_DRAFT = 256
+"""JPEG draft target of the colour copy: the checks compare 128 px thumbnails."""
+
+
+def _banked_colour(bank: Bank, image: BankImage) -> Image.Image | None:
+    """The colour copy of a banked picture (smooth ones: their checks compare colours)."""
+    if bank.directory is None or not image.file:
+        return None
+    try:
+        return decode_image((bank.directory / image.file).read_bytes(), grey=False, draft=COLOUR_DRAFT)
+    except (OSError, DecodeError):
+        return None
 
 
 _FEATURE_CACHE: LRUCache[str, list[Features]] = LRUCache(maxsize=10_000)

@@ -33,7 +33,7 @@ a tuning set drawn from seeds the benchmark's reported figures do not use (`--ta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,6 +67,15 @@ the pixel check (`check_layout`) let it come down to 0.90 (tuning set: look-alik
 fit 0.72-0.79; copies 0.90 and more, 13 more found)."""
 WINDOW_SCALES = (1.0, 0.9, 0.8)
 WINDOW_STEP = 0.1
+CROP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
+"""Windows (of each side) the region search starts from: crops keep 60-85 % of each side."""
+REGION_SHORTLIST = 0.70
+"""Least layout correlation (over the crop windows) that makes a banked smooth picture worth a region
+search: well under LAYOUT_MATCH, as the windows sit a twentieth of a side off a crop at worst."""
+REGION_CANDIDATES = 2
+"""Banked pictures searched per query, best layouts first."""
+REGION_SCALES = (0.84, 0.92, 1.0, 1.08, 1.16)
+"""Sizes tried around the window's for the query placed inside the banked picture."""
 
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
@@ -86,6 +95,30 @@ renders drawn from seeds never reported) look-alikes the local stage paired reac
 and more but for three under caption overlays or inside a meme screenshot (0.70-0.79)."""
 MIN_LAYOUT_FIT = 0.88
 """The same for a layout match (`check_layout`: in the view, turn and window that matched)."""
+MIN_REGION_FIT = 0.80
+"""Least share of a region match's overlap within 12 levels in grey (`tone_fit`)."""
+MIN_COLOUR_FIT = 0.80
+"""Least share within 12 levels in every colour channel (`colour_fit`) for a region match, or for a PDQ
+hit on a smooth banked picture."""
+MIN_PLACEMENT = 0.75
+"""Least correlation of a region match where the query was placed (`RegionCheck.placement`)."""
+SMALL_REGION = 0.6
+MIN_SMALL_PLACEMENT = 0.95
+"""Least placement correlation when the query covers under SMALL_REGION of the banked picture: a small
+piece is less evidence, so it must fit closely. On the tuning set, crops and screenshots of banked
+renders placed at 0.97-1.0 (covering 30-84 %), covered copies (stickers, watermarks) at 0.79-0.96 over
+80-100 %; pieces of look-alike skies at 0.81-0.86 over 30-42 %, with colours agreeing 84-87 %."""
+MIN_PDQ_FIT = 0.85
+"""Least share within 12 levels (grey, and every colour channel for a query in colour) for a PDQ hit on a
+smooth banked picture at SMOOTH_PDQ_CHECKED or more, over the whole views (`LayoutIndex.whole_fit`)."""
+SMOOTH_PDQ_CHECKED = 21
+"""PDQ distance from which a hit on a smooth banked picture must hold pixel by pixel. A smooth picture's
+PDQ bits are partly noise around the median, so look-alikes can come within Meta's 31 (one did at 28 on
+the eval set); on the tuning set its copies' hits that fail the whole-picture check (screenshots,
+letterboxes, grey copies: the check sees bars or no colour) were all at 18 or less."""
+GREY_SPREAD = 4.0
+"""Mean spread between colour channels (levels) under which a query is taken as grey: its colours are
+then not compared."""
 TONE_BLUR = 1.5
 """Sigma (at VERIFY_SIDE) of the smoothing before tones are compared: JPEG noise and a pixel of misfit."""
 
@@ -199,25 +232,28 @@ def query_layouts(views: list[Image.Image]) -> np.ndarray:
     return np.stack([row.reshape(-1) for row in rows])
 
 
-def window_layouts(grey: Image.Image) -> np.ndarray:
-    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth; `window_boxes`),
-    so that crops of it compare: rows of a matrix, the whole picture first."""
+def window_layouts(grey: Image.Image, boxes: Sequence[Box] | None = None) -> np.ndarray:
+    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth; `window_boxes`;
+    or `boxes`), so that crops of it compare: rows of a matrix, the whole picture first."""
     grey = _grey(grey)
     width, height = grey.size
     rows = []
-    for x0, y0, x1, y1 in _BOXES:
+    for x0, y0, x1, y1 in _BOXES if boxes is None else boxes:
         left, top = round(x0 * width), round(y0 * height)
         box = (left, top, max(left + 1, round(x1 * width)), max(top + 1, round(y1 * height)))
         rows.append(_layout(grey.crop(box))[0].reshape(-1))
     return np.stack(rows)
 
 
-def window_boxes() -> list[tuple[float, float, float, float]]:
+Box = tuple[float, float, float, float]
+
+
+def window_boxes(scales: Sequence[float] = WINDOW_SCALES) -> list[Box]:
     """The windows of `window_layouts`, in its order, as fractions of the picture (left, top, right,
     bottom)."""
     boxes = []
-    for sx in WINDOW_SCALES:
-        for sy in WINDOW_SCALES:
+    for sx in scales:
+        for sy in scales:
             nx, ny = round((1 - sx) / WINDOW_STEP) + 1, round((1 - sy) / WINDOW_STEP) + 1
             for ix in range(nx):
                 for iy in range(ny):
@@ -227,6 +263,7 @@ def window_boxes() -> list[tuple[float, float, float, float]]:
 
 
 _BOXES = window_boxes()
+_CROP_BOXES = window_boxes(CROP_SCALES)
 
 
 def oriented(array: np.ndarray, turn: int) -> np.ndarray:
@@ -260,17 +297,102 @@ class LayoutIndex:
     def __init__(self) -> None:
         self._keys: list[str] = []
         self._blocks: list[np.ndarray] = []
+        self._crop_blocks: list[np.ndarray] = []
         self._thumbnails: list[np.ndarray] = []
+        self._colours: list[np.ndarray | None] = []
         self._matrix: np.ndarray | None = None
+        self._crop_matrix: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: str, grey: Image.Image) -> None:
+    def add(self, key: str, grey: Image.Image, colour: Image.Image | None = None) -> None:
+        """A banked smooth picture: its grey copy, and its colour one when there is (the colour checks)."""
         self._keys.append(key)
         self._blocks.append(window_layouts(grey))
+        self._crop_blocks.append(window_layouts(grey, _CROP_BOXES))
         self._thumbnails.append(thumbnail(grey))
+        self._colours.append(colour_thumbnail(colour) if colour is not None else None)
         self._matrix = None
+        self._crop_matrix = None
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def region_match(
+        self, views: list[Image.Image], boxes: list[Box], colour_of: Callable[[], Image.Image | None]
+    ) -> tuple[str, RegionCheck] | None:
+        """A crop or covered copy of a banked smooth picture, found by searching for the query inside it.
+
+        The banked pictures whose crop windows' layouts correlate best with the query's (at
+        REGION_SHORTLIST or more, REGION_CANDIDATES of them) are searched: the query view, turned as it
+        matched, is placed in the banked picture at a few sizes around the window's
+        (`cv2.matchTemplate`), and where it fits best the pictures must agree pixel by pixel, in grey and
+        in every colour channel (`region_check`). `boxes` are the views' boxes in `colour`, as fractions.
+        Without a colour copy of the query (or of the banked picture) no region match is made: grey
+        alone lets soft look-alikes through."""
+        if not self._keys:
+            return None
+        if self._crop_matrix is None:
+            self._crop_matrix = np.ascontiguousarray(np.concatenate(self._crop_blocks).T)
+        products = np.einsum("qd,dw->qw", query_layouts(views), self._crop_matrix)
+        per_window = len(_CROP_BOXES)
+        best = products.reshape(products.shape[0], len(self._keys), per_window)
+        flat = best.transpose(1, 0, 2).reshape(len(self._keys), -1)
+        order = np.argsort(-flat.max(axis=1))[:REGION_CANDIDATES]
+        for picture in order.tolist():
+            bank_colour = self._colours[picture]
+            at = int(np.argmax(flat[picture]))
+            if flat[picture, at] < REGION_SHORTLIST or bank_colour is None:
+                continue
+            colour = colour_of()
+            if colour is None:
+                return None
+            row, window = divmod(at, per_window)
+            view, turn = divmod(row, 8)
+            seen_colour = oriented_colour(colour_thumbnail(_crop_fraction(colour, boxes[view])), turn)
+            check = region_check(seen_colour, self._thumbnails[picture], bank_colour, _CROP_BOXES[window])
+            if check is not None and check.accepted:
+                return self._keys[picture], check
+        return None
+
+    def whole_fit(
+        self,
+        key: str,
+        views: list[Image.Image],
+        boxes: list[Box],
+        colour_of: Callable[[], Image.Image | None],
+    ) -> float:
+        """The best agreement of a query's views (in their eight turns, each stretched over the whole
+        banked picture) with the banked picture of `key`: share within 12 levels, in grey, and in every
+        colour channel when both colour copies are there (the less of the two). For a PDQ hit on a smooth
+        banked picture, whose bits soft look-alikes can share."""
+        best = 0.0
+        colour = colour_of()
+        for picture, owner in enumerate(self._keys):
+            if owner != key:
+                continue
+            bank, bank_colour = self._thumbnails[picture], self._colours[picture]
+            full = np.ones(bank.shape, dtype=bool)
+            for index, view in enumerate(views):
+                grey = thumbnail(view)
+                tinted = (
+                    colour_thumbnail(_crop_fraction(colour, boxes[index])) if colour is not None else None
+                )
+                for turn in range(8):
+                    seen = cv2.resize(
+                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
+                    )
+                    fit = tone_fit(seen, bank, full)[1]
+                    if fit > best and tinted is not None and bank_colour is not None:
+                        turned = cv2.resize(
+                            oriented_colour(tinted, turn),
+                            (bank.shape[1], bank.shape[0]),
+                            interpolation=cv2.INTER_AREA,
+                        )
+                        fit = min(fit, colour_fit(turned, bank_colour, full))
+                    best = max(best, fit)
+        return best
 
     def scores(self, views: list[Image.Image]) -> dict[str, float]:
         """Each banked key's best layout correlation with the query's views."""
@@ -419,3 +541,89 @@ def _masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float
     y -= y.mean()
     norm = float(np.linalg.norm(x) * np.linalg.norm(y))
     return float(x @ y / norm) if norm > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RegionCheck:
+    """A query placed inside a banked smooth picture (`region_check`) and how well they agree there."""
+
+    placement: float
+    """Correlation of the query with the banked picture where it was placed (-1 to 1)."""
+    area: float
+    """Share of the banked picture the placed query covers."""
+    grey: float
+    """`tone_fit`'s share within 12 grey levels."""
+    colour: float
+    """`colour_fit`'s share within 12 levels in every channel."""
+
+    @property
+    def accepted(self) -> bool:
+        least = MIN_SMALL_PLACEMENT if self.area < SMALL_REGION else MIN_PLACEMENT
+        return self.placement >= least and self.grey >= MIN_REGION_FIT and self.colour >= MIN_COLOUR_FIT
+
+
+def colour_thumbnail(image: Image.Image) -> np.ndarray:
+    """A colour copy at VERIFY_SIDE on its longest side, as floats (height x width x 3)."""
+    array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = array.shape[:2]
+    scale = VERIFY_SIDE / max(height, width)
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(array, size, interpolation=interpolation).astype(np.float32)
+
+
+def oriented_colour(array: np.ndarray, turn: int) -> np.ndarray:
+    """`oriented` for a colour array."""
+    return np.stack([oriented(array[..., c], turn) for c in range(3)], axis=-1)
+
+
+def _crop_fraction(image: Image.Image, box: Box) -> Image.Image:
+    left, top = round(box[0] * image.width), round(box[1] * image.height)
+    right, bottom = max(left + 1, round(box[2] * image.width)), max(top + 1, round(box[3] * image.height))
+    return image.crop((left, top, right, bottom))
+
+
+def colour_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
+    """Share of `mask` where each colour channel of `seen`, mapped to `bank`'s by its own least-squares
+    quadratic (a filter: contrast, brightness, gamma, saturation per channel), is within 12 levels of it in
+    every channel. Soft look-alikes share a figure's outline in grey; their colours disagree."""
+    inside = np.ones(int(mask.sum()), dtype=bool)
+    for c in range(3):
+        x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64) / 255.0
+        y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64)
+        design = np.stack([np.ones_like(x), x, x * x], axis=1)
+        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+        inside &= np.abs(design @ coefficients - y) <= 12
+    return float(inside.mean()) if inside.size else 0.0
+
+
+def region_check(
+    seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box
+) -> RegionCheck | None:
+    """The query (`seen`: its colour thumbnail, turned) placed where it fits best inside a banked picture
+    (`bank`, `bank_colour`: its thumbnails), at REGION_SCALES around the size of `window` (fractions of the
+    banked picture), and how well they agree there. None when the query cannot be placed inside it."""
+    height, width = bank.shape
+    grey_seen = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
+    aspect = seen.shape[1] / seen.shape[0]
+    area = (window[2] - window[0]) * width * (window[3] - window[1]) * height
+    base = float(np.sqrt(area * aspect))
+    best: tuple[float, int, int, int, int] | None = None
+    for scale in REGION_SCALES:
+        w = round(base * scale)
+        h = round(w / aspect)
+        if w < 8 or h < 8 or w > width or h > height:
+            continue
+        template = cv2.resize(grey_seen, (w, h), interpolation=cv2.INTER_AREA)
+        scores = cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (x, y) = cv2.minMaxLoc(scores)
+        if best is None or score > best[0]:
+            best = (float(score), x, y, w, h)
+    if best is None:
+        return None
+    score, x, y, w, h = best
+    full = np.ones((h, w), dtype=bool)
+    placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
+    grey = tone_fit(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], full)[1]
+    colour = colour_fit(placed, bank_colour[y : y + h, x : x + w], full)
+    return RegionCheck(score, w * h / (width * height), grey, colour)
