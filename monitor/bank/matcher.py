@@ -17,7 +17,11 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
    These run with the local stage (`match_local`), as they need the picture. A match to a smooth banked
    picture, by local features or layout, must also hold pixel by pixel (`evidence.check_local`,
-   `check_layout`), and a pHash hit on one is not taken: soft look-alikes share its outline.
+   `check_layout`), in every colour channel when the file's bytes are at hand; a pHash hit on one is not
+   taken (soft look-alikes share its outline), a PDQ hit on one from distance 21 must hold pixel by pixel
+   too. Crops and covered copies of a smooth picture, which neither its layout nor local features catch,
+   are found by a region search (`LayoutIndex.region_match`, `contained_match`): the copy placed inside
+   the banked picture, or the banked picture inside the copy, and compared there in grey and in colour.
 """
 
 from __future__ import annotations
@@ -31,16 +35,20 @@ from PIL import Image
 from monitor.bank.store import Bank, BankImage
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import (
+    MIN_COLOUR_FIT,
     MIN_INSIDE,
     MIN_PDQ_FIT,
     MIN_TONE_FIT,
     SMOOTH_PDQ_CHECKED,
+    SOFT_KEYPOINTS,
     Box,
     Evidence,
     LayoutIndex,
     assess,
     check_local,
+    colour_thumbnail,
     contrast_quality,
+    crop_fraction,
     thumbnail,
 )
 from monitor.imaging.fingerprint import fingerprint
@@ -154,7 +162,8 @@ class BankMatcher:
         self._cluster_rows: dict[str, list[int]] | None = None
         """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
-        self._banked: dict[str, list[tuple[list[Features], np.ndarray]]] = {}
+        self._bank = bank
+        self._banked: dict[str, list[tuple[list[Features], np.ndarray, BankImage]]] = {}
         """Each cluster's banked pictures (features with their mirror's, thumbnail): local matches are
         checked against them (`_confirmed`)."""
         if local:
@@ -162,7 +171,11 @@ class BankMatcher:
                 found = _banked_features(bank, image)
                 if found:
                     self._local.add_all(image.cluster, found)
-                    self._banked.setdefault(image.cluster, []).append((found, _banked_thumbnail(bank, image)))
+                    self._banked.setdefault(image.cluster, []).append(
+                        (found, _banked_thumbnail(bank, image), image)
+                    )
+        self._colours: dict[str, np.ndarray | None] = {}
+        """Colour thumbnails of banked smooth pictures a local match was checked against, by digest."""
         self._layouts = LayoutIndex()
         self.weak: list[tuple[BankImage, Evidence]] = []
         """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
@@ -276,40 +289,65 @@ class BankMatcher:
                 or self._layouts.whole_fit(smooth_hit.bank_cluster, views, boxes, colour) >= MIN_PDQ_FIT
             ):
                 return smooth_hit
+        corners: int | None = None
+        """ORB keypoints of the whole query, when the local stage found them."""
         if len(self._local):
-            for view in views:
+            for view, box in zip(views, boxes, strict=True):
                 found_features = features(view)
+                corners = len(found_features.points) if corners is None else corners
                 found = self._local.match(found_features, self.min_inliers)
-                if found is not None and self._confirmed(found.key, found_features, view):
+                if found is not None and self._confirmed(found.key, found_features, view, box, colour):
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
             tight = _tight_box(views[0])
             if tight is not None:
                 views, boxes = [*views, views[0].crop(tight)], [*boxes, _fraction(tight, views[0].size)]
-            hit = self._layouts.match(views)
+            hit = self._layouts.match(views, boxes=boxes, colour_of=colour)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
             region = self._layouts.region_match(views, boxes, colour)
+            if region is None and (corners is None or corners < SOFT_KEYPOINTS):
+                # Only soft queries (a smooth picture on a blurred pad): a detailed one is not a smooth
+                # picture shown whole, and the search would cost every never-seen photo a colour decode.
+                region = self._layouts.contained_match(colour.small, colour)
             if region is not None:
                 return BankMatch(region[0], "region", self._distance_to(region[0], hashes))
         return None
 
-    def _confirmed(self, cluster: str, query: Features, view: Image.Image) -> bool:
+    def _confirmed(
+        self, cluster: str, query: Features, view: Image.Image, box: Box, colour_of: _ColourCopy
+    ) -> bool:
         """Whether a local match holds when looked at again. A match to a detailed picture stands as the
         local stage made it. A smooth banked picture's outline (a soft figure) is shared by countless
         look-alikes that the local stage pairs as well as its copies, so a match to one must also hold
         pixel by pixel (`evidence.check_local`): the query, mapped by the pairs' affine fit, must lie
         inside the banked picture or hold it (a crop, a screenshot) and, its tones fitted, agree with it
-        over most of their overlap (a look-alike's background does not)."""
+        over most of their overlap (a look-alike's background does not), in grey and, when the query's
+        colour copy is at hand and not monochrome, in every colour channel (MIN_COLOUR_FIT)."""
         if cluster not in self._smooth:
             return True
         seen = thumbnail(view)
-        for banked, small in self._banked.get(cluster, ()):
-            check = check_local(query, seen, banked, small)
-            if check is not None and check.inside >= MIN_INSIDE and check.fits[1] >= MIN_TONE_FIT:
+        colour = colour_of()
+        seen_colour = colour_thumbnail(crop_fraction(colour, box)) if colour is not None else None
+        for banked, small, image in self._banked.get(cluster, ()):
+            bank_colour = self._colour_thumbnail(image) if seen_colour is not None else None
+            check = check_local(query, seen, banked, small, seen_colour, bank_colour)
+            if (
+                check is not None
+                and check.inside >= MIN_INSIDE
+                and check.fits[1] >= MIN_TONE_FIT
+                and check.colour >= MIN_COLOUR_FIT
+            ):
                 return True
         return False
+
+    def _colour_thumbnail(self, image: BankImage) -> np.ndarray | None:
+        key = image.sha256 or image.file
+        if key not in self._colours:
+            picture = _banked_colour(self._bank, image)
+            self._colours[key] = colour_thumbnail(picture) if picture is not None else None
+        return self._colours[key]
 
     def _best_whole_pdq(self, value: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -385,6 +423,21 @@ class _ColourCopy:
         self._data = data
         self._image: Image.Image | None = None
         self._tried = False
+        self._small: Image.Image | None = None
+        self._small_tried = False
+
+    def small(self) -> Image.Image | None:
+        """A smaller colour copy (JPEG draft at SMALL_COLOUR_DRAFT), for a search every query pays for."""
+        if self._tried:
+            return self._image
+        if not self._small_tried:
+            self._small_tried = True
+            if self._data is not None:
+                try:
+                    self._small = decode_image(self._data, grey=False, draft=SMALL_COLOUR_DRAFT)
+                except DecodeError:
+                    self._small = None
+        return self._small
 
     def __call__(self) -> Image.Image | None:
         if not self._tried:
@@ -399,6 +452,8 @@ class _ColourCopy:
 
 COLOUR_DRAFT = 256
 """JPEG draft target of the colour copy: the checks compare 128 px thumbnails."""
+SMALL_COLOUR_DRAFT = 64
+"""JPEG draft target of the small colour copy `LayoutIndex.contained_match` searches (at 64 px)."""
 
 
 def _banked_colour(bank: Bank, image: BankImage) -> Image.Image | None:

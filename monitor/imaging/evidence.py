@@ -27,6 +27,16 @@ pairs' affine fit, or into the layout window that matched), its tones are fitted
 levels (`tone_fit`); a look-alike agrees on its figure but not on its background. The matcher does not
 take a pHash hit on a smooth banked picture at all: its copies are left to these checked stages.
 
+Colour. Hashes and local features see grey only, but smooth renders differ mostly in colour layout:
+pastel hills of four colours can share one grey, and a look-alike soft figure has the banked one's
+outline and tones in grey, seldom its colours. So when the query's file is at hand its colour copy
+(decoded small, and only once a smooth banked picture is a candidate) is compared too: every channel,
+fitted on its own (`colour_fit`), must agree within 12 levels over most of the overlap; a monochrome
+copy (grey, sepia) is compared in grey only. This lets two searches through that grey alone could not
+trust: a crop or covered copy placed inside the banked picture (`LayoutIndex.region_match`: shortlisted
+by the layouts of 60-100 % windows, placed by template matching at a few sizes), and the banked picture
+found whole inside a query (`contained_match`: a blurred vertical pad, a post).
+
 Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
 a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
 """
@@ -95,6 +105,17 @@ renders drawn from seeds never reported) look-alikes the local stage paired reac
 and more but for three under caption overlays or inside a meme screenshot (0.70-0.79)."""
 MIN_LAYOUT_FIT = 0.88
 """The same for a layout match (`check_layout`: in the view, turn and window that matched)."""
+CONTAINED_SIDE = 64
+"""Size of the copies a banked smooth picture is looked for inside a query at (`contained_match`)."""
+CONTAINED_SCALES = (1.0, 0.9, 0.8)
+"""Sizes tried, as fractions of the largest at which the banked picture fits inside the query: a blurred
+vertical pad holds it at full width, a post or an app 80-95 %. Smaller ones (a canvas holds it at 35-70 %)
+were tried down to 0.4 on the tuning set: at 64 px the placements were too loose to pass (canvas copies
+stayed missed) and the search doubled the CPU time of a never-seen image."""
+MIN_CONTAINED_PLACEMENT = 0.90
+"""Least correlation where a banked picture is found inside a query before the pictures are compared."""
+COLOUR_REFIT = 24.0
+"""Levels within which pixels are kept for `colour_fit`'s second fit."""
 MIN_REGION_FIT = 0.80
 """Least share of a region match's overlap within 12 levels in grey (`tone_fit`)."""
 MIN_COLOUR_FIT = 0.80
@@ -116,9 +137,9 @@ SMOOTH_PDQ_CHECKED = 21
 PDQ bits are partly noise around the median, so look-alikes can come within Meta's 31 (one did at 28 on
 the eval set); on the tuning set its copies' hits that fail the whole-picture check (screenshots,
 letterboxes, grey copies: the check sees bars or no colour) were all at 18 or less."""
-GREY_SPREAD = 4.0
-"""Mean spread between colour channels (levels) under which a query is taken as grey: its colours are
-then not compared."""
+MONOCHROME_LEVELS = 3.0
+"""Mean misfit (levels) of colour channels predicted from the grey under which a picture is monochrome
+(`monochrome`)."""
 TONE_BLUR = 1.5
 """Sigma (at VERIFY_SIDE) of the smoothing before tones are compared: JPEG noise and a pixel of misfit."""
 
@@ -291,6 +312,45 @@ def check_layout(
     return tone_fit(seen, window, np.ones(window.shape, dtype=bool))[1]
 
 
+def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box) -> float:
+    """`check_layout` in colour (`colour_fit`): the query's colour thumbnail, turned, in the window."""
+    height, width = bank.shape[:2]
+    left, top = round(box[0] * width), round(box[1] * height)
+    right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
+    window = bank[top:bottom, left:right]
+    turned = cv2.resize(
+        oriented_colour(seen, turn), (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA
+    )
+    return colour_fit(turned, window, np.ones(window.shape[:2], dtype=bool))
+
+
+def monochrome(colour: np.ndarray) -> bool:
+    """Whether a colour thumbnail's colours follow from its brightness alone (grey, sepia, a duotone):
+    each channel, fitted as a quadratic of the grey, within MONOCHROME_LEVELS on average. Colours are
+    then not compared: they were made from the grey."""
+    grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).reshape(-1).astype(np.float64) / 255.0
+    design = np.stack([np.ones_like(grey), grey, grey * grey], axis=1)
+    for c in range(3):
+        y = colour[..., c].reshape(-1).astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+        if float(np.abs(design @ coefficients - y).mean()) > MONOCHROME_LEVELS:
+            return False
+    return True
+
+
+def _contained_copy(colour: Image.Image) -> np.ndarray:
+    """A query's colour copy at CONTAINED_SIDE, for `LayoutIndex.contained_match`."""
+    array = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"), dtype=np.float32)
+    return _contained_copy_array(array)
+
+
+def _contained_copy_array(array: np.ndarray) -> np.ndarray:
+    height, width = array.shape[:2]
+    scale = CONTAINED_SIDE / max(height, width)
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    return cv2.resize(array.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+
+
 class LayoutIndex:
     """The window layouts of banked smooth pictures, searched by one matrix product."""
 
@@ -302,6 +362,7 @@ class LayoutIndex:
         self._colours: list[np.ndarray | None] = []
         self._matrix: np.ndarray | None = None
         self._crop_matrix: np.ndarray | None = None
+        self._small: list[np.ndarray | None] = []
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -350,11 +411,60 @@ class LayoutIndex:
                 return None
             row, window = divmod(at, per_window)
             view, turn = divmod(row, 8)
-            seen_colour = oriented_colour(colour_thumbnail(_crop_fraction(colour, boxes[view])), turn)
+            seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
             check = region_check(seen_colour, self._thumbnails[picture], bank_colour, _CROP_BOXES[window])
             if check is not None and check.accepted:
                 return self._keys[picture], check
         return None
+
+    def contained_match(
+        self, small_of: Callable[[], Image.Image | None], colour_of: Callable[[], Image.Image | None]
+    ) -> tuple[str, RegionCheck] | None:
+        """A banked smooth picture shown whole inside the query, at a smaller size (on a larger canvas,
+        on a blurred copy of itself, in a post): each banked picture is placed in a CONTAINED_SIDE colour
+        copy of the query (`small_of`) at CONTAINED_SCALES of the largest size that fits
+        (`cv2.matchTemplate`, in colour: pastel colours can share one grey); where one fits best (at
+        MIN_CONTAINED_PLACEMENT or more) the query's piece there, from its larger colour copy
+        (`colour_of`), must agree with it in grey and in every colour channel (`RegionCheck.accepted`)."""
+        if not self._keys:
+            return None
+        query = small_of()
+        if query is None:
+            return None
+        small = _contained_copy(query)
+        best: tuple[float, int, int, int, int, int] | None = None
+        for picture, bank in enumerate(self._small_colours()):
+            if bank is None:
+                continue
+            fit_scale = min(small.shape[1] / bank.shape[1], small.shape[0] / bank.shape[0])
+            for scale in CONTAINED_SCALES:
+                w, h = round(bank.shape[1] * fit_scale * scale), round(bank.shape[0] * fit_scale * scale)
+                if w < 8 or h < 8:
+                    continue
+                template = cv2.resize(bank, (w, h), interpolation=cv2.INTER_AREA)
+                scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
+                _, score, _, (x, y) = cv2.minMaxLoc(scores)
+                if best is None or score > best[0]:
+                    best = (float(score), picture, x, y, w, h)
+        if best is None or best[0] < MIN_CONTAINED_PLACEMENT:
+            return None
+        score, picture, x, y, w, h = best
+        colour, bank_colour = colour_of(), self._colours[picture]
+        if colour is None or bank_colour is None:
+            return None
+        box = (x / small.shape[1], y / small.shape[0], (x + w) / small.shape[1], (y + h) / small.shape[0])
+        seen = colour_thumbnail(crop_fraction(colour, box))
+        bank = self._thumbnails[picture]
+        seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
+        full = np.ones(bank.shape, dtype=bool)
+        grey_fit = tone_fit(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, full)[1]
+        check = RegionCheck(score, 1.0, grey_fit, colour_fit(seen, bank_colour, full))
+        return (self._keys[picture], check) if check.accepted else None
+
+    def _small_colours(self) -> list[np.ndarray | None]:
+        if len(self._small) != len(self._colours):
+            self._small = [None if c is None else _contained_copy_array(c) for c in self._colours]
+        return self._small
 
     def whole_fit(
         self,
@@ -376,9 +486,7 @@ class LayoutIndex:
             full = np.ones(bank.shape, dtype=bool)
             for index, view in enumerate(views):
                 grey = thumbnail(view)
-                tinted = (
-                    colour_thumbnail(_crop_fraction(colour, boxes[index])) if colour is not None else None
-                )
+                tinted = colour_thumbnail(crop_fraction(colour, boxes[index])) if colour is not None else None
                 for turn in range(8):
                     seen = cv2.resize(
                         oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
@@ -410,11 +518,18 @@ class LayoutIndex:
         return out
 
     def match(
-        self, views: list[Image.Image], threshold: float = LAYOUT_MATCH, min_fit: float = MIN_LAYOUT_FIT
+        self,
+        views: list[Image.Image],
+        threshold: float = LAYOUT_MATCH,
+        min_fit: float = MIN_LAYOUT_FIT,
+        boxes: Sequence[Box] = (),
+        colour_of: Callable[[], Image.Image | None] | None = None,
     ) -> tuple[str, float] | None:
         """The banked key whose layout correlates best with the query's, if at `threshold` or more and the
         pictures agree pixel by pixel there: `check_layout`, in the view, turn and window that matched, at
-        `min_fit` or more."""
+        `min_fit` or more; and, given the query's colour copy (`colour_of`, with the views' `boxes`) and
+        unless it is monochrome, in every colour channel at MIN_COLOUR_FIT or more (soft look-alikes share
+        a figure's outline and tones in grey, seldom its colours)."""
         if not self._keys:
             return None
         if self._matrix is None:
@@ -425,8 +540,20 @@ class LayoutIndex:
         if score < threshold:
             return None
         picture, window = divmod(int(column), self._matrix.shape[1] // len(self._keys))
-        fit = check_layout(views[int(row) // 8], int(row) % 8, self._thumbnails[picture], _BOXES[window])
-        return (self._keys[picture], score) if fit >= min_fit else None
+        view, turn = divmod(int(row), 8)
+        fit = check_layout(views[view], turn, self._thumbnails[picture], _BOXES[window])
+        if fit < min_fit:
+            return None
+        bank_colour = self._colours[picture]
+        colour = colour_of() if colour_of is not None and bank_colour is not None else None
+        if colour is not None and bank_colour is not None and view < len(boxes):
+            seen = colour_thumbnail(crop_fraction(colour, boxes[view]))
+            if (
+                not monochrome(seen)
+                and check_layout_colour(seen, turn, bank_colour, _BOXES[window]) < MIN_COLOUR_FIT
+            ):
+                return None
+        return self._keys[picture], score
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +575,9 @@ class LocalCheck:
     inside: float
     """How much of the query lies inside the banked picture once mapped (a crop: all of it), or of the
     banked picture inside the query (a screenshot, a letterbox: all of it), whichever is more (0-1)."""
+    colour: float = 1.0
+    """`colour_fit` over the overlap, when both colour thumbnails were given and the query's is not
+    monochrome; 1 otherwise."""
 
 
 def thumbnail(grey: Image.Image) -> np.ndarray:
@@ -461,7 +591,12 @@ def thumbnail(grey: Image.Image) -> np.ndarray:
 
 
 def check_local(
-    query: Features, seen: np.ndarray, banked: Sequence[Features], bank: np.ndarray
+    query: Features,
+    seen: np.ndarray,
+    banked: Sequence[Features],
+    bank: np.ndarray,
+    seen_colour: np.ndarray | None = None,
+    bank_colour: np.ndarray | None = None,
 ) -> LocalCheck | None:
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
@@ -510,6 +645,13 @@ def check_local(
     ys, xs = np.nonzero(covered)
     overlap = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)) / (k * k)
     span = float(np.ptp(points[:, 0]) * np.ptp(points[:, 1]))
+    colour = 1.0
+    if seen_colour is not None and bank_colour is not None and not monochrome(seen_colour):
+        if variant == 1:
+            bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
+        colour = colour_fit(
+            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, covered
+        )
     return LocalCheck(
         inliers,
         min(1.0, span / max(overlap, 1.0)),
@@ -517,6 +659,7 @@ def check_local(
         _masked_correlation(warped, bank, covered),
         tone_fit(warped, bank, covered),
         inside,
+        colour,
     )
 
 
@@ -577,7 +720,7 @@ def oriented_colour(array: np.ndarray, turn: int) -> np.ndarray:
     return np.stack([oriented(array[..., c], turn) for c in range(3)], axis=-1)
 
 
-def _crop_fraction(image: Image.Image, box: Box) -> Image.Image:
+def crop_fraction(image: Image.Image, box: Box) -> Image.Image:
     left, top = round(box[0] * image.width), round(box[1] * image.height)
     right, bottom = max(left + 1, round(box[2] * image.width)), max(top + 1, round(box[3] * image.height))
     return image.crop((left, top, right, bottom))
@@ -586,14 +729,21 @@ def _crop_fraction(image: Image.Image, box: Box) -> Image.Image:
 def colour_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
     """Share of `mask` where each colour channel of `seen`, mapped to `bank`'s by its own least-squares
     quadratic (a filter: contrast, brightness, gamma, saturation per channel), is within 12 levels of it in
-    every channel. Soft look-alikes share a figure's outline in grey; their colours disagree."""
+    every channel. Soft look-alikes share a figure's outline in grey; their colours disagree. The fit is
+    made twice, the second time on the pixels the first left within COLOUR_REFIT levels: captions and
+    stickers over a copy would otherwise pull its tones off."""
     inside = np.ones(int(mask.sum()), dtype=bool)
     for c in range(3):
         x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64) / 255.0
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64)
         design = np.stack([np.ones_like(x), x, x * x], axis=1)
         coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-        inside &= np.abs(design @ coefficients - y) <= 12
+        residual = np.abs(design @ coefficients - y)
+        kept = residual <= COLOUR_REFIT
+        if kept.sum() >= 16:
+            coefficients, *_ = np.linalg.lstsq(design[kept], y[kept], rcond=None)
+            residual = np.abs(design @ coefficients - y)
+        inside &= residual <= 12
     return float(inside.mean()) if inside.size else 0.0
 
 
