@@ -9,6 +9,16 @@
                                                   # renders, flat pictures, tiles and changes drawn from
                                                   # other seeds; every false match and miss listed
 
+    python -m benchmarks.matching --set dev --tag tune --flats 150 --renders-only --methods ours --skip-cost \
+        --skip-scale --list        # the smooth renders' copies and soft negatives only: the weak spot
+    python -m benchmarks.matching --tag T --methods ours --shard 0/2 --results r0.jsonl ...   # and 1/2
+    cat r0.jsonl r1.jsonl > r.jsonl && python -m benchmarks.matching --tag T --methods ours --results \
+        r.jsonl --done-only ...    # the report on both shards (or on a stopped run so far)
+
+`--results` appends each query's verdict and times to a JSON-lines file as it is decided, and a run given
+the file of a stopped one (same arguments, same code) decides only the rest; queries are drawn one at a
+time, so a run of 12,000 holds one file at a time. `--shard K/N` splits the queries between processes.
+
 `--tag` keeps the photos and draws everything seeded (the banked and look-alike renders, flat pictures,
 tiles, the seed of every change) from other seeds: a set nobody has looked at, to report on after rules
 were chosen on another tag. `--list` prints each false match with the stage that decided and its distance,
@@ -469,9 +479,11 @@ def run(
     stats: OursStats | None = None,
     results: Path | None = None,
     method: str = "",
+    done_only: bool = False,
 ) -> Outcome:
     """Every query decided, or, with `results` (a JSON-lines file), the queries it holds taken from it and
-    the others decided and appended to it one by one: a run that is stopped goes on where it was."""
+    the others decided and appended to it one by one: a run that is stopped goes on where it was.
+    `done_only` reports on the queries `results` holds and decides no other."""
     done: dict[str, dict[str, object]] = {}
     if results is not None and results.exists():
         for line in results.read_text().splitlines():
@@ -483,6 +495,8 @@ def run(
     try:
         for q in queries:
             record = done.get(q.name)
+            if record is None and done_only:
+                continue
             if record is None:
                 data = q.make()
                 start, start_cpu = time.perf_counter(), time.process_time()
@@ -730,6 +744,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only the smooth renders' copies and the negatives like them (soft flat pictures, look-alikes)",
     )
     parser.add_argument(
+        "--done-only",
+        action="store_true",
+        help="with --results: report on the queries the file holds (a stopped run so far), decide no other",
+    )
+    parser.add_argument(
         "--shard",
         default="",
         help="K/N: only every N-th query from the K-th (0-based), for N processes; their --results files, "
@@ -783,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             chosen = args.methods.split(",")
             tracked = {"ours": stats, "ours-before": before}
             outcomes = {
-                m: run(methods[m](), data.queries, tracked.get(m), args.results, m)
+                m: run(methods[m](), data.queries, tracked.get(m), args.results, m, args.done_only)
                 for m in methods
                 if m in chosen
             }
