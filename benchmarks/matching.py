@@ -17,7 +17,9 @@
 
 `--results` appends each query's verdict and times to a JSON-lines file as it is decided, and a run given
 the file of a stopped one (same arguments, same code) decides only the rest; queries are drawn one at a
-time, so a run of 12,000 holds one file at a time. `--shard K/N` splits the queries between processes.
+time, so a run of 12,000 holds one file at a time. `--shard K/N` splits the queries between processes
+(they may share one results file: each line is one append). Negatives are decided in a fixed shuffle
+after the copies, so a stopped run reports on every copy and a fair sample of the negatives.
 
 `--tag` keeps the photos and draws everything seeded (the banked and look-alike renders, flat pictures,
 tiles, the seed of every change) from other seeds: a set nobody has looked at, to report on after rules
@@ -781,6 +783,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.tag,
             args.renders_only,
         )
+        # Positives first, then the negatives in a fixed shuffle: a run stopped part way has every copy and
+        # a fair sample of every kind of negative, not the photos' changes alone.
+        negatives = [q for q in data.queries if q.truth is None]
+        random.Random(14).shuffle(negatives)
+        data.queries = [q for q in data.queries if q.truth is not None] + negatives
         if args.shard:
             k, n = (int(x) for x in args.shard.split("/"))
             data.queries = data.queries[k::n]
