@@ -430,13 +430,15 @@ class OursStats:
     """How the last query was decided (stage and distance), for the lists of false matches and misses."""
 
 
-def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True) -> Decide:
+def ours_method(
+    bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True, region: bool = False
+) -> Decide:
     if not (folder / "bank").is_dir():
         for name, data in bank.items():
             path = folder / (name.replace(":", "_") + ".jpg")
             path.write_bytes(data)
             add_images(folder / "bank", name.replace(":", "_"), [path])
-    matcher = BankMatcher(load_bank(folder / "bank"), 10, weak=weak)
+    matcher = BankMatcher(load_bank(folder / "bank"), 10, weak=weak, region=region)
     weak_lines = [f"  {i.cluster}: {e.explain()}" for i, e in matcher.weak]
     if weak and weak_lines:
         print("banked pictures PDQ alone refuses:\n" + "\n".join(weak_lines))
@@ -553,8 +555,18 @@ def upper_bound(count: int, n: int, confidence: float = 0.95) -> float:
     if count >= n:
         return 1.0
 
-    def tail(p: float) -> float:  # P(X <= count) for X ~ Binomial(n, p)
-        return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(count + 1))
+    def tail(p: float) -> float:  # P(X <= count) for X ~ Binomial(n, p), in logs: comb(n, k) overflows
+        head = math.lgamma(n + 1)
+        return sum(
+            math.exp(
+                head
+                - math.lgamma(k + 1)
+                - math.lgamma(n - k + 1)
+                + k * math.log(p)
+                + (n - k) * math.log1p(-p)
+            )
+            for k in range(count + 1)
+        )
 
     lo, hi = count / n, 1.0
     for _ in range(60):
@@ -731,7 +743,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--methods",
         default="pHash<=10,PDQ<=31,ours-before,ours",
-        help="which methods to run (comma-separated); ours-before: ours without the weak stages",
+        help="which methods to run (comma-separated); ours-before: ours without the weak stages; "
+        "ours+region: ours with the region searches for smooth pictures (off by default)",
     )
     parser.add_argument(
         "--tag",
@@ -798,16 +811,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(data.queries) - positives} negatives from {data.others} other photos and "
             f"flat and look-alike pictures, {len(CHANGES)} kinds of change"
         )
-        stats, before = OursStats(), OursStats()
+        stats, before, region_stats = OursStats(), OursStats(), OursStats()
         with tempfile.TemporaryDirectory() as folder:
             methods: dict[str, Callable[[], Decide]] = {
                 "pHash<=10": lambda: phash_method(data.bank),
                 "PDQ<=31": lambda: pdq_method(data.bank),
                 "ours-before": lambda: ours_method(data.bank, Path(folder), before, weak=False),
                 "ours": lambda: ours_method(data.bank, Path(folder), stats),
+                "ours+region": lambda: ours_method(data.bank, Path(folder), region_stats, region=True),
             }
             chosen = args.methods.split(",")
-            tracked = {"ours": stats, "ours-before": before}
+            tracked = {"ours": stats, "ours-before": before, "ours+region": region_stats}
             outcomes = {
                 m: run(methods[m](), data.queries, tracked.get(m), args.results, m, args.done_only)
                 for m in methods
