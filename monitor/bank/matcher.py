@@ -19,8 +19,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    picture, by local features or layout, must also hold pixel by pixel (`evidence.check_local`,
    `check_layout`), in every colour channel when the file's bytes are at hand; a pHash hit on one is not
    taken (soft look-alikes share its outline), a PDQ hit on one from distance 21 must hold pixel by pixel
-   too. Crops and covered copies of a smooth picture, which neither its layout nor local features catch,
-   are found by a region search (`LayoutIndex.region_match`, `contained_match`): the copy placed inside
+   too. With `region=True` (off by default: it made false matches on generic renders), crops and
+   covered copies of a smooth picture, which neither its layout nor local features catch, are found by a
+   region search (`LayoutIndex.region_match`, `contained_match`): the copy placed inside
    the banked picture, or the banked picture inside the copy, and compared there in grey and in colour.
 """
 

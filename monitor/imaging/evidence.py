@@ -173,9 +173,10 @@ class Evidence:
         if self.strength == "smooth":
             return (
                 f"weak evidence: smooth picture (PDQ quality {self.quality}, {self.keypoints} corners): "
-                f"matched mostly on its layout (correlation >= {LAYOUT_MATCH}) and, in colour, on regions of "
-                "it (crops, covered copies), only where the pictures agree pixel by pixel; copies under "
-                "caption text, shrunk onto a larger canvas or heavily recoloured are likely missed"
+                f"matched mostly on its layout (correlation >= {LAYOUT_MATCH}), and only where the pictures "
+                "agree pixel by pixel (in colour too); crops, copies under caption text, shrunk onto a "
+                "larger canvas or heavily recoloured are likely missed, and a generic picture (one shape "
+                "on a soft background) is matched by look-alikes"
             )
         return (
             f"no evidence: plain picture (PDQ quality {self.quality}, almost no structure): it looks like "
