@@ -44,10 +44,12 @@ ratio is between figures measured in the same run):
   mostly unique, so this row shows what the caption model costs when every caption is embedded.
 - `kafka worker`: the archive is pre-produced with `monitor replay --to-kafka` into topics of this run's
   own (unique app id and topic names via MONITOR_* variables), then a real `monitor worker` subprocess
-  starts. Throughput is the posts analysed after the worker's first batch divided by the time between the
-  first and the last `sightings` record (the worker's own produce timestamps), so start-up (imports,
-  group join, bank and caption model load, first batch) is excluded and reported separately (`startup`:
-  process spawn to first sighting). Its baseline is the in-process row of the same repeat. It runs twice
+  starts. Throughput is measured once every analysis process has logged that it is ready (bank and
+  caption models loaded, warmed up; the first starts analysing while the others still load): the posts
+  analysed after the first batch sent from then on, divided by the time between that batch's and the
+  last `sightings` record (the worker's own produce timestamps). Start-up (imports, group join, bank and
+  caption model load, first batch) is so excluded and reported separately (`startup`: process spawn to
+  first sighting). Its baseline is the in-process row of the same repeat. It runs twice
   per repeat: with `--analysis-processes` analysis processes (the default setting) and with the analysis
   in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one run.
 - `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
@@ -58,8 +60,12 @@ ratio is between figures measured in the same run):
   same stream, in the same order, through an in-process pipeline one post at a time.
 
 `CPU ms/post`: CPU time (user + system, all threads) per post: of this process for the in-process rows, of
-the worker and its analysis processes (sampled from /proc every 0.1 s) between its first and last sighting
-for the Kafka rows. Unlike posts/s it barely moves when other work shares the machine.
+the worker and its analysis processes (sampled from /proc every 0.1 s) over the measured sightings for
+the Kafka rows, also split into the worker process (consumer, producer, tracker, handing batches over) and
+the analysis processes. Unlike posts/s it barely moves when other work shares the machine. Under the
+realistic rows, ours in-process is split by stage (decode, hash, match, local, provenance, embed and the
+rest), from the pipeline's own stage timers reading CPU time during the measured runs (`cpu_stages`),
+with the captions each caption model embedded (a mix's first model screens for the others).
 
 OpenMP threads wait passively in the benchmark process (`OMP_WAIT_POLICY=PASSIVE`, unless set): torch's
 threads otherwise spin between the plain baseline's batches on a busy machine, costing it and every row
@@ -114,9 +120,10 @@ from benchmarks.realistic import (
 from monitor.bank.store import EMBEDDINGS_DIR, Bank, NarrativeExample, load_bank
 from monitor.ingest.archive import read_archive
 from monitor.models import Alert, Post
-from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model
+from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model, views_of
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
+from monitor.runtime.analysis_pool import READY_LINE
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings, load_settings
 from tests.support.synthetic import ClusterSpec, Suspicion, build_scenario
@@ -267,6 +274,69 @@ def naive_phash(archive: Path, posts: int) -> RunResult:
     )
 
 
+STAGE_MODULES = ("monitor.analysis.analyzer", "monitor.imaging.fingerprint", "monitor.ingest.loading")
+"""The modules whose stage timers (`time.perf_counter()` around each stage, reported to the pipeline's
+stage observer) `cpu_stages` makes read CPU time."""
+
+
+class _CpuClock:
+    """Stands in for the `time` module of STAGE_MODULES during a measured run: their `perf_counter` reads
+    the process's CPU time (all threads), so the stage observer hears CPU seconds, which a shared machine
+    barely moves. The analysis is synchronous, so nothing else of this process runs inside a stage."""
+
+    perf_counter = staticmethod(time.process_time)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class StageTimes:
+    """CPU seconds per pipeline stage, and per caption model the captions it embedded and its CPU."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.captions: dict[str, int] = {}
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def per_post_ms(self, posts: int) -> dict[str, float]:
+        return {k: round(v * 1000 / max(posts, 1), 3) for k, v in sorted(self.seconds.items())}
+
+
+@contextlib.contextmanager
+def cpu_stages(times: StageTimes, encoder: Encoder | None) -> Any:
+    """Within: the pipeline's stage timers read CPU time, and each caption model of `encoder` (each view
+    of a mix) counts its captions and CPU under `model:<name>` (inside the `embed` stage)."""
+    import importlib
+
+    modules = [importlib.import_module(name) for name in STAGE_MODULES]
+    saved = [module.time for module in modules]  # type: ignore[attr-defined]
+    patched: list[Any] = []
+    for view in views_of(encoder) if encoder is not None else ():
+        model, name = view.encoder, f"model:{view.name}"
+
+        def counted(texts: Sequence[str], _encode: Any = model.encode, _name: str = name) -> Any:
+            start = time.process_time()
+            try:
+                return _encode(texts)
+            finally:
+                times.observe(_name, time.process_time() - start)
+                times.captions[_name] = times.captions.get(_name, 0) + len(texts)
+
+        model.encode = counted  # type: ignore[method-assign]
+        patched.append(model)
+    for module in modules:
+        module.time = _CpuClock()  # type: ignore[attr-defined]
+    try:
+        yield times
+    finally:
+        for module, original in zip(modules, saved, strict=True):
+            module.time = original  # type: ignore[attr-defined]
+        for model in patched:
+            del model.encode
+
+
 async def run_pipeline(
     variant: str, archive_path: Path, settings: Settings, bank: Bank, encoder: Encoder | None
 ) -> RunResult:
@@ -277,7 +347,10 @@ async def run_pipeline(
     bank it took 7 s of CPU, 17 ms per post of a 400-post run."""
     built = time.perf_counter()
     built_cpu = time.process_time()
-    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+    stages = StageTimes()
+    pipeline = Pipeline(
+        settings, bank, encoder=encoder, archive_dir=archive_path.parent, observe=stages.observe
+    )
     startup = {
         "startup_seconds": time.perf_counter() - built,
         "startup_cpu_seconds": time.process_time() - built_cpu,
@@ -290,17 +363,20 @@ async def run_pipeline(
     alerts: list[Alert] = []
     try:
         size = settings.caption_batch
-        for first in range(0, len(archive.entries), size):
-            posts = [entry.post for entry in archive.entries[first : first + size]]
-            entered = time.perf_counter()
-            raised = await pipeline.process(posts)
-            took = time.perf_counter() - entered
-            batch_seconds.append(took)
-            latencies.extend([took] * len(raised))
-            alerts.extend(raised)
+        with cpu_stages(stages, encoder):
+            for first in range(0, len(archive.entries), size):
+                posts = [entry.post for entry in archive.entries[first : first + size]]
+                entered = time.perf_counter()
+                raised = await pipeline.process(posts)
+                took = time.perf_counter() - entered
+                batch_seconds.append(took)
+                latencies.extend([took] * len(raised))
+                alerts.extend(raised)
     finally:
         await pipeline.aclose()
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
+    stages.observe("other", cpu_seconds - sum(v for k, v in stages.seconds.items() if ":" not in k))
     return RunResult(
         variant,
         len(archive.entries),
@@ -308,7 +384,9 @@ async def run_pipeline(
         alerts=len(alerts),
         latencies=latencies,
         extra={
-            "cpu_seconds": time.process_time() - cpu_start,
+            "cpu_seconds": cpu_seconds,
+            "stage_cpu_ms_per_post": stages.per_post_ms(len(archive.entries)),
+            "captions_per_model": dict(stages.captions),
             "batch_p50_ms": _ms(percentile(batch_seconds, 50)),
             "batch_p99_ms": _ms(percentile(batch_seconds, 99)),
             "alert_ids": sorted(a.alert_id for a in alerts),
@@ -433,14 +511,25 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the worker and its analysis processes so far (Linux /proc), or None."""
+        parts = self.cpu_parts()
+        return None if parts is None else parts[0] + parts[1]
+
+    def cpu_parts(self) -> tuple[float, float] | None:
+        """(the worker process, its analysis processes) CPU seconds so far, or None."""
         if self.process is None:
             return None
-        total = _cpu_of(self.process.pid)
-        if total is None:
+        main = _cpu_of(self.process.pid)
+        if main is None:
             return None
-        for child in _children(self.process.pid):
-            total += _cpu_of(child) or 0.0
-        return total
+        return main, sum(_cpu_of(child) or 0.0 for child in _children(self.process.pid))
+
+    def processes_ready(self) -> int:
+        """How many analysis processes said they are ready (loaded and warmed up), from the worker's log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if READY_LINE in line)
 
     def log_tail(self, lines: int = 25) -> str:
         try:
@@ -487,19 +576,28 @@ def _children(pid: int) -> list[int]:
 
 
 class CpuSampler:
-    """The worker's CPU time every 0.1 s, so the CPU spent between two wall-clock times can be read."""
+    """The worker's CPU time every 0.1 s, so the CPU spent between two wall-clock times can be read; and
+    when all its analysis processes were ready (`ready_at`, wall clock; the spawn when there are none)."""
 
-    def __init__(self, worker: WorkerProcess) -> None:
+    def __init__(self, worker: WorkerProcess, processes: int = 0) -> None:
         self.worker = worker
-        self.samples: list[tuple[float, float]] = []
+        self.processes = processes
+        self.samples: list[tuple[float, float, float]] = []
+        """(wall clock, worker CPU, analysis processes' CPU)."""
+        self.ready_at: float | None = worker.spawned_at if processes == 0 else None
         self._task: asyncio.Task[None] | None = None
+
+    def _sample(self) -> None:
+        cpu = self.worker.cpu_parts()
+        if cpu is not None:
+            self.samples.append((time.time(), *cpu))
 
     def start(self) -> None:
         async def sample() -> None:
             while True:
-                cpu = self.worker.cpu_seconds()
-                if cpu is not None:
-                    self.samples.append((time.time(), cpu))
+                self._sample()
+                if self.ready_at is None and self.worker.processes_ready() >= self.processes:
+                    self.ready_at = time.time()
                 await asyncio.sleep(0.1)
 
         self._task = asyncio.create_task(sample())
@@ -509,21 +607,28 @@ class CpuSampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        cpu = self.worker.cpu_seconds()  # one more, so the last record lies between two samples
-        if cpu is not None:
-            self.samples.append((time.time(), cpu))
+        self._sample()  # one more, so the last record lies between two samples
 
-    def between(self, start: float, end: float) -> float | None:
-        def at(when: float) -> float | None:
+    def between_parts(self, start: float, end: float) -> tuple[float, float] | None:
+        """(worker, analysis processes) CPU seconds between two wall-clock times, or None."""
+
+        def at(when: float, part: int) -> float | None:
             before = [s for s in self.samples if s[0] <= when]
             after = [s for s in self.samples if s[0] >= when]
             if not before or not after:
                 return None
-            (t0, c0), (t1, c1) = before[-1], after[0]
+            t0, c0, t1, c1 = before[-1][0], before[-1][part], after[0][0], after[0][part]
             return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
-        first, last = at(start), at(end)
-        return None if first is None or last is None else last - first
+        spent = [(at(start, part), at(end, part)) for part in (1, 2)]
+        if any(first is None or last is None for first, last in spent):
+            return None
+        (main0, main1), (kids0, kids1) = spent
+        return (main1 or 0.0) - (main0 or 0.0), (kids1 or 0.0) - (kids0 or 0.0)
+
+    def between(self, start: float, end: float) -> float | None:
+        parts = self.between_parts(start, end)
+        return None if parts is None else parts[0] + parts[1]
 
 
 async def wait_until(
@@ -732,7 +837,7 @@ async def run_kafka(
             )
         await watcher.start()
         await worker.start()
-        sampler = CpuSampler(worker)
+        sampler = CpuSampler(worker, settings.analysis_processes)
         sampler.start()
         got = watcher.records[sightings]
         try:
@@ -744,15 +849,26 @@ async def run_kafka(
             )
         finally:
             await sampler.stop()
-        timestamps = sorted(r.timestamp for r in got[: stream.posts])
+        every = sorted(r.timestamp for r in got[: stream.posts])
         alerts = watcher.records[alerts_topic]
         await wait_until(
             lambda: len(alerts) >= expected_alerts, 60, f"{expected_alerts} alerts", worker, required=False
         )
+        # Measured once every analysis process is ready: the first one starts analysing while the others
+        # still load, and a window from the first sighting on would time a worker short of processes,
+        # and count a process's start-up CPU as per-post CPU.
+        ready_at = sampler.ready_at
+        if ready_at is None:
+            log(f"kafka repeat {repeat}: no analysis process said it was ready; measuring from the start")
+        timestamps = [t for t in every if ready_at is None or t >= ready_at]
         first_batch = _first_batch(timestamps, settings.caption_batch)
-        span = timestamps[-1] - timestamps[0]
+        span = timestamps[-1] - timestamps[0] if timestamps else 0.0
         if span <= 0 or first_batch >= len(timestamps):
-            raise BenchError("the worker sent all sightings in one burst: use more --posts to measure a rate")
+            raise BenchError(
+                "the worker sent all sightings in one burst, or before its analysis processes were all "
+                "ready: use more --posts to measure a rate"
+            )
+        parts = sampler.between_parts(timestamps[0], timestamps[-1])
         throughput = RunResult(
             "kafka worker",
             len(timestamps) - first_batch,
@@ -760,8 +876,12 @@ async def run_kafka(
             alerts=len(alerts),
             extra={
                 "first_batch": first_batch,
-                "startup_seconds": round(timestamps[0] - worker.spawned_at, 3),
-                "cpu_seconds": sampler.between(timestamps[0], timestamps[-1]),
+                "before_ready": len(every) - len(timestamps),
+                "startup_seconds": round(every[0] - worker.spawned_at, 3),
+                "ready_seconds": None if ready_at is None else round(ready_at - worker.spawned_at, 3),
+                "cpu_seconds": None if parts is None else parts[0] + parts[1],
+                "worker_cpu_seconds": None if parts is None else parts[0],
+                "analysis_cpu_seconds": None if parts is None else parts[1],
                 "produce_seconds": round(produce_seconds, 3),
                 "alert_ids": sorted(json.loads(r.value)["alert_id"] for r in alerts),
                 "run_id": run_id,
@@ -773,7 +893,7 @@ async def run_kafka(
             rate = live_rate if live_rate > 0 else max(5.0, 0.5 * throughput.rate)
             live = await run_live(plan, rate, broker, posts_topic, watcher, alerts_topic, worker)
             live.extra["run_id"] = run_id
-        return KafkaResult(throughput, live, timestamps[0] - worker.spawned_at, produce_seconds)
+        return KafkaResult(throughput, live, every[0] - worker.spawned_at, produce_seconds)
     finally:
         await watcher.stop()
         code = await worker.stop()
@@ -868,6 +988,40 @@ def _cpu_ms_per_post(runs: Sequence[RunResult]) -> float | None:
     """CPU time per post (all threads): unlike posts/s, barely moved by other work on a shared machine."""
     values = [r.extra["cpu_seconds"] * 1000 / r.posts for r in runs if r.extra.get("cpu_seconds") and r.posts]
     return round(statistics.median(values), 2) if values else None
+
+
+def stage_line(runs: Sequence[RunResult]) -> str:
+    """Where ours in-process spends its CPU: median CPU ms/post per stage over the repeats (`other`: archive
+    parse, image loading bookkeeping, tracking), and the captions each caption model embedded (a mix's
+    first model screens for the others)."""
+    stages = sorted({k for r in runs for k in r.extra.get("stage_cpu_ms_per_post", {})})
+    parts = []
+    for stage in stages:
+        values = [r.extra["stage_cpu_ms_per_post"].get(stage, 0.0) for r in runs]
+        parts.append(f"{stage} {statistics.median(values):.2f}")
+    models = sorted({k for r in runs for k in r.extra.get("captions_per_model", {})})
+    counts = []
+    for model in models:
+        embedded = statistics.median(r.extra["captions_per_model"].get(model, 0) for r in runs)
+        counts.append(f"{model.removeprefix('model:')} {embedded:.0f}")
+    line = "ours in-process CPU ms/post by stage (medians; model:* lie inside embed): " + ", ".join(parts)
+    if counts:
+        line += f"\ncaptions embedded per run, by model: {', '.join(counts)} of {runs[0].posts} posts"
+    return line
+
+
+def kafka_cpu_split(runs: Sequence[RunResult]) -> str:
+    """Where a Kafka row's CPU went: the worker process (consumer, producer, tracker) and the analysis
+    processes, in CPU ms per post (medians over the runs)."""
+
+    def median_ms(key: str) -> str:
+        values = [r.extra[key] * 1000 / r.posts for r in runs if r.extra.get(key) is not None and r.posts]
+        return _fmt(statistics.median(values), 2) if values else "-"
+
+    return (
+        f"worker process {median_ms('worker_cpu_seconds')}, "
+        f"analysis processes {median_ms('analysis_cpu_seconds')} CPU ms/post"
+    )
 
 
 def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
@@ -1049,8 +1203,8 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             runs["kafka"].append(result.throughput)
             kafka_startup.append(result.startup_seconds)
             log(
-                f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s after "
-                f"{result.startup_seconds:.1f} s"
+                f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s "
+                f"({kafka_cpu_split([result.throughput])}) after {result.startup_seconds:.1f} s"
             )
     if args.profile:
         await profile_pipeline(real.archive, settings, bank, encoder, args.profile)
@@ -1081,6 +1235,9 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
         if kafka_startup
         else ""
     )
+    print(stage_line(runs["ours"]))
+    if runs["kafka"]:
+        print(f"kafka CPU ms/post, medians: {kafka_cpu_split(runs['kafka'])}")
     build = statistics.median(r.extra["startup_seconds"] for r in runs["ours"])
     build_cpu = statistics.median(r.extra["startup_cpu_seconds"] for r in runs["ours"])
     print(

@@ -5,6 +5,7 @@ with 1, 2 and 4 partitions, against the previous implementation in the same run.
     python -m benchmarks.tracker --quick         # 10k and 100k, fewer sightings (a few minutes)
     python -m benchmarks.tracker --sizes 10000 --sightings 5000 --partitions 1 2
     python -m benchmarks.tracker --baseline HEAD~3   # the "before" from another commit (default: fd81181)
+    python -m benchmarks.tracker --sizes 10000 --broker localhost:9092   # plus P trackers on the broker
 
 Every measurement runs in fresh processes, so its memory figure is that process's alone. The state is
 bulk-populated: N posts, each a new random picture (random 64-bit pHash and 256-bit PDQ, quality 100),
@@ -22,6 +23,14 @@ distance), 40% reshares of a live post. Three set-ups:
   its own process with its own tracker (`observe_assigned`) over its share of the clusters, all started
   together once every one has loaded. Reported: the total (all sightings over the slowest partition's
   wall time, and over the partitions' summed CPU time) and the slowest partition's own rate.
+- `P routed`: partitioned tracking as the worker runs it (monitor/tracking/routing.py): each partition's
+  process holds its share of the clusters and of the post index (`i:` records), and handles every
+  operation the workload delivers to it (`count`, `post`, `reshare` resolved by the post index and its
+  forwards, `share`), each decoded from JSON as the tracking loop decodes it. The slowest partition's
+  line gives its operations per second (a post is 2-3 operations).
+- `--broker HOST:PORT`: P real `TrackingLoop` processes over a `sightings` topic of P partitions on the
+  broker (benchmarks/tracker_broker.py): Kafka reads, transactions, state changelog and forwards
+  included; fresh state, N population posts then the workload.
 
 Rates are by wall clock and by the process's CPU time: on a shared machine the CPU figure is the steady
 one, and with fewer cores than partitions the wall-clock total cannot grow past the cores. Memory per live
@@ -196,6 +205,63 @@ def measure_partition(n: int, sightings: int, partitions: int, index: int) -> di
     return {"live": sum(owned), "bytes": per_cluster, "n": len(mine), "wall": wall, "cpu": cpu}
 
 
+def routed_ops(sightings: list[tuple[AnalyzedPost, str]], partitions: int) -> list[tuple[str, bytes]]:
+    """Every operation partitioned tracking delivers for the workload (monitor/tracking/routing.py), as
+    (routing key, JSON): analysis's (`count` and `post` per post, `reshare` to the parent's index) and the
+    index partitions' forwards for each reshare (`share` to the cluster, `post` for the reshare)."""
+    from monitor.tracking.routing import post_ops, resolution_ops
+
+    ops: list[tuple[str, bytes]] = []
+    for item, key in sightings:
+        if item.reshare_of is None:
+            found = post_ops(item, [key], partitions)
+        else:
+            found = post_ops(item, [], partitions)
+            found += resolution_ops(item.post_id, int(item.created_at), None, [key], partitions)
+        ops += [(route, json.dumps(op).encode()) for route, op in found]
+    return ops
+
+
+def measure_routed(n: int, sightings: int, partitions: int, index: int) -> dict[str, Any]:
+    """One partition of partitioned tracking as the worker runs it: its share of the clusters and of the
+    post index (`i:` records), every operation delivered to it decoded from JSON and handled by its
+    `PartitionRouter`; what it forwards is built (the cost is its) and dropped: the partition it goes to
+    has it in its own input already."""
+    from monitor.tracking import records
+    from monitor.tracking.partitions import partition_of
+    from monitor.tracking.routing import Outcome, PartitionRouter
+
+    pictures = population(n)
+    mine = [
+        op
+        for key, op in routed_ops(mix(sightings, pictures, 12), partitions)
+        if partition_of(key, partitions) == index
+    ]
+    before = _rss()
+    store: dict[str, Any] = {}
+    owned = 0
+    for i, hashes in enumerate(pictures):
+        cluster_id, post_id, second = cluster_of(hashes), f"p{i}", _second(i, n)
+        if partition_of(cluster_id, partitions) == index:
+            records.write_new_picture(store, post_id, second, hashes, 0)
+            del store["rep:" + cluster_id], store["p:" + post_id]
+            owned += 1
+        if partition_of(post_id, partitions) == index:
+            store["i:" + post_id] = (second, cluster_id)
+    per_cluster = (_rss() - before) / max(1, owned)
+    tracker = ClusterTracker(store, POLICY, CLUSTER_DISTANCE, post_index=False)
+    router = PartitionRouter(tracker, index, partitions)
+    tracker.advance(T0)  # the first expiry pass, apart
+    print("ready", flush=True)
+    sys.stdin.readline()
+    wall, cpu = time.perf_counter(), time.process_time()
+    outcome = Outcome()
+    for raw in mine:
+        router.handle(json.loads(raw), outcome)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"live": owned, "bytes": per_cluster, "n": sightings, "ops": len(mine), "wall": wall, "cpu": cpu}
+
+
 def measure_index(n: int, lookups: int) -> dict[str, Any]:
     """What each analysis worker pays for the replicated representative index (partitioned design): memory
     per cluster, and images assigned per second, half re-uploads, half never-seen pictures."""
@@ -238,9 +304,11 @@ def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
     return result
 
 
-def run_partitions(script: Path, n: int, sightings: int, partitions: int) -> list[dict[str, Any]]:
+def run_partitions(
+    script: Path, n: int, sightings: int, partitions: int, flag: str = "--part"
+) -> list[dict[str, Any]]:
     """P partition processes, each loaded, then all told to start at once."""
-    args = ["--part", str(n), "--sightings", str(sightings), "--partitions", str(partitions)]
+    args = [flag, str(n), "--sightings", str(sightings), "--partitions", str(partitions)]
     workers = [_worker(ROOT, script, *args, "--index", str(i)) for i in range(partitions)]
     for worker in workers:
         assert worker.stdout is not None
@@ -280,6 +348,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rep", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--part", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--routed", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-routed", action="store_true", help="skip the routed rows (operations through PartitionRouter)"
+    )
+    parser.add_argument(
+        "--broker",
+        help="also run P `TrackingLoop`s on this broker (host:port), over a sightings topic of P partitions",
+    )
+    parser.add_argument("--routed-only", action="store_true", help="only the routed (and broker) rows")
+    parser.add_argument("--broker-sightings", type=int, default=20_000, help="sightings per broker run")
     args = parser.parse_args(argv)
     sightings = args.sightings or (10_000 if args.quick else 40_000)
     lookups = args.lookups or (2_000 if args.quick else 5_000)
@@ -291,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.part:
         print(json.dumps(measure_partition(args.part, sightings, args.partitions[0], args.index)))
+        return
+    if args.routed:
+        print(json.dumps(measure_routed(args.routed, sightings, args.partitions[0], args.index)))
         return
     if args.sizes is None:
         args.sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
@@ -310,10 +391,12 @@ def main(argv: list[str] | None = None) -> None:
         heads = ("set-up", 14), ("clusters", 10), ("B/cluster", 9), ("sightings/s", 12), ("per CPU s", 12)
         print(f"{'live':>10} " + " ".join(f"{head:>{width}}" for head, width in heads))
         for n in sizes:
-            for label, tree in ((f"before {args.baseline}", base), ("one tracker", ROOT)):
+            for label, tree in (
+                [] if args.routed_only else ((f"before {args.baseline}", base), ("one tracker", ROOT))
+            ):
                 r = _result(_worker(tree, script, "--one", str(n), "--lookups", str(lookups)))
                 print(_row(label[:14], n, r["live"], r["bytes"], r["n"], r["wall"], r["cpu"]), flush=True)
-            for partitions in args.partitions:
+            for partitions in [] if args.routed_only else args.partitions:
                 parts = run_partitions(script, n, sightings, partitions)
                 total = sum(p["n"] for p in parts)
                 wall = max(p["wall"] for p in parts)
@@ -327,6 +410,25 @@ def main(argv: list[str] | None = None) -> None:
                     f" {slowest['n'] / slowest['wall']:>12,.0f} {slowest['n'] / slowest['cpu']:>12,.0f}",
                     flush=True,
                 )
+            for partitions in [] if args.no_routed else args.partitions:
+                parts = run_partitions(script, n, sightings, partitions, "--routed")
+                wall = max(p["wall"] for p in parts)
+                cpu = sum(p["cpu"] for p in parts)
+                live = sum(p["live"] for p in parts)
+                per_cluster = sum(p["bytes"] * p["live"] for p in parts) / live
+                print(_row(f"{partitions} routed", n, live, per_cluster, sightings, wall, cpu), flush=True)
+                slowest = max(parts, key=lambda p: p["cpu"])
+                print(
+                    f"{'':>10} {'  slowest one':>14} {slowest['live']:>10,} {slowest['bytes']:>9,.0f}"
+                    f" {slowest['ops'] / slowest['wall']:>12,.0f} {slowest['ops'] / slowest['cpu']:>12,.0f}"
+                    f"  (its {slowest['ops']:,} operations)",
+                    flush=True,
+                )
+    if args.broker:
+        from benchmarks.tracker_broker import run_broker
+
+        for partitions in args.partitions:
+            print(run_broker(args.broker, partitions, args.broker_sightings), flush=True)
 
     for n in args.index_sizes:
         r = _result(_worker(ROOT, Path(__file__), "--rep", str(n), "--lookups", str(lookups)))

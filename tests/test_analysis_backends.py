@@ -4,6 +4,7 @@ that reach the worker, and a process that dies costs its batch, not the worker."
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -18,9 +19,17 @@ from skimage import data as skdata
 
 from monitor.bank.store import add_images
 from monitor.ingest.events import EventLimits, decode_event
+from monitor.ingest.loading import ImageLoader
 from monitor.models import LoadedImage, Post
 from monitor.runtime import analysis_pool
-from monitor.runtime.analysis_pool import AnalysisProcessDied, ProcessAnalysis, ThreadAnalysis
+from monitor.runtime.analysis_pool import (
+    READY_LINE,
+    AnalysisProcessDied,
+    AnalyzerHolder,
+    ProcessAnalysis,
+    Telemetry,
+    ThreadAnalysis,
+)
 from monitor.runtime.metrics import Metrics
 from monitor.settings import Settings
 from tests.support.poison import TINY_BROKEN_PNG, image_flood
@@ -54,26 +63,81 @@ def batch() -> tuple[list[Post], list[list[LoadedImage]]]:
     return posts, images
 
 
+async def in_thread_and_processes(
+    settings: Settings,
+    posts: list[Post],
+    images: list[list[LoadedImage]],
+    processes: int,
+    thread_metrics: Metrics | None = None,
+    process_metrics: Metrics | None = None,
+) -> tuple[list[object], list[object]]:
+    """The same batch analysed in a thread and in `processes` processes: (thread's, processes')."""
+    thread = ThreadAnalysis.for_settings(settings, Metrics() if thread_metrics is None else thread_metrics)
+    pool = ProcessAnalysis(settings, processes, Metrics() if process_metrics is None else process_metrics)
+    try:
+        return await thread.run(posts, images), await pool.run(posts, images)
+    finally:
+        thread.close()
+        pool.close()
+
+
 def test_processes_give_what_a_thread_gives_and_report_their_metrics(bank_dir: Path) -> None:
     settings = Settings(bank=bank_dir)
     posts, images = batch()
     thread_metrics, process_metrics = Metrics(), Metrics()
 
-    async def both() -> tuple[list[object], list[object]]:
-        thread = ThreadAnalysis.for_settings(settings, thread_metrics)
-        processes = ProcessAnalysis(settings, 2, process_metrics)
-        try:
-            return await thread.run(posts, images), await processes.run(posts, images)
-        finally:
-            thread.close()
-            processes.close()
-
-    in_thread, in_process = asyncio.run(both())
+    in_thread, in_process = asyncio.run(
+        in_thread_and_processes(settings, posts, images, 2, thread_metrics, process_metrics)
+    )
     assert in_process == in_thread
     assert [a.images[0].bank_match is not None for a in in_process[:3]] == [True, False, False]
     text = process_metrics.exposition().decode()
     assert 'monitor_stage_duration_seconds_count{stage="decode"} 3.0' in text
     assert 'monitor_bank_entries{kind="images"} 1.0' in text
+
+
+def test_posts_with_inline_pictures_come_out_of_a_process_as_out_of_a_thread(bank_dir: Path) -> None:
+    settings = Settings(bank=bank_dir)
+    pictures = [jpeg(skdata.astronaut(), (300, 300), quality=60), jpeg(skdata.coffee(), (400, 300))]
+    events = [
+        {
+            "post_id": f"p{i}",
+            "author_id": "a",
+            "created_at": "2024-01-01T00:00:00Z",
+            "text": "look at this",
+            "images": [{"data": base64.b64encode(picture).decode()}],
+        }
+        for i, picture in enumerate(pictures)
+    ]
+    posts = [decode_event(json.dumps(e).encode())[0] for e in events]
+    loader = ImageLoader(None)
+
+    images = asyncio.run(loader.load_many(posts))
+    in_thread, in_process = asyncio.run(in_thread_and_processes(settings, posts, images, 1))
+    assert in_process == in_thread
+    assert [a.images[0].bank_match is not None for a in in_process] == [True, False]
+
+
+def test_an_analysis_process_warms_up_before_its_first_batch_and_the_warm_up_leaves_no_trace(
+    bank_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(bank=bank_dir)
+    posts, images = batch()
+    metrics = Metrics()
+
+    async def first_batch() -> list[object]:
+        analysis = ProcessAnalysis(settings, 1, metrics)
+        try:
+            return list(await analysis.run(posts, images))
+        finally:
+            analysis.close()
+
+    analyzed = asyncio.run(first_batch())
+    ready = [line for line in capfd.readouterr().err.splitlines() if READY_LINE in line]
+    assert len(ready) == 1, ready
+    assert analyzed == AnalyzerHolder(settings, Telemetry()).analyze(posts, images)  # as if never warmed
+    text = metrics.exposition().decode()
+    assert 'monitor_stage_duration_seconds_count{stage="decode"} 3.0' in text  # the batch's only
 
 
 def test_a_dead_analysis_process_fails_its_batch_and_the_pool_comes_back(bank_dir: Path) -> None:

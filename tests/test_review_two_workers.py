@@ -17,7 +17,6 @@ are taken with the command, and what is asserted is read from the alert topics (
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -27,9 +26,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from monitor.models import format_time
 from tests.support.kafka import Worker, isolated_env, read_topic, run_monitor
-from tests.support.synthetic import distinct_pictures, jpeg_bytes, png_with_parameters
+from tests.support.synthetic import distinct_pictures, inline_event, jpeg_bytes, png_with_parameters
 
 pytestmark = pytest.mark.kafka
 
@@ -39,14 +37,8 @@ START = 1_679_846_400.0  # 2023-03-26T16:00:00Z
 
 
 def post(post_id: str, at: float, data: bytes) -> dict[str, Any]:
-    return {
-        "post_id": post_id,
-        "platform": "x",
-        "author_id": f"u-{post_id}",
-        "created_at": format_time(START + at),
-        "text": "look at this",
-        "images": [{"data": base64.b64encode(data).decode("ascii")}],
-    }
+    """A post at `at` seconds after START with one inline picture."""
+    return inline_event(post_id, START + at, data)
 
 
 def marked(picture: Image.Image) -> bytes:

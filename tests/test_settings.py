@@ -184,6 +184,7 @@ def _other_value(field: str) -> tuple[str, Any]:
         "post_url_template": ("https://mod.example/{post_id}", "https://mod.example/{post_id}"),
         "log_level": ("DEBUG", "debug"),
         "narrative_threshold": ("0.66", 0.66),
+        "narrative_screen": ("2.25", 2.25),
     }
     default = getattr(Settings(), field)
     if field in special:

@@ -116,9 +116,15 @@ class LocalIndex:
         self._points: list[np.ndarray] = []
         self._owner = np.zeros(0, dtype=np.int32)
         self._descriptors = np.zeros((0, 32), dtype=np.uint8)
+        self._pending: list[np.ndarray] = []
+        """Descriptors added since `_descriptors` was last assembled: one concatenation when the index is
+        next searched, not a copy of every banked descriptor at each of a bank's 600 additions."""
+        self._count = 0
         self._offsets: list[int] = []
         self._ends: list[int] = []
-        self._matcher: cv2.DescriptorMatcher | None = None
+        self._index: cv2.flann.Index | None = None
+        self._indexed = self._descriptors
+        """The array the LSH index was built on: FLANN keeps a pointer to it, not a copy."""
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -126,23 +132,35 @@ class LocalIndex:
     def add(self, key: str, found: Features) -> None:
         if len(found) < MIN_KEYPOINTS:
             return
-        self._offsets.append(len(self._descriptors))
-        self._ends.append(len(self._descriptors) + len(found))
-        self._owner = np.concatenate([self._owner, np.full(len(found), len(self._keys), dtype=np.int32)])
-        self._descriptors = np.vstack([self._descriptors, found.descriptors])
+        self._offsets.append(self._count)
+        self._count += len(found)
+        self._ends.append(self._count)
+        self._pending.append(found.descriptors)
         self._keys.append(key)
         self._points.append(found.points)
-        self._matcher = None
+        self._index = None
 
-    def _trained(self) -> cv2.DescriptorMatcher:
-        """An LSH matcher over all banked descriptors, built on first use after additions."""
-        if self._matcher is None:
+    def _trained(self) -> cv2.flann.Index:
+        """An LSH index over all banked descriptors, built on first use after additions.
+
+        FLANN's own index rather than a FlannBasedMatcher over the same tables: its search answers with
+        two arrays instead of a DMatch object per neighbour that Python then unpacks one by one, which
+        cost a fifth of the screen on the realistic stream, for the same neighbours."""
+        if self._index is None:
+            self._assemble()
             cv2.setRNGSeed(_LSH_SEED)
-            matcher = cv2.FlannBasedMatcher(_LSH, {"checks": 64})
-            matcher.add([self._descriptors])
-            matcher.train()
-            self._matcher = matcher
-        return self._matcher
+            self._indexed = np.ascontiguousarray(self._descriptors)
+            self._index = cv2.flann.Index(self._indexed, _LSH)
+        return self._index
+
+    def _assemble(self) -> None:
+        """`_descriptors` and `_owner` (each banked descriptor's picture) over every addition."""
+        if self._pending:
+            self._descriptors = np.vstack([self._descriptors, *self._pending])
+            self._pending = []
+            self._owner = np.repeat(
+                np.arange(len(self._keys), dtype=np.int32), np.subtract(self._ends, self._offsets)
+            )
 
     def add_all(self, key: str, many: Sequence[Features]) -> None:
         for found in many:
@@ -195,15 +213,12 @@ class LocalIndex:
     def _screen(self, query: Features) -> tuple[np.ndarray, np.ndarray]:
         """Each query descriptor's nearest and second-nearest banked descriptor by the coarse LSH
         search, as (index, distance) rows; _FAR where the search found fewer than two."""
-        count = len(query)
-        near = np.zeros((count, 2), dtype=np.int64)
-        far = np.zeros((count, 2), dtype=np.int64)
-        near[:, 1] = far[:, 1] = _FAR
-        for found in self._trained().knnMatch(query.descriptors, k=2):
-            if found:
-                near[found[0].queryIdx] = (found[0].trainIdx, round(found[0].distance))
-            if len(found) > 1:
-                far[found[1].queryIdx] = (found[1].trainIdx, round(found[1].distance))
+        indices, distances = self._trained().knnSearch(query.descriptors, 2, params={"checks": 64})
+        found = indices >= 0  # FLANN answers -1 where it found fewer neighbours
+        rows = np.where(found, indices, 0).astype(np.int64)
+        spans = np.where(found, distances, _FAR).astype(np.int64)
+        near = np.stack([rows[:, 0], spans[:, 0]], axis=1)
+        far = np.stack([rows[:, 1], spans[:, 1]], axis=1)
         return near, far
 
     def _verify(self, query: Features, owner: int, owned: list[tuple[int, int]]) -> int:

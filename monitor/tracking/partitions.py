@@ -14,8 +14,10 @@ look-up moves upstream (the analysis workers, which are many) and the tracker on
    (`ClusterTracker.observe_assigned`);
 3. two workers may found clusters for near-duplicates at the same moment, before either representative
    reached the other: the index then holds representatives within reach of each other. Such groups (the
-   connected groups of representatives within reach) merge into their lowest cluster id (`canonical`),
-   on every worker alike whatever the order they arrive in; the loser's partition sends the loser's
+   connected groups of representatives within reach) merge into the one founded first in event time
+   (the founding post's `(created_at, post id)`, carried by the representative; the lowest cluster id
+   among equals), which is the cluster a replay in event order founds for the picture: on every worker
+   alike whatever the order they arrive in (`canonical`); the loser's partition sends the loser's
    state (`ClusterState`, monitor/tracking/records.py) to the winner's, which adds it up
    (`ClusterTracker.absorb`): counts add, the levels already alerted by either are not raised again.
 
@@ -26,6 +28,7 @@ apply alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
@@ -63,7 +66,16 @@ def split_by_partition(
 class Assignment:
     cluster_id: str
     founded: bool
-    """True when no representative reached the image: the caller publishes its representative."""
+    """True when the image founded a cluster: the caller publishes its representative."""
+    merged: tuple[str, ...] = ()
+    """Clusters the founding merged into this one (an image older than its cluster's founder, below):
+    the caller moves their state (`merge` operations)."""
+
+
+Rank = tuple[float, str]
+"""When a cluster was founded: its founding post's (created_at, post id). Merges keep the lowest rank."""
+NO_RANK: Rank = (math.inf, "")
+"""The rank of a representative that carries none: after every ranked one, ties to the lowest id."""
 
 
 class RepresentativeIndex:
@@ -82,6 +94,8 @@ class RepresentativeIndex:
         self._positions: dict[str, int] = {}
         self._parent: dict[str, str] = {}
         """Merged clusters -> the cluster they merged into (union-find; roots are absent)."""
+        self._rank: dict[str, Rank] = {}
+        """Each cluster's founding (created_at, post id): the merge winner is the earliest."""
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -115,39 +129,55 @@ class RepresentativeIndex:
         by_pdq = self._by_pdq(hashes)  # only when no pHash reaches: most re-uploads stop above
         return min(by_pdq)[1] if by_pdq else None
 
-    def assign(self, hashes: ImageHashes) -> Assignment:
+    def assign(self, hashes: ImageHashes, rank: Rank = NO_RANK) -> Assignment:
         """The cluster an image belongs to (merged clusters answer with the cluster they merged into),
-        or a new cluster, which is added to this index at once (the caller publishes it)."""
-        found = self.nearest(hashes)
-        if found is not None:
-            return Assignment(self.canonical(found), False)
-        cluster_id = cluster_id_of(hashes.phash)
-        self.add(cluster_id, hashes)
-        return Assignment(cluster_id, True)
+        or a new cluster, which is added to this index at once with `rank` (the founding post's
+        (created_at, post id)); the caller publishes it.
 
-    def add(self, cluster_id: str, hashes: ImageHashes) -> list[str]:
+        An image posted before its cluster's founder (analysis read the stream out of event order: several
+        `posts` partitions, a worker catching up) founds a cluster of its own all the same, and the
+        cluster it reached merges into it: so a cluster is named after its earliest post, whatever order
+        the posts were analysed in, as a replay in event order names it."""
+        found = self.nearest(hashes)
+        cluster_id = cluster_id_of(hashes.phash)
+        if found is not None:
+            winner = self.canonical(found)
+            if rank >= self.rank_of(winner) or cluster_id in self._positions:
+                return Assignment(winner, False)
+        merged = self.add(cluster_id, hashes, rank)
+        return Assignment(self.canonical(cluster_id), True, tuple(merged))
+
+    def rank_of(self, cluster_id: str) -> Rank:
+        return self._rank.get(cluster_id, NO_RANK)
+
+    def _order(self, cluster_id: str) -> tuple[Rank, str]:
+        return self.rank_of(cluster_id), cluster_id
+
+    def add(self, cluster_id: str, hashes: ImageHashes, rank: Rank = NO_RANK) -> list[str]:
         """Take a representative (from the replicated topic, or founded here); returns the cluster ids
-        that stop being canonical because of it (they merge into a lower one): the clusters whose state
-        moves. Adding a representative already held changes nothing."""
+        that stop being canonical because of it (they merge into the earliest-founded): the clusters
+        whose state moves. Adding a representative already held changes nothing."""
         if cluster_id in self._positions:
             return []
         by_phash, by_pdq = self._reach(hashes)
         position = len(self._ids)
         self._ids.append(cluster_id)
         self._positions[cluster_id] = position
+        if rank != NO_RANK:
+            self._rank[cluster_id] = rank
         self._phash.add(hashes.phash)
         for value in usable_pdqs(hashes):
             self._pdq.add(value)
             self._pdq_owner.append(position)
         roots = {self.canonical(other) for _, other in by_phash + by_pdq} | {cluster_id}
-        winner = min(roots)
+        winner = min(roots, key=self._order)
         for root in roots - {winner}:
             self._parent[root] = winner
         return sorted(roots - {winner})
 
     def canonical(self, cluster_id: str) -> str:
-        """The cluster `cluster_id` is now counted as: itself, or the lowest id of the representatives it
-        is connected to by reach."""
+        """The cluster `cluster_id` is now counted as: itself, or the earliest-founded (then lowest id) of
+        the representatives it is connected to by reach."""
         root = cluster_id
         while root in self._parent:
             root = self._parent[root]

@@ -12,6 +12,9 @@ each update is small:
     x:<cluster>         set when an analyst dismissed a picture of the cluster: it raises no further level
     b:<cluster>:<min>   shares per second (virality.py)
 
+Partitioned tracking (routing.py) keeps, instead of `p:`, its own post index `i:<post>` and merge marks
+`m:<cluster>` in the same store.
+
 The values of `rep:`, `cl:` and `b:` are compact positional tuples (records.py); records written as lists
 or dicts by earlier versions are read too, and rewritten compact when they next change.
 
@@ -168,7 +171,11 @@ class ClusterTracker:
         cluster_distance: int,
         clock: Callable[[], float] = time.time,
         review: ReviewState | None = None,
+        post_index: bool = True,
     ) -> None:
+        self.post_index = post_index
+        """Whether `p:` (a post's clusters) and `w:` (reshares waiting) are kept here: False where a post
+        index of its own routes reshares (monitor/tracking/routing.py, partitioned tracking)."""
         self.review = review or ReviewState()
         """Analysts' decisions; a worker replaces it when the bank directory changes."""
         self.store = store
@@ -184,22 +191,57 @@ class ClusterTracker:
         """Take one analysed post; return the alerts it raises (usually none)."""
         return self._observe(post, None)
 
-    def observe_assigned(self, post: AnalyzedPost, clusters: Sequence[str | None]) -> list[Alert]:
+    def observe_assigned(
+        self, post: AnalyzedPost, clusters: Sequence[str | None], seen_as: str | None = None
+    ) -> list[Alert]:
         """Take a post whose images' clusters were assigned upstream (monitor/tracking/partitions.py):
         `clusters[i]` is image i's cluster id, or None for an image this tracker does not count (no
         hashes, or a cluster another partition owns). The same counting, reasons and alerts as `observe`,
         without the near-duplicate look-up, which is most of `observe`'s cost for a never-seen picture;
-        the clusters' representatives are not written (they live in the replicated index)."""
+        the clusters' representatives are not written (they live in the replicated index).
+
+        `seen_as` is the id redeliveries are recognised by (default: the post's): a post forwarded from a
+        merged cluster is counted under one of its own, beside the post's other images counted here."""
         if len(clusters) != len(post.images):
             count = len(post.images)
             raise ValueError(f"post {post.post_id}: {len(clusters)} cluster ids for {count} images")
-        return self._observe(post, clusters)
+        return self._observe(post, clusters, seen_as)
 
-    def _observe(self, post: AnalyzedPost, assigned: Sequence[str | None] | None) -> list[Alert]:
-        if self.store.get("s:" + post.post_id) is not None:
+    def observe_share(
+        self,
+        post_id: str,
+        second: int,
+        narrative: dict[str, Any] | None,
+        clusters: Sequence[str],
+        seen_as: str | None = None,
+    ) -> list[Alert]:
+        """Count a reshare whose clusters were resolved elsewhere (the post index of its parent): the
+        counting `observe` does for a reshare whose parent is known, once per `seen_as` (default the id)."""
+        seen = "s:" + (seen_as or post_id)
+        if self.store.get(seen) is not None:
+            return []
+        self.store[seen] = second
+        self._advance(second)
+        touched: dict[str, tuple[int, int]] = {}
+        self._count(post_id, second, list(clusters), _narrative_reasons(narrative), {}, touched)
+        alerts: list[Alert] = []
+        for cluster_id, (first, last) in touched.items():
+            alerts.extend(self._evaluate(cluster_id, first, last))
+        return alerts
+
+    def advance(self, second: int) -> None:
+        """Move the event-time clock (and expire) for an event that counts nothing here (a post index
+        record): so a partition that mostly routes still forgets old state."""
+        self._advance(second)
+
+    def _observe(
+        self, post: AnalyzedPost, assigned: Sequence[str | None] | None, seen_as: str | None = None
+    ) -> list[Alert]:
+        seen = "s:" + (seen_as or post.post_id)
+        if self.store.get(seen) is not None:
             return []
         second = int(post.created_at)
-        self.store["s:" + post.post_id] = second
+        self.store[seen] = second
         self._advance(second)
         narrative = (
             {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
@@ -308,11 +350,14 @@ class ClusterTracker:
         pending = [(post_id, second, clusters, post_reasons, cluster_reasons)]
         while pending:
             pid, t, cids, reasons, by_cluster = pending.pop()
-            self.store["p:" + pid] = clusters_value(cids)
+            if self.post_index:
+                self.store["p:" + pid] = clusters_value(cids)
             for cluster_id in cids:
                 self._add_share(cluster_id, pid, t, reasons + by_cluster.get(cluster_id, []))
                 first, last = touched.get(cluster_id, (t, t))
                 touched[cluster_id] = (min(first, t), max(last, t))
+            if not self.post_index:
+                continue
             for waiting in self.store.pop("w:" + pid, None) or []:
                 pending.append(
                     (
