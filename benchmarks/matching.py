@@ -73,6 +73,7 @@ import functools
 import gc
 import io
 import json
+import logging
 import math
 import random
 import statistics
@@ -277,8 +278,8 @@ def build(
 
     `tag` draws every seeded thing (renders, flat pictures, tiles, each change) from other seeds: the same
     photos, changed differently, with renders and flat pictures never drawn before. `renders_only` keeps
-    the smooth renders' copies and the negatives that look like them (soft flat pictures, look-alike
-    renders): the weak spot, quick to iterate on."""
+    the smooth renders' copies and the negatives that look like them (every kind of flat picture: logos and
+    soft figures were what matched generic renders; look-alike renders): the weak spot, quick to iterate."""
     first = zlib.crc32(tag.encode()) % 1_000_000 if tag else 0
     # the first seed of the changes: 0 for the default set
     if dataset == "eval":
@@ -323,8 +324,6 @@ def build(
         for i, tile in enumerate(tiles(image, rng, tile_count)):
             queries.append(Query(f"{name}/tile{i}", "tile of other photo", _jpeg(tile, 85), None))
     for kind in FLAT_KINDS:
-        if renders_only and kind not in SMOOTH_KINDS:
-            continue
         for i in range(flat_count):
             queries.append(
                 Query(
@@ -430,6 +429,21 @@ class OursStats:
     """How the last query was decided (stage and distance), for the lists of false matches and misses."""
 
 
+class _CheckLog(logging.Handler):
+    """The pixel checks' scores for the last query (`evidence`'s debug lines), shown in the lists."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        source = logging.getLogger("monitor.imaging.evidence")
+        source.setLevel(logging.DEBUG)
+        source.addHandler(self)
+        source.propagate = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def ours_method(
     bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True, region: bool = False
 ) -> Decide:
@@ -443,13 +457,15 @@ def ours_method(
     if weak and weak_lines:
         print("banked pictures PDQ alone refuses:\n" + "\n".join(weak_lines))
     clusters = {name.replace(":", "_"): name for name in bank}
+    checks = _CheckLog()
 
     def decide(data: bytes) -> str | None:
+        checks.lines.clear()
         _, found = matcher.match_bytes(data)
         if found is None:
             stats.last = ""
             return None
-        stats.last = f"{found.hash_kind} {found.distance}"
+        stats.last = f"{found.hash_kind} {found.distance}" + "".join(f"; {line}" for line in checks.lines)
         stats.stages[found.hash_kind] += 1
         return clusters[found.bank_cluster]
 
@@ -756,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--renders-only",
         action="store_true",
-        help="only the smooth renders' copies and the negatives like them (soft flat pictures, look-alikes)",
+        help="only the smooth renders' copies and the negatives like them (flat pictures, look-alikes)",
     )
     parser.add_argument(
         "--done-only",

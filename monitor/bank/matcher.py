@@ -34,6 +34,7 @@ from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging import evidence
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import (
     MIN_COLOUR_FIT,
@@ -204,6 +205,8 @@ class BankMatcher:
         self._pdq = PdqIndex(pdq_values)
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
+        self._generic = frozenset(image.cluster for image, evidence in self.weak if evidence.generic)
+        """Clusters with a generic smooth picture (`evidence.is_generic`): their checks compare hues too."""
         """Clusters with a smooth banked picture: a pHash within distance is no evidence of a copy of one
         (soft look-alikes share its few low frequencies); its copies are matched by the later stages."""
 
@@ -274,6 +277,8 @@ class BankMatcher:
         says how far the global hash was, and the `local` kind says what decided.
         """
         weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
+        views, boxes = _local_views(image)
+        colour = _ColourCopy(data)
         if (
             self._weak
             and hashes.pdq is not None
@@ -282,18 +287,13 @@ class BankMatcher:
             and contrast_quality(image) >= self.min_quality
         ):
             stretched = self._best_whole_pdq(hashes.pdq)
-            if stretched is not None:
+            if stretched is not None and self._pdq_holds(stretched, views, boxes, colour):
                 return stretched
         if not self.has_local:
             return None
-        views, boxes = _local_views(image)
-        colour = _ColourCopy(data)
         if self._smooth:
             smooth_hit = self._best_pdq(hashes, self.pdq_distance, smooth=True)
-            if smooth_hit is not None and (
-                smooth_hit.distance < SMOOTH_PDQ_CHECKED
-                or self._layouts.whole_fit(smooth_hit.bank_cluster, views, boxes, colour) >= MIN_PDQ_FIT
-            ):
+            if smooth_hit is not None and self._pdq_holds(smooth_hit, views, boxes, colour):
                 return smooth_hit
         corners: int | None = None
         """ORB keypoints of the whole query, when the local stage found them."""
@@ -321,6 +321,17 @@ class BankMatcher:
                 return BankMatch(region[0], "region", self._distance_to(region[0], hashes))
         return None
 
+    def _pdq_holds(
+        self, hit: BankMatch, views: list[Image.Image], boxes: list[Box], colour: _ColourCopy
+    ) -> bool:
+        """Whether a PDQ hit stands: on a detailed banked picture, or near (under SMOOTH_PDQ_CHECKED) a
+        smooth one, as found; farther from a smooth one, only where the pictures agree pixel by pixel over
+        the whole picture and over its structure (`LayoutIndex.whole_fit`). A soft look-alike of a generic
+        render (a logo, a figure on a gradient) came within 24-28 bits, also after contrast stretching."""
+        if hit.bank_cluster not in self._smooth or hit.distance < SMOOTH_PDQ_CHECKED:
+            return True
+        return self._layouts.whole_fit(hit.bank_cluster, views, boxes, colour).holds(MIN_PDQ_FIT)
+
     def _confirmed(
         self, cluster: str, query: Features, view: Image.Image, box: Box, colour_of: _ColourCopy
     ) -> bool:
@@ -338,12 +349,14 @@ class BankMatcher:
         seen_colour = colour_thumbnail(crop_fraction(colour, box)) if colour is not None else None
         for banked, small, image in self._banked.get(cluster, ()):
             bank_colour = self._colour_thumbnail(image) if seen_colour is not None else None
-            check = check_local(query, seen, banked, small, seen_colour, bank_colour)
+            generic = cluster in self._generic
+            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic)
             if (
                 check is not None
                 and check.inside >= MIN_INSIDE
                 and check.fits[1] >= MIN_TONE_FIT
                 and check.colour >= MIN_COLOUR_FIT
+                and check.subject >= evidence.MIN_SUBJECT_FIT
             ):
                 return True
         return False

@@ -43,6 +43,7 @@ a tuning set drawn from seeds the benchmark's reported figures do not use (`--ta
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -53,6 +54,8 @@ from PIL import Image
 
 from monitor.imaging.local_features import SIDE, Features, features
 from monitor.imaging.pdq import MIN_QUALITY, luma64, quality_of
+
+log = logging.getLogger(__name__)
 
 MAX_GAIN = 4.0
 """Most a contrast stretch may multiply the luminance range by: a sepia or washed-out copy keeps a third
@@ -142,6 +145,29 @@ MONOCHROME_LEVELS = 3.0
 (`monochrome`)."""
 TONE_BLUR = 1.5
 """Sigma (at VERIFY_SIDE) of the smoothing before tones are compared: JPEG noise and a pixel of misfit."""
+SUBJECT_FLOOR = 2.0
+"""Grey levels of high-passed detail (`structure_weights`) that weigh nothing: JPEG noise, gradient
+banding."""
+SUBJECT_SHIFT = 1
+"""Pixels (at VERIFY_SIDE) a copy may be off where its structure is compared (`_shifted_residual`): a
+layout window or an affine fit places a copy a pixel or so off, which on an edge is tens of levels."""
+SUBJECT_CAP = 6.0
+"""Most a pixel weighs (levels over SUBJECT_FLOOR): a subject's faint shading counts as much as its
+outline, so a flat logo with the outline of a shaded ball does not agree over most of the ball's
+structure."""
+MIN_SUBJECT_WEIGHT = 50.0
+"""Least summed structure weight (levels x thumbnail pixels) in the compared part of a banked picture for
+any agreement to count: a piece of bare background is no evidence of a copy."""
+GENERIC_LEVEL = 3.0
+GENERIC_GAP = 5
+GENERIC_BOX = 0.36
+"""`is_generic`'s cut: on renders drawn from 24 seeds, a ball or figure on a gradient had its structure in
+14-32 % of the picture, pastel hills, skies and blurred backgrounds 39-100 % or in several pieces."""
+MIN_SUBJECT_FIT = 0.7
+"""Least share of the banked picture's structure where a query must agree with it (`Fit.subject`), in
+every pixel check of a match to a smooth picture. The share-of-pixels checks count a flat background as
+much as a subject: a generic banked render (a ball on a soft gradient) agreed with logos and soft figures
+over its background, in grey and in colour alike."""
 
 
 Strength = Literal["detailed", "low-contrast", "smooth", "plain"]
@@ -157,6 +183,9 @@ class Evidence:
     contrast_quality: int
     structure: float
     keypoints: int
+    generic: bool = False
+    """A smooth picture whose structure is one blob on a flat or graded background (`is_generic`): a
+    ball, a logo, a figure on a gradient, like countless others but for that blob."""
 
     @property
     def weak(self) -> bool:
@@ -169,6 +198,15 @@ class Evidence:
             return (
                 f"low contrast (PDQ quality {self.quality}, {self.contrast_quality} once contrast is "
                 "stretched): matched by its PDQ hash after contrast normalisation and local features"
+            )
+        if self.strength == "smooth" and self.generic:
+            return (
+                f"weak evidence, generic: smooth picture (PDQ quality {self.quality}, {self.keypoints} "
+                "corners) whose only structure is one shape on a plain or graded background, as in countless "
+                "logos and renders: matched only where a copy agrees with that shape itself, pixel by pixel "
+                "(its background counts for nothing); near-exact copies, re-encodes, resizes, turns, borders "
+                "and light recolouring are found, while crops, copies under captions or stickers and copies "
+                "shrunk into a larger picture are likely missed. Treat a match as a lead, not as proof"
             )
         if self.strength == "smooth":
             return (
@@ -241,7 +279,26 @@ def assess(grey: Image.Image, quality: int | None) -> Evidence:
             strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
     else:
         strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
-    return Evidence(strength, quality, stretched, energy, keypoints)
+    return Evidence(
+        strength, quality, stretched, energy, keypoints, strength == "smooth" and is_generic(grey)
+    )
+
+
+def is_generic(grey: Image.Image) -> bool:
+    """Whether a picture's structure is one blob on a flat or graded background: its detailed pixels
+    (`structure_weights` over GENERIC_LEVEL, joined across GENERIC_GAP pixels) form one large piece
+    (others under a tenth of them), whose bounding box covers under GENERIC_BOX of the picture."""
+    detail = structure_weights(thumbnail(grey)) > GENERIC_LEVEL
+    joined = cv2.dilate(detail.astype(np.uint8), np.ones((GENERIC_GAP, GENERIC_GAP), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if count < 2:
+        return False
+    if int((areas >= 0.1 * areas.sum()).sum()) != 1:
+        return False
+    ys, xs = np.nonzero(joined)
+    box = float((np.ptp(xs) + 1) * (np.ptp(ys) + 1)) / joined.size
+    return box < GENERIC_BOX
 
 
 def query_layouts(views: list[Image.Image]) -> np.ndarray:
@@ -302,20 +359,21 @@ def oriented(array: np.ndarray, turn: int) -> np.ndarray:
 
 def check_layout(
     view: Image.Image, turn: int, bank: np.ndarray, box: tuple[float, float, float, float]
-) -> float:
+) -> Fit:
     """How well a layout match holds pixel by pixel: the query view, turned as it matched and fitted to the
-    window of the banked picture's `thumbnail` it matched, compared by `tone_fit` (share within 12 levels)."""
+    window of the banked picture's `thumbnail` it matched, compared by `fits` (share within 12 levels, of
+    the pixels and of the banked picture's structure)."""
     height, width = bank.shape
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
     seen = oriented(thumbnail(view), turn)
     seen = cv2.resize(seen, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
-    return tone_fit(seen, window, np.ones(window.shape, dtype=bool))[1]
+    return fits(seen, window, np.ones(window.shape, dtype=bool))
 
 
-def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box) -> float:
-    """`check_layout` in colour (`colour_fit`): the query's colour thumbnail, turned, in the window."""
+def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box, shared: bool = False) -> Fit:
+    """`check_layout` in colour (`colour_fits`): the query's colour thumbnail, turned, in the window."""
     height, width = bank.shape[:2]
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
@@ -323,7 +381,7 @@ def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box)
     turned = cv2.resize(
         oriented_colour(seen, turn), (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA
     )
-    return colour_fit(turned, window, np.ones(window.shape[:2], dtype=bool))
+    return colour_fits(turned, window, np.ones(window.shape[:2], dtype=bool), shared)
 
 
 def monochrome(colour: np.ndarray) -> bool:
@@ -365,6 +423,7 @@ class LayoutIndex:
         self._matrix: np.ndarray | None = None
         self._crop_matrix: np.ndarray | None = None
         self._small: list[np.ndarray | None] = []
+        self._generic: list[bool] = []
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -376,6 +435,7 @@ class LayoutIndex:
         self._crop_blocks.append(window_layouts(grey, _CROP_BOXES))
         self._thumbnails.append(thumbnail(grey))
         self._colours.append(colour_thumbnail(colour) if colour is not None else None)
+        self._generic.append(is_generic(grey))
         self._matrix = None
         self._crop_matrix = None
 
@@ -414,7 +474,13 @@ class LayoutIndex:
             row, window = divmod(at, per_window)
             view, turn = divmod(row, 8)
             seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
-            check = region_check(seen_colour, self._thumbnails[picture], bank_colour, _CROP_BOXES[window])
+            check = region_check(
+                seen_colour,
+                self._thumbnails[picture],
+                bank_colour,
+                _CROP_BOXES[window],
+                self._generic[picture],
+            )
             if check is not None and check.accepted:
                 return self._keys[picture], check
         return None
@@ -459,8 +525,9 @@ class LayoutIndex:
         bank = self._thumbnails[picture]
         seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
         full = np.ones(bank.shape, dtype=bool)
-        grey_fit = tone_fit(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, full)[1]
-        check = RegionCheck(score, 1.0, grey_fit, colour_fit(seen, bank_colour, full))
+        grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, full)
+        tinted = colour_fits(seen, bank_colour, full, self._generic[picture])
+        check = _region(score, 1.0, grey_fit, tinted)
         return (self._keys[picture], check) if check.accepted else None
 
     def _small_colours(self) -> list[np.ndarray | None]:
@@ -474,17 +541,21 @@ class LayoutIndex:
         views: list[Image.Image],
         boxes: list[Box],
         colour_of: Callable[[], Image.Image | None],
-    ) -> float:
+    ) -> Fit:
         """The best agreement of a query's views (in their eight turns, each stretched over the whole
         banked picture) with the banked picture of `key`: share within 12 levels, in grey, and in every
-        colour channel when both colour copies are there (the less of the two). For a PDQ hit on a smooth
-        banked picture, whose bits soft look-alikes can share."""
-        best = 0.0
+        colour channel when both colour copies are there (the less of the two), of the pixels and of the
+        banked picture's structure (`Fit`; the best share among those whose structure agrees). For a PDQ
+        hit on a smooth banked picture, whose bits soft look-alikes can share."""
+        best = NO_FIT
         colour = colour_of()
         for picture, owner in enumerate(self._keys):
             if owner != key:
                 continue
             bank, bank_colour = self._thumbnails[picture], self._colours[picture]
+            generic = self._generic[picture]
+            if generic and (colour is None or bank_colour is None):
+                continue
             full = np.ones(bank.shape, dtype=bool)
             for index, view in enumerate(views):
                 grey = thumbnail(view)
@@ -493,15 +564,16 @@ class LayoutIndex:
                     seen = cv2.resize(
                         oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
                     )
-                    fit = tone_fit(seen, bank, full)[1]
-                    if fit > best and tinted is not None and bank_colour is not None:
+                    fit = fits(seen, bank, full)
+                    if _better(fit, best) and tinted is not None and bank_colour is not None:
                         turned = cv2.resize(
                             oriented_colour(tinted, turn),
                             (bank.shape[1], bank.shape[0]),
                             interpolation=cv2.INTER_AREA,
                         )
-                        fit = min(fit, colour_fit(turned, bank_colour, full))
-                    best = max(best, fit)
+                        fit = fit.worst(colour_fits(turned, bank_colour, full, generic))
+                    best = fit if _better(fit, best) else best
+        log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
     def scores(self, views: list[Image.Image]) -> dict[str, float]:
@@ -544,17 +616,22 @@ class LayoutIndex:
         picture, window = divmod(int(column), self._matrix.shape[1] // len(self._keys))
         view, turn = divmod(int(row), 8)
         fit = check_layout(views[view], turn, self._thumbnails[picture], _BOXES[window])
-        if fit < min_fit:
+        log.debug(
+            "layout %s: score %.3f grey %.3f subject %.3f", self._keys[picture], score, fit.share, fit.subject
+        )
+        if not fit.holds(min_fit):
             return None
-        bank_colour = self._colours[picture]
+        bank_colour, generic = self._colours[picture], self._generic[picture]
         colour = colour_of() if colour_of is not None and bank_colour is not None else None
         if colour is not None and bank_colour is not None and view < len(boxes):
             seen = colour_thumbnail(crop_fraction(colour, boxes[view]))
-            if (
-                not monochrome(seen)
-                and check_layout_colour(seen, turn, bank_colour, _BOXES[window]) < MIN_COLOUR_FIT
-            ):
-                return None
+            if generic or not monochrome(seen):
+                tinted = check_layout_colour(seen, turn, bank_colour, _BOXES[window], generic)
+                log.debug("layout colour: %.3f subject %.3f", tinted.share, tinted.subject)
+                if not tinted.holds(MIN_COLOUR_FIT):
+                    return None
+        elif generic:
+            return None
         return self._keys[picture], score
 
 
@@ -580,6 +657,9 @@ class LocalCheck:
     colour: float = 1.0
     """`colour_fit` over the overlap, when both colour thumbnails were given and the query's is not
     monochrome; 1 otherwise."""
+    subject: float = 1.0
+    """The share within 12 levels (grey, and colour when compared) weighed by the banked picture's
+    structure (`Fit.subject`): the least of the two."""
 
 
 def thumbnail(grey: Image.Image) -> np.ndarray:
@@ -599,6 +679,7 @@ def check_local(
     bank: np.ndarray,
     seen_colour: np.ndarray | None = None,
     bank_colour: np.ndarray | None = None,
+    generic: bool = False,
 ) -> LocalCheck | None:
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
@@ -635,7 +716,7 @@ def check_local(
     cover = cv2.warpAffine(np.ones_like(seen), scaled, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(cover, np.ones((3, 3), np.uint8)) > 0.5
     if covered.sum() < 64:
-        return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0)
+        return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
     # The query's own pixels that land inside the banked picture: the banked frame mapped back.
     back = cv2.warpAffine(
         np.ones_like(bank),
@@ -647,13 +728,21 @@ def check_local(
     ys, xs = np.nonzero(covered)
     overlap = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)) / (k * k)
     span = float(np.ptp(points[:, 0]) * np.ptp(points[:, 1]))
-    colour = 1.0
-    if seen_colour is not None and bank_colour is not None and not monochrome(seen_colour):
+    colour = NO_FIT if generic else Fit(1.0, 1.0)
+    if seen_colour is not None and bank_colour is not None and (generic or not monochrome(seen_colour)):
         if variant == 1:
             bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
-        colour = colour_fit(
-            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, covered
+        colour = colour_fits(
+            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, covered, generic
         )
+    grey = fits(warped, bank, covered)
+    log.debug(
+        "local: grey %.3f subject %.3f, colour %.3f subject %.3f",
+        grey.share,
+        grey.subject,
+        colour.share,
+        colour.subject,
+    )
     return LocalCheck(
         inliers,
         min(1.0, span / max(overlap, 1.0)),
@@ -661,19 +750,97 @@ def check_local(
         _masked_correlation(warped, bank, covered),
         tone_fit(warped, bank, covered),
         inside,
-        colour,
+        colour.share,
+        min(grey.subject, colour.subject),
     )
 
 
 def tone_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
     """Share of `mask` where `seen`, mapped to `bank`'s tones by a least-squares quadratic, is within 8, 12
     and 16 grey levels of `bank` (see LocalCheck.fits)."""
-    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR)[mask].astype(np.float64) / 255.0
-    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR)[mask].astype(np.float64)
-    design = np.stack([np.ones_like(x), x, x * x], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = np.abs(design @ coefficients - y)
+    residual = _tone_residual(seen, bank, mask)
     return float(np.mean(residual <= 8)), float(np.mean(residual <= 12)), float(np.mean(residual <= 16))
+
+
+def _tone_residual(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    fitted, target = _tone_fitted(seen, bank, mask)
+    residual: np.ndarray = np.abs(fitted - target)[mask]
+    return residual
+
+
+def _tone_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`seen` (smoothed) mapped to `bank`'s tones by the least-squares quadratic fitted over `mask`, and
+    `bank` smoothed alike: whole arrays, so that they can be compared a pixel off too."""
+    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
+    design = np.stack([np.ones_like(x[mask]), x[mask], x[mask] * x[mask]], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, y[mask], rcond=None)
+    fitted = coefficients[0] + coefficients[1] * x + coefficients[2] * x * x
+    return fitted, y
+
+
+def _shifted_residual(fitted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least residual (largest over channels, for colour arrays) between `target` and `fitted` moved
+    by up to SUBJECT_SHIFT pixels each way: a copy mapped a pixel off still agrees on an edge."""
+    r = SUBJECT_SHIFT
+    padded = np.pad(fitted, ((r, r), (r, r)) + ((0, 0),) * (fitted.ndim - 2), mode="edge")
+    height, width = target.shape[:2]
+    best = np.full((height, width), np.inf)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            residual = np.abs(padded[dy : dy + height, dx : dx + width] - target)
+            best = np.minimum(best, residual.max(axis=2) if residual.ndim == 3 else residual)
+    return best
+
+
+def structure_weights(bank: np.ndarray) -> np.ndarray:
+    """Each pixel of a banked thumbnail (grey, or colour: its most detailed channel) weighed by its detail:
+    its high-passed magnitude (VERIFY_BLUR) less SUBJECT_FLOOR levels. Its subject, edges, hill lines and
+    clouds weigh; a flat or smoothly graded background weighs nothing."""
+    if bank.ndim == 3:
+        detail = np.max(np.stack([np.abs(_high_pass(bank[..., c])) for c in range(3)]), axis=0)
+    else:
+        detail = np.abs(_high_pass(bank))
+    weights: np.ndarray = np.clip(detail - SUBJECT_FLOOR, 0.0, SUBJECT_CAP)
+    return weights
+
+
+def _better(fit: Fit, than: Fit) -> bool:
+    """Whether `fit` is a better agreement: its structure agrees where `than`'s does not, or as well and
+    more of its pixels do."""
+    return (fit.subject >= MIN_SUBJECT_FIT, fit.share) > (than.subject >= MIN_SUBJECT_FIT, than.share)
+
+
+def _weighted_share(agree: np.ndarray, weights: np.ndarray) -> float:
+    total = float(weights.sum())
+    return float((weights * agree).sum() / total) if total >= MIN_SUBJECT_WEIGHT else 0.0
+
+
+def fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> Fit:
+    """`tone_fit`'s share within 12 grey levels over `mask`, and the same weighed by the banked picture's
+    structure (`structure_weights`): its `subject` share."""
+    fitted, target = _tone_fitted(seen, bank, mask)
+    share = float(np.mean(np.abs(fitted - target)[mask] <= 12))
+    close = _shifted_residual(fitted, target)[mask] <= 12
+    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """How a query agrees with a banked picture where it was placed: `share` of the pixels, and `subject`,
+    the share weighed by the banked picture's structure (see MIN_SUBJECT_FIT)."""
+
+    share: float
+    subject: float
+
+    def holds(self, least: float) -> bool:
+        return self.share >= least and self.subject >= MIN_SUBJECT_FIT
+
+    def worst(self, other: Fit) -> Fit:
+        return Fit(min(self.share, other.share), min(self.subject, other.subject))
+
+
+NO_FIT = Fit(0.0, 0.0)
 
 
 def _high_pass(array: np.ndarray) -> np.ndarray:
@@ -700,11 +867,18 @@ class RegionCheck:
     """`tone_fit`'s share within 12 grey levels."""
     colour: float
     """`colour_fit`'s share within 12 levels in every channel."""
+    subject: float = 1.0
+    """The least of the two weighed by the banked picture's structure (`Fit.subject`)."""
 
     @property
     def accepted(self) -> bool:
         least = MIN_SMALL_PLACEMENT if self.area < SMALL_REGION else MIN_PLACEMENT
-        return self.placement >= least and self.grey >= MIN_REGION_FIT and self.colour >= MIN_COLOUR_FIT
+        return (
+            self.placement >= least
+            and self.grey >= MIN_REGION_FIT
+            and self.colour >= MIN_COLOUR_FIT
+            and self.subject >= MIN_SUBJECT_FIT
+        )
 
 
 def colour_thumbnail(image: Image.Image) -> np.ndarray:
@@ -729,28 +903,71 @@ def crop_fraction(image: Image.Image, box: Box) -> Image.Image:
 
 
 def colour_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
-    """Share of `mask` where each colour channel of `seen`, mapped to `bank`'s by its own least-squares
-    quadratic (a filter: contrast, brightness, gamma, saturation per channel), is within 12 levels of it in
-    every channel. Soft look-alikes share a figure's outline in grey; their colours disagree. The fit is
-    made twice, the second time on the pixels the first left within COLOUR_REFIT levels: captions and
-    stickers over a copy would otherwise pull its tones off."""
-    inside = np.ones(int(mask.sum()), dtype=bool)
+    """See `colour_fits`: the share of `mask` alone."""
+    return float(_colour_agree(seen, bank, mask).mean()) if mask.any() else 0.0
+
+
+def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool = False) -> Fit:
+    """`colour_fit` over `mask`, and weighed by the banked picture's structure in colour (`Fit.subject`)."""
+    if not mask.any():
+        return NO_FIT
+    fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
+    share = float(np.all(np.abs(fitted - target)[mask] <= 12, axis=1).mean())
+    close = _shifted_residual(fitted, target)[mask] <= 12
+    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+
+
+def _colour_agree(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Over `mask`, where each colour channel of `seen`, mapped to `bank`'s (`_colour_fitted`), is within
+    12 levels of it."""
+    fitted, target = _colour_fitted(seen, bank, mask)
+    inside: np.ndarray = np.all(np.abs(fitted - target)[mask] <= 12, axis=1)
+    return inside
+
+
+def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_colour_fitted` with one map for the three channels (a quadratic of the channel plus a share of
+    the grey: brightness, contrast, gamma, saturation), which cannot turn one hue into another. For a
+    generic banked picture (`is_generic`): a flat logo of any colour fits a ball's outline and, channel
+    by channel, its colour; only a copy keeps its hues."""
+    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
+    grey = x @ np.array([0.299, 0.587, 0.114])
+    columns = [np.ones_like(x), x, x * x, np.repeat(grey[..., None], 3, axis=-1)]
+    design = np.stack([column[mask].reshape(-1) for column in columns], axis=1)
+    target = y[mask].reshape(-1)
+    coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
+    kept = np.abs(design @ coefficients - target) <= COLOUR_REFIT
+    if kept.sum() >= 16:
+        coefficients, *_ = np.linalg.lstsq(design[kept], target[kept], rcond=None)
+    fitted = sum(c * column for c, column in zip(coefficients.tolist(), columns, strict=True))
+    return np.asarray(fitted), y
+
+
+def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each colour channel of `seen` (smoothed) mapped to `bank`'s by its own least-squares quadratic over
+    `mask` (a filter: contrast, brightness, gamma, saturation per channel), and `bank` smoothed alike.
+    Soft look-alikes share a figure's outline in grey; their colours disagree. The fit is made twice, the
+    second time on the pixels the first left within COLOUR_REFIT levels: captions and stickers over a copy
+    would otherwise pull its tones off."""
+    fitted, target = [], []
     for c in range(3):
-        x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64) / 255.0
-        y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR)[mask].astype(np.float64)
-        design = np.stack([np.ones_like(x), x, x * x], axis=1)
-        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-        residual = np.abs(design @ coefficients - y)
+        x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+        y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
+        xm, ym = x[mask], y[mask]
+        design = np.stack([np.ones_like(xm), xm, xm * xm], axis=1)
+        coefficients, *_ = np.linalg.lstsq(design, ym, rcond=None)
+        residual = np.abs(design @ coefficients - ym)
         kept = residual <= COLOUR_REFIT
         if kept.sum() >= 16:
-            coefficients, *_ = np.linalg.lstsq(design[kept], y[kept], rcond=None)
-            residual = np.abs(design @ coefficients - y)
-        inside &= residual <= 12
-    return float(inside.mean()) if inside.size else 0.0
+            coefficients, *_ = np.linalg.lstsq(design[kept], ym[kept], rcond=None)
+        fitted.append(coefficients[0] + coefficients[1] * x + coefficients[2] * x * x)
+        target.append(y)
+    return np.stack(fitted, axis=-1), np.stack(target, axis=-1)
 
 
 def region_check(
-    seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box
+    seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box, shared: bool = False
 ) -> RegionCheck | None:
     """The query (`seen`: its colour thumbnail, turned) placed where it fits best inside a banked picture
     (`bank`, `bank_colour`: its thumbnails), at REGION_SCALES around the size of `window` (fractions of the
@@ -776,6 +993,12 @@ def region_check(
     score, x, y, w, h = best
     full = np.ones((h, w), dtype=bool)
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
-    grey = tone_fit(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], full)[1]
-    colour = colour_fit(placed, bank_colour[y : y + h, x : x + w], full)
-    return RegionCheck(score, w * h / (width * height), grey, colour)
+    grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], full)
+    colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], full, shared)
+    return _region(score, w * h / (width * height), grey, colour)
+
+
+def _region(placement: float, area: float, grey: Fit, colour: Fit) -> RegionCheck:
+    check = RegionCheck(placement, area, grey.share, colour.share, min(grey.subject, colour.subject))
+    log.debug("region: %s", check)
+    return check
