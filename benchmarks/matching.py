@@ -445,7 +445,7 @@ class _CheckLog(logging.Handler):
 
 
 def ours_method(
-    bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True, region: bool = False
+    bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True, region: bool = True
 ) -> Decide:
     if not (folder / "bank").is_dir():
         for name, data in bank.items():
@@ -760,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--methods",
         default="pHash<=10,PDQ<=31,ours-before,ours",
         help="which methods to run (comma-separated); ours-before: ours without the weak stages; "
-        "ours+region: ours with the region searches for smooth pictures (off by default)",
+        "ours-region: ours without the region searches for smooth pictures (on by default)",
     )
     parser.add_argument(
         "--tag",
@@ -834,10 +834,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PDQ<=31": lambda: pdq_method(data.bank),
                 "ours-before": lambda: ours_method(data.bank, Path(folder), before, weak=False),
                 "ours": lambda: ours_method(data.bank, Path(folder), stats),
-                "ours+region": lambda: ours_method(data.bank, Path(folder), region_stats, region=True),
+                "ours-region": lambda: ours_method(data.bank, Path(folder), region_stats, region=False),
             }
             chosen = args.methods.split(",")
-            tracked = {"ours": stats, "ours-before": before, "ours+region": region_stats}
+            tracked = {"ours": stats, "ours-before": before, "ours-region": region_stats}
             outcomes = {
                 m: run(methods[m](), data.queries, tracked.get(m), args.results, m, args.done_only)
                 for m in methods

@@ -223,8 +223,12 @@ def test_crops_and_covered_copies_of_a_smooth_picture_are_found_inside_it(
         assert found is not None and found.bank_cluster == "smooth-fake", f"{kind}/{seed}: {found}"
 
 
-def test_the_region_search_is_off_by_default(matcher: BankMatcher) -> None:
-    assert decide(matcher, apply_edit("crop", smooth_picture(*SMOOTH), 0)) is None
+def test_the_region_search_is_on_by_default_and_can_be_left_out(matcher: BankMatcher, bank_dir: Path) -> None:
+    crop = apply_edit("crop", smooth_picture(*SMOOTH), 0)
+    found = decide(matcher, crop)
+    assert found is not None and found.hash_kind == "region"
+    without = BankMatcher(load_bank(bank_dir), Settings().match_distance, region=False)
+    assert decide(without, crop) is None
 
 
 def test_crops_of_look_alike_smooth_pictures_match_nothing(region_matcher: BankMatcher) -> None:

@@ -163,7 +163,7 @@ GENERIC_GAP = 5
 GENERIC_BOX = 0.36
 """`is_generic`'s cut: on renders drawn from 24 seeds, a ball or figure on a gradient had its structure in
 14-32 % of the picture, pastel hills, skies and blurred backgrounds 39-100 % or in several pieces."""
-MIN_SUBJECT_FIT = 0.7
+MIN_SUBJECT_FIT = 0.70
 """Least share of the banked picture's structure where a query must agree with it (`Fit.subject`), in
 every pixel check of a match to a smooth picture. The share-of-pixels checks count a flat background as
 much as a subject: a generic banked render (a ball on a soft gradient) agreed with logos and soft figures
