@@ -37,6 +37,15 @@ trust: a crop or covered copy placed inside the banked picture (`LayoutIndex.reg
 by the layouts of 60-100 % windows, placed by template matching at a few sizes), and the banked picture
 found whole inside a query (`contained_match`: a blurred vertical pad, a post).
 
+Structure, not background. A share of agreeing pixels counts a flat background as much as a subject:
+a generic banked render (a ball on a soft gradient) agreed with logos and soft figures over its
+background. So every check also weighs agreement by the banked picture's structure (`structure_weights`:
+high-passed detail, capped so faint shading counts as much as an outline; a pixel of slack for a copy
+placed a pixel off) and needs most of it to agree (`Fit.subject`, MIN_SUBJECT_FIT). A generic picture
+(`is_generic`: its structure is one blob on a plain or graded background) is matched only where its hues
+hold too: its colour check uses one map for the three channels (`_shared_fitted`), because a flat logo
+of any colour fits a ball's outline and, channel by channel, its colour.
+
 Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
 a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
 """
@@ -202,19 +211,18 @@ class Evidence:
         if self.strength == "smooth" and self.generic:
             return (
                 f"weak evidence, generic: smooth picture (PDQ quality {self.quality}, {self.keypoints} "
-                "corners) whose only structure is one shape on a plain or graded background, as in countless "
-                "logos and renders: matched only where a copy agrees with that shape itself, pixel by pixel "
-                "(its background counts for nothing); near-exact copies, re-encodes, resizes, turns, borders "
-                "and light recolouring are found, while crops, copies under captions or stickers and copies "
-                "shrunk into a larger picture are likely missed. Treat a match as a lead, not as proof"
+                "corners) whose only structure is one shape on a plain or graded background, as in "
+                "countless logos and renders: matched only where a copy agrees with that shape pixel by "
+                "pixel and keeps its hues (its background counts for nothing); re-encodes, resizes, turns, "
+                "borders, filters and crops that keep the shape are found, grey or sepia copies only when "
+                "nearly exact, and a look-alike of the same shape and colours in the same place would match"
             )
         if self.strength == "smooth":
             return (
                 f"weak evidence: smooth picture (PDQ quality {self.quality}, {self.keypoints} corners): "
-                f"matched mostly on its layout (correlation >= {LAYOUT_MATCH}), and only where the pictures "
-                "agree pixel by pixel (in colour too); crops, copies under caption text, shrunk onto a "
-                "larger canvas or heavily recoloured are likely missed, and a generic picture (one shape "
-                "on a soft background) is matched by look-alikes"
+                f"matched on its layout (correlation >= {LAYOUT_MATCH}) or by placing a copy inside it, and "
+                "only where the pictures agree pixel by pixel over its structure (in colour too); copies "
+                "under caption text or shrunk onto a larger canvas are likely missed"
             )
         return (
             f"no evidence: plain picture (PDQ quality {self.quality}, almost no structure): it looks like "
