@@ -146,7 +146,7 @@ class BankMatcher:
         stages existed (the benchmark's before/after comparison). `region=False` leaves out the region
         searches for smooth banked pictures (crops, covered copies, pictures on blurred pads). They are on
         by default since their checks weigh the banked picture's structure: on the tuning sets they found
-        65 more copies of 768 and matched none of 4,010 negatives (before that, on a fresh set, they made
+        65 more copies of 768 and matched none of 4,280 negatives (before that, on a fresh set, they made
         76 false matches of 10,981 on a generic render; see README)."""
         self._region = region
         self.max_distance = max_distance
