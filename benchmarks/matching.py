@@ -73,6 +73,7 @@ import functools
 import gc
 import io
 import json
+import logging
 import math
 import random
 import statistics
@@ -277,8 +278,8 @@ def build(
 
     `tag` draws every seeded thing (renders, flat pictures, tiles, each change) from other seeds: the same
     photos, changed differently, with renders and flat pictures never drawn before. `renders_only` keeps
-    the smooth renders' copies and the negatives that look like them (soft flat pictures, look-alike
-    renders): the weak spot, quick to iterate on."""
+    the smooth renders' copies and the negatives that look like them (every kind of flat picture: logos and
+    soft figures were what matched generic renders; look-alike renders): the weak spot, quick to iterate."""
     first = zlib.crc32(tag.encode()) % 1_000_000 if tag else 0
     # the first seed of the changes: 0 for the default set
     if dataset == "eval":
@@ -323,8 +324,6 @@ def build(
         for i, tile in enumerate(tiles(image, rng, tile_count)):
             queries.append(Query(f"{name}/tile{i}", "tile of other photo", _jpeg(tile, 85), None))
     for kind in FLAT_KINDS:
-        if renders_only and kind not in SMOOTH_KINDS:
-            continue
         for i in range(flat_count):
             queries.append(
                 Query(
@@ -430,24 +429,43 @@ class OursStats:
     """How the last query was decided (stage and distance), for the lists of false matches and misses."""
 
 
-def ours_method(bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True) -> Decide:
+class _CheckLog(logging.Handler):
+    """The pixel checks' scores for the last query (`evidence`'s debug lines), shown in the lists."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        source = logging.getLogger("monitor.imaging.evidence")
+        source.setLevel(logging.DEBUG)
+        source.addHandler(self)
+        source.propagate = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def ours_method(
+    bank: dict[str, bytes], folder: Path, stats: OursStats, weak: bool = True, region: bool = True
+) -> Decide:
     if not (folder / "bank").is_dir():
         for name, data in bank.items():
             path = folder / (name.replace(":", "_") + ".jpg")
             path.write_bytes(data)
             add_images(folder / "bank", name.replace(":", "_"), [path])
-    matcher = BankMatcher(load_bank(folder / "bank"), 10, weak=weak)
+    matcher = BankMatcher(load_bank(folder / "bank"), 10, weak=weak, region=region)
     weak_lines = [f"  {i.cluster}: {e.explain()}" for i, e in matcher.weak]
     if weak and weak_lines:
         print("banked pictures PDQ alone refuses:\n" + "\n".join(weak_lines))
     clusters = {name.replace(":", "_"): name for name in bank}
+    checks = _CheckLog()
 
     def decide(data: bytes) -> str | None:
+        checks.lines.clear()
         _, found = matcher.match_bytes(data)
         if found is None:
             stats.last = ""
             return None
-        stats.last = f"{found.hash_kind} {found.distance}"
+        stats.last = f"{found.hash_kind} {found.distance}" + "".join(f"; {line}" for line in checks.lines)
         stats.stages[found.hash_kind] += 1
         return clusters[found.bank_cluster]
 
@@ -741,7 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--methods",
         default="pHash<=10,PDQ<=31,ours-before,ours",
-        help="which methods to run (comma-separated); ours-before: ours without the weak stages",
+        help="which methods to run (comma-separated); ours-before: ours without the weak stages; "
+        "ours-region: ours without the region searches for smooth pictures (on by default)",
     )
     parser.add_argument(
         "--tag",
@@ -753,7 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--renders-only",
         action="store_true",
-        help="only the smooth renders' copies and the negatives like them (soft flat pictures, look-alikes)",
+        help="only the smooth renders' copies and the negatives like them (flat pictures, look-alikes)",
     )
     parser.add_argument(
         "--done-only",
@@ -808,16 +827,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(data.queries) - positives} negatives from {data.others} other photos and "
             f"flat and look-alike pictures, {len(CHANGES)} kinds of change"
         )
-        stats, before = OursStats(), OursStats()
+        stats, before, region_stats = OursStats(), OursStats(), OursStats()
         with tempfile.TemporaryDirectory() as folder:
             methods: dict[str, Callable[[], Decide]] = {
                 "pHash<=10": lambda: phash_method(data.bank),
                 "PDQ<=31": lambda: pdq_method(data.bank),
                 "ours-before": lambda: ours_method(data.bank, Path(folder), before, weak=False),
                 "ours": lambda: ours_method(data.bank, Path(folder), stats),
+                "ours-region": lambda: ours_method(data.bank, Path(folder), region_stats, region=False),
             }
             chosen = args.methods.split(",")
-            tracked = {"ours": stats, "ours-before": before}
+            tracked = {"ours": stats, "ours-before": before, "ours-region": region_stats}
             outcomes = {
                 m: run(methods[m](), data.queries, tracked.get(m), args.results, m, args.done_only)
                 for m in methods

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageEnhance
 
-from monitor.bank.matcher import BankMatcher
+from monitor.bank.matcher import BankMatcher, local_image
 from monitor.bank.store import add_images, load_bank
 from monitor.cli import main
+from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.local_features import LocalIndex, features, with_mirror
 from monitor.models import BankMatch
 from monitor.settings import Settings
@@ -204,3 +205,50 @@ def test_copies_of_a_soft_figure_are_still_matched(soft_bank: Path, kind: str) -
     matcher = BankMatcher(load_bank(soft_bank), Settings().match_distance)
     found = decide(matcher, apply_edit(kind, smooth_picture(*SOFT_FIGURE), 0))
     assert found is not None and found.bank_cluster == "soft-fake", found
+
+
+@pytest.fixture(scope="module")
+def region_matcher(bank_dir: Path) -> BankMatcher:
+    return BankMatcher(load_bank(bank_dir), Settings().match_distance, region=True)
+
+
+@pytest.mark.parametrize("kind", ["crop", "watermark"])
+def test_crops_and_covered_copies_of_a_smooth_picture_are_found_inside_it(
+    region_matcher: BankMatcher, kind: str
+) -> None:
+    """The pastel hills have no corners for the local stage, and a crop's layout is not the whole
+    picture's: the region search places the copy inside the banked picture and compares colours."""
+    for seed in range(3):
+        found = decide(region_matcher, apply_edit(kind, smooth_picture(*SMOOTH), seed))
+        assert found is not None and found.bank_cluster == "smooth-fake", f"{kind}/{seed}: {found}"
+
+
+def test_the_region_search_is_on_by_default_and_can_be_left_out(matcher: BankMatcher, bank_dir: Path) -> None:
+    crop = apply_edit("crop", smooth_picture(*SMOOTH), 0)
+    found = decide(matcher, crop)
+    assert found is not None and found.hash_kind == "region"
+    without = BankMatcher(load_bank(bank_dir), Settings().match_distance, region=False)
+    assert decide(without, crop) is None
+
+
+def test_crops_of_look_alike_smooth_pictures_match_nothing(region_matcher: BankMatcher) -> None:
+    matched = []
+    for seed in range(8):
+        for kind in ("crop", "watermark"):
+            found = decide(
+                region_matcher, apply_edit(kind, smooth_picture("pastel-hills", f"other{seed}"), seed)
+            )
+            if found is not None:
+                matched.append((kind, seed, found))
+    assert matched == []
+
+
+def test_a_crop_of_a_smooth_picture_needs_its_colours_to_be_found(region_matcher: BankMatcher) -> None:
+    """Without the file's bytes (a caller that passes the grey picture alone) colours cannot be compared,
+    and grey alone is not trusted for a region match."""
+    data = apply_edit("crop", smooth_picture(*SMOOTH), 0)
+    printed = fingerprint(data)
+    image = local_image(data, printed.image)
+    with_colour = region_matcher.match_local(image, printed.hashes, data)
+    assert with_colour is not None and with_colour.hash_kind == "region"
+    assert region_matcher.match_local(image, printed.hashes) is None

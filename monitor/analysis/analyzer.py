@@ -110,7 +110,7 @@ class Analyzer:
                 return self._examined_outcomes[by_pdq.index]
         start = time.perf_counter()
         try:
-            found = self.bank_matcher.match_local(local_image(data, image, self.limits), hashes)
+            found = self.bank_matcher.match_local(local_image(data, image, self.limits), hashes, data)
         except DecodeError:
             found = None  # decoded once already; a second, larger decode failing leaves the hashes' verdict
         self._observe("local", time.perf_counter() - start)

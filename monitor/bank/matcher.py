@@ -17,7 +17,15 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    matched on its high-passed layout, tightly; a plain picture is never matched, and `explain` says so.
    These run with the local stage (`match_local`), as they need the picture. A match to a smooth banked
    picture, by local features or layout, must also hold pixel by pixel (`evidence.check_local`,
-   `check_layout`), and a pHash hit on one is not taken: soft look-alikes share its outline.
+   `check_layout`), in every colour channel when the file's bytes are at hand; a pHash hit on one is not
+   taken (soft look-alikes share its outline), a PDQ hit on one from distance 21 must hold pixel by pixel
+   too, and the agreement that counts is over the banked picture's structure (its subject, edges, hill
+   lines), not its flat background; a generic banked picture (one blob on a plain or graded background)
+   must keep its hues as well (`evidence.Fit`, `is_generic`). Crops and covered copies of a smooth
+   picture, which neither its layout nor local features catch, are found by a region search
+   (`LayoutIndex.region_match`, `contained_match`): the copy placed inside the banked picture, or the
+   banked picture inside the copy, and compared there in grey and in colour (`region=False` leaves it
+   out).
 """
 
 from __future__ import annotations
@@ -29,15 +37,23 @@ from cachetools import LRUCache
 from PIL import Image
 
 from monitor.bank.store import Bank, BankImage
+from monitor.imaging import evidence
 from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import (
+    MIN_COLOUR_FIT,
     MIN_INSIDE,
+    MIN_PDQ_FIT,
     MIN_TONE_FIT,
+    SMOOTH_PDQ_CHECKED,
+    SOFT_KEYPOINTS,
+    Box,
     Evidence,
     LayoutIndex,
     assess,
     check_local,
+    colour_thumbnail,
     contrast_quality,
+    crop_fraction,
     thumbnail,
 )
 from monitor.imaging.fingerprint import fingerprint
@@ -53,7 +69,7 @@ from monitor.imaging.local_features import (
 )
 from monitor.imaging.pdq import MATCH_THRESHOLD, MIN_QUALITY, dihedral_bits, is_usable
 from monitor.imaging.phash_index import HashIndex
-from monitor.ingest.decode import DRAFT_TARGET, DecodeLimits, decode_image, header_size
+from monitor.ingest.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image, header_size
 from monitor.models import BankMatch, ImageHashes
 
 log = logging.getLogger(__name__)
@@ -83,26 +99,39 @@ def local_image(data: bytes, hashed: Image.Image, limits: DecodeLimits | None = 
 
 def local_views(image: Image.Image) -> list[Image.Image]:
     """What the local stage looks at: the whole image, then the picture inside its borders if any."""
+    return _local_views(image)[0]
+
+
+def _local_views(image: Image.Image) -> tuple[list[Image.Image], list[Box]]:
+    """`local_views` with each view's box in the image, as fractions (for its colour copy)."""
     grey = image if image.mode == "L" else image.convert("L")
-    views = [grey]
+    views, boxes = [grey], [(0.0, 0.0, 1.0, 1.0)]
     found = regions_of(grey)
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
-    return views
+        boxes.append(_fraction(found[0], grey.size))
+    return views, boxes
+
+
+def _fraction(box: tuple[int, int, int, int], size: tuple[int, int]) -> Box:
+    return (box[0] / size[0], box[1] / size[1], box[2] / size[0], box[3] / size[1])
 
 
 def layout_views(image: Image.Image, views: list[Image.Image]) -> list[Image.Image]:
     """What the layout stage looks at: the local stage's views, and the picture inside bands of one colour
     found with a tight tolerance (a smooth picture's soft colours can sit close to a band's)."""
-    grey = views[0]
+    tight = _tight_box(views[0])
+    return views if tight is None else [*views, views[0].crop(tight)]
+
+
+def _tight_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
     scale = min(1.0, BORDER_SIDE / max(grey.size))
     small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))))
     left, top, right, bottom = uniform_trim(np.asarray(small, dtype=np.float32), TIGHT_TOLERANCE, TIGHT_RUN)
     if (right - left, bottom - top) == small.size:
-        return views
+        return None
     fx, fy = grey.width / small.width, grey.height / small.height
-    box = (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
-    return [*views, grey.crop(box)]
+    return (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
 
 
 class BankMatcher:
@@ -118,9 +147,15 @@ class BankMatcher:
         local: bool = True,
         min_inliers: int = MIN_INLIERS,
         weak: bool = True,
+        region: bool = True,
     ) -> None:
         """`weak=False` refuses every picture of PDQ quality under `min_quality`, as before the weak
-        stages existed (the benchmark's before/after comparison)."""
+        stages existed (the benchmark's before/after comparison). `region=False` leaves out the region
+        searches for smooth banked pictures (crops, covered copies, pictures on blurred pads). They are on
+        by default since their checks weigh the banked picture's structure: on the tuning sets they found
+        65 more copies of 768 and matched none of 4,280 negatives (before that, on a fresh set, they made
+        76 false matches of 10,981 on a generic render; see README)."""
+        self._region = region
         self.max_distance = max_distance
         self.pdq_distance = pdq_distance
         self.min_quality = min_quality
@@ -139,13 +174,14 @@ class BankMatcher:
                 pdq_values.append(pdq)
                 self._pdq_clusters.append(image.cluster)
             if image.hashes is not None:
-                for region in image.hashes.pdq_regions:
-                    pdq_values.append(region)
+                for value in image.hashes.pdq_regions:
+                    pdq_values.append(value)
                     self._pdq_clusters.append(image.cluster)
         self._cluster_rows: dict[str, list[int]] | None = None
         """Each cluster's rows in the PDQ index, for the distance a local match reports."""
         self._local = LocalIndex()
-        self._banked: dict[str, list[tuple[list[Features], np.ndarray]]] = {}
+        self._bank = bank
+        self._banked: dict[str, list[tuple[list[Features], np.ndarray, BankImage]]] = {}
         """Each cluster's banked pictures (features with their mirror's, thumbnail): local matches are
         checked against them (`_confirmed`)."""
         if local:
@@ -153,7 +189,11 @@ class BankMatcher:
                 found = _banked_features(bank, image)
                 if found:  # tagged with the picture's place in `_banked[cluster]`, for `_confirmed`
                     self._local.add_all(image.cluster, found, len(self._banked.get(image.cluster, ())))
-                    self._banked.setdefault(image.cluster, []).append((found, _banked_thumbnail(bank, image)))
+                    self._banked.setdefault(image.cluster, []).append(
+                        (found, _banked_thumbnail(bank, image), image)
+                    )
+        self._colours: dict[str, np.ndarray | None] = {}
+        """Colour thumbnails of banked smooth pictures a local match was checked against, by digest."""
         self._layouts = LayoutIndex()
         self.weak: list[tuple[BankImage, Evidence]] = []
         """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
@@ -172,10 +212,12 @@ class BankMatcher:
                 pdq_values.append(image.pdq)
                 self._pdq_clusters.append(image.cluster)
             if evidence.has_layout:
-                self._layouts.add(image.cluster, picture)
+                self._layouts.add(image.cluster, picture, _banked_colour(bank, image))
         self._pdq = PdqIndex(pdq_values)
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
+        self._generic = frozenset(image.cluster for image, evidence in self.weak if evidence.generic)
+        """Clusters with a generic smooth picture (`evidence.is_generic`): their checks compare hues too."""
         """Clusters with a smooth banked picture: a pHash within distance is no evidence of a copy of one
         (soft look-alikes share its few low frequencies); its copies are matched by the later stages."""
 
@@ -187,10 +229,14 @@ class BankMatcher:
         keeps pictures or through `match_bytes`."""
         return len(self._local) > 0 or len(self._layouts) > 0
 
-    def _best_pdq(self, hashes: ImageHashes, radius: int) -> BankMatch | None:
+    def _best_pdq(self, hashes: ImageHashes, radius: int, smooth: bool = False) -> BankMatch | None:
+        """The nearest PDQ hit within `radius` to a cluster without a smooth banked picture, or (`smooth`)
+        to one with: those are checked pixel by pixel first (`match_local`)."""
         best: BankMatch | None = None
         for found in self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius):
-            if found is not None and (best is None or found.distance < best.distance):
+            if found is None or (self._pdq_clusters[found.index] in self._smooth) != smooth:
+                continue
+            if best is None or found.distance < best.distance:
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
 
@@ -226,15 +272,24 @@ class BankMatcher:
                 return BankMatch(self._phash_clusters[hit.index], "phash", hit.distance)
         return self._best_pdq(hashes, self.pdq_distance)
 
-    def match_local(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+    def match_local(
+        self, image: Image.Image, hashes: ImageHashes, data: bytes | None = None
+    ) -> BankMatch | None:
         """The match for an image the global hashes did not match, by the stages that need its picture:
-        a low-contrast query's PDQ after contrast normalisation, local features, smooth pictures'
-        layouts. None when none matches.
+        a low-contrast query's PDQ after contrast normalisation, a PDQ hit on a smooth banked picture
+        checked pixel by pixel, local features, smooth pictures' layouts and regions. None when none
+        matches.
+
+        `data`, the file's bytes, lets the checks of smooth matches compare colours (decoded again, small,
+        only when a smooth banked picture is a candidate); without it the PDQ check is grey only and no
+        region match is made.
 
         The distance reported is the PDQ distance to the nearest banked image of the matched cluster: it
         says how far the global hash was, and the `local` kind says what decided.
         """
         weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
+        views, boxes = _local_views(image)
+        colour = _ColourCopy(data)
         if (
             self._weak
             and hashes.pdq is not None
@@ -243,44 +298,92 @@ class BankMatcher:
             and contrast_quality(image) >= self.min_quality
         ):
             stretched = self._best_whole_pdq(hashes.pdq)
-            if stretched is not None:
+            if stretched is not None and self._pdq_holds(stretched, views, boxes, colour):
                 return stretched
         if not self.has_local:
             return None
-        views = local_views(image)
+        if self._smooth:
+            smooth_hit = self._best_pdq(hashes, self.pdq_distance, smooth=True)
+            if smooth_hit is not None and self._pdq_holds(smooth_hit, views, boxes, colour):
+                return smooth_hit
+        corners: int | None = None
+        """ORB keypoints of the whole query, when the local stage found them."""
         if len(self._local):
-            for view in views:
+            for view, box in zip(views, boxes, strict=True):
                 found_features = features(view)
+                corners = len(found_features.points) if corners is None else corners
                 found = self._local.match(found_features, self.min_inliers)
-                if found is not None and self._confirmed(found, found_features, view):
+                if found is not None and self._confirmed(found, found_features, view, box, colour):
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
-            hit = self._layouts.match(layout_views(image, views))
+            tight = _tight_box(views[0])
+            if tight is not None:
+                views, boxes = [*views, views[0].crop(tight)], [*boxes, _fraction(tight, views[0].size)]
+            hit = self._layouts.match(views, boxes=boxes, colour_of=colour)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
+            region = self._layouts.region_match(views, boxes, colour) if self._region else None
+            if self._region and region is None and (corners is None or corners < SOFT_KEYPOINTS):
+                # Only soft queries (a smooth picture on a blurred pad): a detailed one is not a smooth
+                # picture shown whole, and the search would cost every never-seen photo a colour decode.
+                region = self._layouts.contained_match(colour.small, colour)
+            if region is not None:
+                return BankMatch(region[0], "region", self._distance_to(region[0], hashes))
         return None
 
-    def _confirmed(self, found: LocalMatch, query: Features, view: Image.Image) -> bool:
+    def _pdq_holds(
+        self, hit: BankMatch, views: list[Image.Image], boxes: list[Box], colour: _ColourCopy
+    ) -> bool:
+        """Whether a PDQ hit stands: on a detailed banked picture, or near (under SMOOTH_PDQ_CHECKED) a
+        smooth one, as found; farther from a smooth one, only where the pictures agree pixel by pixel over
+        the whole picture and over its structure (`LayoutIndex.whole_fit`). A soft look-alike of a generic
+        render (a logo, a figure on a gradient) came within 24-28 bits, also after contrast stretching."""
+        if hit.bank_cluster not in self._smooth or hit.distance < SMOOTH_PDQ_CHECKED:
+            return True
+        return self._layouts.whole_fit(hit.bank_cluster, views, boxes, colour).holds(MIN_PDQ_FIT)
+
+    def _confirmed(
+        self, found: LocalMatch, query: Features, view: Image.Image, box: Box, colour_of: _ColourCopy
+    ) -> bool:
         """Whether a local match holds when looked at again. A match to a detailed picture stands as the
         local stage made it. A smooth banked picture's outline (a soft figure) is shared by countless
         look-alikes that the local stage pairs as well as its copies, so a match to one must also hold
         pixel by pixel (`evidence.check_local`): the query, mapped by the pairs' affine fit, must lie
         inside the banked picture or hold it (a crop, a screenshot) and, its tones fitted, agree with it
-        over most of their overlap (a look-alike's background does not).
+        over most of their overlap (a look-alike's background does not), in grey and, when the query's
+        colour copy is at hand and not monochrome, in every colour channel (MIN_COLOUR_FIT).
 
         Any of the cluster's pictures holding is enough; the one the local stage matched is checked first,
         as it holds most often (a fifth less checking on the realistic stream's local matches)."""
-        if found.key not in self._smooth:
+        cluster = found.key
+        if cluster not in self._smooth:
             return True
         seen = thumbnail(view)
-        pictures = self._banked.get(found.key, [])
+        colour = colour_of()
+        seen_colour = colour_thumbnail(crop_fraction(colour, box)) if colour is not None else None
+        pictures = self._banked.get(cluster, [])
         first = pictures[found.tag : found.tag + 1]
-        for banked, small in [*first, *pictures[: found.tag], *pictures[found.tag + 1 :]]:
-            check = check_local(query, seen, banked, small)
-            if check is not None and check.inside >= MIN_INSIDE and check.fits[1] >= MIN_TONE_FIT:
+        for banked, small, image in [*first, *pictures[: found.tag], *pictures[found.tag + 1 :]]:
+            bank_colour = self._colour_thumbnail(image) if seen_colour is not None else None
+            generic = cluster in self._generic
+            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic)
+            if (
+                check is not None
+                and check.inside >= MIN_INSIDE
+                and check.fits[1] >= MIN_TONE_FIT
+                and check.colour >= MIN_COLOUR_FIT
+                and check.subject >= evidence.MIN_SUBJECT_FIT
+            ):
                 return True
         return False
+
+    def _colour_thumbnail(self, image: BankImage) -> np.ndarray | None:
+        key = image.sha256 or image.file
+        if key not in self._colours:
+            picture = _banked_colour(self._bank, image)
+            self._colours[key] = colour_thumbnail(picture) if picture is not None else None
+        return self._colours[key]
 
     def _best_whole_pdq(self, value: int) -> BankMatch | None:
         best: BankMatch | None = None
@@ -328,7 +431,7 @@ class BankMatcher:
         printed = fingerprint(data, limits)
         found = self.match(printed.hashes)
         if found is None:
-            found = self.match_local(local_image(data, printed.image, limits), printed.hashes)
+            found = self.match_local(local_image(data, printed.image, limits), printed.hashes, data)
         return printed.hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
@@ -346,6 +449,57 @@ class BankMatcher:
             stored = self._pdq.value(index)
             best = min([best, *((stored ^ q).bit_count() for q in queries)])
         return best
+
+
+class _ColourCopy:
+    """A query's colour copy, decoded from its bytes the first time a check asks (most queries never
+    meet a smooth candidate); None without bytes or when they do not decode."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = data
+        self._image: Image.Image | None = None
+        self._tried = False
+        self._small: Image.Image | None = None
+        self._small_tried = False
+
+    def small(self) -> Image.Image | None:
+        """A smaller colour copy (JPEG draft at SMALL_COLOUR_DRAFT), for a search every query pays for."""
+        if self._tried:
+            return self._image
+        if not self._small_tried:
+            self._small_tried = True
+            if self._data is not None:
+                try:
+                    self._small = decode_image(self._data, grey=False, draft=SMALL_COLOUR_DRAFT)
+                except DecodeError:
+                    self._small = None
+        return self._small
+
+    def __call__(self) -> Image.Image | None:
+        if not self._tried:
+            self._tried = True
+            if self._data is not None:
+                try:
+                    self._image = decode_image(self._data, grey=False, draft=COLOUR_DRAFT)
+                except DecodeError:
+                    self._image = None
+        return self._image
+
+
+COLOUR_DRAFT = 256
+"""JPEG draft target of the colour copy: the checks compare 128 px thumbnails."""
+SMALL_COLOUR_DRAFT = 64
+"""JPEG draft target of the small colour copy `LayoutIndex.contained_match` searches (at 64 px)."""
+
+
+def _banked_colour(bank: Bank, image: BankImage) -> Image.Image | None:
+    """The colour copy of a banked picture (smooth ones: their checks compare colours)."""
+    if bank.directory is None or not image.file:
+        return None
+    try:
+        return decode_image((bank.directory / image.file).read_bytes(), grey=False, draft=COLOUR_DRAFT)
+    except (OSError, DecodeError):
+        return None
 
 
 _FEATURE_CACHE: LRUCache[str, list[Features]] = LRUCache(maxsize=10_000)

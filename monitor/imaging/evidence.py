@@ -27,13 +27,33 @@ pairs' affine fit, or into the layout window that matched), its tones are fitted
 levels (`tone_fit`); a look-alike agrees on its figure but not on its background. The matcher does not
 take a pHash hit on a smooth banked picture at all: its copies are left to these checked stages.
 
+Colour. Hashes and local features see grey only, but smooth renders differ mostly in colour layout:
+pastel hills of four colours can share one grey, and a look-alike soft figure has the banked one's
+outline and tones in grey, seldom its colours. So when the query's file is at hand its colour copy
+(decoded small, and only once a smooth banked picture is a candidate) is compared too: every channel,
+fitted on its own (`colour_fit`), must agree within 12 levels over most of the overlap; a monochrome
+copy (grey, sepia) is compared in grey only. This lets two searches through that grey alone could not
+trust: a crop or covered copy placed inside the banked picture (`LayoutIndex.region_match`: shortlisted
+by the layouts of 60-100 % windows, placed by template matching at a few sizes), and the banked picture
+found whole inside a query (`contained_match`: a blurred vertical pad, a post).
+
+Structure, not background. A share of agreeing pixels counts a flat background as much as a subject:
+a generic banked render (a ball on a soft gradient) agreed with logos and soft figures over its
+background. So every check also weighs agreement by the banked picture's structure (`structure_weights`:
+high-passed detail, capped so faint shading counts as much as an outline; a pixel of slack for a copy
+placed a pixel off) and needs most of it to agree (`Fit.subject`, MIN_SUBJECT_FIT). A generic picture
+(`is_generic`: its structure is one blob on a plain or graded background) is matched only where its hues
+hold too: its colour check uses one map for the three channels (`_shared_fitted`), because a flat logo
+of any colour fits a ball's outline and, channel by channel, its colour.
+
 Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
 a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +63,8 @@ from PIL import Image
 
 from monitor.imaging.local_features import SIDE, Features, features, ratio_pairs
 from monitor.imaging.pdq import MIN_QUALITY, luma64, quality_of
+
+log = logging.getLogger(__name__)
 
 MAX_GAIN = 4.0
 """Most a contrast stretch may multiply the luminance range by: a sepia or washed-out copy keeps a third
@@ -67,6 +89,15 @@ the pixel check (`check_layout`) let it come down to 0.90 (tuning set: look-alik
 fit 0.72-0.79; copies 0.90 and more, 13 more found)."""
 WINDOW_SCALES = (1.0, 0.9, 0.8)
 WINDOW_STEP = 0.1
+CROP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
+"""Windows (of each side) the region search starts from: crops keep 60-85 % of each side."""
+REGION_SHORTLIST = 0.70
+"""Least layout correlation (over the crop windows) that makes a banked smooth picture worth a region
+search: well under LAYOUT_MATCH, as the windows sit a twentieth of a side off a crop at worst."""
+REGION_CANDIDATES = 2
+"""Banked pictures searched per query, best layouts first."""
+REGION_SCALES = (0.84, 0.92, 1.0, 1.08, 1.16)
+"""Sizes tried around the window's for the query placed inside the banked picture."""
 
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
@@ -86,8 +117,66 @@ renders drawn from seeds never reported) look-alikes the local stage paired reac
 and more but for three under caption overlays or inside a meme screenshot (0.70-0.79)."""
 MIN_LAYOUT_FIT = 0.88
 """The same for a layout match (`check_layout`: in the view, turn and window that matched)."""
+CONTAINED_SIDE = 64
+"""Size of the copies a banked smooth picture is looked for inside a query at (`contained_match`)."""
+CONTAINED_SCALES = (1.0, 0.9, 0.8)
+"""Sizes tried, as fractions of the largest at which the banked picture fits inside the query: a blurred
+vertical pad holds it at full width, a post or an app 80-95 %. Smaller ones (a canvas holds it at 35-70 %)
+were tried down to 0.4 on the tuning set: at 64 px the placements were too loose to pass (canvas copies
+stayed missed) and the search doubled the CPU time of a never-seen image."""
+MIN_CONTAINED_PLACEMENT = 0.90
+"""Least correlation where a banked picture is found inside a query before the pictures are compared."""
+COLOUR_REFIT = 24.0
+"""Levels within which pixels are kept for `colour_fit`'s second fit."""
+MIN_REGION_FIT = 0.80
+"""Least share of a region match's overlap within 12 levels in grey (`tone_fit`)."""
+MIN_COLOUR_FIT = 0.80
+"""Least share within 12 levels in every colour channel (`colour_fit`) for a region match, or for a PDQ
+hit on a smooth banked picture."""
+MIN_PLACEMENT = 0.75
+"""Least correlation of a region match where the query was placed (`RegionCheck.placement`)."""
+SMALL_REGION = 0.6
+MIN_SMALL_PLACEMENT = 0.95
+"""Least placement correlation when the query covers under SMALL_REGION of the banked picture: a small
+piece is less evidence, so it must fit closely. On the tuning set, crops and screenshots of banked
+renders placed at 0.97-1.0 (covering 30-84 %), covered copies (stickers, watermarks) at 0.79-0.96 over
+80-100 %; pieces of look-alike skies at 0.81-0.86 over 30-42 %, with colours agreeing 84-87 %."""
+MIN_PDQ_FIT = 0.85
+"""Least share within 12 levels (grey, and every colour channel for a query in colour) for a PDQ hit on a
+smooth banked picture at SMOOTH_PDQ_CHECKED or more, over the whole views (`LayoutIndex.whole_fit`)."""
+SMOOTH_PDQ_CHECKED = 21
+"""PDQ distance from which a hit on a smooth banked picture must hold pixel by pixel. A smooth picture's
+PDQ bits are partly noise around the median, so look-alikes can come within Meta's 31 (one did at 28 on
+the eval set); on the tuning set its copies' hits that fail the whole-picture check (screenshots,
+letterboxes, grey copies: the check sees bars or no colour) were all at 18 or less."""
+MONOCHROME_LEVELS = 3.0
+"""Mean misfit (levels) of colour channels predicted from the grey under which a picture is monochrome
+(`monochrome`)."""
 TONE_BLUR = 1.5
 """Sigma (at VERIFY_SIDE) of the smoothing before tones are compared: JPEG noise and a pixel of misfit."""
+SUBJECT_FLOOR = 2.0
+"""Grey levels of high-passed detail (`structure_weights`) that weigh nothing: JPEG noise, gradient
+banding."""
+SUBJECT_SHIFT = 1
+"""Pixels (at VERIFY_SIDE) a copy may be off where its structure is compared (`_shifted_residual`): a
+layout window or an affine fit places a copy a pixel or so off, which on an edge is tens of levels."""
+SUBJECT_CAP = 6.0
+"""Most a pixel weighs (levels over SUBJECT_FLOOR): a subject's faint shading counts as much as its
+outline, so a flat logo with the outline of a shaded ball does not agree over most of the ball's
+structure."""
+MIN_SUBJECT_WEIGHT = 50.0
+"""Least summed structure weight (levels x thumbnail pixels) in the compared part of a banked picture for
+any agreement to count: a piece of bare background is no evidence of a copy."""
+GENERIC_LEVEL = 3.0
+GENERIC_GAP = 5
+GENERIC_BOX = 0.36
+"""`is_generic`'s cut: on renders drawn from 24 seeds, a ball or figure on a gradient had its structure in
+14-32 % of the picture, pastel hills, skies and blurred backgrounds 39-100 % or in several pieces."""
+MIN_SUBJECT_FIT = 0.70
+"""Least share of the banked picture's structure where a query must agree with it (`Fit.subject`), in
+every pixel check of a match to a smooth picture. The share-of-pixels checks count a flat background as
+much as a subject: a generic banked render (a ball on a soft gradient) agreed with logos and soft figures
+over its background, in grey and in colour alike."""
 
 
 Strength = Literal["detailed", "low-contrast", "smooth", "plain"]
@@ -103,6 +192,9 @@ class Evidence:
     contrast_quality: int
     structure: float
     keypoints: int
+    generic: bool = False
+    """A smooth picture whose structure is one blob on a flat or graded background (`is_generic`): a
+    ball, a logo, a figure on a gradient, like countless others but for that blob."""
 
     @property
     def weak(self) -> bool:
@@ -116,11 +208,21 @@ class Evidence:
                 f"low contrast (PDQ quality {self.quality}, {self.contrast_quality} once contrast is "
                 "stretched): matched by its PDQ hash after contrast normalisation and local features"
             )
+        if self.strength == "smooth" and self.generic:
+            return (
+                f"weak evidence, generic: smooth picture (PDQ quality {self.quality}, {self.keypoints} "
+                "corners) whose only structure is one shape on a plain or graded background, as in "
+                "countless logos and renders: matched only where a copy agrees with that shape pixel by "
+                "pixel and keeps its hues (its background counts for nothing); re-encodes, resizes, turns, "
+                "borders, filters and crops that keep the shape are found, grey or sepia copies only when "
+                "nearly exact, and a look-alike of the same shape and colours in the same place would match"
+            )
         if self.strength == "smooth":
             return (
                 f"weak evidence: smooth picture (PDQ quality {self.quality}, {self.keypoints} corners): "
-                f"matched mostly on its layout (correlation >= {LAYOUT_MATCH}), and only where the pictures "
-                "agree pixel by pixel; crops, overlays and heavy recolouring of it are likely missed"
+                f"matched on its layout (correlation >= {LAYOUT_MATCH}) or by placing a copy inside it, and "
+                "only where the pictures agree pixel by pixel over its structure (in colour too); copies "
+                "under caption text or shrunk onto a larger canvas are likely missed"
             )
         return (
             f"no evidence: plain picture (PDQ quality {self.quality}, almost no structure): it looks like "
@@ -185,7 +287,26 @@ def assess(grey: Image.Image, quality: int | None) -> Evidence:
             strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
     else:
         strength = "smooth" if energy >= MIN_STRUCTURE else "plain"
-    return Evidence(strength, quality, stretched, energy, keypoints)
+    return Evidence(
+        strength, quality, stretched, energy, keypoints, strength == "smooth" and is_generic(grey)
+    )
+
+
+def is_generic(grey: Image.Image) -> bool:
+    """Whether a picture's structure is one blob on a flat or graded background: its detailed pixels
+    (`structure_weights` over GENERIC_LEVEL, joined across GENERIC_GAP pixels) form one large piece
+    (others under a tenth of them), whose bounding box covers under GENERIC_BOX of the picture."""
+    detail = structure_weights(thumbnail(grey)) > GENERIC_LEVEL
+    joined = cv2.dilate(detail.astype(np.uint8), np.ones((GENERIC_GAP, GENERIC_GAP), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(joined)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if count < 2:
+        return False
+    if int((areas >= 0.1 * areas.sum()).sum()) != 1:
+        return False
+    ys, xs = np.nonzero(joined)
+    box = float((np.ptp(xs) + 1) * (np.ptp(ys) + 1)) / joined.size
+    return box < GENERIC_BOX
 
 
 def query_layouts(views: list[Image.Image]) -> np.ndarray:
@@ -199,25 +320,28 @@ def query_layouts(views: list[Image.Image]) -> np.ndarray:
     return np.stack([row.reshape(-1) for row in rows])
 
 
-def window_layouts(grey: Image.Image) -> np.ndarray:
-    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth; `window_boxes`),
-    so that crops of it compare: rows of a matrix, the whole picture first."""
+def window_layouts(grey: Image.Image, boxes: Sequence[Box] | None = None) -> np.ndarray:
+    """Layouts of windows of a banked picture (80-100 % of each side, in steps of a tenth; `window_boxes`;
+    or `boxes`), so that crops of it compare: rows of a matrix, the whole picture first."""
     grey = _grey(grey)
     width, height = grey.size
     rows = []
-    for x0, y0, x1, y1 in _BOXES:
+    for x0, y0, x1, y1 in _BOXES if boxes is None else boxes:
         left, top = round(x0 * width), round(y0 * height)
         box = (left, top, max(left + 1, round(x1 * width)), max(top + 1, round(y1 * height)))
         rows.append(_layout(grey.crop(box))[0].reshape(-1))
     return np.stack(rows)
 
 
-def window_boxes() -> list[tuple[float, float, float, float]]:
+Box = tuple[float, float, float, float]
+
+
+def window_boxes(scales: Sequence[float] = WINDOW_SCALES) -> list[Box]:
     """The windows of `window_layouts`, in its order, as fractions of the picture (left, top, right,
     bottom)."""
     boxes = []
-    for sx in WINDOW_SCALES:
-        for sy in WINDOW_SCALES:
+    for sx in scales:
+        for sy in scales:
             nx, ny = round((1 - sx) / WINDOW_STEP) + 1, round((1 - sy) / WINDOW_STEP) + 1
             for ix in range(nx):
                 for iy in range(ny):
@@ -227,6 +351,7 @@ def window_boxes() -> list[tuple[float, float, float, float]]:
 
 
 _BOXES = window_boxes()
+_CROP_BOXES = window_boxes(CROP_SCALES)
 
 
 def oriented(array: np.ndarray, turn: int) -> np.ndarray:
@@ -242,16 +367,56 @@ def oriented(array: np.ndarray, turn: int) -> np.ndarray:
 
 def check_layout(
     view: Image.Image, turn: int, bank: np.ndarray, box: tuple[float, float, float, float]
-) -> float:
+) -> Fit:
     """How well a layout match holds pixel by pixel: the query view, turned as it matched and fitted to the
-    window of the banked picture's `thumbnail` it matched, compared by `tone_fit` (share within 12 levels)."""
+    window of the banked picture's `thumbnail` it matched, compared by `fits` (share within 12 levels, of
+    the pixels and of the banked picture's structure)."""
     height, width = bank.shape
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
     seen = oriented(thumbnail(view), turn)
     seen = cv2.resize(seen, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
-    return tone_fit(seen, window, np.ones(window.shape, dtype=bool))[1]
+    return fits(seen, window, np.ones(window.shape, dtype=bool))
+
+
+def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box, shared: bool = False) -> Fit:
+    """`check_layout` in colour (`colour_fits`): the query's colour thumbnail, turned, in the window."""
+    height, width = bank.shape[:2]
+    left, top = round(box[0] * width), round(box[1] * height)
+    right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
+    window = bank[top:bottom, left:right]
+    turned = cv2.resize(
+        oriented_colour(seen, turn), (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA
+    )
+    return colour_fits(turned, window, np.ones(window.shape[:2], dtype=bool), shared)
+
+
+def monochrome(colour: np.ndarray) -> bool:
+    """Whether a colour thumbnail's colours follow from its brightness alone (grey, sepia, a duotone):
+    each channel, fitted as a quadratic of the grey, within MONOCHROME_LEVELS on average. Colours are
+    then not compared: they were made from the grey."""
+    grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).reshape(-1).astype(np.float64) / 255.0
+    design = np.stack([np.ones_like(grey), grey, grey * grey], axis=1)
+    for c in range(3):
+        y = colour[..., c].reshape(-1).astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+        if float(np.abs(design @ coefficients - y).mean()) > MONOCHROME_LEVELS:
+            return False
+    return True
+
+
+def _contained_copy(colour: Image.Image) -> np.ndarray:
+    """A query's colour copy at CONTAINED_SIDE, for `LayoutIndex.contained_match`."""
+    array = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"), dtype=np.float32)
+    return _contained_copy_array(array)
+
+
+def _contained_copy_array(array: np.ndarray) -> np.ndarray:
+    height, width = array.shape[:2]
+    scale = CONTAINED_SIDE / max(height, width)
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    return cv2.resize(array.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 class LayoutIndex:
@@ -260,17 +425,164 @@ class LayoutIndex:
     def __init__(self) -> None:
         self._keys: list[str] = []
         self._blocks: list[np.ndarray] = []
+        self._crop_blocks: list[np.ndarray] = []
         self._thumbnails: list[np.ndarray] = []
+        self._colours: list[np.ndarray | None] = []
         self._matrix: np.ndarray | None = None
+        self._crop_matrix: np.ndarray | None = None
+        self._small: list[np.ndarray | None] = []
+        self._generic: list[bool] = []
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def add(self, key: str, grey: Image.Image) -> None:
+    def add(self, key: str, grey: Image.Image, colour: Image.Image | None = None) -> None:
+        """A banked smooth picture: its grey copy, and its colour one when there is (the colour checks)."""
         self._keys.append(key)
         self._blocks.append(window_layouts(grey))
+        self._crop_blocks.append(window_layouts(grey, _CROP_BOXES))
         self._thumbnails.append(thumbnail(grey))
+        self._colours.append(colour_thumbnail(colour) if colour is not None else None)
+        self._generic.append(is_generic(grey))
         self._matrix = None
+        self._crop_matrix = None
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def region_match(
+        self, views: list[Image.Image], boxes: list[Box], colour_of: Callable[[], Image.Image | None]
+    ) -> tuple[str, RegionCheck] | None:
+        """A crop or covered copy of a banked smooth picture, found by searching for the query inside it.
+
+        The banked pictures whose crop windows' layouts correlate best with the query's (at
+        REGION_SHORTLIST or more, REGION_CANDIDATES of them) are searched: the query view, turned as it
+        matched, is placed in the banked picture at a few sizes around the window's
+        (`cv2.matchTemplate`), and where it fits best the pictures must agree pixel by pixel, in grey and
+        in every colour channel (`region_check`). `boxes` are the views' boxes in `colour`, as fractions.
+        Without a colour copy of the query (or of the banked picture) no region match is made: grey
+        alone lets soft look-alikes through."""
+        if not self._keys:
+            return None
+        if self._crop_matrix is None:
+            self._crop_matrix = np.ascontiguousarray(np.concatenate(self._crop_blocks).T)
+        products = np.einsum("qd,dw->qw", query_layouts(views), self._crop_matrix)
+        per_window = len(_CROP_BOXES)
+        best = products.reshape(products.shape[0], len(self._keys), per_window)
+        flat = best.transpose(1, 0, 2).reshape(len(self._keys), -1)
+        order = np.argsort(-flat.max(axis=1))[:REGION_CANDIDATES]
+        for picture in order.tolist():
+            bank_colour = self._colours[picture]
+            at = int(np.argmax(flat[picture]))
+            if flat[picture, at] < REGION_SHORTLIST or bank_colour is None:
+                continue
+            colour = colour_of()
+            if colour is None:
+                return None
+            row, window = divmod(at, per_window)
+            view, turn = divmod(row, 8)
+            seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
+            check = region_check(
+                seen_colour,
+                self._thumbnails[picture],
+                bank_colour,
+                _CROP_BOXES[window],
+                self._generic[picture],
+            )
+            if check is not None and check.accepted:
+                return self._keys[picture], check
+        return None
+
+    def contained_match(
+        self, small_of: Callable[[], Image.Image | None], colour_of: Callable[[], Image.Image | None]
+    ) -> tuple[str, RegionCheck] | None:
+        """A banked smooth picture shown whole inside the query, at a smaller size (on a larger canvas,
+        on a blurred copy of itself, in a post): each banked picture is placed in a CONTAINED_SIDE colour
+        copy of the query (`small_of`) at CONTAINED_SCALES of the largest size that fits
+        (`cv2.matchTemplate`, in colour: pastel colours can share one grey); where one fits best (at
+        MIN_CONTAINED_PLACEMENT or more) the query's piece there, from its larger colour copy
+        (`colour_of`), must agree with it in grey and in every colour channel (`RegionCheck.accepted`)."""
+        if not self._keys:
+            return None
+        query = small_of()
+        if query is None:
+            return None
+        small = _contained_copy(query)
+        best: tuple[float, int, int, int, int, int] | None = None
+        for picture, bank in enumerate(self._small_colours()):
+            if bank is None:
+                continue
+            fit_scale = min(small.shape[1] / bank.shape[1], small.shape[0] / bank.shape[0])
+            for scale in CONTAINED_SCALES:
+                w, h = round(bank.shape[1] * fit_scale * scale), round(bank.shape[0] * fit_scale * scale)
+                if w < 8 or h < 8:
+                    continue
+                template = cv2.resize(bank, (w, h), interpolation=cv2.INTER_AREA)
+                scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
+                _, score, _, (x, y) = cv2.minMaxLoc(scores)
+                if best is None or score > best[0]:
+                    best = (float(score), picture, x, y, w, h)
+        if best is None or best[0] < MIN_CONTAINED_PLACEMENT:
+            return None
+        score, picture, x, y, w, h = best
+        colour, bank_colour = colour_of(), self._colours[picture]
+        if colour is None or bank_colour is None:
+            return None
+        box = (x / small.shape[1], y / small.shape[0], (x + w) / small.shape[1], (y + h) / small.shape[0])
+        seen = colour_thumbnail(crop_fraction(colour, box))
+        bank = self._thumbnails[picture]
+        seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
+        full = np.ones(bank.shape, dtype=bool)
+        grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, full)
+        tinted = colour_fits(seen, bank_colour, full, self._generic[picture])
+        check = _region(score, 1.0, grey_fit, tinted)
+        return (self._keys[picture], check) if check.accepted else None
+
+    def _small_colours(self) -> list[np.ndarray | None]:
+        if len(self._small) != len(self._colours):
+            self._small = [None if c is None else _contained_copy_array(c) for c in self._colours]
+        return self._small
+
+    def whole_fit(
+        self,
+        key: str,
+        views: list[Image.Image],
+        boxes: list[Box],
+        colour_of: Callable[[], Image.Image | None],
+    ) -> Fit:
+        """The best agreement of a query's views (in their eight turns, each stretched over the whole
+        banked picture) with the banked picture of `key`: share within 12 levels, in grey, and in every
+        colour channel when both colour copies are there (the less of the two), of the pixels and of the
+        banked picture's structure (`Fit`; the best share among those whose structure agrees). For a PDQ
+        hit on a smooth banked picture, whose bits soft look-alikes can share."""
+        best = NO_FIT
+        colour = colour_of()
+        for picture, owner in enumerate(self._keys):
+            if owner != key:
+                continue
+            bank, bank_colour = self._thumbnails[picture], self._colours[picture]
+            generic = self._generic[picture]
+            if generic and (colour is None or bank_colour is None):
+                continue
+            full = np.ones(bank.shape, dtype=bool)
+            for index, view in enumerate(views):
+                grey = thumbnail(view)
+                tinted = colour_thumbnail(crop_fraction(colour, boxes[index])) if colour is not None else None
+                for turn in range(8):
+                    seen = cv2.resize(
+                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
+                    )
+                    fit = fits(seen, bank, full)
+                    if _better(fit, best) and tinted is not None and bank_colour is not None:
+                        turned = cv2.resize(
+                            oriented_colour(tinted, turn),
+                            (bank.shape[1], bank.shape[0]),
+                            interpolation=cv2.INTER_AREA,
+                        )
+                        fit = fit.worst(colour_fits(turned, bank_colour, full, generic))
+                    best = fit if _better(fit, best) else best
+        log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
+        return best
 
     def scores(self, views: list[Image.Image]) -> dict[str, float]:
         """Each banked key's best layout correlation with the query's views."""
@@ -288,11 +600,18 @@ class LayoutIndex:
         return out
 
     def match(
-        self, views: list[Image.Image], threshold: float = LAYOUT_MATCH, min_fit: float = MIN_LAYOUT_FIT
+        self,
+        views: list[Image.Image],
+        threshold: float = LAYOUT_MATCH,
+        min_fit: float = MIN_LAYOUT_FIT,
+        boxes: Sequence[Box] = (),
+        colour_of: Callable[[], Image.Image | None] | None = None,
     ) -> tuple[str, float] | None:
         """The banked key whose layout correlates best with the query's, if at `threshold` or more and the
         pictures agree pixel by pixel there: `check_layout`, in the view, turn and window that matched, at
-        `min_fit` or more."""
+        `min_fit` or more; and, given the query's colour copy (`colour_of`, with the views' `boxes`) and
+        unless it is monochrome, in every colour channel at MIN_COLOUR_FIT or more (soft look-alikes share
+        a figure's outline and tones in grey, seldom its colours)."""
         if not self._keys:
             return None
         if self._matrix is None:
@@ -303,8 +622,25 @@ class LayoutIndex:
         if score < threshold:
             return None
         picture, window = divmod(int(column), self._matrix.shape[1] // len(self._keys))
-        fit = check_layout(views[int(row) // 8], int(row) % 8, self._thumbnails[picture], _BOXES[window])
-        return (self._keys[picture], score) if fit >= min_fit else None
+        view, turn = divmod(int(row), 8)
+        fit = check_layout(views[view], turn, self._thumbnails[picture], _BOXES[window])
+        log.debug(
+            "layout %s: score %.3f grey %.3f subject %.3f", self._keys[picture], score, fit.share, fit.subject
+        )
+        if not fit.holds(min_fit):
+            return None
+        bank_colour, generic = self._colours[picture], self._generic[picture]
+        colour = colour_of() if colour_of is not None and bank_colour is not None else None
+        if colour is not None and bank_colour is not None and view < len(boxes):
+            seen = colour_thumbnail(crop_fraction(colour, boxes[view]))
+            if generic or not monochrome(seen):
+                tinted = check_layout_colour(seen, turn, bank_colour, _BOXES[window], generic)
+                log.debug("layout colour: %.3f subject %.3f", tinted.share, tinted.subject)
+                if not tinted.holds(MIN_COLOUR_FIT):
+                    return None
+        elif generic:
+            return None
+        return self._keys[picture], score
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +662,12 @@ class LocalCheck:
     inside: float
     """How much of the query lies inside the banked picture once mapped (a crop: all of it), or of the
     banked picture inside the query (a screenshot, a letterbox: all of it), whichever is more (0-1)."""
+    colour: float = 1.0
+    """`colour_fit` over the overlap, when both colour thumbnails were given and the query's is not
+    monochrome; 1 otherwise."""
+    subject: float = 1.0
+    """The share within 12 levels (grey, and colour when compared) weighed by the banked picture's
+    structure (`Fit.subject`): the least of the two."""
 
 
 def thumbnail(grey: Image.Image) -> np.ndarray:
@@ -339,7 +681,13 @@ def thumbnail(grey: Image.Image) -> np.ndarray:
 
 
 def check_local(
-    query: Features, seen: np.ndarray, banked: Sequence[Features], bank: np.ndarray
+    query: Features,
+    seen: np.ndarray,
+    banked: Sequence[Features],
+    bank: np.ndarray,
+    seen_colour: np.ndarray | None = None,
+    bank_colour: np.ndarray | None = None,
+    generic: bool = False,
 ) -> LocalCheck | None:
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
@@ -374,7 +722,7 @@ def check_local(
     cover = cv2.warpAffine(np.ones_like(seen), scaled, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(cover, np.ones((3, 3), np.uint8)) > 0.5
     if covered.sum() < 64:
-        return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0)
+        return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
     # The query's own pixels that land inside the banked picture: the banked frame mapped back.
     back = cv2.warpAffine(
         np.ones_like(bank),
@@ -386,6 +734,21 @@ def check_local(
     ys, xs = np.nonzero(covered)
     overlap = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)) / (k * k)
     span = float(np.ptp(points[:, 0]) * np.ptp(points[:, 1]))
+    colour = NO_FIT if generic else Fit(1.0, 1.0)
+    if seen_colour is not None and bank_colour is not None and (generic or not monochrome(seen_colour)):
+        if variant == 1:
+            bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
+        colour = colour_fits(
+            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, covered, generic
+        )
+    grey = fits(warped, bank, covered)
+    log.debug(
+        "local: grey %.3f subject %.3f, colour %.3f subject %.3f",
+        grey.share,
+        grey.subject,
+        colour.share,
+        colour.subject,
+    )
     return LocalCheck(
         inliers,
         min(1.0, span / max(overlap, 1.0)),
@@ -393,18 +756,97 @@ def check_local(
         _masked_correlation(warped, bank, covered),
         tone_fit(warped, bank, covered),
         inside,
+        colour.share,
+        min(grey.subject, colour.subject),
     )
 
 
 def tone_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
     """Share of `mask` where `seen`, mapped to `bank`'s tones by a least-squares quadratic, is within 8, 12
     and 16 grey levels of `bank` (see LocalCheck.fits)."""
-    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR)[mask].astype(np.float64) / 255.0
-    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR)[mask].astype(np.float64)
-    design = np.stack([np.ones_like(x), x, x * x], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = np.abs(design @ coefficients - y)
+    residual = _tone_residual(seen, bank, mask)
     return float(np.mean(residual <= 8)), float(np.mean(residual <= 12)), float(np.mean(residual <= 16))
+
+
+def _tone_residual(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    fitted, target = _tone_fitted(seen, bank, mask)
+    residual: np.ndarray = np.abs(fitted - target)[mask]
+    return residual
+
+
+def _tone_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`seen` (smoothed) mapped to `bank`'s tones by the least-squares quadratic fitted over `mask`, and
+    `bank` smoothed alike: whole arrays, so that they can be compared a pixel off too."""
+    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
+    design = np.stack([np.ones_like(x[mask]), x[mask], x[mask] * x[mask]], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, y[mask], rcond=None)
+    fitted = coefficients[0] + coefficients[1] * x + coefficients[2] * x * x
+    return fitted, y
+
+
+def _shifted_residual(fitted: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least residual (largest over channels, for colour arrays) between `target` and `fitted` moved
+    by up to SUBJECT_SHIFT pixels each way: a copy mapped a pixel off still agrees on an edge."""
+    r = SUBJECT_SHIFT
+    padded = np.pad(fitted, ((r, r), (r, r)) + ((0, 0),) * (fitted.ndim - 2), mode="edge")
+    height, width = target.shape[:2]
+    best = np.full((height, width), np.inf)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            residual = np.abs(padded[dy : dy + height, dx : dx + width] - target)
+            best = np.minimum(best, residual.max(axis=2) if residual.ndim == 3 else residual)
+    return best
+
+
+def structure_weights(bank: np.ndarray) -> np.ndarray:
+    """Each pixel of a banked thumbnail (grey, or colour: its most detailed channel) weighed by its detail:
+    its high-passed magnitude (VERIFY_BLUR) less SUBJECT_FLOOR levels. Its subject, edges, hill lines and
+    clouds weigh; a flat or smoothly graded background weighs nothing."""
+    if bank.ndim == 3:
+        detail = np.max(np.stack([np.abs(_high_pass(bank[..., c])) for c in range(3)]), axis=0)
+    else:
+        detail = np.abs(_high_pass(bank))
+    weights: np.ndarray = np.clip(detail - SUBJECT_FLOOR, 0.0, SUBJECT_CAP)
+    return weights
+
+
+def _better(fit: Fit, than: Fit) -> bool:
+    """Whether `fit` is a better agreement: its structure agrees where `than`'s does not, or as well and
+    more of its pixels do."""
+    return (fit.subject >= MIN_SUBJECT_FIT, fit.share) > (than.subject >= MIN_SUBJECT_FIT, than.share)
+
+
+def _weighted_share(agree: np.ndarray, weights: np.ndarray) -> float:
+    total = float(weights.sum())
+    return float((weights * agree).sum() / total) if total >= MIN_SUBJECT_WEIGHT else 0.0
+
+
+def fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> Fit:
+    """`tone_fit`'s share within 12 grey levels over `mask`, and the same weighed by the banked picture's
+    structure (`structure_weights`): its `subject` share."""
+    fitted, target = _tone_fitted(seen, bank, mask)
+    share = float(np.mean(np.abs(fitted - target)[mask] <= 12))
+    close = _shifted_residual(fitted, target)[mask] <= 12
+    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """How a query agrees with a banked picture where it was placed: `share` of the pixels, and `subject`,
+    the share weighed by the banked picture's structure (see MIN_SUBJECT_FIT)."""
+
+    share: float
+    subject: float
+
+    def holds(self, least: float) -> bool:
+        return self.share >= least and self.subject >= MIN_SUBJECT_FIT
+
+    def worst(self, other: Fit) -> Fit:
+        return Fit(min(self.share, other.share), min(self.subject, other.subject))
+
+
+NO_FIT = Fit(0.0, 0.0)
 
 
 def _high_pass(array: np.ndarray) -> np.ndarray:
@@ -417,3 +859,152 @@ def _masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float
     y -= y.mean()
     norm = float(np.linalg.norm(x) * np.linalg.norm(y))
     return float(x @ y / norm) if norm > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RegionCheck:
+    """A query placed inside a banked smooth picture (`region_check`) and how well they agree there."""
+
+    placement: float
+    """Correlation of the query with the banked picture where it was placed (-1 to 1)."""
+    area: float
+    """Share of the banked picture the placed query covers."""
+    grey: float
+    """`tone_fit`'s share within 12 grey levels."""
+    colour: float
+    """`colour_fit`'s share within 12 levels in every channel."""
+    subject: float = 1.0
+    """The least of the two weighed by the banked picture's structure (`Fit.subject`)."""
+
+    @property
+    def accepted(self) -> bool:
+        least = MIN_SMALL_PLACEMENT if self.area < SMALL_REGION else MIN_PLACEMENT
+        return (
+            self.placement >= least
+            and self.grey >= MIN_REGION_FIT
+            and self.colour >= MIN_COLOUR_FIT
+            and self.subject >= MIN_SUBJECT_FIT
+        )
+
+
+def colour_thumbnail(image: Image.Image) -> np.ndarray:
+    """A colour copy at VERIFY_SIDE on its longest side, as floats (height x width x 3)."""
+    array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = array.shape[:2]
+    scale = VERIFY_SIDE / max(height, width)
+    size = (max(8, round(width * scale)), max(8, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(array, size, interpolation=interpolation).astype(np.float32)
+
+
+def oriented_colour(array: np.ndarray, turn: int) -> np.ndarray:
+    """`oriented` for a colour array."""
+    return np.stack([oriented(array[..., c], turn) for c in range(3)], axis=-1)
+
+
+def crop_fraction(image: Image.Image, box: Box) -> Image.Image:
+    left, top = round(box[0] * image.width), round(box[1] * image.height)
+    right, bottom = max(left + 1, round(box[2] * image.width)), max(top + 1, round(box[3] * image.height))
+    return image.crop((left, top, right, bottom))
+
+
+def colour_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
+    """See `colour_fits`: the share of `mask` alone."""
+    return float(_colour_agree(seen, bank, mask).mean()) if mask.any() else 0.0
+
+
+def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool = False) -> Fit:
+    """`colour_fit` over `mask`, and weighed by the banked picture's structure in colour (`Fit.subject`)."""
+    if not mask.any():
+        return NO_FIT
+    fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
+    share = float(np.all(np.abs(fitted - target)[mask] <= 12, axis=1).mean())
+    close = _shifted_residual(fitted, target)[mask] <= 12
+    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+
+
+def _colour_agree(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Over `mask`, where each colour channel of `seen`, mapped to `bank`'s (`_colour_fitted`), is within
+    12 levels of it."""
+    fitted, target = _colour_fitted(seen, bank, mask)
+    inside: np.ndarray = np.all(np.abs(fitted - target)[mask] <= 12, axis=1)
+    return inside
+
+
+def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_colour_fitted` with one map for the three channels (a quadratic of the channel plus a share of
+    the grey: brightness, contrast, gamma, saturation), which cannot turn one hue into another. For a
+    generic banked picture (`is_generic`): a flat logo of any colour fits a ball's outline and, channel
+    by channel, its colour; only a copy keeps its hues."""
+    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+    y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
+    grey = x @ np.array([0.299, 0.587, 0.114])
+    columns = [np.ones_like(x), x, x * x, np.repeat(grey[..., None], 3, axis=-1)]
+    design = np.stack([column[mask].reshape(-1) for column in columns], axis=1)
+    target = y[mask].reshape(-1)
+    coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
+    kept = np.abs(design @ coefficients - target) <= COLOUR_REFIT
+    if kept.sum() >= 16:
+        coefficients, *_ = np.linalg.lstsq(design[kept], target[kept], rcond=None)
+    fitted = sum(c * column for c, column in zip(coefficients.tolist(), columns, strict=True))
+    return np.asarray(fitted), y
+
+
+def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each colour channel of `seen` (smoothed) mapped to `bank`'s by its own least-squares quadratic over
+    `mask` (a filter: contrast, brightness, gamma, saturation per channel), and `bank` smoothed alike.
+    Soft look-alikes share a figure's outline in grey; their colours disagree. The fit is made twice, the
+    second time on the pixels the first left within COLOUR_REFIT levels: captions and stickers over a copy
+    would otherwise pull its tones off."""
+    fitted, target = [], []
+    for c in range(3):
+        x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+        y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
+        xm, ym = x[mask], y[mask]
+        design = np.stack([np.ones_like(xm), xm, xm * xm], axis=1)
+        coefficients, *_ = np.linalg.lstsq(design, ym, rcond=None)
+        residual = np.abs(design @ coefficients - ym)
+        kept = residual <= COLOUR_REFIT
+        if kept.sum() >= 16:
+            coefficients, *_ = np.linalg.lstsq(design[kept], ym[kept], rcond=None)
+        fitted.append(coefficients[0] + coefficients[1] * x + coefficients[2] * x * x)
+        target.append(y)
+    return np.stack(fitted, axis=-1), np.stack(target, axis=-1)
+
+
+def region_check(
+    seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box, shared: bool = False
+) -> RegionCheck | None:
+    """The query (`seen`: its colour thumbnail, turned) placed where it fits best inside a banked picture
+    (`bank`, `bank_colour`: its thumbnails), at REGION_SCALES around the size of `window` (fractions of the
+    banked picture), and how well they agree there. None when the query cannot be placed inside it."""
+    height, width = bank.shape
+    grey_seen = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
+    aspect = seen.shape[1] / seen.shape[0]
+    area = (window[2] - window[0]) * width * (window[3] - window[1]) * height
+    base = float(np.sqrt(area * aspect))
+    best: tuple[float, int, int, int, int] | None = None
+    for scale in REGION_SCALES:
+        w = round(base * scale)
+        h = round(w / aspect)
+        if w < 8 or h < 8 or w > width or h > height:
+            continue
+        template = cv2.resize(grey_seen, (w, h), interpolation=cv2.INTER_AREA)
+        scores = cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (x, y) = cv2.minMaxLoc(scores)
+        if best is None or score > best[0]:
+            best = (float(score), x, y, w, h)
+    if best is None:
+        return None
+    score, x, y, w, h = best
+    full = np.ones((h, w), dtype=bool)
+    placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
+    grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], full)
+    colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], full, shared)
+    return _region(score, w * h / (width * height), grey, colour)
+
+
+def _region(placement: float, area: float, grey: Fit, colour: Fit) -> RegionCheck:
+    check = RegionCheck(placement, area, grey.share, colour.share, min(grey.subject, colour.subject))
+    log.debug("region: %s", check)
+    return check
