@@ -421,12 +421,12 @@ class RetrievalPrompts:
     sets (dev, v1-v8; nearest example only, threshold chosen by leave one set out at 2.5% flagged) the
     retrieval prompts matched 838 of 900 positives against 779 with the STS prompt on both sides, for the
     same 30 flags of 1218 and no wrong narrative; better than the STS prompt with every decoy (823, 31
-    flags). So a model read this way scores by its examples alone (the nearest one, blended with their
-    centroid: CENTROID_WEIGHT): its name, story and swap decoys
-    are not built (the swap decoys, the one kind measured with these prompts, only cost recall: the
-    weight 0 won in every fold), which also spares embedding them with the bank. Dismissed captions still
-    refuse (NEGATIVE_LEAD, in this model's z). Costs nothing per caption; the background is embedded on
-    both sides once per process (330 texts instead of 165)."""
+    flags). So a model read this way scores by its examples (the nearest one, blended with their
+    centroid: CENTROID_WEIGHT) less its story decoys (RETRIEVAL_STORY_WEIGHT); its name and swap decoys
+    are not built (the swap decoys only cost recall with these prompts: the weight 0 won in every fold;
+    the names alone, measured after v10, too), which also spares embedding them with the bank. Dismissed
+    captions still refuse (NEGATIVE_LEAD, in this model's z). The background is embedded on both sides
+    once per process (330 texts instead of 165)."""
 
     def __init__(self, inner: GemmaEncoder) -> None:
         self.inner = inner
