@@ -83,7 +83,11 @@ run once, then became tuning data:
   was named and before it was judged; 12 new narratives, four same-event pairs, a third of the subjects
   named by role only; its writer saw v10's negatives by a slip, and one narrative repeating v3's was
   replaced by someone given only the earlier sets' narrative ids; its `about` text records both) is
-  unused: it judges the next change, once:
+  unused: it judges, once, EmbeddingGemma's score less 0.1 of its nearest story decoy's z (monitor.
+  narratives.matcher.RETRIEVAL_STORY_WEIGHT) at threshold 0.715, chosen at a flag budget of 2% (not 2.5%)
+  by leave one set out over dev + v1-v10 (1,116 positives, 1,578 negatives: 93.0% recall, 28 flagged
+  (1.8%), 0 wrong; hard sets v4-v10 684/756, 26/1260; v9 93/108, 0/180; v10 97/108, 6/180; the design
+  judged by v10, 93.5%, 38 (2.4%), 0; 688/756, 34/1260):
   `python -m benchmarks.narratives --data heldout-v11 --skip-ablation --repeats 1`.
 
 Methods, each given the same two English examples per narrative:
@@ -278,9 +282,12 @@ class ModelParameters:
 #: pick on dev + v1-v8 is 0.755: 93.1% / 29 (2.4%) / 0; leave one set out: 93.0% / 30 (2.5%) / 0. With
 #: the examples' centroid blended in (matcher.CENTROID_WEIGHT 0.6), on dev + v1-v9 (1,008 positives, 1,398
 #: negatives) the pick is 0.740: 94.3% / 34 (2.4%) / 0; leave one set out: 93.9% / 32 (2.3%) / 0 (nearest
-#: example only, 0.755: 92.5% / 33 (2.4%) / 0).
+#: example only, 0.755: 92.5% / 33 (2.4%) / 0). Less its story decoys (matcher.RETRIEVAL_STORY_WEIGHT 0.1),
+#: on dev + v1-v10 (1,116 positives, 1,578 negatives) at a flag budget of 2%, the pick is 0.715: 93.2% / 28
+#: (1.8%) / 0; leave one set out: 93.0% / 28 (1.8%) / 0 (the design judged by v10, 0.74 at 2.5%: 93.5% / 38
+#: (2.4%) / 0).
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
-    "embeddinggemma": ModelParameters(0.74, 0.3, 0.5, 0.4, 0.8),
+    "embeddinggemma": ModelParameters(0.715, 0.3, 0.5, 0.4, 0.8),
 }
 
 Decider = Callable[[Sequence[str]], list[tuple[str | None, float]]]

