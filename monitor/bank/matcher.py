@@ -341,7 +341,7 @@ class BankMatcher:
         render (a logo, a figure on a gradient) came within 24-28 bits, also after contrast stretching."""
         if hit.bank_cluster not in self._smooth or hit.distance < SMOOTH_PDQ_CHECKED:
             return True
-        return self._layouts.whole_fit(hit.bank_cluster, views, boxes, colour).holds(MIN_PDQ_FIT)
+        return self._layouts.whole_fit(hit.bank_cluster, views, boxes, colour, MIN_PDQ_FIT).holds(MIN_PDQ_FIT)
 
     def _confirmed(
         self, found: LocalMatch, query: Features, view: Image.Image, box: Box, colour_of: _ColourCopy

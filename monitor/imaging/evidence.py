@@ -549,12 +549,17 @@ class LayoutIndex:
         views: list[Image.Image],
         boxes: list[Box],
         colour_of: Callable[[], Image.Image | None],
+        enough: float | None = None,
     ) -> Fit:
         """The best agreement of a query's views (in their eight turns, each stretched over the whole
         banked picture) with the banked picture of `key`: share within 12 levels, in grey, and in every
         colour channel when both colour copies are there (the less of the two), of the pixels and of the
         banked picture's structure (`Fit`; the best share among those whose structure agrees). For a PDQ
-        hit on a smooth banked picture, whose bits soft look-alikes can share."""
+        hit on a smooth banked picture, whose bits soft look-alikes can share.
+
+        With `enough`, the first fit that `holds(enough)` is returned: the best one holds then too (it
+        agrees over the structure and over at least as many pixels), so `holds(enough)` is the same,
+        for a fraction of the turns."""
         best = NO_FIT
         colour = colour_of()
         for picture, owner in enumerate(self._keys):
@@ -581,6 +586,9 @@ class LayoutIndex:
                         )
                         fit = fit.worst(colour_fits(turned, bank_colour, full, generic))
                     best = fit if _better(fit, best) else best
+                    if enough is not None and best.holds(enough):
+                        log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
+                        return best
         log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
