@@ -286,10 +286,7 @@ class E5Encoder:
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
-        if not texts:
-            return np.zeros((0, int(model.dim)), np.float32)
-        return _unit_rows(model.query(list(texts)))
+        return _e5_queries(self._load(), texts)
 
 
 class E5EngineEncoder:
@@ -316,10 +313,14 @@ class E5EngineEncoder:
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
-        if not texts:
-            return np.zeros((0, int(model.dim)), np.float32)
-        return _unit_rows(model.query(list(texts)))
+        return _e5_queries(self._load(), texts)
+
+
+def _e5_queries(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """Unit vectors of `texts` as e5 "query: " texts, from either e5 runtime (the same `query` API)."""
+    if not texts:
+        return np.zeros((0, int(model.dim)), np.float32)
+    return _unit_rows(model.query(list(texts)))
 
 
 def exact_of(encoder: Encoder) -> Encoder:

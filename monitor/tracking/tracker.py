@@ -224,14 +224,21 @@ class ClusterTracker:
     ) -> list[Alert]:
         """Count a reshare whose clusters were resolved elsewhere (the post index of its parent): the
         counting `observe` does for a reshare whose parent is known, once per `seen_as` (default the id)."""
-        seen = "s:" + (seen_as or post_id)
-        if self.store.get(seen) is not None:
+        if not self._first_sighting(seen_as or post_id, second):
             return []
-        self.store[seen] = second
-        self._advance(second)
         touched: dict[str, tuple[int, int]] = {}
         self._count(post_id, second, list(clusters), _narrative_reasons(narrative), {}, touched)
         return self._evaluate_touched(touched)
+
+    def _first_sighting(self, seen_as: str, second: int) -> bool:
+        """Whether `seen_as` is counted here for the first time; if so it is remembered (a redelivered
+        post counts nothing) and the event-time clock moves to `second`."""
+        seen = "s:" + seen_as
+        if self.store.get(seen) is not None:
+            return False
+        self.store[seen] = second
+        self._advance(second)
+        return True
 
     def advance(self, second: int) -> None:
         """Move the event-time clock (and expire) for an event that counts nothing here (a post index
@@ -241,12 +248,9 @@ class ClusterTracker:
     def _observe(
         self, post: AnalyzedPost, assigned: Sequence[str | None] | None, seen_as: str | None = None
     ) -> list[Alert]:
-        seen = "s:" + (seen_as or post.post_id)
-        if self.store.get(seen) is not None:
-            return []
         second = int(post.created_at)
-        self.store[seen] = second
-        self._advance(second)
+        if not self._first_sighting(seen_as or post.post_id, second):
+            return []
         narrative = (
             {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
             if post.narrative
@@ -292,11 +296,8 @@ class ClusterTracker:
         match (`{"narrative_id", "score"}` or None) and its images counted here, each `ImageCount`.
         Partitioned tracking (routing.py) reads these straight from a sighting's JSON: building the
         `AnalyzedPost` (frozen dataclasses, hashes parsed from hex) cost more than counting it."""
-        seen = "s:" + (seen_as or post_id)
-        if self.store.get(seen) is not None:
+        if not self._first_sighting(seen_as or post_id, second):
             return []
-        self.store[seen] = second
-        self._advance(second)
         touched: dict[str, tuple[int, int]] = {}
         self._count_images(post_id, second, narrative, images, touched)
         return self._evaluate_touched(touched)
