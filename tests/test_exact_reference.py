@@ -10,16 +10,11 @@ import numpy as np
 from monitor.bank.store import NarrativeExample
 from monitor.narratives.encoders import E5Encoder, E5EngineEncoder, exact_of
 from monitor.narratives.matcher import EXACT_BAND, NarrativeMatcher
+from tests.support.caption_tables import BACKGROUND, TOY_VECTORS
 
-BACKGROUND = ("bg one", "bg two", "bg three", "bg four")
 BANK = [NarrativeExample("pope-fashion", "pope example"), NarrativeExample("trump-arrest", "trump example")]
 REFERENCE: dict[str, Sequence[float]] = {
-    "bg one": (0, 0, 1, 0),
-    "bg two": (0, 0, 0, 1),
-    "bg three": (0, 0, 1, 1),
-    "bg four": (0, 0, 1, -1),
-    "pope example": (1, 0, 0, 0),
-    "trump example": (0, 1, 0, 0),
+    **TOY_VECTORS,
     "close call": (0.5, 0, 0.866, 0),
     "clear match": (0.98, 0, 0.2, 0),
 }

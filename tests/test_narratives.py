@@ -57,6 +57,7 @@ from monitor.narratives.text import (
 )
 from monitor.pipeline import make_encoder, make_narrative_matcher
 from monitor.settings import Settings
+from tests.support.caption_tables import BACKGROUND, TOY_VECTORS
 
 
 class TableEncoder:
@@ -83,14 +84,8 @@ def examples(*pairs: tuple[str, str]) -> list[NarrativeExample]:
 
 
 # Dimensions: pope, trump, unrelated topics (x, y).
-BACKGROUND = ("bg one", "bg two", "bg three", "bg four")
 VECTORS: dict[str, Sequence[float]] = {
-    "bg one": (0, 0, 1, 0),
-    "bg two": (0, 0, 0, 1),
-    "bg three": (0, 0, 1, 1),
-    "bg four": (0, 0, 1, -1),
-    "pope example": (1, 0, 0, 0),
-    "trump example": (0, 1, 0, 0),
+    **TOY_VECTORS,
     "mostly pope": (0.8, 0.6, 0, 0),  # cosine 0.8 to pope, 0.6 to trump
     "unrelated": (0, 0, 1, 0.2),
     "other": (0.6, 0, 0.8, 0),
