@@ -8,6 +8,7 @@ wiring once; a subclass says what one session does with its consumer and what ha
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -87,7 +88,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka i
         await self.loop.on_assigned(set(assigned))
 
 
-class ConsumerLoop:
+class ConsumerLoop(abc.ABC):
     """One worker's reader of one topic in the group `<app id>-<group_suffix>`; `run` until `stop`.
 
     A session is one consumer (and whatever the subclass opens beside it) from start to failure or stop;
@@ -166,9 +167,9 @@ class ConsumerLoop:
 
     # --- what a subclass says -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     async def consume(self, consumer: Any) -> None:
         """One session's work with a started consumer, until `stopping` (or a failure)."""
-        raise NotImplementedError
 
     async def open_session(self) -> None:
         """Open what a session needs beside its consumer (a producer, say), before the consumer starts."""
