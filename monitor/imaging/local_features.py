@@ -204,15 +204,17 @@ class LocalIndex:
         best_two = np.take_along_axis(candidates, order, axis=1)
         paired = np.flatnonzero(best_two[:, 0] < RATIO * best_two[:, 1])
         trains = np.take_along_axis(indices, order[:, :1], axis=1)[paired, 0]
-        by_owner: dict[int, list[tuple[int, int]]] = {}
-        for query_index, train in zip(paired.tolist(), trains.tolist(), strict=True):
-            by_owner.setdefault(int(owner[train]), []).append((query_index, train))
+        # Each banked picture's pairs, most pairs first (ties to the lower picture), in query order.
+        pair_owner = owner[trains]
+        counts = np.bincount(pair_owner, minlength=len(self._keys))
+        present = np.flatnonzero(counts)
+        ranked_owners = present[np.lexsort((present, -counts[present]))][:3]
         best: LocalMatch | None = None
-        ranked_owners = sorted(by_owner.items(), key=lambda item: (-len(item[1]), item[0]))
-        for found_owner, owned in ranked_owners[:3]:
-            if len(owned) < max(MIN_PAIRS, min_inliers):
+        for found_owner in ranked_owners.tolist():
+            if counts[found_owner] < max(MIN_PAIRS, min_inliers):
                 break
-            inliers = self._verify(query, found_owner, owned)
+            mine = pair_owner == found_owner
+            inliers = self._verify(query, found_owner, paired[mine], trains[mine])
             if inliers >= min_inliers and (best is None or inliers > best.inliers):
                 best = LocalMatch(self._keys[found_owner], inliers, self._tags[found_owner])
         return best
@@ -226,10 +228,11 @@ class LocalIndex:
             np.stack([np.maximum(far_index, 0), far], axis=1),
         )
 
-    def _verify(self, query: Features, owner: int, owned: list[tuple[int, int]]) -> int:
-        offset = self._offsets[owner]
-        source = query.points[np.array([q for q, _ in owned], dtype=np.intp)]
-        target = self._points[owner][np.array([t - offset for _, t in owned], dtype=np.intp)]
+    def _verify(self, query: Features, owner: int, queries: np.ndarray, trains: np.ndarray) -> int:
+        """Pairs agreeing on one affine map between the query and banked picture `owner`, of the pairs
+        (query descriptor `queries[i]`, banked descriptor `trains[i]`)."""
+        source = query.points[queries]
+        target = self._points[owner][trains - self._offsets[owner]]
         model, mask = cv2.estimateAffine2D(
             source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500
         )

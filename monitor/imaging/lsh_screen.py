@@ -35,6 +35,8 @@ DESCRIPTOR_BYTES = 32
 NONE = 1 << 20
 """Distance of a neighbour that is not there (fewer than two candidates)."""
 _CHUNK = 4096
+_SPAN = (1 << KEY_BITS) + 1
+"""Entries of one table's bucket offsets: a start per key, and the end of the last bucket."""
 
 
 def key_bits(seed: int, tables: int = TABLES, key_size: int = KEY_BITS) -> list[np.ndarray]:
@@ -91,8 +93,9 @@ class LshScreen:
     `knnSearch(queries, 2)`: the same neighbours, the same distances.
 
     Each table is a counting sort of the banked descriptors by key: `_members` lists them bucket after
-    bucket (each bucket's in ascending order, as FLANN fills it), `_offsets[t][key]` where a bucket starts
-    in `_members` (4 MB a table, dense over the 2^20 keys: one lookup per query descriptor and table)."""
+    bucket (each bucket's in ascending order, as FLANN fills it), `_offsets[t * _SPAN + key]` where a
+    bucket starts in `_members` (4 MB a table, dense over the 2^20 keys: one lookup per query descriptor
+    and table; FLANN's hash maps of buckets took more)."""
 
     def __init__(self, descriptors: np.ndarray, seed: int) -> None:
         banked = np.ascontiguousarray(descriptors, dtype=np.uint8)
@@ -102,21 +105,19 @@ class LshScreen:
         self._words = banked.view(np.uint64)
         count = len(banked)
         keys = self._keys(banked)
-        members = []
-        offsets = []
+        members = np.empty(TABLES * count, np.int32)
+        self._offsets: np.ndarray = np.zeros(TABLES * _SPAN, np.int32 if count * TABLES < 2**31 else np.int64)
         for table in range(TABLES):
             column = keys[:, table]
             # Stable sort by key in two radix passes (numpy sorts 16-bit keys by radix): members of a
             # bucket stay in ascending order.
             order = np.argsort((column & 0x3FF).astype(np.uint16), kind="stable")
             order = order[np.argsort((column[order] >> 10).astype(np.uint16), kind="stable")]
-            members.append(order.astype(np.int32))
-            sizes = np.bincount(column, minlength=1 << KEY_BITS)
-            starts = np.zeros((1 << KEY_BITS) + 1, np.int64)
-            np.cumsum(sizes, out=starts[1:])
-            offsets.append((starts + table * count).astype(np.int32 if count * TABLES < 2**31 else np.int64))
-        self._members = np.concatenate(members) if members else np.zeros(0, np.int32)
-        self._offsets = offsets
+            members[table * count : (table + 1) * count] = order
+            ends = self._offsets[table * _SPAN + 1 : (table + 1) * _SPAN]
+            np.cumsum(np.bincount(column, minlength=1 << KEY_BITS), out=ends)
+            self._offsets[table * _SPAN : (table + 1) * _SPAN] += table * count
+        self._members = members
         self._count = count
 
     def __len__(self) -> int:
@@ -134,12 +135,9 @@ class LshScreen:
         if n == 0 or self._count == 0:
             return near_index, near, far_index, far
         keys = self._keys(queries)
-        starts = np.empty((n, TABLES), np.int64)
-        sizes = np.empty((n, TABLES), np.int64)
-        for table in range(TABLES):
-            offsets = self._offsets[table]
-            starts[:, table] = np.take(offsets, keys[:, table])
-            sizes[:, table] = np.take(offsets, keys[:, table] + 1) - starts[:, table]
+        at = keys + np.arange(TABLES, dtype=np.uint32) * np.uint32(_SPAN)
+        starts = np.take(self._offsets, at).astype(np.int64)
+        sizes = np.take(self._offsets, at + 1) - starts
         # Every (query descriptor, candidate) pair in FLANN's visiting order: query by query, tables in
         # order, each bucket's members in order.
         sizes_flat = sizes.ravel()
@@ -149,11 +147,11 @@ class LshScreen:
             return near_index, near, far_index, far
         member = np.take(
             self._members, np.arange(pairs) + np.repeat(starts.ravel() - (ends - sizes_flat), sizes_flat)
-        ).astype(np.int64)
+        )
         per_query = sizes.sum(axis=1)
         query = np.repeat(np.arange(n), per_query)
         differ = np.take(self._words, member, axis=0)
-        differ ^= np.take(queries.view(np.uint64), query, axis=0)
+        differ ^= np.repeat(queries.view(np.uint64), per_query, axis=0)
         bits = np.bitwise_count(differ)
         distance = bits[:, 0].astype(np.int64)
         distance += bits[:, 1]
