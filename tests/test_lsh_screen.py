@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.imaging.local_features import _LSH, _LSH_SEED, LocalIndex, features, with_mirror
+from monitor.imaging.local_features import _LSH, _LSH_SEED, features, with_mirror
 from monitor.imaging.lsh_screen import NONE, LshScreen
 from tests.test_matching_edits import generated_photo
 
@@ -72,10 +72,19 @@ def test_descriptors_of_the_wrong_shape_are_refused() -> None:
         LshScreen(np.zeros((5, 16), np.uint8), _LSH_SEED)
 
 
-def test_an_empty_query_is_answered() -> None:
-    index = LocalIndex()
-    index.add_all("fake", with_mirror(generated_photo(1001)))
-    near_index, near, _, far = LshScreen(np.zeros((3, 32), np.uint8), _LSH_SEED).nearest_two(
+def test_a_query_without_descriptors_gets_no_neighbours() -> None:
+    near_index, near, far_index, far = LshScreen(np.zeros((3, 32), np.uint8), _LSH_SEED).nearest_two(
         np.zeros((0, 32), np.uint8)
     )
-    assert len(near_index) == len(near) == len(far) == 0
+    assert len(near_index) == len(near) == len(far_index) == len(far) == 0
+
+
+def test_building_leaves_opencvs_generator_where_flanns_build_leaves_it() -> None:
+    """Both seed OpenCV's generator and draw the same shuffles from it, so whatever draws from it next
+    (in this process, after a bank is loaded) draws what it drew before."""
+    banked = np.random.default_rng(3).integers(0, 256, (500, 32), dtype=np.uint8)
+    flann_answer(banked, banked[:2])
+    after_flann = cv2.randu(np.zeros(8, np.float32), 0, 1).ravel()
+    LshScreen(banked, _LSH_SEED)
+    after_ours = cv2.randu(np.zeros(8, np.float32), 0, 1).ravel()
+    np.testing.assert_array_equal(after_ours, after_flann)

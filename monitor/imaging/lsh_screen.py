@@ -153,7 +153,7 @@ class LshScreen:
         differ = np.take(self._words, member, axis=0)
         differ ^= np.repeat(queries.view(np.uint64), per_query, axis=0)
         bits = np.bitwise_count(differ)
-        distance = bits[:, 0].astype(np.int64)
+        distance = bits[:, 0].astype(np.int32)
         distance += bits[:, 1]
         distance += bits[:, 2]
         distance += bits[:, 3]
@@ -184,13 +184,14 @@ def _two_nearest(
     far = np.full(n, NONE, np.int64)
     found = per_query > 0
     first = (np.cumsum(per_query) - per_query)[found]
-    d1 = np.full(n, NONE, np.int64)
+    d1 = np.full(n, NONE, np.int32)
     d1[found] = np.minimum.reduceat(distance, first)
-    at_d1 = np.flatnonzero(distance == np.take(d1, query))
+    d1_of_pair = np.take(d1, query)
+    at_d1 = np.flatnonzero(distance == d1_of_pair)
     distinct_d1 = np.unique(query[at_d1] * count + member[at_d1]) // count
     several_at_d1 = np.bincount(distinct_d1, minlength=n) >= 2
-    d2 = np.full(n, NONE, np.int64)
-    d2[found] = np.minimum.reduceat(np.where(distance > np.take(d1, query), distance, NONE), first)
+    d2 = np.full(n, NONE, np.int32)
+    d2[found] = np.minimum.reduceat(np.where(distance > d1_of_pair, distance, NONE), first)
     d2 = np.where(several_at_d1, d1, d2)
     # The candidates at d1 or d2, first arrivals only, in visiting order.
     kept = np.flatnonzero(distance <= np.take(d2, query))
