@@ -5,12 +5,12 @@ The local stage (`local_features.py`) screened each query descriptor with OpenCV
 those sharing a key). On the realistic stream that search cost 8 CPU ms per query picture, the largest
 part of the stage after ORB itself: FLANN walks each candidate with a software popcount and a `std::set`
 insert, one descriptor at a time. This module gives the same answer, neighbour for neighbour, with whole-
-array operations: hardware popcount over all candidate pairs at once (2.5-4x less CPU on that stream).
+array operations: hardware popcount over all candidate pairs at once (3-4x less CPU on that stream).
 
 It is the same search, not a similar one, so no verdict moves:
 
 - The tables. FLANN draws each table's 20 key bits with `cv::randShuffle` of the bit numbers 0..255 from
-  OpenCV's random generator, seeded by the index's builder (`cv2.setRNGSeed`); `_key_bits` draws them with
+  OpenCV's random generator, seeded by the index's builder (`cv2.setRNGSeed`); `key_bits` draws them with
   the same call from the same seed, so the tables are FLANN's. A key is the chosen bits, lowest bit
   number first, read from the descriptor's 64-bit little-endian words (FLANN's `LshTable::getKey`).
 - The candidates. One bucket per table (no multi-probe), each bucket's descriptors in the order they were
@@ -208,7 +208,7 @@ def _two_nearest(
     arrival = np.arange(len(kept_query)) - np.searchsorted(kept_query, kept_query)
     a = arrival == 0
     qa, ia, da = kept_query[a], kept_member[a], kept_distance[a]
-    near_index[qa], near[qa] = ia, da  # a query with one candidate only
+    near_index[qa], near[qa] = ia, da  # kept alone where a is the only candidate
     b = arrival == 1
     qb, ib, db = kept_query[b], kept_member[b], kept_distance[b]
     first_of = np.searchsorted(qa, qb)
