@@ -16,7 +16,8 @@ throughput benchmark: 250,000 banked descriptors, many of them alike since banke
 
 1. A screen: a coarse LSH search (long keys, one probe per table: 30x fewer candidates) over all banked
    descriptors pairs most of a copy's descriptors with its banked picture's, and names the few banked
-   pictures (SHORTLIST) that hold most of the query's distinctive pairs.
+   pictures (SHORTLIST) that hold most of the query's distinctive pairs. The search is FLANN's LSH index,
+   redone with whole-array numpy operations (`lsh_screen.py`: the same neighbours, 3x less CPU).
 2. Exact pairing with those pictures only: the two nearest descriptors by a brute-force Hamming scan of
    their descriptors, the second nearest also taken from the screen's neighbours in the other banked
    pictures, so the ratio test still asks "distinct over the whole bank". The scan is faiss's
@@ -36,6 +37,8 @@ import cv2
 import faiss
 import numpy as np
 from PIL import Image, ImageOps
+
+from monitor.imaging.lsh_screen import NONE, LshScreen
 
 SIDE = 512
 """Images are scaled (up or down) to this longest side before detection, so scales compare."""
@@ -76,9 +79,11 @@ _LSH: dict[str, bool | int | float | str] = {
     "multi_probe_level": 0,
 }
 """The screen: FLANN's locality-sensitive hashing for binary descriptors, 8 tables of 20-bit keys, no
-neighbouring buckets probed. The precise search this replaced (14-bit keys, each key's 14 neighbours
-probed) looked at about 12,000 banked descriptors per query descriptor on the realistic bank, this one
-at a few hundred; what it misses, the exact pairing with the shortlisted pictures finds."""
+neighbouring buckets probed: the parameters of the FLANN index that `lsh_screen.LshScreen` reproduces
+(the tests build FLANN's own with them to compare). The precise search this replaced (14-bit keys, each
+key's 14 neighbours probed) looked at about 12,000 banked descriptors per query descriptor on the
+realistic bank, this one at a few hundred; what it misses, the exact pairing with the shortlisted
+pictures finds."""
 SHORTLIST = 4
 """Banked pictures (a picture and its mirror count as two) paired exactly with a query: the ones the
 screen gave most distinctive pairs. Measured on the realistic stream's 218 local queries against 300
@@ -87,7 +92,7 @@ queries, each of them between banked crops of the same photograph."""
 SCREEN_MIN = 2
 """Least distinctive pairs the screen must give a banked picture for it to be paired exactly; a query
 none reaches is not a copy of anything banked (it could not reach MIN_PAIRS)."""
-_FAR = 1 << 20
+_FAR = NONE
 """Distance of a neighbour that is not there."""
 _LSH_SEED = 20_240_601
 """FLANN draws each table's bits from OpenCV's random generator: seeded, a bank always gets the same
@@ -132,9 +137,7 @@ class LocalIndex:
         self._count = 0
         self._offsets: list[int] = []
         self._ends: list[int] = []
-        self._index: cv2.flann.Index | None = None
-        self._indexed = self._descriptors
-        """The array the LSH index was built on: FLANN keeps a pointer to it, not a copy."""
+        self._index: LshScreen | None = None
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -152,17 +155,11 @@ class LocalIndex:
         self._points.append(found.points)
         self._index = None
 
-    def _trained(self) -> cv2.flann.Index:
-        """An LSH index over all banked descriptors, built on first use after additions.
-
-        FLANN's own index rather than a FlannBasedMatcher over the same tables: its search answers with
-        two arrays instead of a DMatch object per neighbour that Python then unpacks one by one, which
-        cost a fifth of the screen on the realistic stream, for the same neighbours."""
+    def _trained(self) -> LshScreen:
+        """The screen's LSH tables over all banked descriptors, built on first use after additions."""
         if self._index is None:
             self._assemble()
-            cv2.setRNGSeed(_LSH_SEED)
-            self._indexed = np.ascontiguousarray(self._descriptors)
-            self._index = cv2.flann.Index(self._indexed, _LSH)
+            self._index = LshScreen(self._descriptors, _LSH_SEED)
         return self._index
 
     def _assemble(self) -> None:
@@ -207,15 +204,17 @@ class LocalIndex:
         best_two = np.take_along_axis(candidates, order, axis=1)
         paired = np.flatnonzero(best_two[:, 0] < RATIO * best_two[:, 1])
         trains = np.take_along_axis(indices, order[:, :1], axis=1)[paired, 0]
-        by_owner: dict[int, list[tuple[int, int]]] = {}
-        for query_index, train in zip(paired.tolist(), trains.tolist(), strict=True):
-            by_owner.setdefault(int(owner[train]), []).append((query_index, train))
+        # Each banked picture's pairs, most pairs first (ties to the lower picture), in query order.
+        pair_owner = owner[trains]
+        counts = np.bincount(pair_owner, minlength=len(self._keys))
+        present = np.flatnonzero(counts)
+        ranked_owners = present[np.lexsort((present, -counts[present]))][:3]
         best: LocalMatch | None = None
-        ranked_owners = sorted(by_owner.items(), key=lambda item: (-len(item[1]), item[0]))
-        for found_owner, owned in ranked_owners[:3]:
-            if len(owned) < max(MIN_PAIRS, min_inliers):
+        for found_owner in ranked_owners.tolist():
+            if counts[found_owner] < max(MIN_PAIRS, min_inliers):
                 break
-            inliers = self._verify(query, found_owner, owned)
+            mine = pair_owner == found_owner
+            inliers = self._verify(query, found_owner, paired[mine], trains[mine])
             if inliers >= min_inliers and (best is None or inliers > best.inliers):
                 best = LocalMatch(self._keys[found_owner], inliers, self._tags[found_owner])
         return best
@@ -223,18 +222,17 @@ class LocalIndex:
     def _screen(self, query: Features) -> tuple[np.ndarray, np.ndarray]:
         """Each query descriptor's nearest and second-nearest banked descriptor by the coarse LSH
         search, as (index, distance) rows; _FAR where the search found fewer than two."""
-        indices, distances = self._trained().knnSearch(query.descriptors, 2, params={"checks": 64})
-        found = indices >= 0  # FLANN answers -1 where it found fewer neighbours
-        rows = np.where(found, indices, 0).astype(np.int64)
-        spans = np.where(found, distances, _FAR).astype(np.int64)
-        near = np.stack([rows[:, 0], spans[:, 0]], axis=1)
-        far = np.stack([rows[:, 1], spans[:, 1]], axis=1)
-        return near, far
+        near_index, near, far_index, far = self._trained().nearest_two(query.descriptors)
+        return (
+            np.stack([np.maximum(near_index, 0), near], axis=1),
+            np.stack([np.maximum(far_index, 0), far], axis=1),
+        )
 
-    def _verify(self, query: Features, owner: int, owned: list[tuple[int, int]]) -> int:
-        offset = self._offsets[owner]
-        source = query.points[np.array([q for q, _ in owned], dtype=np.intp)]
-        target = self._points[owner][np.array([t - offset for _, t in owned], dtype=np.intp)]
+    def _verify(self, query: Features, owner: int, queries: np.ndarray, trains: np.ndarray) -> int:
+        """Pairs agreeing on one affine map between the query and banked picture `owner`, of the pairs
+        (query descriptor `queries[i]`, banked descriptor `trains[i]`)."""
+        source = query.points[queries]
+        target = self._points[owner][trains - self._offsets[owner]]
         model, mask = cv2.estimateAffine2D(
             source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=500
         )
