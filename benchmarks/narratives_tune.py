@@ -72,7 +72,7 @@ RETRIEVAL_STORY_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 #: Stance leads of an asymmetric model (matcher.STANCE_LEAD; OFF: no stance decoys), tried with the shipped
 #: other weights.
 OFF = math.inf
-STANCE_LEADS = (OFF, 0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+STANCE_LEADS = (OFF, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 MARGIN = 0.05
 
 
@@ -165,11 +165,13 @@ class Parts:
     """What the matcher's score of one set is made of, before any weight, per text scored (each caption,
     then its other parts: NarrativeMatcher.caption_scores): per model, its weight, whether it is read
     asymmetrically (its example z blends in the centroid's), the nearest example z, the examples' centroid
-    z, the name, story and swap decoy z and the nearest stance decoy's z; whether its caption names the
-    narrative's subject, whether it looks English, and whether it passed the first model's screen;
-    `starts`: where each caption's rows begin."""
+    z, the name, story and swap decoy z and the nearest denial's and assertion's z (stance decoys);
+    whether its caption names the narrative's subject, whether it looks English, and whether it passed the
+    first model's screen; `starts`: where each caption's rows begin."""
 
-    views: list[tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    views: list[
+        tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ]
     named: np.ndarray
     english: np.ndarray
     passed: np.ndarray
@@ -191,9 +193,10 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
         nearest = index.nearest_z(vectors)
         if i == 0 and matcher.screen is not None and len(matcher._views) > 1:
             passed = nearest.max(axis=1) >= matcher.screen
-        names, stories, swaps, _refuted, stances = index.decoy_z(vectors)  # no negative examples here
+        names, stories, swaps, _refuted, stances, asserted = index.decoy_z(vectors)  # no negative examples
         asymmetric = documents_of(index.view.encoder) is not None
-        views.append((weight, asymmetric, nearest, index.centroid_z(vectors), names, stories, swaps, stances))
+        centroid = index.centroid_z(vectors)
+        views.append((weight, asymmetric, nearest, centroid, names, stories, swaps, stances, asserted))
     named = matcher._named(context)  # the matcher built with a swap weight: every row filled
     english = np.array([looks_english(t) for t in context], dtype=bool)
     index_of = {n: k for k, n in enumerate(matcher.narratives)}
@@ -221,7 +224,7 @@ def rows_of(parts: Parts, weights: Weights) -> Rows:
     name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w, stance_lead = weights
     factor = np.where(parts.english, 1.0, foreign)[:, None]
     fused = np.zeros_like(parts.views[0][2])
-    for weight, asymmetric, closest, centroid, names, stories, swaps, stances in parts.views:
+    for weight, asymmetric, closest, centroid, names, stories, swaps, stances, asserted in parts.views:
         nearest = closest
         if asymmetric and centroid_w:
             nearest = (1.0 - centroid_w) * closest + centroid_w * centroid
@@ -232,8 +235,9 @@ def rows_of(parts: Parts, weights: Weights) -> Rows:
             penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
         score = nearest - factor * penalty
         if asymmetric and stance_lead != OFF:  # NarrativeMatcher._view_scores: refused as a denial
-            denied = (stances > 0) & (stances - closest >= stance_lead)
-            score = np.where(denied, np.minimum(score, closest - stances), score)
+            claimed = np.maximum(closest, asserted)
+            denied = (stances > 0) & (stances - claimed >= stance_lead)
+            score = np.where(denied, np.minimum(score, claimed - stances), score)
         fused += weight * score
     scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
     scores = np.maximum.reduceat(scores, parts.starts, axis=0)  # a caption: its best row

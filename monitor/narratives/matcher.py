@@ -92,7 +92,7 @@ from monitor.narratives.encoders import (
     resolve_model,
     views_of,
 )
-from monitor.narratives.stance import stance_decoys
+from monitor.narratives.stance import assertion_decoys, stance_decoys
 from monitor.narratives.text import (
     SubjectIndex,
     caption_parts,
@@ -268,13 +268,13 @@ def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None 
     return np.stack([table[t] for t in texts])
 
 
-_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects", "stances")
+_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects", "stances", "assertions")
 
 
 def derive(texts: Sequence[str]) -> dict[str, list[str]]:
     """What the matcher builds from one narrative's example captions: the cleaned examples, the role
-    examples, its three kinds of decoys and its subjects (monitor.narratives.text), and its stance decoys
-    (monitor.narratives.stance)."""
+    examples, its three kinds of decoys and its subjects (monitor.narratives.text), and its stance decoys,
+    denials and assertions (monitor.narratives.stance)."""
     cleaned = [clean_caption(t) or t for t in texts]
     return {
         "cleaned": cleaned,
@@ -284,6 +284,7 @@ def derive(texts: Sequence[str]) -> dict[str, list[str]]:
         "swaps": swap_decoys(texts),
         "subjects": subject_names(texts),
         "stances": stance_decoys(cleaned),
+        "assertions": assertion_decoys(cleaned),
     }
 
 
@@ -399,10 +400,11 @@ CENTROID_WEIGHT = 0.6
 #: Costs the story decoys' embedding once, with the bank (about 28 texts a narrative, cached on disk with
 #: the examples), and one more product per caption.
 RETRIEVAL_STORY_WEIGHT = 0.1
-#: For a model read asymmetrically (`RetrievalPrompts`): a caption whose z to a narrative's nearest stance
-#: decoy (an example wrapped in a denial frame: monitor.narratives.stance) exceeds its z to the nearest
-#: example by at least this is refused for that narrative, like one clearly closer to a dismissed caption
-#: (NEGATIVE_LEAD): it retells the claim to deny it. None builds no stance decoys. See STANCE_LEAD_NOTE.
+#: For a model read asymmetrically (`RetrievalPrompts`): a caption whose z to a narrative's nearest denial
+#: (an example wrapped in a denial frame: monitor.narratives.stance) exceeds by at least this both its z to
+#: the nearest example and to the nearest assertion (an example in a spreading frame) is refused for that
+#: narrative, like one clearly closer to a dismissed caption (NEGATIVE_LEAD): it retells the claim to deny
+#: it. None builds no stance decoys.
 STANCE_LEAD: float | None = 0.3
 
 
@@ -676,6 +678,7 @@ class NarrativeMatcher:
         stories: list[tuple[int, str]] = []
         swaps: list[tuple[int, str]] = []
         stances: list[tuple[int, str]] = []
+        assertions: list[tuple[int, str]] = []
         subjects: list[list[str]] = []
         for k, narrative in enumerate(self._narratives):
             texts = derived[narrative]
@@ -684,6 +687,7 @@ class NarrativeMatcher:
             stories.extend((k, d) for d in texts["stories"])
             swaps.extend((k, d) for d in texts["swaps"])
             stances.extend((k, d) for d in texts["stances"])
+            assertions.extend((k, d) for d in texts["assertions"])
             subjects.append(texts["subjects"])
         self._subjects = SubjectIndex(subjects)
         count = len(self._narratives)
@@ -694,13 +698,14 @@ class NarrativeMatcher:
             if e.narrative_id in number
         ]
         none = _Decoys.of([])
-        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted), none]
+        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted), none, none]
         # a model read asymmetrically scores by its examples, nearest and centroid, less its story decoys
         # (RETRIEVAL_STORY_WEIGHT; none built at weight 0), and the dismissed captions and the stance
         # decoys (STANCE_LEAD; none built without a lead) refuse
         stories_only = kinds[1] if retrieval_story_weight else none
         denials = _Decoys.of(stances) if stance_lead is not None else none
-        nearest_only = [none, stories_only, none, kinds[3], denials]
+        spread = _Decoys.of(assertions) if stance_lead is not None else none
+        nearest_only = [none, stories_only, none, kinds[3], denials, spread]
         read = [reading(view) for view in views_of(encoder)]
         self._views = [
             _ViewIndex(
@@ -810,7 +815,7 @@ class NarrativeMatcher:
             name_weight, story_weight, swap_weight = 0.0, self.retrieval_story_weight, 0.0
         else:
             name_weight, story_weight, swap_weight = self.decoy_weight, self.contrast_weight, self.swap_weight
-        names, stories, swaps, refuted, stances = index.decoy_z(vectors)
+        names, stories, swaps, refuted, stances, asserted = index.decoy_z(vectors)
         swaps = np.where(named, 0.0, swaps)  # a caption that names the subject is not about someone else
         penalty = np.maximum(name_weight * names, np.maximum(story_weight * stories, swap_weight * swaps))
         result: np.ndarray = score - factor * penalty
@@ -819,10 +824,12 @@ class NarrativeMatcher:
         refused = refuted >= score + NEGATIVE_LEAD
         result = np.where(refused, np.minimum(result, score - refuted), result)
         if index.asymmetric and self.stance_lead is not None:
-            # nearer a denial of the claim than the claim itself: it retells the claim to debunk it
-            # (stances is 0 where the narrative has none, or the caption is further than the background)
-            denied = (stances > 0) & (stances - nearest >= self.stance_lead)
-            result = np.where(denied, np.minimum(result, nearest - stances), result)
+            # nearer a denial of the claim than the claim itself or anyone spreading it: it retells the
+            # claim to debunk it (stances is 0 where the narrative has none, or the caption is further
+            # than the background)
+            claimed = np.maximum(nearest, asserted)
+            denied = (stances > 0) & (stances - claimed >= self.stance_lead)
+            result = np.where(denied, np.minimum(result, claimed - stances), result)
         return result
 
     @staticmethod
