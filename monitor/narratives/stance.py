@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 #: Denial frames around a claim ("{}": an example caption), in the six languages of the monitor. Each
-#: says the picture is false and made with AI or edited, the commonest debunk of a faked picture.
+#: says the picture is false and made with AI, the commonest debunk of a faked picture.
 DEBUNK_TEMPLATES: tuple[str, ...] = (
     "Fact check: {} — false, the image is AI-generated",
     "No, this is not real: {}. The photo was made with AI",
