@@ -95,7 +95,11 @@ run once, then became tuning data:
   and news of the same event, which every method flags. v11 is spent: tuning data from now on.
 - v12 (`--data heldout-v12`, written blind by someone else given only the format, the brief and the
   earlier sets' narrative ids, before v11 was judged; 12 new narratives, four same-subject pairs) is
-  unused: it judges the next change, once:
+  unused: it judges, once, EmbeddingGemma's stance decoys (each example in denial and spreading frames in
+  six languages; a caption nearer a denial than both by 0.3 in z is refused: monitor.narratives.stance,
+  matcher.STANCE_LEAD) at threshold 0.74, chosen at a flag budget of 2% by leave one set out over dev +
+  v1-v11 (1,224 positives, 1,758 negatives: 88.4% recall, 40 flagged (2.3%), 0 wrong; v11 102/108,
+  23/180; v10 91/108, 3/180; v9 85/108, 0/180; without stance decoys 84.5%, 45 (2.6%), 0):
   `python -m benchmarks.narratives --data heldout-v12 --skip-ablation --repeats 1`.
 
 Methods, each given the same two English examples per narrative:
@@ -296,9 +300,11 @@ class ModelParameters:
 #: example only, 0.755: 92.5% / 33 (2.4%) / 0). Less its story decoys (matcher.RETRIEVAL_STORY_WEIGHT 0.1),
 #: on dev + v1-v10 (1,116 positives, 1,578 negatives) at a flag budget of 2%, the pick is 0.715: 93.2% / 28
 #: (1.8%) / 0; leave one set out: 93.0% / 28 (1.8%) / 0 (the design judged by v10, 0.74 at 2.5%: 93.5% / 38
-#: (2.4%) / 0).
+#: (2.4%) / 0). With its denials refused (matcher.STANCE_LEAD 0.3), on dev + v1-v11 (1,224 positives,
+#: 1,758 negatives) at 2%, the pick is 0.74: 88.2% / 34 (1.9%) / 0; leave one set out: 88.4% / 40 (2.3%) / 0
+#: (without stance decoys: 84.5% / 45 (2.6%) / 0).
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
-    "embeddinggemma": ModelParameters(0.715, 0.3, 0.5, 0.4, 0.8),
+    "embeddinggemma": ModelParameters(0.74, 0.3, 0.5, 0.4, 0.8),
 }
 
 Decider = Callable[[Sequence[str]], list[tuple[str | None, float]]]

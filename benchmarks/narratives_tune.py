@@ -43,6 +43,7 @@ from monitor.narratives.matcher import (
     GEMMA_RETRIEVAL,
     RETRIEVAL_STORY_WEIGHT,
     SCORE_SCALE,
+    STANCE_LEAD,
     SWAP_WEIGHT,
     NarrativeMatcher,
     RetrievalPrompts,
@@ -68,6 +69,10 @@ CENTROID_WEIGHTS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0)
 #: Story decoy weights of an asymmetric model (matcher.RETRIEVAL_STORY_WEIGHT), tried with the shipped
 #: other weights.
 RETRIEVAL_STORY_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+#: Stance leads of an asymmetric model (matcher.STANCE_LEAD; OFF: no stance decoys), tried with the shipped
+#: other weights.
+OFF = math.inf
+STANCE_LEADS = (OFF, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 MARGIN = 0.05
 
 
@@ -160,11 +165,13 @@ class Parts:
     """What the matcher's score of one set is made of, before any weight, per text scored (each caption,
     then its other parts: NarrativeMatcher.caption_scores): per model, its weight, whether it is read
     asymmetrically (its example z blends in the centroid's), the nearest example z, the examples' centroid
-    z and the name, story and swap decoy z; whether its caption names the narrative's subject, whether it
-    looks English, and whether it passed the first model's screen; `starts`: where each caption's rows
-    begin."""
+    z, the name, story and swap decoy z and the nearest denial's and assertion's z (stance decoys);
+    whether its caption names the narrative's subject, whether it looks English, and whether it passed the
+    first model's screen; `starts`: where each caption's rows begin."""
 
-    views: list[tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    views: list[
+        tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ]
     named: np.ndarray
     english: np.ndarray
     passed: np.ndarray
@@ -186,9 +193,10 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
         nearest = index.nearest_z(vectors)
         if i == 0 and matcher.screen is not None and len(matcher._views) > 1:
             passed = nearest.max(axis=1) >= matcher.screen
-        names, stories, swaps, _refuted = index.decoy_z(vectors)  # no negative examples here
+        names, stories, swaps, _refuted, stances, asserted = index.decoy_z(vectors)  # no negative examples
         asymmetric = documents_of(index.view.encoder) is not None
-        views.append((weight, asymmetric, nearest, index.centroid_z(vectors), names, stories, swaps))
+        centroid = index.centroid_z(vectors)
+        views.append((weight, asymmetric, nearest, centroid, names, stories, swaps, stances, asserted))
     named = matcher._named(context)  # the matcher built with a swap weight: every row filled
     english = np.array([looks_english(t) for t in context], dtype=bool)
     index_of = {n: k for k, n in enumerate(matcher.narratives)}
@@ -196,8 +204,9 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
     return Parts(views, named, english, passed, truth, matcher.narratives, starts)
 
 
-#: name, story, swap decoy weights, foreign factor, centroid weight, an asymmetric model's story weight
-Weights = tuple[float, float, float, float, float, float]
+#: name, story, swap decoy weights, foreign factor, centroid weight, an asymmetric model's story weight and
+#: stance lead (OFF: none)
+Weights = tuple[float, float, float, float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -212,18 +221,24 @@ class Rows:
 
 def rows_of(parts: Parts, weights: Weights) -> Rows:
     """The matcher's decision inputs under these weights (NarrativeMatcher._view_scores, vectorised)."""
-    name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w = weights
+    name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w, stance_lead = weights
     factor = np.where(parts.english, 1.0, foreign)[:, None]
     fused = np.zeros_like(parts.views[0][2])
-    for weight, asymmetric, nearest, centroid, names, stories, swaps in parts.views:
+    for weight, asymmetric, closest, centroid, names, stories, swaps, stances, asserted in parts.views:
+        nearest = closest
         if asymmetric and centroid_w:
-            nearest = (1.0 - centroid_w) * nearest + centroid_w * centroid
+            nearest = (1.0 - centroid_w) * closest + centroid_w * centroid
         swaps = np.where(parts.named, 0.0, swaps)
         if asymmetric:  # its story decoys only (NarrativeMatcher._view_scores)
             penalty = retrieval_story_w * stories
         else:
             penalty = np.maximum(name_w * names, np.maximum(story_w * stories, swap_w * swaps))
-        fused += weight * (nearest - factor * penalty)
+        score = nearest - factor * penalty
+        if asymmetric and stance_lead != OFF:  # NarrativeMatcher._view_scores: refused as a denial
+            claimed = np.maximum(closest, asserted)
+            denied = (stances > 0) & (stances - claimed >= stance_lead)
+            score = np.where(denied, np.minimum(score, claimed - stances), score)
+        fused += weight * score
     scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
     scores = np.maximum.reduceat(scores, parts.starts, axis=0)  # a caption: its best row
     order = np.argsort(-scores, axis=1, kind="stable")
@@ -280,8 +295,14 @@ SHIPPED: Weights = (
     FOREIGN_DECOY_FACTOR,
     CENTROID_WEIGHT,
     RETRIEVAL_STORY_WEIGHT,
+    OFF if STANCE_LEAD is None else STANCE_LEAD,
 )
 THRESHOLDS = tuple(x / 200 for x in range(60, 200))  # 0.30 .. 0.995
+
+
+def _finite(weight: float) -> float:
+    """A weight as a distance counts it: no stance decoys (OFF) as a lead of 2, beyond the grid's."""
+    return 2.0 if weight == OFF else weight
 
 
 def pick(
@@ -290,7 +311,7 @@ def pick(
     """The weights and threshold with the highest pooled recall over `sets`, no wrong, flags <= budget."""
     best: tuple[tuple[float, float, float], Weights, float, Counts] | None = None
     for weights, per_set in table.items():
-        distance = sum(abs(a - b) for a, b in zip(weights, SHIPPED, strict=True))
+        distance = sum(abs(_finite(a) - _finite(b)) for a, b in zip(weights, SHIPPED, strict=True))
         for threshold in THRESHOLDS:
             pooled = Counts(0, 0, 0, 0, 0)
             for k in sets:
@@ -313,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flag-budget", type=float, default=0.025)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--shipped-only", action="store_true", help="only the shipped weights (threshold)")
+    parser.add_argument(
+        "--stance-only", action="store_true", help="only the stance leads, the other weights shipped"
+    )
     args = parser.parse_args(argv)
 
     encoder, caches = cached_encoder(args.model, args.cache)
@@ -320,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     # every decoy kind built whatever the shipped weights (the weights are applied in rows_of)
     matchers = [
-        NarrativeMatcher(encoder, data.examples, threshold=0.0, margin=MARGIN, retrieval_story_weight=1.0)
+        NarrativeMatcher(
+            encoder, data.examples, threshold=0.0, margin=MARGIN, retrieval_story_weight=1.0, stance_lead=0.0
+        )
         for _, data in sets
     ]
     parts = [parts_of(matcher, data) for (_, data), matcher in zip(sets, matchers, strict=True)]
@@ -329,11 +355,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model {args.model}: embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
     grid: list[Weights] = [SHIPPED]
-    if not args.shipped_only:
+    if args.stance_only:
+        grid += [(*SHIPPED[:6], lead) for lead in STANCE_LEADS if lead != SHIPPED[6]]
+    elif not args.shipped_only:
         decoy_grid = itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS)
-        grid = [(*d, CENTROID_WEIGHT, RETRIEVAL_STORY_WEIGHT) for d in decoy_grid]
-        grid += [(*SHIPPED[:4], c, RETRIEVAL_STORY_WEIGHT) for c in CENTROID_WEIGHTS if c != CENTROID_WEIGHT]
-        grid += [(*SHIPPED[:5], r) for r in RETRIEVAL_STORY_WEIGHTS if r != RETRIEVAL_STORY_WEIGHT]
+        grid = [(*d, *SHIPPED[4:]) for d in decoy_grid]
+        grid += [(*SHIPPED[:4], c, *SHIPPED[5:]) for c in CENTROID_WEIGHTS if c != SHIPPED[4]]
+        grid += [(*SHIPPED[:5], r, SHIPPED[6]) for r in RETRIEVAL_STORY_WEIGHTS if r != SHIPPED[5]]
+        grid += [(*SHIPPED[:6], lead) for lead in STANCE_LEADS if lead != SHIPPED[6]]
     table: dict[Weights, list[Rows]] = {}
     for weights in grid:
         table[weights] = [rows_of(p, weights) for p in parts]
@@ -344,12 +373,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{args.model} on the tuning sets pooled, flag budget {args.flag_budget:.1%}:")
     print(
         f"  pick: name {weights[0]}, story {weights[1]}, swap {weights[2]}, foreign x{weights[3]}, "
-        f"centroid {weights[4]}, retrieval story {weights[5]}, threshold {threshold:.3f} (fused z {z:.2f}): "
+        f"centroid {weights[4]}, retrieval story {weights[5]}, stance lead {weights[6]}, "
+        f"threshold {threshold:.3f} (fused z {z:.2f}): "
         f"{pooled.line()}"
     )
     for (name, _), rows in zip(sets, table[weights], strict=True):
         print(f"    {name:11s} {counts_at(rows, threshold).line()}")
-    if not args.shipped_only:
+    if not (args.shipped_only or args.stance_only):
         weights_shipped, threshold_shipped, pooled_shipped = pick(
             {SHIPPED: table[SHIPPED]}, everything, args.flag_budget
         )

