@@ -171,20 +171,20 @@ class ConsumerLoop(abc.ABC):
     async def consume(self, consumer: Any) -> None:
         """One session's work with a started consumer, until `stopping` (or a failure)."""
 
-    async def open_session(self) -> None:
+    async def open_session(self) -> None:  # noqa: B027  (an optional hook)
         """Open what a session needs beside its consumer (a producer, say), before the consumer starts."""
 
-    async def close_session(self) -> None:
+    async def close_session(self) -> None:  # noqa: B027  (an optional hook)
         """Close what `open_session` opened, after the consumer stopped; must not raise."""
 
-    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:  # noqa: B027  (an optional hook)
         """The group gave this loop these partitions."""
 
-    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:  # noqa: B027  (an optional hook)
         """These partitions are moving (their lag is already forgotten)."""
 
-    def interrupt(self) -> None:
+    def interrupt(self) -> None:  # noqa: B027  (an optional hook)
         """`stop` was called: cut short any waiting that would delay the end of the work in hand."""
 
-    def finished(self) -> None:
+    def finished(self) -> None:  # noqa: B027  (an optional hook)
         """The loop ended for good: release what lives across sessions."""
