@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.support.kafka import broker_ready
+from tests.support.kafka import CREATED, broker_ready, delete_created_topics
 from tests.support.synthetic import Scenario, build_scenario
 
 # The project's own pytest plugin (entry point `pytest11`), registered here too so that the tests use this
@@ -29,8 +29,18 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """In CI a skipped test is a hidden failure (a missing service, say): fail the run."""
+    """In CI a skipped test is a hidden failure (a missing service, say): fail the run. The topics this
+    session's tests created on the broker are deleted (`delete_created_topics`)."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if CREATED:
+        try:
+            deleted = delete_created_topics()
+        except Exception as exc:  # the broker may be the very thing that failed: say so, change nothing
+            if reporter is not None:
+                reporter.write_line(f"could not delete this session's Kafka topics: {exc!r}", yellow=True)
+        else:
+            if reporter is not None:
+                reporter.write_line(f"deleted this session's {len(deleted)} Kafka topics")
     skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
     if skipped and os.environ.get("CI") and exitstatus == 0:
         reporter.write_line(f"CI: {skipped} skipped test(s) count as a failure", red=True)

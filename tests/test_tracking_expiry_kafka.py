@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -25,7 +24,7 @@ from monitor.runtime.tracking_loop import TrackingLoop
 from monitor.settings import Settings
 from monitor.tracking.records import cluster_id_of
 from monitor.tracking.routing import post_ops
-from tests.support.kafka import BROKER
+from tests.support.kafka import BROKER, new_prefix
 
 pytestmark = pytest.mark.kafka
 
@@ -82,7 +81,7 @@ async def until(check: Any, what: str) -> None:
 
 
 def test_an_expired_cluster_leaves_every_workers_representative_index() -> None:
-    app = "t" + uuid.uuid4().hex[:10]
+    app = new_prefix()
     settings = settings_of(app)
     old, live = picture(1), picture(2)
     old_id, live_id = cluster_id_of(old.phash), cluster_id_of(live.phash)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 REPO = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("MONITOR_TEST_BROKER", f"localhost:{os.environ.get('KAFKA_PORT', '9092')}")
@@ -39,9 +40,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CREATED: set[str] = set()
+"""The topic prefixes this test process handed out: its topics (and Faust's internal ones, named after the
+app id) start with one of them, and `delete_created_topics` removes them when the session ends."""
+
+
+def new_prefix() -> str:
+    """A topic prefix and app id no other test uses, remembered for the clean-up at the end of the session."""
+    prefix = "t" + uuid.uuid4().hex[:10]
+    CREATED.add(prefix)
+    return prefix
+
+
+async def delete_topics(prefixes: set[str]) -> list[str]:
+    """Delete every topic of the broker whose name starts with one of `prefixes`; the names deleted.
+
+    Tests never delete their topics as they go (a failing test's topics are what one reads to see why),
+    so a broker that serves many runs gathered thousands of partitions, and its 512 MB heap ran out on
+    the metadata (an OutOfMemoryError in KRaft's snapshot writer, after ~9,400 topics of a day's runs).
+    Only this process's own prefixes are removed: runs of other checkouts may share the broker."""
+    if not prefixes:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=BROKER, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(tuple(prefixes))]
+        for first in range(0, len(names), 100):
+            await admin.delete_topics(names[first : first + 100])
+        return names
+    finally:
+        await admin.close()
+
+
+def delete_created_topics() -> list[str]:
+    """`delete_topics` of every prefix `new_prefix` handed out in this process, once."""
+    prefixes = set(CREATED)
+    deleted = asyncio.run(delete_topics(prefixes))
+    CREATED.difference_update(prefixes)
+    return deleted
+
+
 def isolated_env(tmp: Path, **settings: Any) -> dict[str, str]:
     """Environment for `monitor` subprocesses with topics and app id of their own."""
-    prefix = "t" + uuid.uuid4().hex[:10]
+    prefix = new_prefix()
     env = dict(os.environ)
     env.update(
         {
