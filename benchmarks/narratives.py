@@ -4,7 +4,7 @@
     python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v7    # held-out set v7 (now tuning data too)
-    python -m benchmarks.narratives --data heldout-v12 --skip-ablation \
+    python -m benchmarks.narratives --data heldout-v13 --skip-ablation \
         --repeats 1 --throughput                         # the next blind set, once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
@@ -95,12 +95,19 @@ run once, then became tuning data:
   and news of the same event, which every method flags. v11 is spent: tuning data from now on.
 - v12 (`--data heldout-v12`, written blind by someone else given only the format, the brief and the
   earlier sets' narrative ids, before v11 was judged; 12 new narratives, four same-subject pairs) is
-  unused: it judges, once, EmbeddingGemma's stance decoys (each example in denial and spreading frames in
-  six languages; a caption nearer a denial than both by 0.3 in z is refused: monitor.narratives.stance,
+  judged, once, EmbeddingGemma's stance decoys (each example in denial and spreading frames in six
+  languages; a caption nearer a denial than both by 0.3 in z is refused: monitor.narratives.stance,
   matcher.STANCE_LEAD) at threshold 0.74, chosen at a flag budget of 2% by leave one set out over dev +
   v1-v11 (1,224 positives, 1,758 negatives: 88.4% recall, 40 flagged (2.3%), 0 wrong; v11 102/108,
   23/180; v10 91/108, 3/180; v9 85/108, 0/180; without stance decoys 84.5%, 45 (2.6%), 0):
-  `python -m benchmarks.narratives --data heldout-v12 --skip-ablation --repeats 1`.
+  `python -m benchmarks.narratives --data heldout-v12 --skip-ablation --repeats 1`. Judged once (2026-12-05
+  22:00-22:08 UTC, 2 cores, load 8-12): EmbeddingGemma 76.9% recall (83/108), 29/180 (16.1%) flagged, 0
+  wrong; the default mix 49.1%, 29/180, 0; MiniLM 19.4%, 24/180; banned words 52.8%, 93/180, 4 wrong. Its
+  flags are debunks that negate the claim without restating it (18), honest questions (8) and same-event
+  news (3). v12 is spent: tuning data from now on.
+- v13 (`--data heldout-v13`, written blind by someone else given only the format, the brief and the 154
+  earlier narrative ids, while v12 was unjudged; 12 new narratives, four same-subject pairs) is unused: it
+  judges the next design once.
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -189,6 +196,7 @@ HELDOUT_V9 = HERE / "data" / "narratives-heldout-v9.json"
 HELDOUT_V10 = HERE / "data" / "narratives-heldout-v10.json"
 HELDOUT_V11 = HERE / "data" / "narratives-heldout-v11.json"
 HELDOUT_V12 = HERE / "data" / "narratives-heldout-v12.json"
+HELDOUT_V13 = HERE / "data" / "narratives-heldout-v13.json"
 #: --data names -> files; "dev" is looked up in DEV_CANDIDATES: the development set is optional external
 #: data, not in the repository (a shared/ folder beside the checkout); every held-out set is in data/.
 NAMED_DATA = {
@@ -204,7 +212,8 @@ NAMED_DATA = {
     "heldout-v9": HELDOUT_V9,
     "heldout-v10": HELDOUT_V10,
     "heldout-v11": HELDOUT_V11,
-    "heldout-v12": HELDOUT_V12,  # blind: nowhere in TUNING_DATA until it has judged a change
+    "heldout-v12": HELDOUT_V12,
+    "heldout-v13": HELDOUT_V13,  # blind: nowhere in TUNING_DATA until it has judged a change
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
 TUNING_DATA = (
@@ -221,6 +230,7 @@ TUNING_DATA = (
     "heldout-v9",
     "heldout-v10",
     "heldout-v11",
+    "heldout-v12",
 )
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
@@ -668,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v12', 'dev', or a JSON file (a blind set)",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v13', 'dev', or a JSON file (a blind set)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
