@@ -77,7 +77,7 @@ class E5Torch(E5Numpy):
                     (t(layer.output_norm[0]), t(layer.output_norm[1])),
                 )
             )
-        self._layers = []  # the float32 copies: no longer needed (72 MB)
+        self._layers = []  # the float32 copies (85 MB): no longer needed
 
     def _pack(self, weight: np.ndarray) -> Any:
         """(nin, nout) float32 weights -> the (nout, nin) linear weight in bf16, packed in oneDNN's layout."""
