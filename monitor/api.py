@@ -63,10 +63,11 @@ def _encoder(settings: Settings, bank: Bank) -> Encoder | None:
         return None
     from monitor.pipeline import make_encoder
 
+    key = f"{settings.narrative_model}@{settings.e5_runtime}"
     with _encoders_lock:
-        if settings.narrative_model not in _encoders:
-            _encoders[settings.narrative_model] = make_encoder(settings)
-        return _encoders[settings.narrative_model]
+        if key not in _encoders:
+            _encoders[key] = make_encoder(settings)
+        return _encoders[key]
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

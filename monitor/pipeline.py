@@ -19,6 +19,7 @@ from monitor.ingest.events import EventLimits
 from monitor.ingest.fetch import FetchPolicy, ImageFetcher
 from monitor.ingest.loading import ImageLoader
 from monitor.models import Alert, AnalyzedPost, Post, StageObserver
+from monitor.narratives.encoders import E5Encoder, views_of
 from monitor.narratives.matcher import (
     CONTRAST_WEIGHT,
     FOREIGN_DECOY_FACTOR,
@@ -60,7 +61,12 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 
 
 def make_encoder(settings: Settings) -> Encoder:
-    return load_encoder(settings.narrative_model)
+    """The caption model of `narrative_model`, its multilingual-e5 (if any) on the `e5_runtime` setting."""
+    encoder = load_encoder(settings.narrative_model)
+    for view in views_of(encoder):
+        if isinstance(view.encoder, E5Encoder):
+            view.encoder.requested_runtime = settings.e5_runtime
+    return encoder
 
 
 def make_narrative_matcher(

