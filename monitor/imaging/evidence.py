@@ -178,6 +178,16 @@ every pixel check of a match to a smooth picture. The share-of-pixels checks cou
 much as a subject: a generic banked render (a ball on a soft gradient) agreed with logos and soft figures
 over its background, in grey and in colour alike."""
 
+TEXT_SHARP = 80.0
+"""Least |Laplacian| (grey levels, 3x3 cross, at VERIFY_SIDE) of a sharp pixel in `text_mask`."""
+TEXT_CELL = 4
+TEXT_BUSY = 0.15
+"""Share of sharp pixels over which a TEXT_CELL x TEXT_CELL cell of a query's thumbnail is text (caption
+letters, their outlines, chrome): 128 px thumbnails of 48 smooth renders had at most 1.7 % of their cells
+so, copies under Impact-style captions 21-24 %."""
+MAX_TEXT = 0.4
+"""Most of a query's thumbnail `text_mask` may take away: more is a detailed picture, not text on a
+smooth one, and nothing is masked."""
 
 Strength = Literal["detailed", "low-contrast", "smooth", "plain"]
 
@@ -376,8 +386,9 @@ def check_layout(
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
     seen = oriented(thumbnail(view), turn)
+    compared = ~_resized_mask(text_mask(seen), (window.shape[1], window.shape[0]))
     seen = cv2.resize(seen, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
-    return fits(seen, window, np.ones(window.shape, dtype=bool))
+    return fits(seen, window, compared)
 
 
 def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box, shared: bool = False) -> Fit:
@@ -386,10 +397,10 @@ def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box,
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
-    turned = cv2.resize(
-        oriented_colour(seen, turn), (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA
-    )
-    return colour_fits(turned, window, np.ones(window.shape[:2], dtype=bool), shared)
+    turned = oriented_colour(seen, turn)
+    compared = ~_resized_mask(text_mask(turned), (window.shape[1], window.shape[0]))
+    turned = cv2.resize(turned, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
+    return colour_fits(turned, window, compared, shared)
 
 
 def monochrome(colour: np.ndarray) -> bool:
@@ -531,10 +542,10 @@ class LayoutIndex:
         box = (x / small.shape[1], y / small.shape[0], (x + w) / small.shape[1], (y + h) / small.shape[0])
         seen = colour_thumbnail(crop_fraction(colour, box))
         bank = self._thumbnails[picture]
+        compared = ~_resized_mask(text_mask(seen), (bank.shape[1], bank.shape[0]))
         seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
-        full = np.ones(bank.shape, dtype=bool)
-        grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, full)
-        tinted = colour_fits(seen, bank_colour, full, self._generic[picture])
+        grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, compared)
+        tinted = colour_fits(seen, bank_colour, compared, self._generic[picture])
         check = _region(score, 1.0, grey_fit, tinted)
         return (self._keys[picture], check) if check.accepted else None
 
@@ -729,7 +740,9 @@ def check_local(
     warped = cv2.warpAffine(seen, scaled, size, flags=cv2.INTER_LINEAR)
     cover = cv2.warpAffine(np.ones_like(seen), scaled, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(cover, np.ones((3, 3), np.uint8)) > 0.5
-    if covered.sum() < 64:
+    text = cv2.warpAffine(text_mask(seen).astype(np.uint8), scaled, size, flags=cv2.INTER_NEAREST) > 0
+    compared = covered & ~text
+    if compared.sum() < 64:
         return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
     # The query's own pixels that land inside the banked picture: the banked frame mapped back.
     back = cv2.warpAffine(
@@ -747,9 +760,9 @@ def check_local(
         if variant == 1:
             bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
         colour = colour_fits(
-            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, covered, generic
+            cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, compared, generic
         )
-    grey = fits(warped, bank, covered)
+    grey = fits(warped, bank, compared)
     log.debug(
         "local: grey %.3f subject %.3f, colour %.3f subject %.3f",
         grey.share,
@@ -760,13 +773,39 @@ def check_local(
     return LocalCheck(
         inliers,
         min(1.0, span / max(overlap, 1.0)),
-        _masked_correlation(_high_pass(warped), _high_pass(bank), covered),
-        _masked_correlation(warped, bank, covered),
-        tone_fit(warped, bank, covered),
+        _masked_correlation(_high_pass(warped), _high_pass(bank), compared),
+        _masked_correlation(warped, bank, compared),
+        tone_fit(warped, bank, compared),
         inside,
         colour.share,
         min(grey.subject, colour.subject),
     )
+
+
+def text_mask(seen: np.ndarray) -> np.ndarray:
+    """Where a query's thumbnail (grey or colour, at VERIFY_SIDE) holds text-like detail: cells dense with
+    sharp pixels (TEXT_BUSY), grown by a cell for outlines and JPEG ringing. A smooth picture has none,
+    so what the checks compare there is the caption, sticker text or chrome a copy added, not the banked
+    picture: the checks leave it out (`~text_mask`). All False when over MAX_TEXT of it would go."""
+    grey = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY) if seen.ndim == 3 else seen
+    sharp = np.abs(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)) > TEXT_SHARP
+    height, width = sharp.shape
+    rows, columns = -(-height // TEXT_CELL), -(-width // TEXT_CELL)
+    padded = np.zeros((rows * TEXT_CELL, columns * TEXT_CELL), dtype=bool)
+    padded[:height, :width] = sharp
+    busy = padded.reshape(rows, TEXT_CELL, columns, TEXT_CELL).mean(axis=(1, 3)) > TEXT_BUSY
+    nothing = np.zeros(sharp.shape, dtype=bool)
+    if not busy.any():
+        return nothing
+    grown = cv2.dilate(busy.astype(np.uint8), np.ones((3, 3), np.uint8))
+    mask: np.ndarray = np.kron(grown, np.ones((TEXT_CELL, TEXT_CELL), np.uint8))[:height, :width] > 0
+    return nothing if mask.mean() > MAX_TEXT else mask
+
+
+def _resized_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A boolean mask resized to `size` (width, height), a pixel kept where any of it was set."""
+    resized: np.ndarray = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    return resized
 
 
 def tone_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
@@ -966,22 +1005,27 @@ def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
 
 def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each colour channel of `seen` (smoothed) mapped to `bank`'s by its own least-squares quadratic over
-    `mask` (a filter: contrast, brightness, gamma, saturation per channel), and `bank` smoothed alike.
+    `mask`, plus a share of the grey (a filter: contrast, brightness, gamma per channel; saturation, which
+    moves each channel towards the grey and which a channel's own quadratic cannot follow where the
+    picture holds several hues), and `bank` smoothed alike.
     Soft look-alikes share a figure's outline in grey; their colours disagree. The fit is made twice, the
     second time on the pixels the first left within COLOUR_REFIT levels: captions and stickers over a copy
     would otherwise pull its tones off."""
     fitted, target = [], []
+    blurred = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+    grey = blurred @ np.array([0.299, 0.587, 0.114])
     for c in range(3):
-        x = cv2.GaussianBlur(seen[..., c], (0, 0), TONE_BLUR).astype(np.float64) / 255.0
+        x = blurred[..., c]
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
         xm, ym = x[mask], y[mask]
-        design = np.stack([np.ones_like(xm), xm, xm * xm], axis=1)
+        design = np.stack([np.ones_like(xm), xm, xm * xm, grey[mask]], axis=1)
         coefficients, *_ = np.linalg.lstsq(design, ym, rcond=None)
         residual = np.abs(design @ coefficients - ym)
         kept = residual <= COLOUR_REFIT
         if kept.sum() >= 16:
             coefficients, *_ = np.linalg.lstsq(design[kept], ym[kept], rcond=None)
-        fitted.append(coefficients[0] + coefficients[1] * x + coefficients[2] * x * x)
+        a, b, c2, g = coefficients.tolist()
+        fitted.append(a + b * x + c2 * x * x + g * grey)
         target.append(y)
     return np.stack(fitted, axis=-1), np.stack(target, axis=-1)
 
@@ -1011,10 +1055,10 @@ def region_check(
     if best is None:
         return None
     score, x, y, w, h = best
-    full = np.ones((h, w), dtype=bool)
+    compared = ~_resized_mask(text_mask(seen), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
-    grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], full)
-    colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], full, shared)
+    grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
+    colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], compared, shared)
     return _region(score, w * h / (width * height), grey, colour)
 
 

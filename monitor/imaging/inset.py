@@ -1,0 +1,177 @@
+"""Where a smooth picture sits inside a copy that added text over it or a canvas around it.
+
+The layout and region stages (`evidence.LayoutIndex`) compare a query's views with banked smooth pictures.
+Two kinds of copy defeat the views the border trims give (`borders.py`):
+
+- Text over the picture or around it: Impact-style captions burnt into the top and bottom, a meme's
+  caption bands inside a post's chrome. Text is sharp, dense detail that a smooth picture never has; it
+  dominates a 16x16 layout and spoils the pixel checks. `clear_box` finds the largest rectangle of the
+  query free of such detail (cells of dense Laplacian response): the picture between the captions, the
+  picture inside the chrome. It is a crop of the banked picture, which the region search places.
+- A picture shrunk onto a larger plain or graded canvas: a line through the picture is mostly canvas, so
+  the border trims (which need a line to be mostly content) never start. `canvas_box` models the canvas
+  from the image's outer lines (a colour per row, linear from top to bottom) and returns the box of what
+  differs from it.
+
+Both are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
+a smooth picture shown whole costs a few numpy passes and no search.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+Box = tuple[int, int, int, int]
+"""left, top, right, bottom (exclusive), in pixels."""
+
+SIDE = 256
+"""Both searches read a grey copy this large on its longest side."""
+SHARP = 50.0
+"""Least |Laplacian| (grey levels, 3x3 cross at SIDE) of a sharp pixel. Text strokes and outlines reach
+100-250; the blurred edges of the smooth renders on the development set stay under it (a few hill
+boundaries reach 50-60 in single pixels)."""
+CELL = 8
+"""Side (pixels at SIDE) of the cells whose density of sharp pixels tells text from picture."""
+BUSY = 0.1
+"""Least share of sharp pixels that makes a cell text: caption cells have 20-100 %, a smooth render's
+cells under 8 % (one blurred edge through a cell)."""
+MIN_CLEAR = 0.25
+"""Least share of the image the clear rectangle must cover, and MIN_CLEAR_SIDE of each side: less is a
+piece of sky between a photo's details, no evidence of a copy (a landscape picture in a post's
+screenshot, under a meme's caption bands, keeps 30 %)."""
+MIN_CLEAR_SIDE = 0.4
+MAX_CLEAR = 0.9
+"""A clear rectangle covering more than this share of the image is the image itself: no new view."""
+MIN_BUSY = 0.03
+"""Least share of busy cells for the image to be worth a clear view: a smooth picture has none."""
+CANVAS_LEVELS = 10.0
+"""Grey levels within which a pixel is the canvas (JPEG noise on a plain colour, banding of a gradient)."""
+CANVAS_BORDER = 0.85
+"""Least share of the outer lines' pixels the canvas model must explain: the picture may touch a side."""
+CANVAS_OUTSIDE = 0.97
+"""Least share of the pixels outside the box that must be canvas."""
+CANVAS_LINE = 0.02
+"""A row or column is part of the picture when more than this share of it differs from the canvas."""
+CANVAS_INSET = 2
+"""Pixels (at SIDE) the box is drawn in by on each side."""
+MAX_CANVAS = 0.8
+"""A box covering more than this share of the image is left to the border trims."""
+MIN_CANVAS_SIDE = 0.2
+"""Least share of each side the box must keep: a smaller thing on a canvas is a logo or a word."""
+
+
+def small_grey(grey: Image.Image) -> np.ndarray:
+    """A grey copy at SIDE on its longest side (area-averaged; never enlarged), as floats: what both
+    searches, and the matcher's tight border trim, read."""
+    array = np.asarray(grey if grey.mode == "L" else grey.convert("L"))
+    scale = min(1.0, SIDE / max(array.shape))
+    if scale < 1.0:
+        size = (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    return array.astype(np.float32)
+
+
+def scaled(box: Box, small: np.ndarray, size: tuple[int, int]) -> Box:
+    """A box in `small`'s pixels in those of the image of `size` it was made from."""
+    fx, fy = size[0] / small.shape[1], size[1] / small.shape[0]
+    left, top, right, bottom = box
+    return (
+        round(left * fx),
+        round(top * fy),
+        min(size[0], round(right * fx)),
+        min(size[1], round(bottom * fy)),
+    )
+
+
+def busy_cells(grey: np.ndarray) -> np.ndarray:
+    """Which CELL x CELL cells of a grey array (at SIDE) hold text-like detail: over BUSY of their pixels
+    with |Laplacian| over SHARP."""
+    sharp = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1)) > SHARP
+    rows, columns = grey.shape[0] // CELL, grey.shape[1] // CELL
+    cells = sharp[: rows * CELL, : columns * CELL].reshape(rows, CELL, columns, CELL).mean(axis=(1, 3))
+    busy: np.ndarray = cells > BUSY
+    return busy
+
+
+def largest_clear(busy: np.ndarray) -> tuple[int, int, int, int]:
+    """The largest rectangle of cells that are not busy (left, top, right, bottom in cells, exclusive):
+    the classic largest rectangle under a histogram, row by row."""
+    rows, columns = busy.shape
+    heights = np.zeros(columns, dtype=np.int32)
+    best, best_area = (0, 0, 0, 0), 0
+    for row in range(rows):
+        heights = np.where(busy[row], 0, heights + 1)
+        stack: list[int] = []
+        for column in range(columns + 1):
+            height = int(heights[column]) if column < columns else 0
+            while stack and int(heights[stack[-1]]) >= height:
+                top_height = int(heights[stack.pop()])
+                left = stack[-1] + 1 if stack else 0
+                area = top_height * (column - left)
+                if area > best_area:
+                    best_area, best = area, (left, row - top_height + 1, column, row + 1)
+            stack.append(column)
+    return best
+
+
+def clear_box(small: np.ndarray) -> Box | None:
+    """The largest rectangle of a grey copy (`small_grey`) free of text-like detail (see the module doc),
+    in its pixels; None when it has (almost) no such detail or the rectangle is too small or nearly the
+    whole image."""
+    busy = busy_cells(small)
+    if busy.size == 0 or busy.mean() < MIN_BUSY:
+        return None
+    if 1.0 - float(busy.mean()) < MIN_CLEAR:
+        return None  # not enough clear cells anywhere (a photo's detail): no rectangle to look for
+    # No margin is kept around the text: the checks leave text and its ringing out (`evidence.text_mask`).
+    left, top, right, bottom = largest_clear(busy)
+    rows, columns = busy.shape
+    share = (right - left) * (bottom - top) / (rows * columns)
+    if share < MIN_CLEAR or share > MAX_CLEAR:
+        return None
+    if (right - left) < MIN_CLEAR_SIDE * columns or (bottom - top) < MIN_CLEAR_SIDE * rows:
+        return None
+    return (left * CELL, top * CELL, right * CELL, bottom * CELL)
+
+
+def canvas_box(array: np.ndarray) -> Box | None:
+    """The box of a picture set on a plain or vertically graded canvas (see the module doc), in the
+    pixels of a grey copy (`small_grey`); None when its outer lines are not one canvas or what differs
+    from it is most of the image."""
+    height, width = array.shape
+    if height < 16 or width < 16:
+        return None
+    ys = np.arange(height, dtype=np.float64)
+    # The outer lines: both columns (a sample per row), and the top and bottom rows.
+    samples_y = np.concatenate([ys, ys, np.zeros(width), np.full(width, height - 1.0)])
+    samples = np.concatenate([array[:, 0], array[:, -1], array[0], array[-1]]).astype(np.float64)
+    kept = np.ones(samples.shape, dtype=bool)
+    coefficients = np.zeros(2)
+    for _ in range(3):  # refit on the samples the last fit explains: the picture may touch a side
+        if kept.sum() < 8:
+            return None
+        coefficients = np.polyfit(samples_y[kept], samples[kept], 1)
+        kept = np.abs(np.polyval(coefficients, samples_y) - samples) <= CANVAS_LEVELS
+    if kept.mean() < CANVAS_BORDER:
+        return None
+    canvas = np.polyval(coefficients, ys)[:, None]
+    differs = np.abs(array - canvas) > CANVAS_LEVELS
+    rows = np.flatnonzero(differs.mean(axis=1) > CANVAS_LINE)
+    columns = np.flatnonzero(differs.mean(axis=0) > CANVAS_LINE)
+    if rows.size == 0 or columns.size == 0:
+        return None
+    left, top, right, bottom = int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+    inside = np.zeros(differs.shape, dtype=bool)
+    inside[top:bottom, left:right] = True
+    outside = ~inside
+    if outside.sum() == 0 or float(differs[outside].mean()) > 1 - CANVAS_OUTSIDE:
+        return None
+    if (right - left) * (bottom - top) > MAX_CANVAS * width * height:
+        return None
+    if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
+        return None
+    # Inward by CANVAS_INSET: the picture's outer pixels are blended with the canvas (resampling, JPEG),
+    # and a line of canvas in a view is an edge its layout would be dominated by.
+    return (left + CANVAS_INSET, top + CANVAS_INSET, right - CANVAS_INSET, bottom - CANVAS_INSET)
