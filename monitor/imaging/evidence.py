@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from monitor.imaging.inset import text_cells
 from monitor.imaging.local_features import SIDE, Features, features, ratio_pairs
 from monitor.imaging.pdq import MIN_QUALITY, luma64, quality_of
 
@@ -97,7 +98,9 @@ search: well under LAYOUT_MATCH, as the windows sit a twentieth of a side off a 
 REGION_CANDIDATES = 2
 """Banked pictures searched per query, best layouts first."""
 REGION_SCALES = (0.84, 0.92, 1.0, 1.08, 1.16)
-"""Sizes tried around the window's for the query placed inside the banked picture."""
+"""Sizes tried around the window's for the query placed inside the banked picture; then half a step
+either side of the best: a smooth picture placed 4 % too small still agrees in grey, but its colours
+part at a subject's edges (a caption-free band of a render: grey 0.98, colour 0.76)."""
 
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
@@ -185,9 +188,10 @@ TEXT_BUSY = 0.15
 """Share of sharp pixels over which a TEXT_CELL x TEXT_CELL cell of a query's thumbnail is text (caption
 letters, their outlines, chrome): 128 px thumbnails of 48 smooth renders had at most 1.7 % of their cells
 so, copies under Impact-style captions 21-24 %."""
-MAX_TEXT = 0.4
+MAX_TEXT = 0.5
 """Most of a query's thumbnail `text_mask` may take away: more is a detailed picture, not text on a
-smooth one, and nothing is masked."""
+smooth one, and nothing is masked. Captions burnt into the top and bottom of a landscape picture take
+39-41 % (with their cell of margin)."""
 
 Strength = Literal["detailed", "low-contrast", "smooth", "plain"]
 
@@ -784,16 +788,17 @@ def check_local(
 
 def text_mask(seen: np.ndarray) -> np.ndarray:
     """Where a query's thumbnail (grey or colour, at VERIFY_SIDE) holds text-like detail: cells dense with
-    sharp pixels (TEXT_BUSY), grown by a cell for outlines and JPEG ringing. A smooth picture has none,
-    so what the checks compare there is the caption, sticker text or chrome a copy added, not the banked
-    picture: the checks leave it out (`~text_mask`). All False when over MAX_TEXT of it would go."""
+    sharp pixels (TEXT_BUSY) in groups (`inset.text_cells`), grown by a cell for outlines and JPEG
+    ringing. A smooth picture has none, so what the checks compare there is the caption, sticker text or
+    chrome a copy added, not the banked picture: the checks leave it out (`~text_mask`). All False when
+    over MAX_TEXT of it would go."""
     grey = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY) if seen.ndim == 3 else seen
     sharp = np.abs(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1)) > TEXT_SHARP
     height, width = sharp.shape
     rows, columns = -(-height // TEXT_CELL), -(-width // TEXT_CELL)
     padded = np.zeros((rows * TEXT_CELL, columns * TEXT_CELL), dtype=bool)
     padded[:height, :width] = sharp
-    busy = padded.reshape(rows, TEXT_CELL, columns, TEXT_CELL).mean(axis=(1, 3)) > TEXT_BUSY
+    busy = text_cells(padded.reshape(rows, TEXT_CELL, columns, TEXT_CELL).mean(axis=(1, 3)) > TEXT_BUSY)
     nothing = np.zeros(sharp.shape, dtype=bool)
     if not busy.any():
         return nothing
@@ -1041,20 +1046,24 @@ def region_check(
     aspect = seen.shape[1] / seen.shape[0]
     area = (window[2] - window[0]) * width * (window[3] - window[1]) * height
     base = float(np.sqrt(area * aspect))
-    best: tuple[float, int, int, int, int] | None = None
-    for scale in REGION_SCALES:
-        w = round(base * scale)
-        h = round(w / aspect)
-        if w < 8 or h < 8 or w > width or h > height:
-            continue
-        template = cv2.resize(grey_seen, (w, h), interpolation=cv2.INTER_AREA)
-        scores = cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED)
-        _, score, _, (x, y) = cv2.minMaxLoc(scores)
-        if best is None or score > best[0]:
-            best = (float(score), x, y, w, h)
+    best: tuple[float, int, int, int, int, float] | None = None
+    step = REGION_SCALES[1] - REGION_SCALES[0]
+    for scales in (REGION_SCALES, (-step / 2, step / 2)):
+        if best is not None:  # the second pass: half a step either side of the best size
+            scales = tuple(best[5] + offset for offset in scales)
+        for scale in scales:
+            w = round(base * scale)
+            h = round(w / aspect)
+            if w < 8 or h < 8 or w > width or h > height:
+                continue
+            template = cv2.resize(grey_seen, (w, h), interpolation=cv2.INTER_AREA)
+            scores = cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED)
+            _, score, _, (x, y) = cv2.minMaxLoc(scores)
+            if best is None or score > best[0]:
+                best = (float(score), x, y, w, h, scale)
     if best is None:
         return None
-    score, x, y, w, h = best
+    score, x, y, w, h, _ = best
     compared = ~_resized_mask(text_mask(seen), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)

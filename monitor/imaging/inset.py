@@ -5,7 +5,7 @@ Two kinds of copy defeat the views the border trims give (`borders.py`):
 
 - Text over the picture or around it: Impact-style captions burnt into the top and bottom, a meme's
   caption bands inside a post's chrome. Text is sharp, dense detail that a smooth picture never has; it
-  dominates a 16x16 layout and spoils the pixel checks. `clear_box` finds the largest rectangle of the
+  dominates a 16x16 layout and spoils the pixel checks. `clear_boxes` finds the largest rectangle of the
   query free of such detail (cells of dense Laplacian response): the picture between the captions, the
   picture inside the chrome. It is a crop of the banked picture, which the region search places.
 - A picture shrunk onto a larger plain or graded canvas: a line through the picture is mostly canvas, so
@@ -44,6 +44,12 @@ screenshot, under a meme's caption bands, keeps 30 %)."""
 MIN_CLEAR_SIDE = 0.4
 MAX_CLEAR = 0.9
 """A clear rectangle covering more than this share of the image is the image itself: no new view."""
+MIN_TEXT_CELLS = 8
+"""Least busy cells in one touching group for them to be text (`text_cells`): a line of caption text
+makes dozens, a blurred figure's sharper outline groups of 1-4."""
+LARGER_CLEAR = 1.3
+"""How much larger the rectangle free of text groups must be than the one free of every busy cell to be
+a view of its own."""
 MIN_BUSY = 0.03
 """Least share of busy cells for the image to be worth a clear view: a smooth picture has none."""
 CANVAS_LEVELS = 10.0
@@ -95,6 +101,16 @@ def busy_cells(grey: np.ndarray) -> np.ndarray:
     return busy
 
 
+def text_cells(busy: np.ndarray) -> np.ndarray:
+    """The busy cells that belong to a group of at least MIN_TEXT_CELLS touching ones: lines of text,
+    chrome and the edge of a picture pasted on it, not the few cells a sharp-edged subject's outline
+    makes here and there."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(busy.astype(np.uint8), connectivity=8)
+    large = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_TEXT_CELLS)
+    kept: np.ndarray = np.isin(labels, large[large > 0]) if count > 1 else np.zeros(busy.shape, dtype=bool)
+    return kept
+
+
 def largest_clear(busy: np.ndarray) -> tuple[int, int, int, int]:
     """The largest rectangle of cells that are not busy (left, top, right, bottom in cells, exclusive):
     the classic largest rectangle under a histogram, row by row."""
@@ -116,24 +132,34 @@ def largest_clear(busy: np.ndarray) -> tuple[int, int, int, int]:
     return best
 
 
-def clear_box(small: np.ndarray) -> Box | None:
-    """The largest rectangle of a grey copy (`small_grey`) free of text-like detail (see the module doc),
-    in its pixels; None when it has (almost) no such detail or the rectangle is too small or nearly the
-    whole image."""
+def clear_boxes(small: np.ndarray) -> list[Box]:
+    """The largest rectangles of a grey copy (`small_grey`) free of text-like detail (see the module doc),
+    in its pixels: free of every busy cell, and free of the groups of them (`text_cells`) where that is
+    much larger (a blurred figure's sharper outline splits the first). None when the copy has (almost) no
+    such detail or a rectangle is too small or nearly the whole image."""
     busy = busy_cells(small)
     if busy.size == 0 or busy.mean() < MIN_BUSY:
-        return None
+        return []
     if 1.0 - float(busy.mean()) < MIN_CLEAR:
-        return None  # not enough clear cells anywhere (a photo's detail): no rectangle to look for
+        return []  # not enough clear cells anywhere (a photo's detail): no rectangle to look for
     # No margin is kept around the text: the checks leave text and its ringing out (`evidence.text_mask`).
-    left, top, right, bottom = largest_clear(busy)
+    found: list[Box] = []
     rows, columns = busy.shape
-    share = (right - left) * (bottom - top) / (rows * columns)
-    if share < MIN_CLEAR or share > MAX_CLEAR:
-        return None
-    if (right - left) < MIN_CLEAR_SIDE * columns or (bottom - top) < MIN_CLEAR_SIDE * rows:
-        return None
-    return (left * CELL, top * CELL, right * CELL, bottom * CELL)
+    for cells in (busy, text_cells(busy)):
+        left, top, right, bottom = largest_clear(cells)
+        area = (right - left) * (bottom - top)
+        share = area / (rows * columns)
+        if share < MIN_CLEAR or share > MAX_CLEAR:
+            continue
+        if (right - left) < MIN_CLEAR_SIDE * columns or (bottom - top) < MIN_CLEAR_SIDE * rows:
+            continue
+        if (
+            found
+            and area < LARGER_CLEAR * (found[0][2] - found[0][0]) * (found[0][3] - found[0][1]) / CELL**2
+        ):
+            continue
+        found.append((left * CELL, top * CELL, right * CELL, bottom * CELL))
+    return found
 
 
 def canvas_box(array: np.ndarray) -> Box | None:
