@@ -1048,9 +1048,9 @@ def region_check(
     base = float(np.sqrt(area * aspect))
     best: tuple[float, int, int, int, int, float] | None = None
     step = REGION_SCALES[1] - REGION_SCALES[0]
-    for scales in (REGION_SCALES, (-step / 2, step / 2)):
-        if best is not None:  # the second pass: half a step either side of the best size
-            scales = tuple(best[5] + offset for offset in scales)
+    for offsets in ((), (-step / 2, step / 2)):
+        # First the sizes of REGION_SCALES, then half a step either side of the best one.
+        scales: tuple[float, ...] = tuple(best[5] + o for o in offsets) if best else REGION_SCALES
         for scale in scales:
             w = round(base * scale)
             h = round(w / aspect)
