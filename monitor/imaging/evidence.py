@@ -102,6 +102,11 @@ REGION_SCALES = (0.84, 0.92, 1.0, 1.08, 1.16)
 either side of the best: a smooth picture placed 4 % too small still agrees in grey, but its colours
 part at a subject's edges (a caption-free band of a render: grey 0.98, colour 0.76)."""
 
+TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
+"""Degrees a query placed inside a banked picture (`region_check`) is turned back by when it does not
+agree as placed: tilted copies (2-6 degrees, cropped to a rectangle) agree in grey but part in colour
+along every edge."""
+
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
 PAIR_RATIO = 0.8
@@ -1064,11 +1069,54 @@ def region_check(
     if best is None:
         return None
     score, x, y, w, h, _ = best
+    check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared)
+    if check.accepted:
+        return check
+    tilted = _tilted_placement(seen, bank, w / seen.shape[1])
+    if tilted is None or tilted[1][0] <= score:
+        return check
+    turned, placement = tilted
+    return _placed_check(turned, bank, bank_colour, placement, shared)
+
+
+def _placed_check(
+    seen: np.ndarray,
+    bank: np.ndarray,
+    bank_colour: np.ndarray,
+    placement: tuple[float, int, int, int, int],
+    shared: bool,
+) -> RegionCheck:
+    """How well the query agrees with the banked picture where `placement` (correlation, x, y, width,
+    height in the banked thumbnail) put it, its text left out (`text_mask`)."""
+    score, x, y, w, h = placement
     compared = ~_resized_mask(text_mask(seen), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
     colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], compared, shared)
-    return _region(score, w * h / (width * height), grey, colour)
+    return _region(score, w * h / (bank.shape[0] * bank.shape[1]), grey, colour)
+
+
+def _tilted_placement(
+    seen: np.ndarray, bank: np.ndarray, scale: float
+) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
+    """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
+    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best:
+    the turned query and its placement, for the tilt that correlates best; None when none fits inside."""
+    height, width = seen.shape[:2]
+    best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
+    for angle in TILTS:
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
+        margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
+        inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
+        w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
+        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
+            continue
+        template = cv2.resize(cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), (w, h), interpolation=cv2.INTER_AREA)
+        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED))
+        if best is None or score > best[1][0]:
+            best = (inner, (float(score), x, y, w, h))
+    return best
 
 
 def _region(placement: float, area: float, grey: Fit, colour: Fit) -> RegionCheck:
