@@ -182,3 +182,32 @@ def test_the_colour_fit_follows_a_change_of_saturation_but_not_of_hue() -> None:
     # The same picture with its hues turned (channels swapped) is another picture.
     swapped = colour_thumbnail(picture)[..., ::-1].copy()
     assert not colour_fits(swapped, bank, full).holds(evidence.MIN_COLOUR_FIT)
+
+
+TILTED = [
+    ("pastel-hills", 2),
+    ("blurred-background", 1),
+    ("blurred-background", 3),
+    ("soft-sky", 1),
+    ("soft-sky", 2),
+]
+"""Copies tilted by 2-6 degrees (and cropped to a rectangle) that agree with the banked picture only once
+turned back."""
+
+
+@pytest.mark.parametrize(("name", "seed"), TILTED)
+def test_a_tilted_copy_is_turned_back_where_it_is_placed(
+    matcher: BankMatcher, name: str, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = apply_edit("rotate", smooth_picture(name, dict(BANKED)[name]), seed)
+    found = decide(matcher, data)
+    assert found is not None and found.bank_cluster == name, found
+    monkeypatch.setattr(evidence, "TILTS", ())
+    assert decide(matcher, data) is None, "without turning it back it is missed"
+
+
+def test_tilted_look_alikes_match_nothing(matcher: BankMatcher) -> None:
+    for name, _ in BANKED:
+        for seed in range(4):
+            data = apply_edit("rotate", smooth_picture(name, f"other{seed}"), seed)
+            assert decide(matcher, data) is None, f"a tilted look-alike {name}/{seed}"
