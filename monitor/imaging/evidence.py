@@ -240,8 +240,8 @@ class Evidence:
             return (
                 f"weak evidence: smooth picture (PDQ quality {self.quality}, {self.keypoints} corners): "
                 f"matched on its layout (correlation >= {LAYOUT_MATCH}) or by placing a copy inside it, and "
-                "only where the pictures agree pixel by pixel over its structure (in colour too); copies "
-                "under caption text or shrunk onto a larger canvas are likely missed"
+                "only where the pictures agree pixel by pixel over its structure (in colour too), caption "
+                "text left out; small pieces of it and heavily covered copies are likely missed"
             )
         return (
             f"no evidence: plain picture (PDQ quality {self.quality}, almost no structure): it looks like "
