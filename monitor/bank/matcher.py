@@ -59,7 +59,7 @@ from monitor.imaging.evidence import (
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
-from monitor.imaging.inset import canvas_box, clear_boxes, scaled, small_grey
+from monitor.imaging.inset import inner_boxes, scaled, small_grey
 from monitor.imaging.local_features import (
     MIN_INLIERS,
     Features,
@@ -138,9 +138,7 @@ def _tight_box(grey: Image.Image, small: np.ndarray | None = None) -> tuple[int,
 def inset_boxes(grey: Image.Image, small: np.ndarray) -> list[tuple[int, int, int, int]]:
     """The pictures the layout and region stages also look at inside a query (`inset.py`): the largest
     part free of caption text, and a picture set on a plain canvas; in `grey`'s pixels."""
-    canvas = canvas_box(small)
-    found = [*clear_boxes(small), *([] if canvas is None else [canvas])]
-    return [scaled(box, small, grey.size) for box in found]
+    return [scaled(box, small, grey.size) for box in inner_boxes(small)]
 
 
 class BankMatcher:
