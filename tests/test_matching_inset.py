@@ -27,7 +27,7 @@ from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import add_images, load_bank
 from monitor.imaging import evidence
 from monitor.imaging.evidence import colour_fits, colour_thumbnail, text_mask, thumbnail
-from monitor.imaging.inset import canvas_box, clear_boxes, small_grey
+from monitor.imaging.inset import canvas_box, clear_boxes, inner_boxes, small_grey
 from monitor.models import BankMatch
 from monitor.settings import Settings
 from tests.support.evasions import apply_evasion
@@ -84,9 +84,13 @@ def test_a_blurred_figures_sharper_outline_does_not_split_the_clear_box() -> Non
     assert r1 - l1 >= 0.9 * small.shape[1]
 
 
-def test_photos_are_not_on_a_canvas() -> None:
+def test_photos_get_no_inner_views() -> None:
+    # A photo's flat parts are sky or blur, not a smooth picture under text: its texture rules it out.
     for seed in range(4):
-        assert canvas_box(small_grey(generated_photo(seed).convert("L"))) is None, seed
+        small = small_grey(generated_photo(seed).convert("L"))
+        assert canvas_box(small) is None and inner_boxes(small) == [], seed
+    captioned = small_grey(_grey(apply_edit("caption-overlay", smooth_picture(*BANKED[0]), 0)))
+    assert inner_boxes(captioned) == clear_boxes(captioned) != []
 
 
 def test_the_canvas_box_is_the_picture_shrunk_onto_a_canvas() -> None:
