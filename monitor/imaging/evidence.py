@@ -104,8 +104,8 @@ part at a subject's edges (a caption-free band of a render: grey 0.98, colour 0.
 
 TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 """Degrees a query placed inside a banked picture (`region_check`) is turned back by when it does not
-agree as placed: tilted copies (2-6 degrees, cropped to a rectangle) agree in grey but part in colour
-along every edge."""
+agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
+rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
@@ -1070,8 +1070,8 @@ def region_check(
         return None
     score, x, y, w, h, _ = best
     check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared)
-    if check.accepted:
-        return check
+    if check.accepted or score < MIN_PLACEMENT:
+        return check  # a query that does not correlate as placed is not a copy tilted by a few degrees
     tilted = _tilted_placement(seen, bank, w / seen.shape[1])
     if tilted is None or tilted[1][0] <= score:
         return check
