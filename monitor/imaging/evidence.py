@@ -1054,7 +1054,10 @@ def region_check(
     best: tuple[float, int, int, int, int, float] | None = None
     step = REGION_SCALES[1] - REGION_SCALES[0]
     for offsets in ((), (-step / 2, step / 2)):
-        # First the sizes of REGION_SCALES, then half a step either side of the best one.
+        # First the sizes of REGION_SCALES, then half a step either side of the best one where it
+        # correlates at MIN_PLACEMENT or more (under it, a finer size would not make it agree).
+        if best is not None and best[0] < MIN_PLACEMENT:
+            break
         scales: tuple[float, ...] = tuple(best[5] + o for o in offsets) if best else REGION_SCALES
         for scale in scales:
             w = round(base * scale)
