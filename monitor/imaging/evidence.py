@@ -46,6 +46,14 @@ placed a pixel off) and needs most of it to agree (`Fit.subject`, MIN_SUBJECT_FI
 hold too: its colour check uses one map for the three channels (`_shared_fitted`), because a flat logo
 of any colour fits a ball's outline and, channel by channel, its colour.
 
+Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
+disagrees with the banked picture wherever the text is: every check leaves the query's text out
+(`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
+stages also get views of the part free of text and of a picture set on a canvas (`inset.py`). A copy
+placed inside a banked picture that does not agree as placed, though it correlates there, is turned
+back by a few degrees and placed again (`TILTS`): a tilted copy agrees in grey but parts in colour along
+every edge.
+
 Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
 a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
 """
