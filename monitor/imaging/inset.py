@@ -170,7 +170,9 @@ def clear_boxes(small: np.ndarray, busy: np.ndarray | None = None) -> list[Box]:
     # No margin is kept around the text: the checks leave text and its ringing out (`evidence.text_mask`).
     found: list[Box] = []
     rows, columns = busy.shape
-    for cells in (busy, text_cells(busy)):
+    grouped = text_cells(busy)
+    # Free of the groups is the same rectangle when every busy cell is in one: it is looked for once.
+    for cells in (busy,) if np.array_equal(grouped, busy) else (busy, grouped):
         left, top, right, bottom = largest_clear(cells)
         area = (right - left) * (bottom - top)
         share = area / (rows * columns)
