@@ -58,7 +58,8 @@ from monitor.imaging.evidence import (
 )
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import PdqIndex
-from monitor.imaging.hashes import BORDER_SIDE, regions_of, usable_pdqs
+from monitor.imaging.hashes import regions_of, usable_pdqs
+from monitor.imaging.inset import inner_boxes, scaled, small_grey
 from monitor.imaging.local_features import (
     MIN_INLIERS,
     Features,
@@ -124,14 +125,20 @@ def layout_views(image: Image.Image, views: list[Image.Image]) -> list[Image.Ima
     return views if tight is None else [*views, views[0].crop(tight)]
 
 
-def _tight_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
-    scale = min(1.0, BORDER_SIDE / max(grey.size))
-    small = grey.resize((max(1, round(grey.width * scale)), max(1, round(grey.height * scale))))
-    left, top, right, bottom = uniform_trim(np.asarray(small, dtype=np.float32), TIGHT_TOLERANCE, TIGHT_RUN)
-    if (right - left, bottom - top) == small.size:
+def _tight_box(grey: Image.Image, small: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
+    """The picture inside bands of one colour found with TIGHT_TOLERANCE, on `small` (`inset.small_grey`
+    of `grey`, made when not given); None when nothing is trimmed."""
+    small = small_grey(grey) if small is None else small
+    box = uniform_trim(small, TIGHT_TOLERANCE, TIGHT_RUN)
+    if (box[2] - box[0], box[3] - box[1]) == (small.shape[1], small.shape[0]):
         return None
-    fx, fy = grey.width / small.width, grey.height / small.height
-    return (round(left * fx), round(top * fy), round(right * fx), round(bottom * fy))
+    return scaled(box, small, grey.size)
+
+
+def inset_boxes(grey: Image.Image, small: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The pictures the layout and region stages also look at inside a query (`inset.py`): the largest
+    part free of caption text, and a picture set on a plain canvas; in `grey`'s pixels."""
+    return [scaled(box, small, grey.size) for box in inner_boxes(small)]
 
 
 class BankMatcher:
@@ -317,9 +324,10 @@ class BankMatcher:
                     return BankMatch(found.key, "local", self._distance_to(found.key, hashes))
         if len(self._layouts):
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
-            tight = _tight_box(views[0])
-            if tight is not None:
-                views, boxes = [*views, views[0].crop(tight)], [*boxes, _fraction(tight, views[0].size)]
+            small = small_grey(views[0])
+            tight = _tight_box(views[0], small)
+            for inner in ([] if tight is None else [tight]) + inset_boxes(views[0], small):
+                views, boxes = [*views, views[0].crop(inner)], [*boxes, _fraction(inner, views[0].size)]
             hit = self._layouts.match(views, boxes=boxes, colour_of=colour)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))

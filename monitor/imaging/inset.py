@@ -1,0 +1,242 @@
+"""Where a smooth picture sits inside a copy that added text over it or a canvas around it.
+
+The layout and region stages (`evidence.LayoutIndex`) compare a query's views with banked smooth pictures.
+Two kinds of copy defeat the views the border trims give (`borders.py`):
+
+- Text over the picture or around it: Impact-style captions burnt into the top and bottom, a meme's
+  caption bands inside a post's chrome. Text is sharp, dense detail that a smooth picture never has; it
+  dominates a 16x16 layout and spoils the pixel checks. `clear_boxes` finds the largest rectangle of the
+  query free of such detail (cells of dense Laplacian response): the picture between the captions, the
+  picture inside the chrome. It is a crop of the banked picture, which the region search places.
+- A picture shrunk onto a larger plain or graded canvas: a line through the picture is mostly canvas, so
+  the border trims (which need a line to be mostly content) never start. `canvas_box` models the canvas
+  from the image's outer lines (a colour per row, linear from top to bottom) and returns the box of what
+  differs from it.
+
+Both are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
+a smooth picture shown whole costs a few numpy passes and no search.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+Box = tuple[int, int, int, int]
+"""left, top, right, bottom (exclusive), in pixels."""
+
+SIDE = 256
+"""Both searches read a grey copy this large on its longest side."""
+SHARP = 50.0
+"""Least |Laplacian| (grey levels, 3x3 cross at SIDE) of a sharp pixel. Text strokes and outlines reach
+100-250; the blurred edges of the smooth renders on the development set stay under it (a few hill
+boundaries reach 50-60 in single pixels)."""
+CELL = 8
+"""Side (pixels at SIDE) of the cells whose density of sharp pixels tells text from picture."""
+BUSY = 0.1
+"""Least share of sharp pixels that makes a cell text: caption cells have 20-100 %, a smooth render's
+cells under 8 % (one blurred edge through a cell)."""
+TEXTURED = 3.0
+MAX_TEXTURED = 0.15
+"""Most cells with a mean |Laplacian| of TEXTURED or more (and not text) a query may have for inner views
+to be looked for (`inner_boxes`): smooth renders under captions, in posts or on canvases have 2-14 %, the
+photos of the development set and 25 of mate-backgrounds' 16-98 % but for a clock face, a cell scan and
+a photo of wings on a blurred ground (6-9 %)."""
+MIN_CLEAR = 0.25
+"""Least share of the image the clear rectangle must cover, and MIN_CLEAR_SIDE of each side: less is a
+piece of sky between a photo's details, no evidence of a copy (a landscape picture in a post's
+screenshot, under a meme's caption bands, keeps 30 %)."""
+MIN_CLEAR_SIDE = 0.4
+MAX_CLEAR = 0.9
+"""A clear rectangle covering more than this share of the image is the image itself: no new view."""
+MIN_TEXT_CELLS = 8
+"""Least busy cells in one touching group for them to be text (`text_cells`): a line of caption text
+makes dozens, a blurred figure's sharper outline groups of 1-4."""
+LARGER_CLEAR = 1.3
+"""How much larger the rectangle free of text groups must be than the one free of every busy cell to be
+a view of its own."""
+MIN_BUSY = 0.03
+"""Least share of busy cells for the image to be worth a clear view: a smooth picture has none."""
+CANVAS_LEVELS = 10.0
+"""Grey levels within which a pixel is the canvas (JPEG noise on a plain colour, banding of a gradient)."""
+CANVAS_BORDER = 0.85
+"""Least share of the outer lines' pixels the canvas model must explain: the picture may touch a side."""
+CANVAS_OUTSIDE = 0.97
+"""Least share of the pixels outside the box that must be canvas."""
+CANVAS_LINE = 0.02
+"""A row or column is part of the picture when more than this share of it differs from the canvas."""
+CANVAS_INSET = 2
+"""Pixels (at SIDE) the box is drawn in by on each side."""
+MAX_CANVAS = 0.8
+"""A box covering more than this share of the image is left to the border trims."""
+MIN_CANVAS_SIDE = 0.2
+"""Least share of each side the box must keep: a smaller thing on a canvas is a logo or a word."""
+
+
+def small_grey(grey: Image.Image) -> np.ndarray:
+    """A grey copy at SIDE on its longest side (area-averaged; never enlarged), as floats: what both
+    searches, and the matcher's tight border trim, read."""
+    array = np.asarray(grey if grey.mode == "L" else grey.convert("L"))
+    scale = min(1.0, SIDE / max(array.shape))
+    if scale < 1.0:
+        size = (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    return array.astype(np.float32)
+
+
+def scaled(box: Box, small: np.ndarray, size: tuple[int, int]) -> Box:
+    """A box in `small`'s pixels in those of the image of `size` it was made from."""
+    fx, fy = size[0] / small.shape[1], size[1] / small.shape[0]
+    left, top, right, bottom = box
+    return (
+        round(left * fx),
+        round(top * fy),
+        min(size[0], round(right * fx)),
+        min(size[1], round(bottom * fy)),
+    )
+
+
+def busy_cells(grey: np.ndarray) -> np.ndarray:
+    """Which CELL x CELL cells of a grey array (at SIDE) hold text-like detail: over BUSY of their pixels
+    with |Laplacian| over SHARP."""
+    return _cells(grey)[0]
+
+
+def _cells(grey: np.ndarray) -> tuple[np.ndarray, float]:
+    """`busy_cells`, and the share of cells that are neither busy nor smooth (mean |Laplacian| of
+    TEXTURED or more): a photo's texture, which a smooth picture with text on it lacks."""
+    laplacian = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1))
+    rows, columns = grey.shape[0] // CELL, grey.shape[1] // CELL
+    cut = laplacian[: rows * CELL, : columns * CELL].reshape(rows, CELL, columns, CELL)
+    busy: np.ndarray = (cut > SHARP).mean(axis=(1, 3)) > BUSY
+    textured = (cut.mean(axis=(1, 3)) >= TEXTURED) & ~busy
+    return busy, float(textured.mean()) if textured.size else 1.0
+
+
+def inner_boxes(small: np.ndarray) -> list[Box]:
+    """The views worth adding for a query (its `small_grey` copy): `clear_boxes` and `canvas_box`, in
+    `small`'s pixels. No clear box for a query with texture (over MAX_TEXTURED of its cells): a photo,
+    whose flat parts are sky or blur, not a smooth picture under text. (A canvas needs no such test: its
+    outer lines rule a photo out at once; a picture shrunk onto one has its gradients steepened, and
+    pastel hills at 35-70 % reached 18 % textured cells.)"""
+    busy, textured = _cells(small)
+    canvas = canvas_box(small)
+    clear = clear_boxes(small, busy) if busy.size and textured <= MAX_TEXTURED else []
+    return [*clear, *([] if canvas is None else [canvas])]
+
+
+def text_cells(busy: np.ndarray) -> np.ndarray:
+    """The busy cells that belong to a group of at least MIN_TEXT_CELLS touching ones: lines of text,
+    chrome and the edge of a picture pasted on it, not the few cells a sharp-edged subject's outline
+    makes here and there."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(busy.astype(np.uint8), connectivity=8)
+    large = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= MIN_TEXT_CELLS)
+    kept: np.ndarray = np.isin(labels, large[large > 0]) if count > 1 else np.zeros(busy.shape, dtype=bool)
+    return kept
+
+
+def largest_clear(busy: np.ndarray) -> tuple[int, int, int, int]:
+    """The largest rectangle of cells that are not busy (left, top, right, bottom in cells, exclusive).
+    For each bottom row and height, the columns clear that high form runs; the longest run times the
+    height is the largest rectangle there: all at once in numpy (rows x rows x columns booleans)."""
+    rows = busy.shape[0]
+    clear = ~busy
+    counted = np.cumsum(clear, axis=0)
+    heights = counted - np.maximum.accumulate(np.where(busy, counted, 0), axis=0)
+    tall = np.arange(1, rows + 1)
+    enough = heights[:, None, :] >= tall[None, :, None]
+    counted = np.cumsum(enough, axis=-1)
+    runs = counted - np.maximum.accumulate(np.where(enough, 0, counted), axis=-1)
+    areas = runs * tall[None, :, None]
+    row, height, column = np.unravel_index(int(np.argmax(areas)), areas.shape)
+    if areas[row, height, column] == 0:
+        return (0, 0, 0, 0)
+    run = int(runs[row, height, column])
+    return (int(column) + 1 - run, int(row) - int(height), int(column) + 1, int(row) + 1)
+
+
+def clear_boxes(small: np.ndarray, busy: np.ndarray | None = None) -> list[Box]:
+    """The largest rectangles of a grey copy (`small_grey`) free of text-like detail (see the module doc),
+    in its pixels: free of every busy cell, and free of the groups of them (`text_cells`) where that is
+    much larger (a blurred figure's sharper outline splits the first). None when the copy has (almost) no
+    such detail or a rectangle is too small or nearly the whole image. `busy`: its `busy_cells`, when
+    known."""
+    busy = busy_cells(small) if busy is None else busy
+    if busy.size == 0 or busy.mean() < MIN_BUSY:
+        return []
+    if 1.0 - float(busy.mean()) < MIN_CLEAR:
+        return []  # not enough clear cells anywhere (a photo's detail): no rectangle to look for
+    # No margin is kept around the text: the checks leave text and its ringing out (`evidence.text_mask`).
+    found: list[Box] = []
+    rows, columns = busy.shape
+    grouped = text_cells(busy)
+    # Free of the groups is the same rectangle when every busy cell is in one: it is looked for once.
+    for cells in (busy,) if np.array_equal(grouped, busy) else (busy, grouped):
+        left, top, right, bottom = largest_clear(cells)
+        area = (right - left) * (bottom - top)
+        share = area / (rows * columns)
+        if share < MIN_CLEAR or share > MAX_CLEAR:
+            continue
+        if (right - left) < MIN_CLEAR_SIDE * columns or (bottom - top) < MIN_CLEAR_SIDE * rows:
+            continue
+        if (
+            found
+            and area < LARGER_CLEAR * (found[0][2] - found[0][0]) * (found[0][3] - found[0][1]) / CELL**2
+        ):
+            continue
+        found.append((left * CELL, top * CELL, right * CELL, bottom * CELL))
+    return found
+
+
+def canvas_box(array: np.ndarray) -> Box | None:
+    """The box of a picture set on a plain or vertically graded canvas (see the module doc), in the
+    pixels of a grey copy (`small_grey`); None when its outer lines are not one canvas or what differs
+    from it is most of the image."""
+    height, width = array.shape
+    if height < 16 or width < 16:
+        return None
+    top_row, bottom_row = array[0], array[-1]
+    if (
+        max(
+            float(np.mean(np.abs(top_row - np.median(top_row)) <= CANVAS_LEVELS)),
+            float(np.mean(np.abs(bottom_row - np.median(bottom_row)) <= CANVAS_LEVELS)),
+        )
+        < CANVAS_BORDER
+    ):
+        return None  # neither the top nor the bottom line is one colour: no canvas (most photos)
+    ys = np.arange(height, dtype=np.float64)
+    # The outer lines: both columns (a sample per row), and the top and bottom rows.
+    samples_y = np.concatenate([ys, ys, np.zeros(width), np.full(width, height - 1.0)])
+    samples = np.concatenate([array[:, 0], array[:, -1], top_row, bottom_row]).astype(np.float64)
+    kept = np.ones(samples.shape, dtype=bool)
+    slope, intercept = 0.0, 0.0
+    for _ in range(3):  # refit on the samples the last fit explains: the picture may touch a side
+        if kept.sum() < 8:
+            return None
+        x, y = samples_y[kept], samples[kept]
+        spread = float(np.var(x))
+        slope = float(np.mean((x - x.mean()) * (y - y.mean())) / spread) if spread > 0 else 0.0
+        intercept = float(y.mean()) - slope * float(x.mean())
+        kept = np.abs(intercept + slope * samples_y - samples) <= CANVAS_LEVELS
+    if kept.mean() < CANVAS_BORDER:
+        return None
+    canvas = (intercept + slope * ys)[:, None]
+    differs = np.abs(array - canvas) > CANVAS_LEVELS
+    rows = np.flatnonzero(differs.mean(axis=1) > CANVAS_LINE)
+    columns = np.flatnonzero(differs.mean(axis=0) > CANVAS_LINE)
+    if rows.size == 0 or columns.size == 0:
+        return None
+    left, top, right, bottom = int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+    inside = np.zeros(differs.shape, dtype=bool)
+    inside[top:bottom, left:right] = True
+    outside = ~inside
+    if outside.sum() == 0 or float(differs[outside].mean()) > 1 - CANVAS_OUTSIDE:
+        return None
+    if (right - left) * (bottom - top) > MAX_CANVAS * width * height:
+        return None
+    if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
+        return None
+    # Inward by CANVAS_INSET: the picture's outer pixels are blended with the canvas (resampling, JPEG),
+    # and a line of canvas in a view is an edge its layout would be dominated by.
+    return (left + CANVAS_INSET, top + CANVAS_INSET, right - CANVAS_INSET, bottom - CANVAS_INSET)
