@@ -548,11 +548,9 @@ class LayoutIndex:
                 w, h = round(bank.shape[1] * fit_scale * scale), round(bank.shape[0] * fit_scale * scale)
                 if w < 8 or h < 8:
                     continue
-                template = cv2.resize(bank, (w, h), interpolation=cv2.INTER_AREA)
-                scores = cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED)
-                _, score, _, (x, y) = cv2.minMaxLoc(scores)
+                score, x, y = best_placement(small, bank, w, h)
                 if best is None or score > best[0]:
-                    best = (float(score), picture, x, y, w, h)
+                    best = (score, picture, x, y, w, h)
         if best is None or best[0] < MIN_CONTAINED_PLACEMENT:
             return None
         score, picture, x, y, w, h = best
@@ -1051,6 +1049,14 @@ def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     return np.stack(fitted, axis=-1), np.stack(target, axis=-1)
 
 
+def best_placement(within: np.ndarray, picture: np.ndarray, w: int, h: int) -> tuple[float, int, int]:
+    """`picture` shrunk to w x h (area resampling) and placed where it correlates best inside `within`
+    (normalised cross-correlation, `cv2.matchTemplate`): the correlation there and the top-left corner."""
+    template = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA)
+    _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(within, template, cv2.TM_CCOEFF_NORMED))
+    return float(score), x, y
+
+
 def region_check(
     seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box, shared: bool = False
 ) -> RegionCheck | None:
@@ -1075,11 +1081,9 @@ def region_check(
             h = round(w / aspect)
             if w < 8 or h < 8 or w > width or h > height:
                 continue
-            template = cv2.resize(grey_seen, (w, h), interpolation=cv2.INTER_AREA)
-            scores = cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED)
-            _, score, _, (x, y) = cv2.minMaxLoc(scores)
+            score, x, y = best_placement(bank, grey_seen, w, h)
             if best is None or score > best[0]:
-                best = (float(score), x, y, w, h, scale)
+                best = (score, x, y, w, h, scale)
     if best is None:
         return None
     score, x, y, w, h, _ = best
@@ -1126,10 +1130,9 @@ def _tilted_placement(
         w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
         if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
             continue
-        template = cv2.resize(cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), (w, h), interpolation=cv2.INTER_AREA)
-        _, score, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(bank, template, cv2.TM_CCOEFF_NORMED))
+        score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
         if best is None or score > best[1][0]:
-            best = (inner, (float(score), x, y, w, h))
+            best = (inner, (score, x, y, w, h))
     return best
 
 
