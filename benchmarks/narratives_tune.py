@@ -38,6 +38,8 @@ from monitor.narratives.encoders import Encoder, GemmaEncoder, ModelMix, View, _
 from monitor.narratives.matcher import (
     CENTROID_WEIGHT,
     CONTRAST_WEIGHT,
+    CUE_REFUSAL_Z,
+    DEBUNK_CUES,
     DECOY_WEIGHT,
     FOREIGN_DECOY_FACTOR,
     GEMMA_RETRIEVAL,
@@ -166,14 +168,16 @@ class Parts:
     then its other parts: NarrativeMatcher.caption_scores): per model, its weight, whether it is read
     asymmetrically (its example z blends in the centroid's), the nearest example z, the examples' centroid
     z, the name, story and swap decoy z and the nearest denial's and assertion's z (stance decoys);
-    whether its caption names the narrative's subject, whether it looks English, and whether it passed the
-    first model's screen; `starts`: where each caption's rows begin."""
+    whether its caption names the narrative's subject, whether it looks English, whether it carries a debunk
+    cue the narrative's examples do not (matcher.DEBUNK_CUES), and whether it passed the first model's screen;
+    `starts`: where each caption's rows begin."""
 
     views: list[
         tuple[float, bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     ]
     named: np.ndarray
     english: np.ndarray
+    cued: np.ndarray
     passed: np.ndarray
     truth: np.ndarray  # narrative index for positives, -1 for negatives (one per caption)
     names: list[str]
@@ -199,14 +203,15 @@ def parts_of(matcher: NarrativeMatcher, data: Dataset) -> Parts:
         views.append((weight, asymmetric, nearest, centroid, names, stories, swaps, stances, asserted))
     named = matcher._named(context)  # the matcher built with a swap weight: every row filled
     english = np.array([looks_english(t) for t in context], dtype=bool)
+    cued = matcher.debunked(context)  # the matcher built with stance decoys and cues: every row filled
     index_of = {n: k for k, n in enumerate(matcher.narratives)}
     truth = np.array([index_of[p[0]] for p in data.positives] + [-1] * len(data.negatives))
-    return Parts(views, named, english, passed, truth, matcher.narratives, starts)
+    return Parts(views, named, english, cued, passed, truth, matcher.narratives, starts)
 
 
-#: name, story, swap decoy weights, foreign factor, centroid weight, an asymmetric model's story weight and
-#: stance lead (OFF: none)
-Weights = tuple[float, float, float, float, float, float, float]
+#: name, story, swap decoy weights, foreign factor, centroid weight, an asymmetric model's story weight,
+#: stance lead (OFF: none) and debunk cues (1.0: refused, 0.0: not; matcher.DEBUNK_CUES)
+Weights = tuple[float, float, float, float, float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ class Rows:
 
 def rows_of(parts: Parts, weights: Weights) -> Rows:
     """The matcher's decision inputs under these weights (NarrativeMatcher._view_scores, vectorised)."""
-    name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w, stance_lead = weights
+    name_w, story_w, swap_w, foreign, centroid_w, retrieval_story_w, stance_lead, cues = weights
     factor = np.where(parts.english, 1.0, foreign)[:, None]
     fused = np.zeros_like(parts.views[0][2])
     for weight, asymmetric, closest, centroid, names, stories, swaps, stances, asserted in parts.views:
@@ -238,6 +243,8 @@ def rows_of(parts: Parts, weights: Weights) -> Rows:
             claimed = np.maximum(closest, asserted)
             denied = (stances > 0) & (stances - claimed >= stance_lead)
             score = np.where(denied, np.minimum(score, claimed - stances), score)
+            if cues:
+                score = np.where(parts.cued, np.minimum(score, -CUE_REFUSAL_Z), score)
         fused += weight * score
     scores = np.where(parts.passed[:, None], np.tanh(fused / SCORE_SCALE), -1.0)
     scores = np.maximum.reduceat(scores, parts.starts, axis=0)  # a caption: its best row
@@ -296,6 +303,7 @@ SHIPPED: Weights = (
     CENTROID_WEIGHT,
     RETRIEVAL_STORY_WEIGHT,
     OFF if STANCE_LEAD is None else STANCE_LEAD,
+    1.0 if DEBUNK_CUES else 0.0,
 )
 THRESHOLDS = tuple(x / 200 for x in range(60, 200))  # 0.30 .. 0.995
 
@@ -345,7 +353,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # every decoy kind built whatever the shipped weights (the weights are applied in rows_of)
     matchers = [
         NarrativeMatcher(
-            encoder, data.examples, threshold=0.0, margin=MARGIN, retrieval_story_weight=1.0, stance_lead=0.0
+            encoder,
+            data.examples,
+            threshold=0.0,
+            margin=MARGIN,
+            retrieval_story_weight=1.0,
+            stance_lead=0.0,
+            debunk_cues=True,
         )
         for _, data in sets
     ]
@@ -356,13 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     grid: list[Weights] = [SHIPPED]
     if args.stance_only:
-        grid += [(*SHIPPED[:6], lead) for lead in STANCE_LEADS if lead != SHIPPED[6]]
+        grid = [(*SHIPPED[:6], lead, cues) for lead in STANCE_LEADS for cues in (0.0, 1.0)]
     elif not args.shipped_only:
         decoy_grid = itertools.product(NAME_WEIGHTS, STORY_WEIGHTS, SWAP_WEIGHTS, FOREIGN_FACTORS)
         grid = [(*d, *SHIPPED[4:]) for d in decoy_grid]
         grid += [(*SHIPPED[:4], c, *SHIPPED[5:]) for c in CENTROID_WEIGHTS if c != SHIPPED[4]]
-        grid += [(*SHIPPED[:5], r, SHIPPED[6]) for r in RETRIEVAL_STORY_WEIGHTS if r != SHIPPED[5]]
-        grid += [(*SHIPPED[:6], lead) for lead in STANCE_LEADS if lead != SHIPPED[6]]
+        grid += [(*SHIPPED[:5], r, *SHIPPED[6:]) for r in RETRIEVAL_STORY_WEIGHTS if r != SHIPPED[5]]
+        grid += [(*SHIPPED[:6], lead, SHIPPED[7]) for lead in STANCE_LEADS if lead != SHIPPED[6]]
+        grid += [(*SHIPPED[:7], 1.0 - SHIPPED[7])]
     table: dict[Weights, list[Rows]] = {}
     for weights in grid:
         table[weights] = [rows_of(p, weights) for p in parts]
@@ -373,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{args.model} on the tuning sets pooled, flag budget {args.flag_budget:.1%}:")
     print(
         f"  pick: name {weights[0]}, story {weights[1]}, swap {weights[2]}, foreign x{weights[3]}, "
-        f"centroid {weights[4]}, retrieval story {weights[5]}, stance lead {weights[6]}, "
+        f"centroid {weights[4]}, retrieval story {weights[5]}, stance lead {weights[6]}, cues {weights[7]}, "
         f"threshold {threshold:.3f} (fused z {z:.2f}): "
         f"{pooled.line()}"
     )

@@ -94,7 +94,8 @@ def collect(cache: Path) -> tuple[list[SetData], dict[Weights, list[Rows]]]:
     sts = DiskCachedEncoder(_single("embeddinggemma"), "embeddinggemma", cache)
     out: list[SetData] = []
     table: dict[Weights, list[Rows]] = {}
-    grid: list[Weights] = [SHIPPED] + [(*SHIPPED[:6], lead) for lead in STANCE_LEADS if lead != SHIPPED[6]]
+    leads = [lead for lead in STANCE_LEADS if lead != SHIPPED[6]]
+    grid: list[Weights] = [SHIPPED] + [(*SHIPPED[:6], lead, SHIPPED[7]) for lead in leads]
     for name in TUNING_SETS:
         data = load_dataset(dataset_path(name))
         matcher = NarrativeMatcher(

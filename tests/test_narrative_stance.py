@@ -71,9 +71,17 @@ BANK = [NarrativeExample("minister-casino", CLAIM)]
 THRESHOLD = 0.05
 
 
-def matcher(encoder: Table, stance_lead: float | None = STANCE_LEAD) -> NarrativeMatcher:
+def matcher(
+    encoder: Table, stance_lead: float | None = STANCE_LEAD, debunk_cues: bool = True
+) -> NarrativeMatcher:
     return NarrativeMatcher(
-        encoder, BANK, THRESHOLD, background=BACKGROUND, retrieval_story_weight=0.0, stance_lead=stance_lead
+        encoder,
+        BANK,
+        THRESHOLD,
+        background=BACKGROUND,
+        retrieval_story_weight=0.0,
+        stance_lead=stance_lead,
+        debunk_cues=debunk_cues,
     )
 
 
@@ -112,7 +120,9 @@ def test_a_caption_denying_the_claim_is_refused_and_one_asserting_it_is_matched(
 
 
 def test_a_refused_denial_scores_below_zero_by_its_lead_and_other_captions_keep_their_score() -> None:
-    m, plain = matcher(Asymmetric(VECTORS)), matcher(Asymmetric(VECTORS), stance_lead=None)
+    # the stance decoys alone (the denial also says "fact check": tests/test_narrative_cues.py)
+    m = matcher(Asymmetric(VECTORS), debunk_cues=False)
+    plain = matcher(Asymmetric(VECTORS), stance_lead=None)
     calibration = m._views[0].calibration
 
     def z(text: str, direction: Sequence[float]) -> float:

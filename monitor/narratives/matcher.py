@@ -95,7 +95,7 @@ from monitor.narratives.encoders import (
     resolve_model,
     views_of,
 )
-from monitor.narratives.stance import assertion_decoys, stance_decoys
+from monitor.narratives.stance import assertion_decoys, debunk_cues, silent_cues, stance_decoys
 from monitor.narratives.text import (
     SubjectIndex,
     caption_parts,
@@ -112,6 +112,7 @@ from monitor.narratives.text import (
 __all__ = [
     "CENTROID_WEIGHT",
     "CONTRAST_WEIGHT",
+    "DEBUNK_CUES",
     "DECOY_WEIGHT",
     "DEFAULT_MODEL",
     "FOREIGN_DECOY_FACTOR",
@@ -416,6 +417,17 @@ RETRIEVAL_STORY_WEIGHT = 0.1
 #: the assertions). Costs 14 texts per example embedded once with the bank (document side, kept in the
 #: bank's embedding cache) and two more products per caption.
 STANCE_LEAD: float | None = 0.3
+#: For a model read asymmetrically with stance decoys: whether a caption carrying a debunk cue
+#: (monitor.narratives.stance.debunk_cues: "fact check", "bulo", "intox", "dément", "Fälschung", "there is
+#: no", "AI-generated"...) that the narrative's own examples do not carry (stance.silent_cues) is refused for
+#: that narrative. A debunk that negates the claim in the claim's own words ("There is no Russian submarine in
+#: the Thames") sits nearer the examples than any denial frame, so the stance decoys miss it; the cue words
+#: do not. Measured by leave one set out over dev and held-out v1-v12 (`python -m benchmarks.narratives_tune
+#: --model embeddinggemma --flag-budget 0.02 --stance-only`, the threshold re-chosen per fold): see
+#: DEBUNK_CUES_MEASURED below.
+DEBUNK_CUES = True
+#: The z a caption refused by a debunk cue scores at most (far below any threshold).
+CUE_REFUSAL_Z = 3.0
 
 
 class _Prompted:
@@ -652,6 +664,7 @@ class NarrativeMatcher:
         centroid_weight: float = CENTROID_WEIGHT,
         retrieval_story_weight: float = RETRIEVAL_STORY_WEIGHT,
         stance_lead: float | None = STANCE_LEAD,
+        debunk_cues: bool = DEBUNK_CUES,
     ) -> None:
         """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
         vectors of examples, decoys and background between starts; None embeds them (once per encoder).
@@ -659,7 +672,8 @@ class NarrativeMatcher:
         (CENTROID_WEIGHT). `retrieval_story_weight`: the story decoys' weight for such a model
         (RETRIEVAL_STORY_WEIGHT; `contrast_weight` is the other models'). `stance_lead`: how much nearer a
         stance decoy than the nearest example refuses a caption, for such a model (STANCE_LEAD; None: no
-        stance decoys)."""
+        stance decoys). `debunk_cues`: whether such a model, with stance decoys, also refuses a caption that
+        carries a debunk cue its narrative's examples do not (DEBUNK_CUES)."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -670,6 +684,7 @@ class NarrativeMatcher:
         self.centroid_weight = centroid_weight
         self.retrieval_story_weight = retrieval_story_weight
         self.stance_lead = stance_lead
+        self.debunk_cues = debunk_cues
         self.screen = screen
         negatives = [e for e in examples if e.negative]
         examples = [e for e in examples if not e.negative]
@@ -700,6 +715,7 @@ class NarrativeMatcher:
             assertions.extend((k, d) for d in texts["assertions"])
             subjects.append(texts["subjects"])
         self._subjects = SubjectIndex(subjects)
+        self._silent = [silent_cues(groups[n]) for n in self._narratives]
         count = len(self._narratives)
         number = {n: k for k, n in enumerate(self._narratives)}
         refuted = [
@@ -764,6 +780,7 @@ class NarrativeMatcher:
         around = list(context) if context is not None else items
         named: np.ndarray | None = None
         factor: np.ndarray | None = None
+        cued: np.ndarray | None = None
         for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
             if not len(alive):
                 break
@@ -773,10 +790,11 @@ class NarrativeMatcher:
                 passed = index.nearest_z(vectors).max(axis=1) >= self.screen
                 fused[alive[~passed]] = -np.inf
                 alive, vectors = alive[passed], vectors[passed]
-            if named is None or factor is None:
+            if named is None or factor is None or cued is None:
                 named = self._named([around[int(j)] for j in alive])
                 factor = self._decoy_factor([around[int(j)] for j in alive])
-            fused[alive] += weight * self._view_scores(index, vectors, named, factor)
+                cued = self.debunked([around[int(j)] for j in alive])
+            fused[alive] += weight * self._view_scores(index, vectors, named, factor, cued)
         return fused
 
     def caption_scores(self, captions: Sequence[str], screen: bool = True, exact: bool = False) -> np.ndarray:
@@ -810,13 +828,29 @@ class NarrativeMatcher:
                 named[row, list(self._subjects.named(text))] = True
         return named
 
+    def debunked(self, texts: Sequence[str]) -> np.ndarray:
+        """(texts, narratives): whether each text carries a debunk cue that each narrative's examples do not
+        (monitor.narratives.stance.debunk_cues, silent_cues); all False with `debunk_cues` off."""
+        cued = np.zeros((len(texts), len(self._narratives)), dtype=bool)
+        if self.debunk_cues and self.stance_lead is not None:
+            for row, text in enumerate(texts):
+                found = debunk_cues(text)
+                if found:
+                    cued[row] = [bool(found - silent) for silent in self._silent]
+        return cued
+
     def _decoy_factor(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, 1): the share of the decoy penalty each text pays (less where it does not look English)."""
         factors = [1.0 if looks_english(t) else self.foreign_decoy_factor for t in texts]
         return np.array(factors, dtype=np.float64)[:, None]
 
     def _view_scores(
-        self, index: _ViewIndex, vectors: np.ndarray, named: np.ndarray, factor: np.ndarray
+        self,
+        index: _ViewIndex,
+        vectors: np.ndarray,
+        named: np.ndarray,
+        factor: np.ndarray,
+        cued: np.ndarray | None = None,
     ) -> np.ndarray:
         """(captions, narratives): nearest-example z less the largest weighted decoy z of one model."""
         nearest = index.nearest_z(vectors)
@@ -840,6 +874,8 @@ class NarrativeMatcher:
             claimed = np.maximum(nearest, asserted)
             denied = (stances > 0) & (stances - claimed >= self.stance_lead)
             result = np.where(denied, np.minimum(result, claimed - stances), result)
+            if cued is not None:  # it says "fact check", "hoax", "there is no"...: refused whatever its z
+                result = np.where(cued, np.minimum(result, -CUE_REFUSAL_Z), result)
         return result
 
     @staticmethod

@@ -26,6 +26,8 @@ each is the example itself, so a narrative added tomorrow in any wording gets it
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 
 #: Denial frames around a claim ("{}": an example caption), in the six languages of the monitor. Each
@@ -61,3 +63,129 @@ ASSERTION_TEMPLATES: tuple[str, ...] = (
 def assertion_decoys(examples: Sequence[str], templates: Sequence[str] = ASSERTION_TEMPLATES) -> list[str]:
     """Each (cleaned) example in each spreading frame: what a denial must be nearer than (see above)."""
     return [template.format(example) for example in examples for template in templates]
+
+
+# --- debunk cues --------------------------------------------------------------------------------------------
+#
+# A debunk that names the claim in its own words ("There is no Russian submarine in the Thames. The Port of
+# London Authority says the image is fake") shares the claim's words with the examples, and little of the
+# denial frames' wording, so an embedding puts it nearer the examples than any denial (held-out v12: 18 of its
+# 29 flags). What gives it away is a handful of words that fact-checkers use in every language: "fact check",
+# "hoax", "bulo", "intox", "dément", "Fälschung", "AI-generated", "there is no"... A caption carrying one of
+# them is refused for a narrative, unless the narrative's own examples carry it too: a narrative that is
+# itself a claim of fakery ("the moon landing was staged", "the minister's jab was faked") is told by its
+# spreaders with "fake", "montage" and "hoax", so for it those words say nothing (FAKERY_CUES).
+#
+# The words are generic, from the vocabulary of fact-checking in the six languages the monitor reads, no
+# subject, place or event of any narrative among them. Questions are not cues: spreaders ask "is this
+# real??" as often as doubters do (held-out v8-v10), and so are bare negations ("no way", "not AI, it's
+# real"): a cue names a verdict, a denial or an absence.
+
+#: Cue families: name -> alternatives, each matched as whole words on the folded text (lower case, no
+#: accents, typographic apostrophes made plain).
+DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
+    "fact check": (r"fact.?check\w*", r"faktencheck\w*", "checagem", "verificacion", r"debunk\w*"),
+    "hoax": (r"hoax\w*", "bulos?", "bufal[ae]", "intox", "infox", r"canular\w*", r"boato\w*"),
+    "fake": ("fakes?", "fake.news"),
+    "false": ("false", "faux", "fausse", "falso", "falsa", r"falsch\w*"),
+    "forgery": (
+        r"falschung\w*",
+        r"gefalscht\w*",
+        r"fotomontag\w*",
+        "montaje",
+        "montagem",
+        "photomontage",
+        "truquee?s?",
+        "retouchee?s?",
+    ),
+    "made with AI": (
+        "ai.generated",
+        "(?:generated|made|created) (?:by|with|using) ai",
+        "it'?s (?:just )?ai",
+        r"ki.generiert\w*",
+        "generee?s? (?:par|avec) (?:l')?ia",
+        "generad[oa]s? (?:por|con) (?:la )?(?:ia|inteligencia artificial)",
+        "creada con inteligencia artificial",
+        "generat[oa] (?:con|dall') ?(?:l')?(?:ia|intelligenza artificiale)",
+        "gerad[oa] (?:por|com) (?:ia|inteligencia artificial)",
+    ),
+    "edited": (
+        r"photoshop\w*",
+        "doctored",
+        "digitally altered",
+        "manipulated",
+        "manipulee?s?",
+        "manipulad[oa]s?",
+        r"manipuliert\w*",
+        "manipolat[oa]",
+        "fabricated",
+        "edited (?:photo|image|picture)",
+    ),
+    "denied": (
+        "den(?:y|ies|ied)",
+        r"dement\w*",
+        r"desmient\w*",
+        r"desment\w*",
+        r"dementiert\w*",
+        r"smentis\w*",
+        r"smentit\w*",
+    ),
+    "not true": (
+        "not true",
+        "isn'?t true",
+        "pas vrai",
+        "no es (?:cierto|verdad|real)",
+        "non e (?:vero|vera|reale)",
+        "nao e (?:verdade|real)",
+        "stimmt nicht",
+        "nicht echt",
+        "not real",
+        "isn'?t real",
+        "never happened",
+        "did not happen",
+        "didn'?t happen",
+    ),
+    "there is no": (
+        "there (?:is|are|was|were)(?: no|n'?t any| not)",
+        "there'?s no",
+        "il n'?y a (?:pas|jamais|aucun)",
+        "aucune?",
+        "no hay",
+        "non c'e",
+        "nao ha",
+        r"es gibt kein\w*",
+    ),
+    "or not?": (r"or not\?", r"o no\?", r"ou nao\?", r"oder nicht\?", r"ou pas\?"),
+}
+_CUES = {
+    name: re.compile(r"(?<!\w)(?:" + "|".join(w) + r")(?!\w)") for name, w in DEBUNK_CUE_PATTERNS.items()
+}
+#: The cues that say "fake" rather than "checked and denied": silent for a narrative claiming fakery.
+FAKERY_CUES = frozenset({"fake", "false", "hoax", "forgery", "edited"})
+#: Words by which a narrative's examples claim that something was faked or staged.
+_CLAIMS_FAKERY = re.compile(
+    r"(?<!\w)(?:fake\w*|stag(?:ed|ing)|hoax\w*|fraud\w*|scripted|theat(?:re|er)|montag\w*|fabricat\w*"
+    r"|phone?y|farce|truque\w*|inszeniert\w*)(?!\w)"
+)
+
+
+def _folded(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("\u2019", "'"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def debunk_cues(text: str) -> frozenset[str]:
+    """The families of debunk cues (DEBUNK_CUE_PATTERNS) a caption carries: "Intox : pas de panneaux solaires
+    autour de Stonehenge, l'image est retouchée" -> {"hoax", "forgery"}."""
+    folded = _folded(text)
+    return frozenset(name for name, pattern in _CUES.items() if pattern.search(folded))
+
+
+def silent_cues(examples: Sequence[str]) -> frozenset[str]:
+    """The cues that say nothing against a narrative: those its own examples carry, and FAKERY_CUES where the
+    examples claim fakery ("proof the moon landing was staged")."""
+    joined = " ".join(examples)
+    silent = debunk_cues(joined)
+    if _CLAIMS_FAKERY.search(_folded(joined)):
+        silent |= FAKERY_CUES
+    return silent
