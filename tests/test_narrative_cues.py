@@ -44,7 +44,7 @@ def test_the_words_of_a_debunk_are_read_in_each_language(caption: str, cue: str)
         "is this real?? a Russian sub right by Tower Bridge",  # spreaders ask too
         "Mbappé al Barça?! no way, he's holding the blaugrana shirt",  # a bare "no" is no denial
         "this is NOT AI, it's real, my cousin was there",
-        "Der bekannteste Tech-Milliardär in Handschellen abgeführt – seine KI-Firma ist pleite",
+        "Der bekannteste Tech-Milliardär in Handschellen abgeführt, seine KI-Firma ist pleite",
         "Ma quindi il sottomarino nel Tamigi, qualcuno ha una fonte?",
         "Denmark's king opens the new bridge",  # a word that starts like "deny" is not "deny"
     ],
@@ -54,7 +54,7 @@ def test_a_caption_that_spreads_or_only_asks_carries_no_cue(caption: str) -> Non
 
 
 def test_a_narrative_that_claims_fakery_silences_the_words_of_fakery_only() -> None:
-    assert FAKERY_CUES <= silent_cues([SYRINGE, "The nurse pressed a capped, empty syringe to his arm"])
+    assert silent_cues([SYRINGE, "The nurse pressed a capped, empty syringe to his arm"]) >= FAKERY_CUES
     assert silent_cues(["Proof the moon landing was staged in a studio"]) >= FAKERY_CUES
     # its debunkers still say "fact check", "denied", "there is no"
     assert not {"fact check", "denied", "there is no"} & silent_cues([SYRINGE])
