@@ -107,7 +107,11 @@ run once, then became tuning data:
   news (3). v12 is spent: tuning data from now on.
 - v13 (`--data heldout-v13`, written blind by someone else given only the format, the brief and the 154
   earlier narrative ids, while v12 was unjudged; 12 new narratives, four same-subject pairs) is unused: it
-  judges the next design once.
+  judges the next design once: EmbeddingGemma's stance decoys with its debunk cues (a caption saying "fact
+  check", "bulo", "dément", "there is no", "AI-generated"... that its narrative's examples do not say is
+  refused: monitor.narratives.stance.debunk_cues, matcher.DEBUNK_CUES) at threshold 0.74; leave one set out
+  over dev + v1-v12 at 2% (1,332 positives, 1,938 negatives): 85.7% recall, 42 flagged (2.2%), 0 wrong;
+  v12 84/108, 12/180; v11 97/108, 15/180 (without the cues 80.6%, 51 (2.6%), 0; v12 83/108, 29/180).
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -312,7 +316,9 @@ class ModelParameters:
 #: (1.8%) / 0; leave one set out: 93.0% / 28 (1.8%) / 0 (the design judged by v10, 0.74 at 2.5%: 93.5% / 38
 #: (2.4%) / 0). With its denials refused (matcher.STANCE_LEAD 0.3), on dev + v1-v11 (1,224 positives,
 #: 1,758 negatives) at 2%, the pick is 0.74: 88.2% / 34 (1.9%) / 0; leave one set out: 88.4% / 40 (2.3%) / 0
-#: (without stance decoys: 84.5% / 45 (2.6%) / 0).
+#: (without stance decoys: 84.5% / 45 (2.6%) / 0). With its debunk cues refused too (matcher.DEBUNK_CUES), on
+#: dev + v1-v12 (1,332 positives, 1,938 negatives) at 2%, leave one set out: 85.7% / 42 (2.2%) / 0 (without:
+#: 80.6% / 51 (2.6%) / 0); the threshold 0.74 kept (pooled 87.2% / 42 (2.2%) / 0).
 MODEL_PARAMETERS: dict[str, ModelParameters] = {
     "embeddinggemma": ModelParameters(0.74, 0.3, 0.5, 0.4, 0.8),
 }

@@ -345,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stance-only", action="store_true", help="only the stance leads, the other weights shipped"
     )
+    parser.add_argument(
+        "--without-cues", action="store_true", help="no debunk cues anywhere in the grid (the former design)"
+    )
     args = parser.parse_args(argv)
 
     encoder, caches = cached_encoder(args.model, args.cache)
@@ -378,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid += [(*SHIPPED[:5], r, *SHIPPED[6:]) for r in RETRIEVAL_STORY_WEIGHTS if r != SHIPPED[5]]
         grid += [(*SHIPPED[:6], lead, SHIPPED[7]) for lead in STANCE_LEADS if lead != SHIPPED[6]]
         grid += [(*SHIPPED[:7], 1.0 - SHIPPED[7])]
+    if args.without_cues:
+        grid = list(dict.fromkeys((*w[:7], 0.0) for w in grid))
     table: dict[Weights, list[Rows]] = {}
     for weights in grid:
         table[weights] = [rows_of(p, weights) for p in parts]

@@ -34,7 +34,11 @@ scores are averaged with their weights:
    (RETRIEVAL_STORY_WEIGHT: another story about the subject sits as close to them as to the examples),
    and its stance decoys: each example in denial frames and in spreading frames, in the six languages
    (monitor.narratives.stance); a caption nearer a denial than both the examples and the spreading
-   frames, by STANCE_LEAD in z, retells the claim to debunk it and is refused like a dismissed one.
+   frames, by STANCE_LEAD in z, retells the claim to debunk it and is refused like a dismissed one. So is,
+   with the stance decoys, a caption that carries a debunk cue ("fact check", "bulo", "dément", "there is
+   no", "AI-generated", in six languages: monitor.narratives.stance.debunk_cues) that the narrative's own
+   examples do not (DEBUNK_CUES): a debunk that negates the claim in its own words is no nearer a denial
+   frame than the claim is.
    The score loses the largest weighted decoy z (when above the background), times `foreign_decoy_factor`
    for a caption that does not look English (monitor.narratives.text.looks_english): decoys are English
    like the examples, and a caption in another language shares little more than its names with either, so
@@ -148,8 +152,10 @@ read with its retrieval prompts (`RetrievalPrompts`), nearest example blended wi
 (CENTROID_WEIGHT), less its story decoys (RETRIEVAL_STORY_WEIGHT), its denials refused (STANCE_LEAD), with
 role examples and caption parts, on dev and held-out v1-v11 at a budget of 2% (`--flag-budget 0.02`: 0.74
 or 0.745 in twelve folds of thirteen of leave one set out, 0.715 in v11's; the budget of 2.5% behind the
-earlier thresholds gave flags on each of the blind sets v9 and v10 above what leave one set out promised);
-other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
+earlier thresholds gave flags on each of the blind sets v9 and v10 above what leave one set out promised).
+With its debunk cues (DEBUNK_CUES), on dev and v1-v12 pooled, the pick is 0.745 at 2% and 0.735 at 2.5%;
+0.74 is kept between them (87.2% recall, 42 of 1,938 flagged (2.2%), 0 wrong, pooled and partly in-sample).
+Other models use DEFAULT_THRESHOLD unless MONITOR_NARRATIVE_THRESHOLD says otherwise."""
 
 
 def threshold_for(model: str, configured: float | None = None) -> float:
@@ -422,9 +428,14 @@ STANCE_LEAD: float | None = 0.3
 #: no", "AI-generated"...) that the narrative's own examples do not carry (stance.silent_cues) is refused for
 #: that narrative. A debunk that negates the claim in the claim's own words ("There is no Russian submarine in
 #: the Thames") sits nearer the examples than any denial frame, so the stance decoys miss it; the cue words
-#: do not. Measured by leave one set out over dev and held-out v1-v12 (`python -m benchmarks.narratives_tune
-#: --model embeddinggemma --flag-budget 0.02 --stance-only`, the threshold re-chosen per fold): see
-#: DEBUNK_CUES_MEASURED below.
+#: do not. Measured by leave one set out over dev and held-out v1-v12 (1,332 positives, 1,938 on-topic
+#: negatives; `python -m benchmarks.narratives_tune --model embeddinggemma --flag-budget 0.02 --stance-only`,
+#: the threshold and stance lead re-chosen per fold; `--without-cues` for the design before): at a flag
+#: budget of 2%, 1,074 matched, 51 flagged -> 1,141 / 42 (v12 83/108, 29/180 -> 84/108, 12/180; v11 89, 12
+#: -> 97, 15); at 2.5% 1,111 / 63 -> 1,183 / 52; at 3% 1,156 / 71 -> 1,210 / 61; the cues chosen in all
+#: thirteen folds, 0 wrong throughout. At the shipped threshold 0.74 on the sets pooled: 1,162 / 63 -> 1,162 /
+#: 42, no positive refused. The cue words are generic, but were written after reading v11's and v12's
+#: debunks: on a new blind set expect less than v12's 17 flags removed.
 DEBUNK_CUES = True
 #: The z a caption refused by a debunk cue scores at most (far below any threshold).
 CUE_REFUSAL_Z = 3.0

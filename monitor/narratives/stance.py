@@ -22,6 +22,10 @@ the assertion frames no positive caption of the tuning sets is refused at the le
 
 The frames are generic: no subject, place or event of any narrative is in them, and the claim inside
 each is the example itself, so a narrative added tomorrow in any wording gets its own stance decoys.
+
+Frames around the example miss the debunk that negates the claim in the claim's own words ("There is no
+Russian submarine in the Thames"): it is no nearer a denial than the claim itself is. Its fact-checking
+words are what give it away, whatever its topic: `debunk_cues` below (matcher.DEBUNK_CUES).
 """
 
 from __future__ import annotations
