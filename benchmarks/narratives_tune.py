@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.narratives import DEV_CANDIDATES, NAMED_DATA, TUNING_DATA, Dataset, load_dataset
+from monitor.narratives import matcher as matcher_module
 from monitor.narratives.encoders import Encoder, GemmaEncoder, ModelMix, View, _single, parse_model_spec
 from monitor.narratives.matcher import (
     CENTROID_WEIGHT,
@@ -348,8 +349,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--without-cues", action="store_true", help="no debunk cues anywhere in the grid (the former design)"
     )
+    parser.add_argument(
+        "--query-prompt",
+        help="EmbeddingGemma's prompt for the captions instead of matcher.GEMMA_QUERY_PROMPT (the bank's "
+        "texts keep the document prompt), e.g. 'task: fact checking | query: ' (cached under its own key)",
+    )
     args = parser.parse_args(argv)
 
+    if args.query_prompt is not None:
+        global RETRIEVAL_KEYS
+        matcher_module.GEMMA_QUERY_PROMPT = args.query_prompt
+        RETRIEVAL_KEYS = ("gemma-query:" + args.query_prompt, RETRIEVAL_KEYS[1])
     encoder, caches = cached_encoder(args.model, args.cache)
     sets = [(name, load_dataset(dataset_path(name))) for name in TUNING_SETS]
     start = time.perf_counter()
