@@ -134,3 +134,24 @@ def test_a_spreader_of_a_fakery_claim_who_says_fake_is_still_matched_and_its_fac
     syringe, submarine = m.narratives.index("empty-syringe"), m.narratives.index("thames-submarine")
     assert cued[syringe] == plain[syringe]
     assert cued[submarine] < plain[submarine]
+
+
+class Symmetric(SameVector):
+    """The same space read with one prompt on both sides (like the default caption models)."""
+
+    def __init__(self, table: Mapping[str, Sequence[float]]) -> None:
+        super().__init__(table)
+        del self.documents
+
+
+def test_the_cues_are_read_only_by_a_model_read_asymmetrically_with_stance_decoys() -> None:
+    debunk = ["There is no Russian submarine in the Thames"]
+    assert matcher().debunked(debunk).any()
+    assert not matcher(debunk_cues=False).debunked(debunk).any()
+    without_stance = NarrativeMatcher(
+        SameVector(VECTORS), BANK, THRESHOLD, background=BACKGROUND, stance_lead=None
+    )
+    assert not without_stance.debunked(debunk).any()
+    assert without_stance.match(debunk[0]) is not None
+    symmetric = NarrativeMatcher(Symmetric(VECTORS), BANK, THRESHOLD, background=BACKGROUND)
+    assert not symmetric.debunked(debunk).any()

@@ -703,6 +703,7 @@ class NarrativeMatcher:
         self._cache: OrderedDict[str, NarrativeMatch | None] = OrderedDict()
         self._cache_size = cache_size
         self._views: list[_ViewIndex] = []
+        self._reads_cues = False
         if not self._narratives:
             return
         groups: dict[str, list[str]] = {n: [] for n in self._narratives}
@@ -758,6 +759,8 @@ class NarrativeMatcher:
         ]
         # a model that only approximates its reference (E5Encoder): close calls are decided on the latter
         self._approximate = any(exact_of(v.view.encoder) is not v.view.encoder for v in self._views)
+        # the cues are read only where a model reads stance (no cost per caption for the other models)
+        self._reads_cues = debunk_cues and stance_lead is not None and any(v.asymmetric for v in self._views)
         total = sum(v.view.weight for v in self._views)
         self._weights = [v.view.weight / total for v in self._views]
 
@@ -841,9 +844,10 @@ class NarrativeMatcher:
 
     def debunked(self, texts: Sequence[str]) -> np.ndarray:
         """(texts, narratives): whether each text carries a debunk cue that each narrative's examples do not
-        (monitor.narratives.stance.debunk_cues, silent_cues); all False with `debunk_cues` off."""
+        (monitor.narratives.stance.debunk_cues, silent_cues); all False with `debunk_cues` off, without
+        stance decoys, or with no model read asymmetrically."""
         cued = np.zeros((len(texts), len(self._narratives)), dtype=bool)
-        if self.debunk_cues and self.stance_lead is not None:
+        if self._reads_cues:
             for row, text in enumerate(texts):
                 found = debunk_cues(text)
                 if found:
