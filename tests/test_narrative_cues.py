@@ -47,6 +47,10 @@ def test_the_words_of_a_debunk_are_read_in_each_language(caption: str, cue: str)
         "Der bekannteste Tech-Milliardär in Handschellen abgeführt, seine KI-Firma ist pleite",
         "Ma quindi il sottomarino nel Tamigi, qualcuno ha una fonte?",
         "Denmark's king opens the new bridge",  # a word that starts like "deny" is not "deny"
+        "The fake news media won't show you this: a Russian sub in the Thames",  # spreaders' words
+        "a false flag, wake up: the sub in the Thames was planted",
+        "there's no way this is real, a submarine by Tower Bridge 😳",
+        "Aucun média n'en parle : un sous-marin russe dans la Tamise",
     ],
 )
 def test_a_caption_that_spreads_or_only_asks_carries_no_cue(caption: str) -> None:

@@ -90,8 +90,8 @@ def assertion_decoys(examples: Sequence[str], templates: Sequence[str] = ASSERTI
 DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
     "fact check": (r"fact.?check\w*", r"faktencheck\w*", "checagem", "verificacion", r"debunk\w*"),
     "hoax": (r"hoax\w*", "bulos?", "bufal[ae]", "intox", "infox", r"canular\w*", r"boato\w*"),
-    "fake": ("fakes?", "fake.news"),
-    "false": ("false", "faux", "fausse", "falso", "falsa", r"falsch\w*"),
+    "fake": ("fakes?(?! news| media)",),  # "the fake news media won't show you this" is a spreader's
+    "false": ("false(?! flag)", "faux", "fausse", "falso", "falsa", r"falsch\w*"),
     "forgery": (
         r"falschung\w*",
         r"gefalscht\w*",
@@ -150,10 +150,9 @@ DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
         "didn'?t happen",
     ),
     "there is no": (
-        "there (?:is|are|was|were)(?: no|n'?t any| not)",
-        "there'?s no",
+        "there (?:is|are|was|were)(?: no(?! way)|n'?t any| not)",  # "there's no way" is disbelief
+        "there'?s no(?! way)",
         "il n'?y a (?:pas|jamais|aucun)",
-        "aucune?",
         "no hay",
         "non c'e",
         "nao ha",
