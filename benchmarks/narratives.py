@@ -4,7 +4,7 @@
     python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v7    # held-out set v7 (now tuning data too)
-    python -m benchmarks.narratives --data heldout-v13 --skip-ablation \
+    python -m benchmarks.narratives --data heldout-v14 --skip-ablation \
         --repeats 1 --throughput                         # the next blind set, once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
@@ -106,12 +106,22 @@ run once, then became tuning data:
   flags are debunks that negate the claim without restating it (18), honest questions (8) and same-event
   news (3). v12 is spent: tuning data from now on.
 - v13 (`--data heldout-v13`, written blind by someone else given only the format, the brief and the 154
-  earlier narrative ids, while v12 was unjudged; 12 new narratives, four same-subject pairs) is unused: it
-  judges the next design once: EmbeddingGemma's stance decoys with its debunk cues (a caption saying "fact
-  check", "bulo", "dément", "there is no", "AI-generated"... that its narrative's examples do not say is
-  refused: monitor.narratives.stance.debunk_cues, matcher.DEBUNK_CUES) at threshold 0.74; leave one set out
-  over dev + v1-v12 at 2% (1,332 positives, 1,938 negatives): 85.7% recall, 42 flagged (2.2%), 0 wrong;
-  v12 84/108, 12/180; v11 97/108, 15/180 (without the cues 80.6%, 51 (2.6%), 0; v12 83/108, 29/180).
+  earlier narrative ids, while v12 was unjudged; 12 new narratives, four same-subject pairs) is judged,
+  once, EmbeddingGemma's stance decoys with its debunk cues (a caption saying "fact check", "bulo", "dément",
+  "there is no", "AI-generated"... that its narrative's examples do not say is refused:
+  monitor.narratives.stance.debunk_cues, matcher.DEBUNK_CUES) at threshold 0.74; leave one set out over dev
+  + v1-v12 at 2% (1,332 positives, 1,938 negatives): 85.7% recall, 42 flagged (2.2%), 0 wrong; v12 84/108,
+  12/180; v11 97/108, 15/180 (without the cues 80.6%, 51 (2.6%), 0; v12 83/108, 29/180):
+  `python -m benchmarks.narratives --data heldout-v13 --skip-ablation --repeats 1`. Judged once (2026-12-06
+  00:16-00:25 UTC, 2 cores, load 11-20): EmbeddingGemma 93.5% recall (101/108), 10/180 (5.6%) flagged, 0
+  wrong (de 92%, en 86%, every other language 100%); the default mix 71.3%, 27/180 (15.0%), 0; MiniLM
+  20.4%, 16/180; banned words 61.1%, 89/180, 0 wrong. Recall meets the goal, the flags do not (at most 6 of
+  180). Listed afterwards: 4 honest questions ("Is Adele actually retiring? Genuine question"), 3
+  negations no cue names ("Non, Mireya n'a pas été créée par des avions...", "Niente microchip", "That
+  photo ... is generated"), 1 "montage IA" debunk, 2 same-event news. v13 is spent: tuning data from now on.
+- v14 (`--data heldout-v14`, written blind by someone else given only the format, the brief and the 166
+  earlier narrative ids, before v13 was judged; 12 new narratives, four same-subject pairs) is unused: it
+  judges the next change once.
 
 Methods, each given the same two English examples per narrative:
 - `banned words`: the narrative's own example words (4+ letters, not stop words) as a banned list; a caption
@@ -201,6 +211,7 @@ HELDOUT_V10 = HERE / "data" / "narratives-heldout-v10.json"
 HELDOUT_V11 = HERE / "data" / "narratives-heldout-v11.json"
 HELDOUT_V12 = HERE / "data" / "narratives-heldout-v12.json"
 HELDOUT_V13 = HERE / "data" / "narratives-heldout-v13.json"
+HELDOUT_V14 = HERE / "data" / "narratives-heldout-v14.json"
 #: --data names -> files; "dev" is looked up in DEV_CANDIDATES: the development set is optional external
 #: data, not in the repository (a shared/ folder beside the checkout); every held-out set is in data/.
 NAMED_DATA = {
@@ -217,7 +228,8 @@ NAMED_DATA = {
     "heldout-v10": HELDOUT_V10,
     "heldout-v11": HELDOUT_V11,
     "heldout-v12": HELDOUT_V12,
-    "heldout-v13": HELDOUT_V13,  # blind: nowhere in TUNING_DATA until it has judged a change
+    "heldout-v13": HELDOUT_V13,
+    "heldout-v14": HELDOUT_V14,  # blind: nowhere in TUNING_DATA until it has judged a change
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
 TUNING_DATA = (
@@ -235,6 +247,7 @@ TUNING_DATA = (
     "heldout-v10",
     "heldout-v11",
     "heldout-v12",
+    "heldout-v13",
 )
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
@@ -684,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v13', 'dev', or a JSON file (a blind set)",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v14', 'dev', or a JSON file (a blind set)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")
