@@ -225,6 +225,8 @@ class LocalIndex:
         for found_owner in ranked_owners.tolist():
             if counts[found_owner] < max(MIN_PAIRS, min_inliers):
                 break
+            if best is not None and counts[found_owner] <= best.inliers:
+                break  # its inliers, at most its pairs, cannot beat the best; nor can the later ones'
             mine = pair_owner == found_owner
             inliers = self._verify(query, found_owner, paired[mine], trains[mine])
             if inliers >= min_inliers and (best is None or inliers > best.inliers):
