@@ -29,3 +29,18 @@ def test_pictures_banked_after_a_search_are_found_and_earlier_ones_still_are() -
     for seed, key in ((1001, "fake-1"), (1002, "fake-2")):
         found = index.match(features(crop_of(seed)))
         assert found is not None and found.key == key, (seed, found)
+
+
+def test_a_prepared_index_finds_what_an_unprepared_one_does_and_pictures_added_after() -> None:
+    prepared, lazy = LocalIndex(), LocalIndex()
+    prepared.prepare()  # nothing banked yet: nothing to build, and no error
+    for index in (prepared, lazy):
+        index.add_all("fake-1", with_mirror(generated_photo(1001)))
+    prepared.prepare()
+    query = features(crop_of(1001))
+    found = prepared.match(query)
+    assert found is not None and found.key == "fake-1"
+    assert found == lazy.match(query)
+    prepared.add_all("fake-2", with_mirror(generated_photo(1002)))
+    later = prepared.match(features(crop_of(1002)))
+    assert later is not None and later.key == "fake-2"
