@@ -204,11 +204,11 @@ in x and y is fitted to each colour channel) of the banked pixels a query is pla
 `contained_match`) for the placement to be evidence. A part that a low-order surface explains (a plain
 colour, a linear or gently curved gradient) agrees with every gradient: the tone and colour fits map any
 smooth ramp onto any other, and the only structure its weights see is the crop's border, so agreement
-there says nothing about the query. Such parts leave their JPEG noise and banding, 0.6-0.85 levels (a
+there says nothing about the query. Such parts leave their JPEG noise and banding, 0.56-0.95 levels (a
 banked soft sky's cloudless half, which 56 linear gradients and photo tiles matched on the eval photos'
-final16 tag); the parts its 109 copies found by these searches were placed on left 12.8 or more (clouds,
-hill lines, subjects), on the tuning tag 9.9 or more (175 copies, dev and eval). 3 sits between: 3.5x over
-the plain parts, 3.3x under the least copy."""
+final16 tag); the parts its 109 copies found by these searches were placed on left 12.7 or more (clouds,
+hill lines, subjects), on the tuning tag 9.2 or more (175 copies, dev and eval). 3 sits between: 3x over
+the plain parts, 3x under the least copy."""
 MIN_REGION_AREA = 0.25
 """Least share of the banked picture a query placed inside it (`region_check`) must cover. The search is
 for crops keeping 60 % or more of each side (CROP_SCALES), placed at 0.84 of the window at the smallest
