@@ -46,6 +46,13 @@ placed a pixel off) and needs most of it to agree (`Fit.subject`, MIN_SUBJECT_FI
 hold too: its colour check uses one map for the three channels (`_shared_fitted`), because a flat logo
 of any colour fits a ball's outline and, channel by channel, its colour.
 
+Plain parts. The region and contained searches place a query on part of a banked picture, and a part
+can be plain (a soft sky's cloudless half): a quadratic surface in x and y explains it, any gradient's
+tones fit it, and the structure weights see nothing there but the part's border. So a placement counts
+only where the banked part has relief, structure a low-order surface leaves (`relief`, MIN_RELIEF), and
+covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
+gradient, a corner of one every look-alike.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
@@ -191,6 +198,24 @@ GENERIC_GAP = 5
 GENERIC_BOX = 0.36
 """`is_generic`'s cut: on renders drawn from 24 seeds, a ball or figure on a gradient had its structure in
 14-32 % of the picture, pastel hills, skies and blurred backgrounds 39-100 % or in several pieces."""
+MIN_RELIEF = 3.0
+"""Least relief (`relief`: grey levels, root mean square, of the banked part left once a quadratic surface
+in x and y is fitted to each colour channel) of the banked pixels a query is placed on (`region_check`,
+`contained_match`) for the placement to be evidence. A part that a low-order surface explains (a plain
+colour, a linear or gently curved gradient) agrees with every gradient: the tone and colour fits map any
+smooth ramp onto any other, and the only structure its weights see is the crop's border, so agreement
+there says nothing about the query. Such parts leave their JPEG noise and banding, 0.56-0.95 levels (a
+banked soft sky's cloudless half, which 56 linear gradients and photo tiles matched on the eval photos'
+final16 tag); the parts its 109 copies found by these searches were placed on left 12.7 or more (clouds,
+hill lines, subjects), on the tuning tag 9.2 or more (175 copies, dev and eval). 3 sits between: 3x over
+the plain parts, 3x under the least copy."""
+MIN_REGION_AREA = 0.25
+"""Least share of the banked picture a query placed inside it (`region_check`) must cover. The search is
+for crops keeping 60 % or more of each side (CROP_SCALES), placed at 0.84 of the window at the smallest
+(REGION_SCALES): 25 % of the picture. Only the tilt search (`TILTS`: the rectangle a turn leaves whole)
+places less, and such a piece of a smooth picture, a corner of gradient with a cloud's fringe, is shared
+by look-alikes: three soft skies' turned-back pieces placed over 16-22 % of a banked one (final16), while
+copies placed by the region search covered 39 % or more (final16), 33 % or more (tuning tag)."""
 MIN_SUBJECT_FIT = 0.70
 """Least share of the banked picture's structure where a query must agree with it (`Fit.subject`), in
 every pixel check of a match to a smooth picture. The share-of-pixels checks count a flat background as
@@ -564,7 +589,7 @@ class LayoutIndex:
         seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
         grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, compared)
         tinted = colour_fits(seen, bank_colour, compared, self._generic[picture])
-        check = _region(score, 1.0, grey_fit, tinted)
+        check = _region(score, 1.0, grey_fit, tinted, relief(bank_colour))
         return (self._keys[picture], check) if check.accepted else None
 
     def _small_colours(self) -> list[np.ndarray | None]:
@@ -947,12 +972,16 @@ class RegionCheck:
     """`colour_fit`'s share within 12 levels in every channel."""
     subject: float = 1.0
     """The least of the two weighed by the banked picture's structure (`Fit.subject`)."""
+    relief: float = float("inf")
+    """`relief` of the banked part the query was placed on (see MIN_RELIEF)."""
 
     @property
     def accepted(self) -> bool:
         least = MIN_SMALL_PLACEMENT if self.area < SMALL_REGION else MIN_PLACEMENT
         return (
-            self.placement >= least
+            self.relief >= MIN_RELIEF
+            and self.area >= MIN_REGION_AREA
+            and self.placement >= least
             and self.grey >= MIN_REGION_FIT
             and self.colour >= MIN_COLOUR_FIT
             and self.subject >= MIN_SUBJECT_FIT
@@ -1088,8 +1117,10 @@ def region_check(
         return None
     score, x, y, w, h, _ = best
     check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared)
-    if check.accepted or score < MIN_PLACEMENT:
-        return check  # a query that does not correlate as placed is not a copy tilted by a few degrees
+    if check.accepted or score < MIN_PLACEMENT or check.relief < MIN_RELIEF:
+        # A query that does not correlate as placed is not a copy tilted by a few degrees; one that fits
+        # best on a plain part of the banked picture would have fitted on its structure, were it a copy.
+        return check
     tilted = _tilted_placement(seen, bank, w / seen.shape[1])
     if tilted is None or tilted[1][0] <= score:
         return check
@@ -1107,11 +1138,16 @@ def _placed_check(
     """How well the query agrees with the banked picture where `placement` (correlation, x, y, width,
     height in the banked thumbnail) put it, its text left out (`text_mask`)."""
     score, x, y, w, h = placement
+    area = w * h / (bank.shape[0] * bank.shape[1])
+    part = bank_colour[y : y + h, x : x + w]
+    rise = relief(part)
+    if rise < MIN_RELIEF:
+        return _region(score, area, NO_FIT, NO_FIT, rise)  # nothing there to agree on: not compared
     compared = ~_resized_mask(text_mask(seen), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
-    colour = colour_fits(placed, bank_colour[y : y + h, x : x + w], compared, shared)
-    return _region(score, w * h / (bank.shape[0] * bank.shape[1]), grey, colour)
+    colour = colour_fits(placed, part, compared, shared)
+    return _region(score, area, grey, colour, rise)
 
 
 def _tilted_placement(
@@ -1136,7 +1172,32 @@ def _tilted_placement(
     return best
 
 
-def _region(placement: float, area: float, grey: Fit, colour: Fit) -> RegionCheck:
-    check = RegionCheck(placement, area, grey.share, colour.share, min(grey.subject, colour.subject))
+def relief(part: np.ndarray) -> float:
+    """How much of a banked part (a colour or grey thumbnail) a low-order surface does not explain: each
+    channel fitted by least squares with a quadratic in x and y (a plain colour, a linear or radial-looking
+    ramp, gentle shading), the root mean square of what is left, largest over the channels, in grey
+    levels. Clouds, hill lines and subjects leave much; a plain gradient its JPEG noise and banding (see
+    MIN_RELIEF)."""
+    # Every other pixel (a smooth picture's relief is the same at half the size), not smoothed: a blur's
+    # border (reflected or replicated) bends a ramp, which would read as relief; the banked thumbnail is
+    # an area-average of a large picture, its JPEG noise well under a level.
+    sampled = part[::2, ::2]
+    height, width = sampled.shape[:2]
+    if height < 4 or width < 4:
+        return 0.0
+    values = sampled.reshape(height * width, -1).astype(np.float64)
+    y, x = np.mgrid[0:height, 0:width]
+    u, v = (x.reshape(-1) / width - 0.5), (y.reshape(-1) / height - 0.5)
+    design = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+    # Normal equations by einsum, not lstsq: LAPACK's threads spin for their time slices on a loaded
+    # machine (1 ms became 17).
+    gram = np.einsum("ni,nj->ij", design, design)
+    coefficients = np.linalg.solve(gram, np.einsum("ni,nc->ic", design, values))
+    left = values - np.einsum("ni,ic->nc", design, coefficients)
+    return float(np.sqrt(np.einsum("nc,nc->c", left, left) / len(left)).max())
+
+
+def _region(placement: float, area: float, grey: Fit, colour: Fit, rise: float = float("inf")) -> RegionCheck:
+    check = RegionCheck(placement, area, grey.share, colour.share, min(grey.subject, colour.subject), rise)
     log.debug("region: %s", check)
     return check
