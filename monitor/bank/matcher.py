@@ -199,6 +199,7 @@ class BankMatcher:
                     self._banked.setdefault(image.cluster, []).append(
                         (found, _banked_thumbnail(bank, image), image)
                     )
+            self._local.prepare()  # the LSH tables now, at start-up, not in the first local query
         self._colours: dict[str, np.ndarray | None] = {}
         """Colour thumbnails of banked smooth pictures a local match was checked against, by digest."""
         self._layouts = LayoutIndex()

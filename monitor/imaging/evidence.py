@@ -761,6 +761,8 @@ def check_local(
         queries, trains = ratio_pairs(query.descriptors, found.descriptors, PAIR_RATIO)
         if len(queries) < 3:
             continue
+        if best is not None and len(queries) <= best[0]:
+            continue  # its inliers, at most its pairs, cannot beat the best fit's
         source = query.points[queries]
         target = found.points[trains]
         model, mask = cv2.estimateAffine2D(
@@ -1041,7 +1043,11 @@ def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
     grey = x @ np.array([0.299, 0.587, 0.114])
     columns = [np.ones_like(x), x, x * x, np.repeat(grey[..., None], 3, axis=-1)]
-    design = np.stack([column[mask].reshape(-1) for column in columns], axis=1)
+    # The same rows as the columns' masked pixels (pixel by pixel, channel by channel), from the masked
+    # pixels of `x` and `grey` alone rather than of four whole images.
+    seen_x = x[mask]
+    shades = np.repeat(grey[mask][:, None], 3, axis=1)
+    design = np.stack([np.ones_like(seen_x), seen_x, seen_x * seen_x, shades], axis=-1).reshape(-1, 4)
     target = y[mask].reshape(-1)
     coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
     kept = np.abs(design @ coefficients - target) <= COLOUR_REFIT

@@ -105,9 +105,10 @@ class AnalyzerHolder:
         """Run a made-up post through the analyser, so what loads or trains on first use does so now.
 
         Loading the analyser loads the first caption model only: the other models of the narrative
-        matcher load when a caption first passes its screen, the local-feature index trains on its
-        first query, the decoders and hashers warm their caches. In a worker's process that cost
-        (seen: a quarter of a process's CPU over its first 200 posts) fell inside the first batches.
+        matcher load when a caption first passes its screen (the local-feature index builds its LSH
+        tables with the bank matcher, at start-up), the decoders and hashers warm their caches. In a
+        worker's process that cost (seen: a quarter of a process's CPU over its first 200 posts) fell
+        inside the first batches.
         The warm-up's stage timings are left out of the metrics; its picture, random blocks, stays among
         the outcomes the analyser reuses for near-duplicates, where no real picture comes near it.
         """
