@@ -385,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cue-counts",
         action="store_true",
-        help="per debunk cue family, the tuning sets' positives and on-topic negatives that carry it (no model)",
+        help="per debunk cue family, the tuning sets' positives and negatives that carry it (no model)",
     )
     args = parser.parse_args(argv)
     if args.cue_counts:
