@@ -25,7 +25,9 @@ each is the example itself, so a narrative added tomorrow in any wording gets it
 
 Frames around the example miss the debunk that negates the claim in the claim's own words ("There is no
 Russian submarine in the Thames"): it is no nearer a denial than the claim itself is. Its fact-checking
-words are what give it away, whatever its topic: `debunk_cues` below (matcher.DEBUNK_CUES).
+words are what give it away, whatever its topic: `debunk_cues` below (matcher.DEBUNK_CUES). So are the
+words of an honest question about the claim ("Honest question: is any eurozone country planning to ban
+cash?"), which shares the claim's topic and none of its stance.
 """
 
 from __future__ import annotations
@@ -81,9 +83,13 @@ def assertion_decoys(examples: Sequence[str], templates: Sequence[str] = ASSERTI
 # spreaders with "fake", "montage" and "hoax", so for it those words say nothing (FAKERY_CUES).
 #
 # The words are generic, from the vocabulary of fact-checking in the six languages the monitor reads, no
-# subject, place or event of any narrative among them. Questions are not cues: spreaders ask "is this
-# real??" as often as doubters do (held-out v8-v10), and so are bare negations ("no way", "not AI, it's
-# real"): a cue names a verdict, a denial or an absence.
+# subject, place or event of any narrative among them. A question is no cue by its question mark: spreaders
+# ask "is this real??" as often as doubters do (held-out v8-v10); but a question that says its writer does
+# not know ("honest question", "is it true that", "est-ce vrai que", "stimmt es, dass") is one, since none of
+# the 1,440 positives of the tuning sets says so (`python -m benchmarks.narratives_tune --cue-counts`). Nor
+# is a bare negation ("no way", "not AI, it's real"), only the fact-checkers' headline "No, the minister did
+# not..." (a "no" with a comma that answers the claim; not "no joke", "no, you're not dreaming"): a cue
+# names a verdict, a denial, an absence or an honest doubt.
 
 #: Cue families: name -> alternatives, each matched as whole words on the folded text (lower case, no
 #: accents, typographic apostrophes made plain).
