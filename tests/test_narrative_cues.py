@@ -74,6 +74,7 @@ def test_the_words_of_a_debunk_are_read_in_each_language(caption: str, cue: str)
         "No, you're not dreaming: a Russian sub right by Tower Bridge",
         "No, this is not AI: the sub surfaced by Tower Bridge this morning",
         "No joke, a Russian submarine in the Thames 😳",
+        "NO! a Russian submarine in the Thames, right by Tower Bridge 😭",
         "Non, vous ne rêvez pas : un sous-marin russe dans la Tamise",
         "is it true?? 😱 a Russian sub in the Thames",
         "Un moteur caché dans le vélo du maillot jaune. Le Tour est truqué 🤡",

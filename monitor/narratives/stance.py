@@ -169,9 +169,9 @@ DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
     "or not?": (r"or not\?", r"o no\?", r"ou nao\?", r"oder nicht\?", r"ou pas\?"),
     # "No, the ECB president did not...": the fact-checkers' headline, a "no" that answers the claim; not the
-    # spreaders' "no way", "no joke", "no, you're not dreaming", "no, this is not AI"
+    # spreaders' "no way", "no joke", "no, you're not dreaming", "no, this is not AI", nor a shocked "NO!"
     "no, ...": (
-        r"(?:no|non|nein|nao)[,.:!](?= )(?! (?:way|joke|kidding|filter|lie|cap)(?!\w))"
+        r"(?:no|non|nein|nao)[,.:](?= )(?! (?:way|joke|kidding|filter|lie|cap)(?!\w))"
         r"(?! (?:you'?re not (?:dreaming|imagining)|vous ne revez|no estas sonando|non stai sognando"
         r"|du traumst nicht|voce nao esta sonhando))"
         r"(?! (?:this|it|that)(?: is|'s)(?: not|n'?t) (?:ai|fake|photoshopped|edited))",
