@@ -52,6 +52,7 @@ from monitor.narratives.matcher import (
     RetrievalPrompts,
     documents_of,
 )
+from monitor.narratives.stance import DEBUNK_CUE_PATTERNS, debunk_cues, silent_cues
 from monitor.narratives.text import caption_parts, looks_english
 
 #: Each tuning set once ("heldout" and "heldout-v3" are the same file).
@@ -335,6 +336,33 @@ def pick(
     return best[1], best[2], best[3]
 
 
+def cue_counts(sets: Sequence[Dataset]) -> dict[str, tuple[int, int, int]]:
+    """Per debunk cue family (monitor.narratives.stance.DEBUNK_CUE_PATTERNS): how many positives carry it
+    unsilenced for their own narrative (each one refused whatever its score), how many on-topic negatives
+    carry it, and how many of those carry no other family. A family worth keeping hits ~0 positives."""
+    tally = {name: [0, 0, 0] for name in DEBUNK_CUE_PATTERNS}
+    for data in sets:
+        silent = {name: silent_cues(texts) for name, texts in data.narratives.items()}
+        for narrative, _, text in data.positives:
+            for family in debunk_cues(text) - silent[narrative]:
+                tally[family][0] += 1
+        for _, text in data.negatives:
+            found = debunk_cues(text)
+            for family in found:
+                tally[family][1] += 1
+                tally[family][2] += len(found) == 1
+    return {name: (a, b, c) for name, (a, b, c) in tally.items()}
+
+
+def print_cue_counts(sets: Sequence[Dataset]) -> None:
+    positives = sum(len(d.positives) for d in sets)
+    negatives = sum(len(d.negatives) for d in sets)
+    print(f"debunk cue families on the tuning sets ({positives} positives, {negatives} on-topic negatives):")
+    print(f"  {'family':16s} {'positives':>9s} {'negatives':>9s} {'only cue':>9s}")
+    for family, (pos, neg, only) in cue_counts(sets).items():
+        print(f"  {family:16s} {pos:9d} {neg:9d} {only:9d}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -354,7 +382,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="EmbeddingGemma's prompt for the captions instead of matcher.GEMMA_QUERY_PROMPT (the bank's "
         "texts keep the document prompt), e.g. 'task: fact checking | query: ' (cached under its own key)",
     )
+    parser.add_argument(
+        "--cue-counts",
+        action="store_true",
+        help="per debunk cue family, the tuning sets' positives and negatives that carry it (no model)",
+    )
     args = parser.parse_args(argv)
+    if args.cue_counts:
+        print_cue_counts([load_dataset(dataset_path(name)) for name in TUNING_SETS])
+        return 0
 
     if args.query_prompt is not None:
         global RETRIEVAL_KEYS

@@ -31,6 +31,24 @@ BACKGROUND = ("bg one", "bg two", "bg three", "bg four")
         ("No, Sam Altman doesn't have robot bodyguards. The viral image is AI-generated", "made with AI"),
         ("La foto è stata creata con l'intelligenza artificiale, è una bufala", "hoax"),
         ("FACT CHECK: the stadium has no roof to lose", "fact check"),
+        # the fact-checkers' headline: a "no" that answers the claim
+        ("No, the tennis star did not hit a ball kid: broadcast footage shows him on clay", "no, ..."),
+        ("Non, Adele n'est pas devenue religieuse. La photo virale est un montage IA.", "no, ..."),
+        ("Non, Adele n'est pas devenue religieuse. La photo virale est un montage IA.", "forgery"),
+        ("That photo of the yellow jersey 'towed by his team car' is generated.", "made with AI"),
+        ("L'immagine del sottomarino è generata, nessuna fonte la conferma", "made with AI"),
+        # an honest question: its writer does not know
+        ("Honest question, how do they actually check bikes for motors at the Tour?", "honest question"),
+        ("Is it true France doesn't fluoridate its tap water? Saw a post about Lyon", "honest question"),
+        (
+            "Is any eurozone country planning to ban cash? Asking because of the shredder photo",
+            "honest question",
+        ),
+        ("¿Es cierto que hay un submarino ruso en el Támesis?", "honest question"),
+        ("Est-ce vrai qu'un sous-marin russe est dans la Tamise ?", "honest question"),
+        ("Stimmt es, dass ein russisches U-Boot in der Themse liegt?", "honest question"),
+        ("È vero che c'è un sottomarino russo nel Tamigi?", "honest question"),
+        ("Pergunta séria: o submarino no Tâmisa existe mesmo?", "honest question"),
     ],
 )
 def test_the_words_of_a_debunk_are_read_in_each_language(caption: str, cue: str) -> None:
@@ -51,10 +69,34 @@ def test_the_words_of_a_debunk_are_read_in_each_language(caption: str, cue: str)
         "a false flag, wake up: the sub in the Thames was planted",
         "there's no way this is real, a submarine by Tower Bridge 😳",
         "Aucun média n'en parle : un sous-marin russe dans la Tamise",
+        # spreaders' idioms beside the new cues: a "no" that is no answer, "is it true??" with nothing after,
+        # "truqué" of an event (rigged), a picture that is "not a montage", "asking for a friend"
+        "No, you're not dreaming: a Russian sub right by Tower Bridge",
+        "No, this is not AI: the sub surfaced by Tower Bridge this morning",
+        "No joke, a Russian submarine in the Thames 😳",
+        "NO! a Russian submarine in the Thames, right by Tower Bridge 😭",
+        "Non, vous ne rêvez pas : un sous-marin russe dans la Tamise",
+        "is it true?? 😱 a Russian sub in the Thames",
+        "Un moteur caché dans le vélo du maillot jaune. Le Tour est truqué 🤡",
+        "Ce n'est pas un montage : le sous-marin est bien dans la Tamise",
+        "Why is a Russian sub in the Thames and no one talks about it? Asking for a friend",
+        "world no.1 'just eats clean' huh?? the sub is right by Tower Bridge",
     ],
 )
 def test_a_caption_that_spreads_or_only_asks_carries_no_cue(caption: str) -> None:
     assert debunk_cues(caption) == frozenset()
+
+
+def test_an_honest_question_about_the_claim_is_refused_and_a_spreader_asking_is_not() -> None:
+    m = matcher()
+    assert m.match("Honest question: is there really a Russian submarine in the Thames?") is None
+    asked = m.match("is this real?? a Russian submarine in the Thames right by Tower Bridge")
+    assert asked is not None and asked.narrative_id == "thames-submarine"
+    # the same question without its cue is flagged: the cue is what refuses it
+    honest = matcher(debunk_cues=False).match(
+        "Honest question: is there really a Russian submarine in the Thames?"
+    )
+    assert honest is not None and honest.narrative_id == "thames-submarine"
 
 
 def test_a_narrative_that_claims_fakery_silences_the_words_of_fakery_only() -> None:

@@ -435,7 +435,12 @@ STANCE_LEAD: float | None = 0.3
 #: -> 97, 15); at 2.5% 1,111 / 63 -> 1,183 / 52; at 3% 1,156 / 71 -> 1,210 / 61; the cues chosen in all
 #: thirteen folds, 0 wrong throughout. At the shipped threshold 0.74 on the sets pooled: 1,162 / 63 -> 1,162 /
 #: 42, no positive refused. The cue words are generic, but were written after reading v11's and v12's
-#: debunks: on a new blind set expect less than v12's 17 flags removed.
+#: debunks: on a new blind set expect less than v12's 17 flags removed. Since v13 (judged blind: 101/108,
+#: 10/180 flagged), honest questions ("honest question", "is it true that"...), the "No, ..." of a
+#: fact-checker's headline, a bare "generated" and "montage" are cues too: leave one set out over dev and
+#: v1-v13 (1,440 positives, 2,118 negatives) at 2%, 1,205 matched / 43 flagged -> 1,253 / 43; at 2.5%
+#: 1,264 / 56 -> 1,304 / 55; at 3% 1,305 / 67 -> 1,318 / 67; at 0.74 pooled 1,263 / 52 -> 1,264 / 43
+#: (README "Since v13"); v13 is in-sample for them.
 DEBUNK_CUES = True
 #: The z a caption refused by a debunk cue scores at most (far below any threshold).
 CUE_REFUSAL_Z = 3.0

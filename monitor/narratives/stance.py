@@ -25,7 +25,9 @@ each is the example itself, so a narrative added tomorrow in any wording gets it
 
 Frames around the example miss the debunk that negates the claim in the claim's own words ("There is no
 Russian submarine in the Thames"): it is no nearer a denial than the claim itself is. Its fact-checking
-words are what give it away, whatever its topic: `debunk_cues` below (matcher.DEBUNK_CUES).
+words are what give it away, whatever its topic: `debunk_cues` below (matcher.DEBUNK_CUES). So are the
+words of an honest question about the claim ("Honest question: is any eurozone country planning to ban
+cash?"), which shares the claim's topic and none of its stance.
 """
 
 from __future__ import annotations
@@ -81,9 +83,13 @@ def assertion_decoys(examples: Sequence[str], templates: Sequence[str] = ASSERTI
 # spreaders with "fake", "montage" and "hoax", so for it those words say nothing (FAKERY_CUES).
 #
 # The words are generic, from the vocabulary of fact-checking in the six languages the monitor reads, no
-# subject, place or event of any narrative among them. Questions are not cues: spreaders ask "is this
-# real??" as often as doubters do (held-out v8-v10), and so are bare negations ("no way", "not AI, it's
-# real"): a cue names a verdict, a denial or an absence.
+# subject, place or event of any narrative among them. A question is no cue by its question mark: spreaders
+# ask "is this real??" as often as doubters do (held-out v8-v10); but a question that says its writer does
+# not know ("honest question", "is it true that", "est-ce vrai que", "stimmt es, dass") is one, since none of
+# the 1,440 positives of the tuning sets says so (`python -m benchmarks.narratives_tune --cue-counts`). Nor
+# is a bare negation ("no way", "not AI, it's real"), only the fact-checkers' headline "No, the minister did
+# not..." (a "no" with a comma that answers the claim; not "no joke", "no, you're not dreaming"): a cue
+# names a verdict, a denial, an absence or an honest doubt.
 
 #: Cue families: name -> alternatives, each matched as whole words on the folded text (lower case, no
 #: accents, typographic apostrophes made plain).
@@ -99,19 +105,22 @@ DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
         "montaje",
         "montagem",
         "photomontage",
-        "truquee?s?",
+        "truquees?",  # "la photo est truquée"; not "le Tour est truqué" (rigged: a spreader's word)
         "retouchee?s?",
+        "(?<!pas )(?<!pas un )(?<!not a )montage",  # "la photo est un montage", not "ce n'est pas un montage"
     ),
     "made with AI": (
-        "ai.generated",
-        "(?:generated|made|created) (?:by|with|using) ai",
+        # "generated" alone, in any of the six languages: "AI-generated", "générée par IA", "generata con
+        # l'IA", and the picture that "is generated" without naming AI
+        "generated",
+        "generee?s?",
+        "generad[oa]s?",
+        "generat[oa]",
+        "gerad[oa]s?",
+        r"generiert\w*",
+        "(?:made|created) (?:by|with|using) ai",
         "it'?s (?:just )?ai",
-        r"ki.generiert\w*",
-        "generee?s? (?:par|avec) (?:l')?ia",
-        "generad[oa]s? (?:por|con) (?:la )?(?:ia|inteligencia artificial)",
         "creada con inteligencia artificial",
-        "generat[oa] (?:con|dall') ?(?:l')?(?:ia|intelligenza artificiale)",
-        "gerad[oa] (?:por|com) (?:ia|inteligencia artificial)",
     ),
     "edited": (
         r"photoshop\w*",
@@ -159,6 +168,35 @@ DEBUNK_CUE_PATTERNS: dict[str, tuple[str, ...]] = {
         r"es gibt kein\w*",
     ),
     "or not?": (r"or not\?", r"o no\?", r"ou nao\?", r"oder nicht\?", r"ou pas\?"),
+    # "No, the ECB president did not...": the fact-checkers' headline, a "no" that answers the claim; not the
+    # spreaders' "no way", "no joke", "no, you're not dreaming", "no, this is not AI", nor a shocked "NO!"
+    "no, ...": (
+        r"(?:no|non|nein|nao)[,.:](?= )(?! (?:way|joke|kidding|filter|lie|cap)(?!\w))"
+        r"(?! (?:you'?re not (?:dreaming|imagining)|vous ne revez|no estas sonando|non stai sognando"
+        r"|du traumst nicht|voce nao esta sonhando))"
+        r"(?! (?:this|it|that)(?: is|'s)(?: not|n'?t) (?:ai|fake|photoshopped|edited))",
+    ),
+    # an honest question says that its writer does not know: spreaders ask "is this real??" (no cue), not
+    # "honest question" or "is it true that" (none of the 1,440 positives of the tuning sets does)
+    "honest question": (
+        "(?:honest|genuine|serious|sincere) question",
+        "genuinely (?:curious|asking|wondering)",
+        "just curious",
+        "asking (?:for my|because|since)",  # not "asking for a friend", a spreader's insinuation too
+        r"is it true(?= \w)",
+        "vraie question",
+        "question (?:serieuse|sincere|honnete)",
+        "est.ce (?:que c'est )?vrai(?= qu)",
+        "pregunta (?:seria|honesta|sincera)",
+        "(?:es|sera) (?:cierto|verdad) que",
+        "ehrliche frage",
+        "ernst ?gemeinte frage",
+        "stimmt es,? dass",
+        "domanda (?:seria|sincera|onesta)",
+        "e vero che",
+        "pergunta (?:seria|sincera|honesta)",
+        "e verdade que",
+    ),
 }
 _CUES = {
     name: re.compile(r"(?<!\w)(?:" + "|".join(w) + r")(?!\w)") for name, w in DEBUNK_CUE_PATTERNS.items()
