@@ -4,7 +4,7 @@
     python -m benchmarks.narratives --data heldout-v4    # held-out set v4 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v6    # held-out set v6 (now tuning data too)
     python -m benchmarks.narratives --data heldout-v7    # held-out set v7 (now tuning data too)
-    python -m benchmarks.narratives --data heldout-v14 --skip-ablation \
+    python -m benchmarks.narratives --data heldout-v15 --skip-ablation \
         --repeats 1 --throughput                         # the next blind set, once (see History)
     python -m benchmarks.narratives --data dev --sweep   # tuning: the development set and threshold curves
                                                          # (optional external data, not in the repository)
@@ -120,7 +120,19 @@ run once, then became tuning data:
   negations no cue names ("Non, Mireya n'a pas été créée par des avions...", "Niente microchip", "That
   photo ... is generated"), 1 "montage IA" debunk, 2 same-event news. v13 is spent: tuning data from now on.
 - v14 (`--data heldout-v14`, written blind by someone else given only the format, the brief and the 166
-  earlier narrative ids, before v13 was judged; 12 new narratives, four same-subject pairs) is unused: it
+  earlier narrative ids, before v13 was judged; 12 new narratives, four same-subject pairs) is judged, once,
+  the debunk cues with two more families (honest questions: "genuine question", "is it true that", "est-ce
+  vrai que"...; a fact-checker's "No, / Non, / Nein, / Não," opener) and "generated", "montage", chosen by
+  leave one set out over dev + v1-v13 at 2% (1,440 positives, 2,118 negatives: 87.0% recall, 43 flagged,
+  0 wrong; v13 101/108, 3/180, in-sample for the new words): `python -m benchmarks.narratives --data
+  heldout-v14 --skip-ablation --repeats 1`. Judged once (2026-12-06 01:13-01:17 UTC, 2 cores, load 2-5):
+  EmbeddingGemma 96.3% recall (104/108), 31/180 (17.2%) flagged, 0 wrong; the default mix 80.6%, 32/180
+  (17.8%), 0; MiniLM 25.9%, 32/180; banned words 71.3%, 108/180, 0. Listed afterwards: 14 of the 31 carry a
+  question or debunk word ("Is that photo of ballot boxes going off the Aran ferry real?", "¿Es real la foto
+  ...?", "Stimmt das mit dem Brand ...?"), most of the rest are news of the same event ("Storm Zelda: all
+  trains between Rotterdam and Antwerp cancelled"). v14 is spent: tuning data from now on.
+- v15 (`--data heldout-v15`, written blind by someone else given only the format, the brief and the 178
+  earlier narrative ids, before v14 was judged; 12 new narratives, four same-subject pairs) is unused: it
   judges the next change once.
 
 Methods, each given the same two English examples per narrative:
@@ -212,6 +224,7 @@ HELDOUT_V11 = HERE / "data" / "narratives-heldout-v11.json"
 HELDOUT_V12 = HERE / "data" / "narratives-heldout-v12.json"
 HELDOUT_V13 = HERE / "data" / "narratives-heldout-v13.json"
 HELDOUT_V14 = HERE / "data" / "narratives-heldout-v14.json"
+HELDOUT_V15 = HERE / "data" / "narratives-heldout-v15.json"
 #: --data names -> files; "dev" is looked up in DEV_CANDIDATES: the development set is optional external
 #: data, not in the repository (a shared/ folder beside the checkout); every held-out set is in data/.
 NAMED_DATA = {
@@ -229,7 +242,8 @@ NAMED_DATA = {
     "heldout-v11": HELDOUT_V11,
     "heldout-v12": HELDOUT_V12,
     "heldout-v13": HELDOUT_V13,
-    "heldout-v14": HELDOUT_V14,  # blind: nowhere in TUNING_DATA until it has judged a change
+    "heldout-v14": HELDOUT_V14,
+    "heldout-v15": HELDOUT_V15,  # blind: nowhere in TUNING_DATA until it has judged a change
 }
 #: Sets that tuned the shipped matcher: their figures are not held-out figures.
 TUNING_DATA = (
@@ -248,6 +262,7 @@ TUNING_DATA = (
     "heldout-v11",
     "heldout-v12",
     "heldout-v13",
+    "heldout-v14",
 )
 GENERIC = HERE / "data" / "generic-captions.txt"
 DEV_CANDIDATES = (
@@ -697,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--data",
         default="heldout",
-        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v14', 'dev', or a JSON file (a blind set)",
+        help="'heldout' (default, v3), 'heldout-v1' ... 'heldout-v15', 'dev', or a JSON file (a blind set)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true", help="print threshold curves (tuning, dev set only)")

