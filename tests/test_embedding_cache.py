@@ -4,7 +4,6 @@ the per-post stage embeds no caption that cannot count (a text-only post)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,14 +25,8 @@ from monitor.bank.store import (
 from monitor.models import NarrativeMatch, Post
 from monitor.narratives import matcher as matcher_module
 from monitor.narratives.matcher import NarrativeMatcher, derive
+from tests.support.word_encoder import BACKGROUND, WordEncoder
 
-BACKGROUND = (
-    "lovely sunset over the harbour",
-    "my cat sleeping on the sofa",
-    "traffic jam on the motorway this morning",
-    "new recipe for banana bread",
-    "the football match ended in a draw",
-)
 NARRATIVES = {
     "pope-puffer": ["Pope Francis wears a white puffer coat", "Pope Francis in a huge white puffer jacket"],
     "trump-arrest": ["Donald Trump arrested by police in New York", "Police drag Donald Trump away"],
@@ -47,26 +40,6 @@ CAPTIONS = [
     "my cat on the sofa again",
     "Le pape François porte une doudoune blanche",
 ]
-
-
-class WordEncoder:
-    """A deterministic bag-of-words encoder (each word a fixed random direction) that counts its work."""
-
-    cache_key = "test-words@1"
-
-    def __init__(self) -> None:
-        self.encoded: list[str] = []
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.encoded.extend(texts)
-        rows = []
-        for text in texts:
-            vector = np.zeros(64, np.float64)
-            for word in text.lower().split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big")
-                vector += np.random.default_rng(seed).standard_normal(64)
-            rows.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
-        return np.array(rows, dtype=np.float32).reshape(len(texts), 64)
 
 
 def bank_dir(tmp_path: Path, narratives: dict[str, list[str]] = NARRATIVES) -> Path:

@@ -3,21 +3,12 @@ each distinct decoy text once, and each narrative's decoy z must still be the ne
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-
 import numpy as np
 
 from monitor.bank.store import NarrativeExample
 from monitor.narratives.matcher import NarrativeMatcher, derive
+from tests.support.word_encoder import BACKGROUND, WordEncoder
 
-BACKGROUND = (
-    "lovely sunset over the harbour",
-    "my cat sleeping on the sofa",
-    "traffic jam on the motorway this morning",
-    "new recipe for banana bread",
-    "the football match ended in a draw",
-)
 #: two narratives about Donald Trump (their name and story decoys overlap) and one about someone else
 NARRATIVES = {
     "trump-arrest": ["Donald Trump arrested by police in New York", "Police drag Donald Trump away"],
@@ -33,20 +24,6 @@ CAPTIONS = [
 ]
 #: decoy kinds in the order of derive()'s fields and of _ViewIndex.decoy_z's first three
 KINDS = ("names", "stories", "swaps")
-
-
-class WordEncoder:
-    """A deterministic bag-of-words encoder: each word a fixed random direction."""
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
-            vector = np.zeros(64, np.float64)
-            for word in text.lower().split():
-                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "big")
-                vector += np.random.default_rng(seed).standard_normal(64)
-            rows.append(vector / max(float(np.linalg.norm(vector)), 1e-12))
-        return np.array(rows, dtype=np.float32).reshape(len(texts), 64)
 
 
 def test_each_narrative_is_penalised_by_its_own_decoys_when_narratives_share_decoy_texts() -> None:
