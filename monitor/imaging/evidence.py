@@ -872,10 +872,46 @@ def _tone_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[
     `bank` smoothed alike: whole arrays, so that they can be compared a pixel off too."""
     x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
     y = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)
-    design = np.stack([np.ones_like(x[mask]), x[mask], x[mask] * x[mask]], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, y[mask], rcond=None)
+    clipped = _clipped(x, mask)
+    # Pixels the copy clipped say nothing of its tone curve: fitted on the others (see CLIPPED_HIGH).
+    fitted_on = mask if clipped is None else mask & ~(clipped[0] | clipped[1])
+    design = np.stack([np.ones_like(x[fitted_on]), x[fitted_on], x[fitted_on] * x[fitted_on]], axis=1)
+    coefficients, *_ = np.linalg.lstsq(design, y[fitted_on], rcond=None)
     fitted = coefficients[0] + coefficients[1] * x + coefficients[2] * x * x
-    return fitted, y
+    return _bounded(fitted, y, clipped), y
+
+
+CLIPPED_HIGH = 250.0 / 255.0
+CLIPPED_LOW = 5.0 / 255.0
+"""A copy's (smoothed) channel at or above CLIPPED_HIGH, or at or below CLIPPED_LOW, is clipped: a filter
+that brightened and raised contrast pushed it past white (or black), so its level says only that the
+original was at least (at most) as bright as the fit of the copy's other pixels predicts there."""
+MIN_UNCLIPPED = 0.25
+"""The least share of the compared pixels a channel must keep unclipped for the tone fit to leave its clipped
+pixels out: where most of a copy is clipped, too little is left to fit (a white or black picture would
+agree with any bright or dark part), and the fit is made as before, over every pixel."""
+
+
+def _clipped(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where `x` (a smoothed channel, 0 to 1) is clipped high and low, or None where too little of `mask`
+    is left unclipped (MIN_UNCLIPPED) or nothing is clipped."""
+    high, low = x >= CLIPPED_HIGH, x <= CLIPPED_LOW
+    clipped = (high | low)[mask]
+    if not clipped.any() or float(np.mean(~clipped)) < MIN_UNCLIPPED:
+        return None
+    return high, low
+
+
+def _bounded(
+    fitted: np.ndarray, target: np.ndarray, clipped: tuple[np.ndarray, np.ndarray] | None
+) -> np.ndarray:
+    """`fitted` where the copy was not clipped; where it was clipped high, the banked level itself if that
+    is at least the fitted one (a clipped pixel only bounds the original from below), and low alike."""
+    if clipped is None:
+        return fitted
+    high, low = clipped
+    bounded = np.where(high & (target > fitted), target, fitted)
+    return np.where(low & (target < bounded), target, bounded)
 
 
 def _shifted_residual(fitted: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -1049,12 +1085,17 @@ def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     shades = np.repeat(grey[mask][:, None], 3, axis=1)
     design = np.stack([np.ones_like(seen_x), seen_x, seen_x * seen_x, shades], axis=-1).reshape(-1, 4)
     target = y[mask].reshape(-1)
+    clipped = _clipped(x, mask)
+    if clipped is not None:
+        # Each channel's clipped pixels left out of the fit (see CLIPPED_HIGH).
+        unclipped = ~(clipped[0] | clipped[1])[mask].reshape(-1)
+        design, target = design[unclipped], target[unclipped]
     coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
     kept = np.abs(design @ coefficients - target) <= COLOUR_REFIT
     if kept.sum() >= 16:
         coefficients, *_ = np.linalg.lstsq(design[kept], target[kept], rcond=None)
     fitted = sum(c * column for c, column in zip(coefficients.tolist(), columns, strict=True))
-    return np.asarray(fitted), y
+    return _bounded(np.asarray(fitted), y, clipped), y
 
 
 def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1071,15 +1112,17 @@ def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     for c in range(3):
         x = blurred[..., c]
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
-        xm, ym = x[mask], y[mask]
-        design = np.stack([np.ones_like(xm), xm, xm * xm, grey[mask]], axis=1)
+        clipped = _clipped(x, mask)
+        fitted_on = mask if clipped is None else mask & ~(clipped[0] | clipped[1])
+        xm, ym = x[fitted_on], y[fitted_on]
+        design = np.stack([np.ones_like(xm), xm, xm * xm, grey[fitted_on]], axis=1)
         coefficients, *_ = np.linalg.lstsq(design, ym, rcond=None)
         residual = np.abs(design @ coefficients - ym)
         kept = residual <= COLOUR_REFIT
         if kept.sum() >= 16:
             coefficients, *_ = np.linalg.lstsq(design[kept], ym[kept], rcond=None)
         a, b, c2, g = coefficients.tolist()
-        fitted.append(a + b * x + c2 * x * x + g * grey)
+        fitted.append(_bounded(a + b * x + c2 * x * x + g * grey, y, clipped))
         target.append(y)
     return np.stack(fitted, axis=-1), np.stack(target, axis=-1)
 
