@@ -15,9 +15,8 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from monitor.bank.matcher import BankMatcher
-from monitor.bank.store import add_images, load_bank
 from monitor.models import BankMatch
-from monitor.settings import Settings
+from tests.support.banking import matcher_of
 from tests.support.renders import smooth_picture
 from tests.support.viral_edits import jpeg
 
@@ -26,11 +25,7 @@ HILLS = ("pastel-hills", "clip0")
 
 @pytest.fixture(scope="module")
 def matcher(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
-    folder = tmp_path_factory.mktemp("clipped")
-    path = folder / "hills.jpg"
-    path.write_bytes(jpeg(smooth_picture(*HILLS), 92))
-    add_images(folder / "bank", "hills", [path])
-    return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+    return matcher_of(tmp_path_factory.mktemp("clipped"), "hills", smooth_picture(*HILLS))
 
 
 def decide(matcher: BankMatcher, image: Image.Image) -> BankMatch | None:

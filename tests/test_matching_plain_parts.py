@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from monitor.bank.matcher import BankMatcher
-from monitor.bank.store import add_images, load_bank
 from monitor.imaging import evidence
 from monitor.imaging.evidence import colour_thumbnail, relief
 from monitor.models import BankMatch
-from monitor.settings import Settings
+from tests.support.banking import matcher_of
 from tests.support.renders import flat_negative, smooth_picture
 from tests.support.viral_edits import apply_edit, jpeg
 
@@ -29,11 +28,7 @@ SKY = ("soft-sky", "evalfinal161")
 
 @pytest.fixture(scope="module")
 def matcher(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
-    folder = tmp_path_factory.mktemp("plain-part")
-    path = folder / "sky.jpg"
-    path.write_bytes(jpeg(smooth_picture(*SKY), 92))
-    add_images(folder / "bank", "sky", [path])
-    return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+    return matcher_of(tmp_path_factory.mktemp("plain-part"), "sky", smooth_picture(*SKY))
 
 
 def decide(matcher: BankMatcher, data: bytes) -> BankMatch | None:
