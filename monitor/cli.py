@@ -60,6 +60,12 @@ SETTING_OPTIONS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "data_dir": (Path, "DIR", "the worker's local state directory (env MONITOR_DATA_DIR)"),
     "log_level": (str, "LEVEL", "debug, info, warning, error (env MONITOR_LOG_LEVEL)"),
     "models_dir": (Path, "DIR", "where fetched caption models live (env MONITOR_MODELS_DIR)"),
+    "embedded_processes": (
+        int,
+        "N",
+        "processes that analyse an in-process replay, 0: this process; default: the analysis_processes "
+        "setting for an archive of 1000 posts or more, else 0 (env MONITOR_EMBEDDED_PROCESSES)",
+    ),
 }
 PIPELINE_OPTIONS = ("bank", "threshold", "window_seconds", "level_factor")
 #: Commands that read a bank, and whether it must exist already (`bank add` creates it).
@@ -99,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
 
     demo = commands.add_parser("demo", help="the whole pipeline in-process on the bundled sample")
-    _setting_options(demo, *PIPELINE_OPTIONS)
+    _setting_options(demo, *PIPELINE_OPTIONS, "embedded_processes")
     demo.add_argument("--archive", type=Path, help="another archive instead of the bundled sample")
     demo.add_argument("--alerts-out", type=Path, help="also write the alerts as JSON lines to FILE")
 
@@ -111,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode = replay.add_mutually_exclusive_group(required=True)
     mode.add_argument("--to-kafka", action="store_true", help="produce the archive into the posts topic")
     mode.add_argument("--embedded", action="store_true", help="run the pipeline in-process")
-    _setting_options(replay, *PIPELINE_OPTIONS, "broker", "partitions")
+    _setting_options(replay, *PIPELINE_OPTIONS, "broker", "partitions", "embedded_processes")
     replay.add_argument("--alerts-out", type=Path, help="write alerts as JSON lines here (--embedded)")
     replay.add_argument("--rejects-out", type=Path, help="write malformed events here (--embedded)")
 
@@ -263,6 +269,7 @@ def _settings(args: argparse.Namespace, defaults: dict[str, Any] | None = None) 
         "partitions",
         "data_dir",
         "log_level",
+        "embedded_processes",
     )
     overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     settings = load_settings(overrides, defaults=defaults)

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     models_dir: Path = Path("~/.cache/misinfo-monitor/models")
     caption_batch: int = 32
     analysis_processes: int = 2
+    embedded_processes: int | None = None
+    """Processes that analyse an in-process replay (`replay --embedded`, `demo`, `monitor.replay`); None:
+    `analysis_processes` for an archive of POOL_MIN_POSTS posts or more, else none (monitor/pipeline.py)."""
     slack_webhook_url: str = ""
     slack_min_interval_seconds: float = 1.0
     dashboard_url: str = ""
@@ -174,6 +177,8 @@ class Settings(BaseSettings):
             )
         if self.analysis_processes < 0:
             raise SettingsError(f"analysis_processes must not be negative, got {self.analysis_processes}")
+        if self.embedded_processes is not None and self.embedded_processes < 0:
+            raise SettingsError(f"embedded_processes must not be negative, got {self.embedded_processes}")
         if self.level_factor < 2:
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:

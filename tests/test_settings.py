@@ -186,6 +186,7 @@ def _other_value(field: str) -> tuple[str, Any]:
         "narrative_threshold": ("0.66", 0.66),
         "narrative_screen": ("2.25", 2.25),
         "e5_runtime": ("numpy", "numpy"),
+        "embedded_processes": ("3", 3),
     }
     default = getattr(Settings(), field)
     if field in special:

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +42,7 @@ from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
 from monitor.pipeline import event_limits
-from monitor.runtime.analysis_pool import Analysis
+from monitor.runtime.analysis_pool import Analysis, analyze_or_single_out
 from monitor.runtime.consumer_loop import ConsumerLoop
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts, record_size
@@ -413,34 +413,18 @@ class AnalysisLoop(ConsumerLoop):
         producer: Any,
         dead: list[Any],
     ) -> list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]]:
-        """The batch at once; if that fails (a bug, not bad input), post by post, dead-lettering the failures.
-
-        A post that breaks the analysis must not block its partition forever (at least once would read it
-        again and again): it goes to the DLQ with the error, and its neighbours go on. Posts failing the
-        same way are logged once, with their count.
-        """
-        try:
-            return list(zip(await self.analysis.run(posts, images), sources, strict=True))
-        except Exception:
-            log.exception("analysis of a batch of %d posts failed; analysing them one by one", len(posts))
+        """The batch's analysed posts with their records; a post whose analysis fails alone (a bug meeting
+        it, a process it kills) goes to the DLQ as `analysis failed` with the error, and its neighbours go
+        on (analysis_pool.analyze_or_single_out): at least once would read it again and again."""
+        outcomes = await analyze_or_single_out(self.analysis, posts, images, "dead-lettering it")
         analyzed: list[tuple[AnalyzedPost, tuple[TopicPartition, Any]]] = []
-        failures: Counter[str] = Counter()
-        for post, post_images, (tp, record) in zip(posts, images, sources, strict=True):
-            try:
-                analyzed.extend(
-                    (item, (tp, record)) for item in await self.analysis.run([post], [post_images])
-                )
-            except Exception as exc:
-                kind = type(exc).__name__
-                if not failures[kind]:
-                    log.exception("analysis of post %s failed; dead-lettering it", post.post_id)
-                failures[kind] += 1
-                self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
-                reason, detail = DeadLetterReason.ANALYSIS_FAILED, repr(exc)[:500]
-                dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
-        for kind, count in failures.items():
-            if count > 1:
-                log.error("%d posts of the batch failed with %s; all dead-lettered", count, kind)
+        for outcome, (tp, record) in zip(outcomes, sources, strict=True):
+            if not isinstance(outcome, Exception):
+                analyzed.append((outcome, (tp, record)))
+                continue
+            self.metrics.dead_letter(DeadLetterReason.ANALYSIS_FAILED)
+            reason, detail = DeadLetterReason.ANALYSIS_FAILED, repr(outcome)[:500]
+            dead.append(await self._dead_letter(producer, tp, record, reason, detail, wait=False))
         return analyzed
 
     async def _dead_letter(

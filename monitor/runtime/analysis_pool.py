@@ -15,14 +15,18 @@ and is recorded in the worker's metrics, so dashboards read the same either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import logging
 import multiprocessing
 import os
 import signal
+from collections import Counter
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -139,7 +143,47 @@ class Analysis(Protocol):
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]: ...
 
+    def alone(self) -> AbstractAsyncContextManager[None]:
+        """Within (and in the task that entered it): nothing else is analysed beside what this task runs,
+        so a post whose analysis kills a process is the post that did (`analyze_or_single_out`)."""
+        ...
+
     def close(self) -> None: ...
+
+
+async def analyze_or_single_out(
+    analysis: Analysis, posts: list[Post], images: list[list[LoadedImage]], fate: str
+) -> list[AnalyzedPost | Exception]:
+    """Each post's analysis, or the exception its analysis failed with alone; aligned with `posts`.
+
+    The batch at once; if that fails (a bug meeting some input, or a process killed by a hostile picture,
+    which fails the whole pool's batches), its posts one by one, alone in the analysis: a post that
+    breaks the analysis must not take its batch mates with it, nor block a stream forever. The worker
+    dead-letters the failures (`analysis failed`), the embedded replay rejects them; `fate` (what the
+    caller does with a failure, "dead-lettering it") goes in the log. Posts failing the same way are
+    logged once, with their count.
+    """
+    try:
+        return list(await analysis.run(posts, images))
+    except Exception:
+        log.exception("analysis of a batch of %d posts failed; analysing them one by one", len(posts))
+    outcomes: list[AnalyzedPost | Exception] = []
+    failures: Counter[str] = Counter()
+    async with analysis.alone():
+        for post, post_images in zip(posts, images, strict=True):
+            try:
+                [analyzed] = await analysis.run([post], [post_images])
+                outcomes.append(analyzed)
+            except Exception as exc:
+                kind = type(exc).__name__
+                if not failures[kind]:
+                    log.exception("analysis of post %s failed; %s", post.post_id, fate)
+                failures[kind] += 1
+                outcomes.append(exc)
+    for kind, count in failures.items():
+        if count > 1:
+            log.error("%d posts of the batch failed with %s; %s", count, kind, fate.replace(" it", " them"))
+    return outcomes
 
 
 ANALYSIS_THREAD = "analysis"
@@ -164,6 +208,9 @@ class ThreadAnalysis:
         holder = AnalyzerHolder(settings, Telemetry())
         add_problem_observer(lambda problem: metrics.provenance_problems.labels(problem.where).inc())
         return cls(holder.analyze, metrics, holder)
+
+    def alone(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # one batch at a time already, and a thread cannot die of a post
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
@@ -241,6 +288,55 @@ class AnalysisProcessDied(RuntimeError):
     """The process analysing a batch died; the pool was rebuilt."""
 
 
+class _Gate:
+    """Batches side by side, or one task's runs alone: a process that dies fails every batch in its pool,
+    so a post retried alone must have the pool to itself for its death to name it.
+
+    Runs of the task holding the gate alone pass; others wait until it leaves, and a task waiting to be
+    alone waits for the runs in flight, while no new run starts.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Condition()
+        self._running = 0
+        self._owner: asyncio.Task[Any] | None = None
+        self._waiting_alone = 0
+
+    def _mine(self) -> bool:
+        return self._owner is not None and self._owner is asyncio.current_task()
+
+    @contextlib.asynccontextmanager
+    async def side_by_side(self) -> AsyncIterator[None]:
+        if self._mine():
+            yield
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._owner is None and not self._waiting_alone)
+            self._running += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._running -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def alone(self) -> AsyncIterator[None]:
+        async with self._changed:
+            self._waiting_alone += 1
+            try:
+                await self._changed.wait_for(lambda: self._owner is None and not self._running)
+            finally:
+                self._waiting_alone -= 1
+            self._owner = asyncio.current_task()
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._owner = None
+                self._changed.notify_all()
+
+
 class ProcessAnalysis:
     """Analysis in a pool of processes, each with its own analyser."""
 
@@ -251,6 +347,16 @@ class ProcessAnalysis:
         self.depth = processes + 1
         self._generation = 0
         self._pool = self._new_pool()
+        self._gate: _Gate | None = None
+
+    def _the_gate(self) -> _Gate:
+        """Made in the event loop that runs the analysis (asyncio's primitives belong to one loop)."""
+        if self._gate is None:
+            self._gate = _Gate()
+        return self._gate
+
+    def alone(self) -> AbstractAsyncContextManager[None]:
+        return self._the_gate().alone()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """A pool whose processes start now, loading their bank and models while the worker joins its
@@ -269,17 +375,18 @@ class ProcessAnalysis:
 
     async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
-        generation, pool = self._generation, self._pool
         light = [without_inline_data(post) for post in posts]
-        try:
-            analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, light, images)
-        except BrokenProcessPool:
-            if generation == self._generation:  # the first to notice rebuilds it
-                self._generation += 1
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                log.error("an analysis process died; started a new pool")
-            raise AnalysisProcessDied(f"analysis process died analysing {len(posts)} post(s)") from None
+        async with self._the_gate().side_by_side():  # the pool rebuilt before anyone else runs
+            generation, pool = self._generation, self._pool
+            try:
+                analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, light, images)
+            except BrokenProcessPool:
+                if generation == self._generation:  # the first to notice rebuilds it
+                    self._generation += 1
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+                    log.error("an analysis process died; started a new pool")
+                raise AnalysisProcessDied(f"analysis process died analysing {len(posts)} post(s)") from None
         telemetry.record(self.metrics)
         return list(analyzed)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import time
@@ -22,7 +23,7 @@ from monitor.bank.store import Bank, load_bank
 from monitor.ingest.archive import ArchiveEntry, read_archive
 from monitor.models import Alert, DeadLetterReason
 from monitor.narratives.matcher import Encoder
-from monitor.pipeline import Pipeline, event_limits
+from monitor.pipeline import Pipeline, event_limits, processes_for
 from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, record_size
 from monitor.settings import Settings
 from monitor.sinks.slack import SlackWebhook
@@ -45,6 +46,11 @@ class ReplaySummary:
     dead_lettered: int = 0
     """`--to-kafka`: events too large for a Kafka record, sent to the dead-letter topic instead of `posts`."""
     seconds: float = 0.0
+    analysis_failed: int = 0
+    """`--embedded`: posts whose analysis failed alone (a bug, a picture that kills its analysis process),
+    written to the rejects as `analysis failed` and counted in `rejected`."""
+    mode: str = ""
+    """`--embedded`: where the analysis ran (Pipeline.describe)."""
 
     def line(self) -> str:
         rate = self.posts / self.seconds if self.seconds > 0 else 0.0
@@ -56,7 +62,9 @@ class ReplaySummary:
                 if self.images_ignored
                 else ""
             )
+            + (f" ({self.analysis_failed} of them: analysis failed)" if self.analysis_failed else "")
             + (f"; {self.undelivered} alerts NOT delivered to Slack" if self.undelivered else "")
+            + (f"; {self.mode}" if self.mode else "")
         )
 
 
@@ -87,7 +95,13 @@ async def replay_embedded(
     progress: Progress | None = stderr_progress,
     on_alert: Callable[[Alert], None] | None = None,
 ) -> ReplaySummary:
-    """Run the whole pipeline in-process over an archive; alerts go to `alerts_out` as JSON lines."""
+    """Run the whole pipeline in-process over an archive; alerts go to `alerts_out` as JSON lines.
+
+    The analysis runs in this process or in `processes_for(settings, posts)` analysis processes; the
+    alerts are the same either way (tracked in stream order). The processes load the `bank` setting's
+    directory and caption model themselves, so a `bank` handed in that is not that directory's keeps the
+    analysis in this process. `progress` hears which it is before the first post.
+    """
     started = time.monotonic()
     archive = read_archive(archive_path, event_limits(settings))
     if bank is None:
@@ -97,31 +111,44 @@ async def replay_embedded(
     )
     if rejects_out is not None:
         for reject in archive.rejects:
-            rejects_out.write(
-                json.dumps(
-                    {"line": reject.line, "reason": reject.reason, "detail": reject.detail, "raw": reject.raw}
-                )
-                + "\n"
-            )
-    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent)
+            _reject(rejects_out, reject.line, reject.reason, reject.detail, reject.raw)
+    processes = processes_for(settings, len(archive.entries))
+    if processes and not _loadable(bank, settings):
+        processes = 0
+        if progress is not None:
+            progress("replay: the bank was handed in, not loaded from the bank setting; analysing in-process")
+    pipeline = Pipeline(settings, bank, encoder=encoder, archive_dir=archive_path.parent, processes=processes)
+    summary.mode = pipeline.describe()
+    if progress is not None:
+        progress(f"replay: {len(archive.entries)} posts, {summary.mode}")
     slack = SlackWebhook.from_settings(settings) if settings.slack_webhook_url else None
     ticker = _Ticker(progress, len(archive.entries))
+    batch = settings.caption_batch
+    entries = archive.entries
+    lines = {id(entry.post): entry for entry in entries}
+    batches = ([e.post for e in entries[start : start + batch]] for start in range(0, len(entries), batch))
     try:
-        batch = settings.caption_batch
-        for start in range(0, len(archive.entries), batch):
-            posts = [entry.post for entry in archive.entries[start : start + batch]]
-            for alert in await pipeline.process(posts):
-                summary.alerts.append(alert)
-                if alerts_out is not None:
-                    alerts_out.write(json.dumps(alert.to_json()) + "\n")
-                    alerts_out.flush()
-                if on_alert is not None:
-                    on_alert(alert)
-                if slack is not None:
-                    delivery = await slack.send_alert(alert, image_url=alert.image_url)
-                    summary.undelivered += 0 if delivery.delivered else 1
-            summary.posts += len(posts)
-            ticker.tick(summary.posts, len(summary.alerts))
+        async with contextlib.aclosing(pipeline.stream(batches)) as tracked:
+            async for done in tracked:
+                for alert in done.alerts:
+                    summary.alerts.append(alert)
+                    if alerts_out is not None:
+                        alerts_out.write(json.dumps(alert.to_json()) + "\n")
+                        alerts_out.flush()
+                    if on_alert is not None:
+                        on_alert(alert)
+                    if slack is not None:
+                        delivery = await slack.send_alert(alert, image_url=alert.image_url)
+                        summary.undelivered += 0 if delivery.delivered else 1
+                for post, error in done.failed:
+                    entry = lines[id(post)]
+                    summary.rejected += 1
+                    summary.analysis_failed += 1
+                    if rejects_out is not None:
+                        reason, raw = DeadLetterReason.ANALYSIS_FAILED, json.dumps(entry.raw)
+                        _reject(rejects_out, entry.line, reason, repr(error)[:500], raw)
+                summary.posts += len(done.posts) - len(done.failed)
+                ticker.tick(summary.posts, len(summary.alerts))
     finally:
         await pipeline.aclose()
         if slack is not None:
@@ -129,6 +156,17 @@ async def replay_embedded(
     summary.image_errors = pipeline.image_errors
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _reject(out: TextIO, line: int, reason: DeadLetterReason, detail: str, raw: str) -> None:
+    out.write(json.dumps({"line": line, "reason": reason, "detail": detail, "raw": raw}) + "\n")
+
+
+def _loadable(bank: Bank, settings: Settings) -> bool:
+    """Whether analysis processes, which load the bank setting's directory, would load `bank`."""
+    if settings.bank is None:
+        return not bank.size and not bank.narratives
+    return bank.directory is not None and bank.directory.resolve() == settings.bank.resolve()
 
 
 def kafka_value(entry: ArchiveEntry, archive_dir: Path) -> dict[str, Any]:
