@@ -101,7 +101,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,7 +123,7 @@ from monitor.models import Alert, Post
 from monitor.narratives.encoders import SENTENCE_TRANSFORMERS_DEFAULT, resolve_model, views_of
 from monitor.narratives.matcher import Encoder
 from monitor.pipeline import Pipeline, make_encoder
-from monitor.runtime.analysis_pool import READY_LINE
+from monitor.runtime.analysis_pool import READY_LINE, ProcessAnalysis
 from monitor.runtime.topics import bootstrap_servers
 from monitor.settings import Settings, load_settings
 from tests.support.synthetic import ClusterSpec, Suspicion, build_scenario
@@ -338,45 +338,73 @@ def cpu_stages(times: StageTimes, encoder: Encoder | None) -> Any:
 
 
 async def run_pipeline(
-    variant: str, archive_path: Path, settings: Settings, bank: Bank, encoder: Encoder | None
+    variant: str,
+    archive_path: Path,
+    settings: Settings,
+    bank: Bank,
+    encoder: Encoder | None,
+    processes: int = 0,
 ) -> RunResult:
-    """Archive parse + `Pipeline.process` in batches of `caption_batch`, as the embedded replay does.
+    """Archive parse + `Pipeline.stream` in batches of `caption_batch`, as the embedded replay does, the
+    analysis in this process or (`processes` > 0) in a pool of analysis processes.
 
-    Building the pipeline (the bank matcher's banked features and LSH tables, the narrative matcher) is
-    start-up, timed apart (`startup_seconds`, `startup_cpu_seconds`) and not in the rate: on the realistic
-    bank it took 7 s of CPU, 17 ms per post of a 400-post run."""
+    Building the pipeline (the bank matcher's banked features and LSH tables, the narrative matcher; with
+    processes, spawning them until each has loaded and warmed up) is start-up, timed apart
+    (`startup_seconds`, `startup_cpu_seconds`, the processes' CPU included) and not in the rate: on the
+    realistic bank it took 7 s of CPU, 17 ms per post of a 400-post run. CPU seconds count this process
+    and its analysis processes (Linux /proc), as the Kafka rows count a worker's; the stage breakdown is
+    this process's own (the processes' stages stay in their metrics). `load_average` is the 1-minute load
+    at the end of the run."""
     built = time.perf_counter()
-    built_cpu = time.process_time()
+    built_cpu = _own_and_children_cpu()
     stages = StageTimes()
     pipeline = Pipeline(
-        settings, bank, encoder=encoder, archive_dir=archive_path.parent, observe=stages.observe
+        settings,
+        bank,
+        encoder=encoder,
+        archive_dir=archive_path.parent,
+        observe=stages.observe,
+        processes=processes,
     )
+    if isinstance(pipeline.analysis, ProcessAnalysis):
+        await pipeline.analysis.ready()
     startup = {
         "startup_seconds": time.perf_counter() - built,
-        "startup_cpu_seconds": time.process_time() - built_cpu,
+        "startup_cpu_seconds": _own_and_children_cpu() - built_cpu,
+        "processes": processes,
     }
     start = time.perf_counter()
     cpu_start = time.process_time()
+    children_start = _children_cpu()
     archive = read_archive(archive_path)
     latencies: list[float] = []
     batch_seconds: list[float] = []
     alerts: list[Alert] = []
-    try:
+    handed: list[float] = []
+    """When the pipeline took each batch: a batch's latency runs from there to its alerts."""
+
+    def batches() -> Iterator[list[Post]]:
         size = settings.caption_batch
+        for first in range(0, len(archive.entries), size):
+            handed.append(time.perf_counter())
+            yield [entry.post for entry in archive.entries[first : first + size]]
+
+    failed = 0
+    try:
         with cpu_stages(stages, encoder):
-            for first in range(0, len(archive.entries), size):
-                posts = [entry.post for entry in archive.entries[first : first + size]]
-                entered = time.perf_counter()
-                raised = await pipeline.process(posts)
-                took = time.perf_counter() - entered
-                batch_seconds.append(took)
-                latencies.extend([took] * len(raised))
-                alerts.extend(raised)
+            async with contextlib.aclosing(pipeline.stream(batches())) as tracked:
+                async for index, done in _enumerate(tracked):
+                    took = time.perf_counter() - handed[index]
+                    batch_seconds.append(took)
+                    latencies.extend([took] * len(done.alerts))
+                    alerts.extend(done.alerts)
+                    failed += len(done.failed)
+        children_cpu = _children_cpu() - children_start
     finally:
         await pipeline.aclose()
     seconds = time.perf_counter() - start
-    cpu_seconds = time.process_time() - cpu_start
-    stages.observe("other", cpu_seconds - sum(v for k, v in stages.seconds.items() if ":" not in k))
+    own_cpu = time.process_time() - cpu_start
+    stages.observe("other", own_cpu - sum(v for k, v in stages.seconds.items() if ":" not in k))
     return RunResult(
         variant,
         len(archive.entries),
@@ -384,16 +412,36 @@ async def run_pipeline(
         alerts=len(alerts),
         latencies=latencies,
         extra={
-            "cpu_seconds": cpu_seconds,
-            "stage_cpu_ms_per_post": stages.per_post_ms(len(archive.entries)),
+            "cpu_seconds": own_cpu + children_cpu,
+            "analysis_cpu_seconds": children_cpu,
+            "stage_cpu_ms_per_post": stages.per_post_ms(len(archive.entries)) if not processes else {},
             "captions_per_model": dict(stages.captions),
             "batch_p50_ms": _ms(percentile(batch_seconds, 50)),
             "batch_p99_ms": _ms(percentile(batch_seconds, 99)),
             "alert_ids": sorted(a.alert_id for a in alerts),
+            "alerts_in_order": [a.alert_id for a in alerts],
+            "analysis_failed": failed,
             "image_errors": pipeline.image_errors,
+            "load_average": os.getloadavg()[0],
             **startup,
         },
     )
+
+
+async def _enumerate(items: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:
+    index = 0
+    async for item in items:
+        yield index, item
+        index += 1
+
+
+def _children_cpu() -> float:
+    """CPU seconds so far of this process's live child processes (the analysis processes)."""
+    return sum(_cpu_of(child) or 0.0 for child in _children(os.getpid()))
+
+
+def _own_and_children_cpu() -> float:
+    return time.process_time() + _children_cpu()
 
 
 def without_narratives(bank: Bank) -> Bank:
@@ -1024,6 +1072,28 @@ def kafka_cpu_split(runs: Sequence[RunResult]) -> str:
     )
 
 
+def pooled_line(pooled: Sequence[RunResult], serial: Sequence[RunResult], processes: int) -> str:
+    """The pooled in-process row's start-up, where its CPU went, and whether its alerts are the serial
+    run's (ids and order) in every repeat."""
+
+    def median(values: Iterable[float]) -> float:
+        return statistics.median(list(values))
+
+    same = all(
+        p.extra["alerts_in_order"] == s.extra["alerts_in_order"] for p, s in zip(pooled, serial, strict=False)
+    )
+    startup = median(r.extra["startup_seconds"] for r in pooled)
+    startup_cpu = median(r.extra["startup_cpu_seconds"] for r in pooled)
+    children = median(r.extra["analysis_cpu_seconds"] * 1000 / r.posts for r in pooled)
+    own = median((r.extra["cpu_seconds"] - r.extra["analysis_cpu_seconds"]) * 1000 / r.posts for r in pooled)
+    return (
+        f"ours in-process with {processes} processes (medians): start-up until every process is ready "
+        f"{startup:.1f} s (CPU {startup_cpu:.1f} s, not in the row); CPU ms/post: this process {own:.2f}, "
+        f"analysis processes {children:.2f}; alerts (ids and order) "
+        f"{'the same as' if same else 'DIFFERENT from'} the serial run's"
+    )
+
+
 def ratio_median(numerators: Sequence[RunResult], denominators: Sequence[RunResult]) -> float | None:
     """Median over repeats of (numerator rate / denominator rate), each pair from the same repeat."""
     pairs = [n.rate / d.rate for n, d in zip(numerators, denominators, strict=False) if d.rate > 0]
@@ -1171,10 +1241,12 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     baseline_start = time.perf_counter() - loading
     encoder = make_encoder(settings)
     encoder.encode(["warm up the caption model"])
-    runs: dict[str, list[RunResult]] = {"plain": [], "ours": [], "kafka": []}
+    runs: dict[str, list[RunResult]] = {"plain": [], "ours": [], "pooled": [], "kafka": []}
     kafka_startup: list[float] = []
+    pooled_processes = args.embedded_processes
     for repeat in range(1, args.repeats + 1):
         runs["plain"].append(baseline.run(real.archive, real.posts))
+        runs["plain"][-1].extra["load_average"] = os.getloadavg()[0]
         runs["ours"].append(await run_pipeline("in-process", real.archive, settings, bank, encoder))
         plain, ours = runs["plain"][-1], runs["ours"][-1]
         log(
@@ -1182,6 +1254,22 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             f"({plain.extra['cpu_seconds'] * 1000 / plain.posts:.1f} CPU ms/post), ours in-process "
             f"{ours.rate:.1f} posts/s ({ours.extra['cpu_seconds'] * 1000 / ours.posts:.1f} CPU ms/post)"
         )
+        if pooled_processes > 0:
+            pooled = await run_pipeline(
+                f"in-process, {pooled_processes} proc.", real.archive, settings, bank, None, pooled_processes
+            )
+            runs["pooled"].append(pooled)
+            same = pooled.extra["alerts_in_order"] == ours.extra["alerts_in_order"]
+            cpu_ms, children_ms = (
+                pooled.extra[k] * 1000 / pooled.posts for k in ("cpu_seconds", "analysis_cpu_seconds")
+            )
+            log(
+                f"realistic repeat {repeat}/{args.repeats}: ours in-process with {pooled_processes} "
+                f"processes {pooled.rate:.1f} posts/s ({cpu_ms:.1f}"
+                f" CPU ms/post, {children_ms:.1f} of it in "
+                f"the processes) after a start-up of {pooled.extra['startup_seconds']:.1f} s; alerts (ids, "
+                f"order) {'the same as' if same else 'DIFFERENT from'} the serial run's"
+            )
         if not args.skip_kafka:
             try:
                 result = await run_kafka(
@@ -1210,6 +1298,7 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
         await profile_pipeline(real.archive, settings, bank, encoder, args.profile)
     summaries = {name: summarise(results) for name, results in runs.items() if results}
     ours_vs_plain = ratio_median(runs["ours"], runs["plain"])
+    pooled_vs_plain = ratio_median(runs["pooled"], runs["plain"])
     kafka_vs_plain = ratio_median(runs["kafka"], runs["plain"])
     print()
     print(f"REALISTIC: {real.describe()}")
@@ -1219,8 +1308,16 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     )
     rows: list[tuple[str, dict[str, Any], str]] = [
         ("plain baseline (MiniLM + phash)", summaries["plain"], "baseline"),
-        ("ours in-process (replay --embedded)", summaries["ours"], f"x{_fmt(ours_vs_plain, 2)} plain"),
+        ("ours in-process, serial", summaries["ours"], f"x{_fmt(ours_vs_plain, 2)} plain"),
     ]
+    if runs["pooled"]:
+        rows.append(
+            (
+                f"ours in-process, {pooled_processes} proc.",
+                summaries["pooled"],
+                f"x{_fmt(pooled_vs_plain, 2)} plain",
+            )
+        )
     if runs["kafka"]:
         rows.append(
             (
@@ -1236,6 +1333,15 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
         else ""
     )
     print(stage_line(runs["ours"]))
+    if runs["pooled"]:
+        print(pooled_line(runs["pooled"], runs["ours"], pooled_processes))
+    loads = {name: [r.extra.get("load_average") for r in results] for name, results in runs.items()}
+    print(
+        "load average (1 min) at the end of each run: "
+        + "; ".join(
+            f"{name} {', '.join(_fmt(v, 1) for v in values)}" for name, values in loads.items() if values
+        )
+    )
     if runs["kafka"]:
         print(f"kafka CPU ms/post, medians: {kafka_cpu_split(runs['kafka'])}")
     build = statistics.median(r.extra["startup_seconds"] for r in runs["ours"])
@@ -1252,7 +1358,11 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     return {
         "stream": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(real).items()},
         "summary": summaries,
-        "ratios": {"ours_vs_plain": ours_vs_plain, "kafka_vs_plain": kafka_vs_plain},
+        "ratios": {
+            "ours_vs_plain": ours_vs_plain,
+            "pooled_vs_plain": pooled_vs_plain,
+            "kafka_vs_plain": kafka_vs_plain,
+        },
         "startup": {
             "first": first_start,
             "cached": cached_start,
@@ -1307,6 +1417,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=Settings.model_fields["analysis_processes"].default,
         help="analysis processes of the measured worker (a worker with a thread is measured too)",
+    )
+    parser.add_argument(
+        "--embedded-processes",
+        type=int,
+        default=Settings.model_fields["analysis_processes"].default,
+        help="analysis processes of the pooled in-process row (0: leave the row out)",
     )
     parser.add_argument("--json-out", type=Path, help="also write every run and the summary as JSON here")
     parser.add_argument(
