@@ -67,9 +67,10 @@ def settings_for(scenario: Scenario, **changes: Any) -> Settings:
 
 
 def replay(
-    archive: Path, settings: Settings, rejects: io.StringIO | None = None
+    archive: Path, settings: Settings, rejects: io.StringIO | None = None, said: list[str] | None = None
 ) -> tuple[ReplaySummary, list[dict[str, Any]]]:
-    summary = asyncio.run(replay_embedded(archive, settings, rejects_out=rejects, progress=None))
+    progress = None if said is None else said.append
+    summary = asyncio.run(replay_embedded(archive, settings, rejects_out=rejects, progress=progress))
     return summary, [alert.to_json() for alert in summary.alerts]
 
 
@@ -77,10 +78,14 @@ def test_the_pooled_replay_raises_the_serial_replays_alerts_in_the_same_order(
     viral: Scenario, serial: tuple[ReplaySummary, list[dict[str, Any]]]
 ) -> None:
     serial_summary, serial_alerts = serial
-    pooled_summary, pooled_alerts = replay(viral.archive, settings_for(viral, embedded_processes=2))
+    said: list[str] = []
+    pooled_summary, pooled_alerts = replay(
+        viral.archive, settings_for(viral, embedded_processes=2), said=said
+    )
 
-    assert serial_summary.mode == "analysing in this process, one batch at a time"
-    assert pooled_summary.mode == "analysing in 2 processes, 3 batches in flight"
+    assert said[0] == f"replay: {serial_summary.posts} posts, analysing in 2 processes, 3 batches in flight"
+    assert serial_summary.line().endswith("; analysing in this process, one batch at a time")
+    assert pooled_summary.line().endswith("; analysing in 2 processes, 3 batches in flight")
     levels = {(a["cluster_id"], a["level"]) for a in serial_alerts}
     assert len(levels) >= 6, "the scenario's viral clusters climb several levels"
     assert pooled_alerts == serial_alerts

@@ -4,8 +4,9 @@ Analysis (decode, hash, match, provenance, caption models) is CPU work, most of 
 a second thread adds little. With `MONITOR_ANALYSIS_PROCESSES=N` the worker starts N processes, each with
 its own analyser (bank, caption models), and keeps Kafka, the tracker and Slack in the worker process:
 batches are analysed side by side and still sent in order. A process that dies (a decoder crashing on a
-hostile file) takes only its batch with it: the pool is rebuilt, the batch is retried post by post, and the
-post that kills a process goes to the DLQ as `analysis failed`. A worker thread could not survive that.
+hostile file) takes only its batch with it: the pool is rebuilt, the batch is retried post by post, each
+post alone in the pool, and the post that kills a process goes to the DLQ as `analysis failed`. A worker
+thread could not survive that. The embedded replay (monitor/pipeline.py) uses the same pool and rule.
 The processes end with their worker, however it ends (runtime/lifeline.py), so none is left orphaned.
 
 What the processes measure (stage timings, provenance problems, bank sizes) comes back with each result
