@@ -67,7 +67,7 @@ def test_a_text_longer_than_the_model_reads_in_windows_as_the_engine_does(
 def test_a_vector_barely_depends_on_the_batch(ours: E5Numpy) -> None:
     # float rounding of a product depends on its rows, and an int8 step can follow it: about the
     # difference between the engine and ours, far below what moves a decision; torch pads rows to 32 and
-    # attends over all windows in one masked call: another rounding at most, never another caption's tokens
+    # attends each window over its own rows: another rounding at most, never another caption's tokens
     alone = np.stack([ours.query([c])[0] for c in CAPTIONS])
     together = ours.query(CAPTIONS)
     assert (alone * together).sum(axis=1).min() > 0.9995

