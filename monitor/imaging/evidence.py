@@ -107,7 +107,7 @@ WINDOW_SCALES = (1.0, 0.9, 0.8)
 WINDOW_STEP = 0.1
 CROP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
 """Windows (of each side) the region search starts from: crops keep 60-85 % of each side."""
-REGION_SHORTLIST = 0.70
+REGION_SHORTLIST = 0.65
 """Least layout correlation (over the crop windows) that makes a banked smooth picture worth a region
 search: well under LAYOUT_MATCH, as the windows sit a twentieth of a side off a crop at worst."""
 REGION_CANDIDATES = 2
@@ -175,6 +175,15 @@ SMOOTH_PDQ_CHECKED = 21
 PDQ bits are partly noise around the median, so look-alikes can come within Meta's 31 (one did at 28 on
 the eval set); on the tuning set its copies' hits that fail the whole-picture check (screenshots,
 letterboxes, grey copies: the check sees bars or no colour) were all at 18 or less."""
+MIN_MONOCHROME_FIT = 0.97
+MIN_MONOCHROME_SUBJECT = 0.95
+"""Least grey agreement (share of the pixels, and of the structure) of a monochrome copy (grey, sepia,
+washed out) of a generic banked picture whose PDQ hash came within SMOOTH_PDQ_CHECKED of it but whose
+contrast is too low for its quality to pass once stretched (`LayoutIndex.monochrome_fit`). Its hues cannot
+be compared, so its shape must agree nearly exactly, over the whole picture: on final18 such copies agreed
+at 1.000 (share and structure), the copies the stretched PDQ stage finds are the same pictures a little
+less washed out."""
+
 MONOCHROME_LEVELS = 3.0
 """Mean misfit (levels) of colour channels predicted from the grey under which a picture is monochrome
 (`monochrome`)."""
@@ -644,6 +653,32 @@ class LayoutIndex:
                         log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
                         return best
         log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
+        return best
+
+    def monochrome_fit(
+        self, key: str, views: list[Image.Image], colour_of: Callable[[], Image.Image | None]
+    ) -> Fit:
+        """The best grey agreement (`whole_fit`'s, grey alone) of a monochrome query's views with the
+        generic banked picture of `key`: NO_FIT when the query is in colour (its hues must then hold, as
+        in every other check) or `key` has no generic picture. See MIN_MONOCHROME_FIT."""
+        colour = colour_of()
+        if colour is not None and not monochrome(colour_thumbnail(colour)):
+            return NO_FIT
+        best = NO_FIT
+        for picture, owner in enumerate(self._keys):
+            if owner != key or not self._generic[picture]:
+                continue
+            bank = self._thumbnails[picture]
+            full = np.ones(bank.shape, dtype=bool)
+            for view in views:
+                grey = thumbnail(view)
+                for turn in range(8):
+                    seen = cv2.resize(
+                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
+                    )
+                    fit = fits(seen, bank, full)
+                    best = fit if _better(fit, best) else best
+        log.debug("monochrome %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
     def scores(self, views: list[Image.Image]) -> dict[str, float]:
