@@ -274,9 +274,12 @@ def post_box(array: np.ndarray) -> Box | None:
         return None
     height, width = array.shape
     full = differs.mean(axis=1) > POST_ROW
-    full = cv2.morphologyEx(
-        full.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((2 * POST_GAP + 1, 1), np.uint8)
-    )[:, 0] > 0
+    full = (
+        cv2.morphologyEx(
+            full.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((2 * POST_GAP + 1, 1), np.uint8)
+        )[:, 0]
+        > 0
+    )
     best: tuple[int, int] | None = None
     start: int | None = None
     for row, inside in enumerate([*full.tolist(), False]):
