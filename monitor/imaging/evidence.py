@@ -544,19 +544,36 @@ class LayoutIndex:
             colour = colour_of()
             if colour is None:
                 return None
-            row, window = divmod(at, per_window)
-            view, turn = divmod(row, 8)
-            seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
-            check = region_check(
-                seen_colour,
-                self._thumbnails[picture],
-                bank_colour,
-                _CROP_BOXES[window],
-                self._generic[picture],
-            )
-            if check is not None and check.accepted:
-                return self._keys[picture], check
+            for tried in self._region_tries(flat[picture], at):
+                row, window = divmod(tried, per_window)
+                view, turn = divmod(row, 8)
+                seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
+                check = region_check(
+                    seen_colour,
+                    self._thumbnails[picture],
+                    bank_colour,
+                    _CROP_BOXES[window],
+                    self._generic[picture],
+                )
+                if check is not None and check.accepted:
+                    return self._keys[picture], check
         return None
+
+    @staticmethod
+    def _region_tries(scores: np.ndarray, best: int) -> list[int]:
+        """Where a banked picture is searched for the query (indices of `scores`: view, turn, crop window):
+        its best layout correlation, and, when that is in a turned or mirrored orientation, the best one
+        as the query is (turn 0 of any view) if shortlisted too. A near-symmetric subject (a ball) lets a
+        mirrored layout score best, and placed mirrored its crop agrees less (final18: 0.95 mirrored,
+        0.99 as it is)."""
+        per_view = 8 * len(_CROP_BOXES)
+        if (best % per_view) // len(_CROP_BOXES) == 0:
+            return [best]
+        unturned = scores.reshape(-1, 8, len(_CROP_BOXES))[:, 0, :]
+        view, window = np.unravel_index(int(np.argmax(unturned)), unturned.shape)
+        if unturned[view, window] < REGION_SHORTLIST:
+            return [best]
+        return [best, int(view) * per_view + int(window)]
 
     def contained_match(
         self, small_of: Callable[[], Image.Image | None], colour_of: Callable[[], Image.Image | None]
