@@ -1109,9 +1109,24 @@ def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bo
     if not mask.any():
         return NO_FIT
     fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
+    weights = structure_weights(bank)[mask]
+    fit = _colour_agreement(fitted, target, mask, weights)
+    if fit.holds(MIN_COLOUR_FIT):
+        return fit
+    # The map that leaves colours as they were is one of the maps fitted (a quadratic of each channel and
+    # a share of the grey, shared or not), which the least squares can miss: opaque stickers over a third
+    # of a ball's ground pulled its fit off the ball a copy kept unchanged (final18). The better of the
+    # two: no map outside the family is tried.
+    unchanged = _colour_agreement(
+        cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64), target, mask, weights
+    )
+    return unchanged if _better(unchanged, fit) else fit
+
+
+def _colour_agreement(fitted: np.ndarray, target: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> Fit:
     share = float(np.all(np.abs(fitted - target)[mask] <= 12, axis=1).mean())
     close = _shifted_residual(fitted, target)[mask] <= 12
-    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+    return Fit(share, _weighted_share(close, weights))
 
 
 def _colour_agree(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:
