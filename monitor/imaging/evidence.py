@@ -184,6 +184,9 @@ be compared, so its shape must agree nearly exactly, over the whole picture: on 
 at 1.000 (share and structure), the copies the stretched PDQ stage finds are the same pictures a little
 less washed out."""
 
+HUELESS_SHARE = 0.03
+"""`hueless`'s cut, as a share of the grey's 1-99 percentile range: grey and sepia copies of a render
+misfit by 0-2.3 % of it, washed-out colour copies (the render's, or a hue-swapped look-alike's) 5-7 %."""
 MONOCHROME_LEVELS = 3.0
 """Mean misfit (levels) of colour channels predicted from the grey under which a picture is monochrome
 (`monochrome`)."""
@@ -471,6 +474,22 @@ def monochrome(colour: np.ndarray) -> bool:
     return True
 
 
+def hueless(colour: np.ndarray) -> bool:
+    """Whether a colour thumbnail holds no hue of its own, however washed out: its channels, each fitted
+    as a quadratic of the grey, within HUELESS_SHARE of the grey's range on average (`monochrome` counts
+    levels, which a washed-out colour copy keeps few of: a hue-swapped look-alike at low contrast misfits
+    by 1.1-1.6 levels, under MONOCHROME_LEVELS)."""
+    grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).reshape(-1).astype(np.float64)
+    low, high = np.percentile(grey, (1, 99))
+    design = np.stack([np.ones_like(grey), grey / 255.0, (grey / 255.0) ** 2], axis=1)
+    misfit = 0.0
+    for c in range(3):
+        y = colour[..., c].reshape(-1).astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+        misfit = max(misfit, float(np.abs(design @ coefficients - y).mean()))
+    return misfit <= HUELESS_SHARE * max(float(high - low), 1.0)
+
+
 def _contained_copy(colour: Image.Image) -> np.ndarray:
     """A query's colour copy at CONTAINED_SIDE, for `LayoutIndex.contained_match`."""
     array = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"), dtype=np.float32)
@@ -679,7 +698,7 @@ class LayoutIndex:
         generic banked picture of `key`: NO_FIT when the query is in colour (its hues must then hold, as
         in every other check) or `key` has no generic picture. See MIN_MONOCHROME_FIT."""
         colour = colour_of()
-        if colour is not None and not monochrome(colour_thumbnail(colour)):
+        if colour is not None and not hueless(colour_thumbnail(colour)):
             return NO_FIT
         best = NO_FIT
         for picture, owner in enumerate(self._keys):
