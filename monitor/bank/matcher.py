@@ -25,7 +25,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    picture, which neither its layout nor local features catch, are found by a region search
    (`LayoutIndex.region_match`, `contained_match`): the copy placed inside the banked picture, or the
    banked picture inside the copy, and compared there in grey and in colour (`region=False` leaves it
-   out).
+   out); a crop is placed as it is too when its layout scored best mirrored or turned. A monochrome copy of
+   a generic picture, too washed out for the stretched PDQ stage, is taken on a near PDQ hash only where
+   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`).
 """
 
 from __future__ import annotations

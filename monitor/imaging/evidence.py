@@ -53,6 +53,15 @@ only where the banked part has relief, structure a low-order surface leaves (`re
 covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
 gradient, a corner of one every look-alike.
 
+Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
+picture's copies too washed out for PDQ's quality to pass once stretched are matched only on a near PDQ hash
+(under SMOOTH_PDQ_CHECKED) with near-exact grey agreement over the whole picture and its shape
+(`LayoutIndex.monochrome_fit`), and only when the query has no hue of its own at all (`hueless`).
+
+Unchanged colours. The colour maps are fitted by least squares, which opaque stickers can pull off the
+picture a copy left as it was; the map that changes nothing belongs to every family fitted, so each colour
+check also tries it and keeps the better agreement.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region

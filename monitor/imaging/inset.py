@@ -1,7 +1,7 @@
 """Where a smooth picture sits inside a copy that added text over it or a canvas around it.
 
 The layout and region stages (`evidence.LayoutIndex`) compare a query's views with banked smooth pictures.
-Two kinds of copy defeat the views the border trims give (`borders.py`):
+Three kinds of copy defeat the views the border trims give (`borders.py`):
 
 - Text over the picture or around it: Impact-style captions burnt into the top and bottom, a meme's
   caption bands inside a post's chrome. Text is sharp, dense detail that a smooth picture never has; it
@@ -13,7 +13,11 @@ Two kinds of copy defeat the views the border trims give (`borders.py`):
   from the image's outer lines (a colour per row, linear from top to bottom) and returns the box of what
   differs from it.
 
-Both are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
+- A picture in a post's or app's screenshot: on a plain card, with lines of text and buttons above and
+  below it, which `canvas_box` takes in with the picture. `post_box` takes the tallest band of rows that
+  differ from the card across most of their width: the picture, not the text.
+
+All are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
 a smooth picture shown whole costs a few numpy passes and no search.
 """
 
