@@ -485,9 +485,9 @@ def monochrome(colour: np.ndarray) -> bool:
 
 def hueless(colour: np.ndarray) -> bool:
     """Whether a colour thumbnail holds no hue of its own, however washed out: its channels, each fitted
-    as a quadratic of the grey, within HUELESS_SHARE of the grey's range on average (`monochrome` counts
-    levels, which a washed-out colour copy keeps few of: a hue-swapped look-alike at low contrast misfits
-    by 1.1-1.6 levels, under MONOCHROME_LEVELS)."""
+    as a quadratic of the grey, within HUELESS_SHARE of the grey's range on average, and within
+    MONOCHROME_LEVELS (`monochrome` counts levels alone, which a washed-out colour copy keeps few of: a
+    hue-swapped look-alike at low contrast misfits by 1.1-1.6 levels, under MONOCHROME_LEVELS)."""
     grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).reshape(-1).astype(np.float64)
     low, high = np.percentile(grey, (1, 99))
     design = np.stack([np.ones_like(grey), grey / 255.0, (grey / 255.0) ** 2], axis=1)
@@ -496,7 +496,7 @@ def hueless(colour: np.ndarray) -> bool:
         y = colour[..., c].reshape(-1).astype(np.float64)
         coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
         misfit = max(misfit, float(np.abs(design @ coefficients - y).mean()))
-    return misfit <= HUELESS_SHARE * max(float(high - low), 1.0)
+    return misfit <= min(MONOCHROME_LEVELS, HUELESS_SHARE * max(float(high - low), 1.0))
 
 
 def _contained_copy(colour: Image.Image) -> np.ndarray:
