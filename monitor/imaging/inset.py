@@ -261,6 +261,9 @@ POST_ROW = 0.5
 """Least share of a row (and, within the rows found, of a column) that must differ from the canvas for it
 to be part of the picture `post_box` looks for: a line of a post's text or its buttons differs in a tenth
 to a third of its pixels, a row of the picture in all of its width (76-94 % of a post's)."""
+POST_MARGIN = 0.02
+"""Least share of the width of card a post's picture leaves on each side (posts keep 3-12 %): a band that
+reaches both sides is a smooth picture's own rows (its hills between a plain sky and a plain foot)."""
 POST_GAP = 2
 """Rows (at SIDE) of a picture that may read as canvas (a pale band of it, close to a white card) without
 ending it."""
@@ -300,6 +303,8 @@ def post_box(array: np.ndarray) -> Box | None:
     if columns.size == 0:
         return None
     left, right = int(columns[0]), int(columns[-1]) + 1
+    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
+        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
     if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
         return None
     if (right - left) * (bottom - top) > MAX_CLEAR * width * height:
