@@ -25,7 +25,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    picture, which neither its layout nor local features catch, are found by a region search
    (`LayoutIndex.region_match`, `contained_match`): the copy placed inside the banked picture, or the
    banked picture inside the copy, and compared there in grey and in colour (`region=False` leaves it
-   out).
+   out); a crop is placed as it is too when its layout scored best mirrored or turned. A monochrome copy of
+   a generic picture, too washed out for the stretched PDQ stage, is taken on a near PDQ hash only where
+   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
 from monitor.imaging.evidence import (
     MIN_COLOUR_FIT,
     MIN_INSIDE,
+    MIN_MONOCHROME_FIT,
+    MIN_MONOCHROME_SUBJECT,
     MIN_PDQ_FIT,
     MIN_TONE_FIT,
     SMOOTH_PDQ_CHECKED,
@@ -308,6 +312,10 @@ class BankMatcher:
             stretched = self._best_whole_pdq(hashes.pdq)
             if stretched is not None and self._pdq_holds(stretched, views, boxes, colour):
                 return stretched
+        elif self._weak and hashes.pdq is not None and weak_query and self._generic:
+            near = self._best_whole_pdq(hashes.pdq)
+            if near is not None and self._monochrome_holds(near, views, colour):
+                return near
         if not self.has_local:
             return None
         if self._smooth:
@@ -351,6 +359,17 @@ class BankMatcher:
         if hit.bank_cluster not in self._smooth or hit.distance < SMOOTH_PDQ_CHECKED:
             return True
         return self._layouts.whole_fit(hit.bank_cluster, views, boxes, colour, MIN_PDQ_FIT).holds(MIN_PDQ_FIT)
+
+    def _monochrome_holds(self, hit: BankMatch, views: list[Image.Image], colour: _ColourCopy) -> bool:
+        """Whether a PDQ hit on a generic smooth banked picture, for a monochrome query too washed out for
+        its quality to pass once stretched, stands: near (under SMOOTH_PDQ_CHECKED), as a stretched hit
+        would, and its grey agreeing nearly exactly over the whole picture and its shape
+        (`LayoutIndex.monochrome_fit`), since its hues, which every other check of a generic picture
+        compares, are gone. A look-alike would need the hash's bits and the shape in the same place."""
+        if hit.bank_cluster not in self._generic or hit.distance >= SMOOTH_PDQ_CHECKED:
+            return False
+        fit = self._layouts.monochrome_fit(hit.bank_cluster, views[:1], colour)
+        return fit.share >= MIN_MONOCHROME_FIT and fit.subject >= MIN_MONOCHROME_SUBJECT
 
     def _confirmed(
         self, found: LocalMatch, query: Features, view: Image.Image, box: Box, colour_of: _ColourCopy

@@ -53,6 +53,15 @@ only where the banked part has relief, structure a low-order surface leaves (`re
 covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
 gradient, a corner of one every look-alike.
 
+Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
+picture's copies too washed out for PDQ's quality to pass once stretched are matched only on a near PDQ hash
+(under SMOOTH_PDQ_CHECKED) with near-exact grey agreement over the whole picture and its shape
+(`LayoutIndex.monochrome_fit`), and only when the query has no hue of its own at all (`hueless`).
+
+Unchanged colours. The colour maps are fitted by least squares, which opaque stickers can pull off the
+picture a copy left as it was; the map that changes nothing belongs to every family fitted, so each colour
+check also tries it and keeps the better agreement.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
@@ -107,7 +116,7 @@ WINDOW_SCALES = (1.0, 0.9, 0.8)
 WINDOW_STEP = 0.1
 CROP_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6)
 """Windows (of each side) the region search starts from: crops keep 60-85 % of each side."""
-REGION_SHORTLIST = 0.70
+REGION_SHORTLIST = 0.65
 """Least layout correlation (over the crop windows) that makes a banked smooth picture worth a region
 search: well under LAYOUT_MATCH, as the windows sit a twentieth of a side off a crop at worst."""
 REGION_CANDIDATES = 2
@@ -175,6 +184,18 @@ SMOOTH_PDQ_CHECKED = 21
 PDQ bits are partly noise around the median, so look-alikes can come within Meta's 31 (one did at 28 on
 the eval set); on the tuning set its copies' hits that fail the whole-picture check (screenshots,
 letterboxes, grey copies: the check sees bars or no colour) were all at 18 or less."""
+MIN_MONOCHROME_FIT = 0.97
+MIN_MONOCHROME_SUBJECT = 0.95
+"""Least grey agreement (share of the pixels, and of the structure) of a monochrome copy (grey, sepia,
+washed out) of a generic banked picture whose PDQ hash came within SMOOTH_PDQ_CHECKED of it but whose
+contrast is too low for its quality to pass once stretched (`LayoutIndex.monochrome_fit`). Its hues cannot
+be compared, so its shape must agree nearly exactly, over the whole picture: on final18 such copies agreed
+at 1.000 (share and structure), the copies the stretched PDQ stage finds are the same pictures a little
+less washed out."""
+
+HUELESS_SHARE = 0.03
+"""`hueless`'s cut, as a share of the grey's 1-99 percentile range: grey and sepia copies of a render
+misfit by 0-2.3 % of it, washed-out colour copies (the render's, or a hue-swapped look-alike's) 5-7 %."""
 MONOCHROME_LEVELS = 3.0
 """Mean misfit (levels) of colour channels predicted from the grey under which a picture is monochrome
 (`monochrome`)."""
@@ -462,6 +483,22 @@ def monochrome(colour: np.ndarray) -> bool:
     return True
 
 
+def hueless(colour: np.ndarray) -> bool:
+    """Whether a colour thumbnail holds no hue of its own, however washed out: its channels, each fitted
+    as a quadratic of the grey, within HUELESS_SHARE of the grey's range on average, and within
+    MONOCHROME_LEVELS (`monochrome` counts levels alone, which a washed-out colour copy keeps few of: a
+    hue-swapped look-alike at low contrast misfits by 1.1-1.6 levels, under MONOCHROME_LEVELS)."""
+    grey = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY).reshape(-1).astype(np.float64)
+    low, high = np.percentile(grey, (1, 99))
+    design = np.stack([np.ones_like(grey), grey / 255.0, (grey / 255.0) ** 2], axis=1)
+    misfit = 0.0
+    for c in range(3):
+        y = colour[..., c].reshape(-1).astype(np.float64)
+        coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
+        misfit = max(misfit, float(np.abs(design @ coefficients - y).mean()))
+    return misfit <= min(MONOCHROME_LEVELS, HUELESS_SHARE * max(float(high - low), 1.0))
+
+
 def _contained_copy(colour: Image.Image) -> np.ndarray:
     """A query's colour copy at CONTAINED_SIDE, for `LayoutIndex.contained_match`."""
     array = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"), dtype=np.float32)
@@ -535,19 +572,36 @@ class LayoutIndex:
             colour = colour_of()
             if colour is None:
                 return None
-            row, window = divmod(at, per_window)
-            view, turn = divmod(row, 8)
-            seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
-            check = region_check(
-                seen_colour,
-                self._thumbnails[picture],
-                bank_colour,
-                _CROP_BOXES[window],
-                self._generic[picture],
-            )
-            if check is not None and check.accepted:
-                return self._keys[picture], check
+            for tried in self._region_tries(flat[picture], at):
+                row, window = divmod(tried, per_window)
+                view, turn = divmod(row, 8)
+                seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
+                check = region_check(
+                    seen_colour,
+                    self._thumbnails[picture],
+                    bank_colour,
+                    _CROP_BOXES[window],
+                    self._generic[picture],
+                )
+                if check is not None and check.accepted:
+                    return self._keys[picture], check
         return None
+
+    @staticmethod
+    def _region_tries(scores: np.ndarray, best: int) -> list[int]:
+        """Where a banked picture is searched for the query (indices of `scores`: view, turn, crop window):
+        its best layout correlation, and, when that is in a turned or mirrored orientation, the best one
+        as the query is (turn 0 of any view) if shortlisted too. A near-symmetric subject (a ball) lets a
+        mirrored layout score best, and placed mirrored its crop agrees less (final18: 0.95 mirrored,
+        0.99 as it is)."""
+        per_view = 8 * len(_CROP_BOXES)
+        if (best % per_view) // len(_CROP_BOXES) == 0:
+            return [best]
+        unturned = scores.reshape(-1, 8, len(_CROP_BOXES))[:, 0, :]
+        view, window = np.unravel_index(int(np.argmax(unturned)), unturned.shape)
+        if unturned[view, window] < REGION_SHORTLIST:
+            return [best]
+        return [best, int(view) * per_view + int(window)]
 
     def contained_match(
         self, small_of: Callable[[], Image.Image | None], colour_of: Callable[[], Image.Image | None]
@@ -644,6 +698,32 @@ class LayoutIndex:
                         log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
                         return best
         log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
+        return best
+
+    def monochrome_fit(
+        self, key: str, views: list[Image.Image], colour_of: Callable[[], Image.Image | None]
+    ) -> Fit:
+        """The best grey agreement (`whole_fit`'s, grey alone) of a monochrome query's views with the
+        generic banked picture of `key`: NO_FIT when the query is in colour (its hues must then hold, as
+        in every other check) or `key` has no generic picture. See MIN_MONOCHROME_FIT."""
+        colour = colour_of()
+        if colour is not None and not hueless(colour_thumbnail(colour)):
+            return NO_FIT
+        best = NO_FIT
+        for picture, owner in enumerate(self._keys):
+            if owner != key or not self._generic[picture]:
+                continue
+            bank = self._thumbnails[picture]
+            full = np.ones(bank.shape, dtype=bool)
+            for view in views:
+                grey = thumbnail(view)
+                for turn in range(8):
+                    seen = cv2.resize(
+                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
+                    )
+                    fit = fits(seen, bank, full)
+                    best = fit if _better(fit, best) else best
+        log.debug("monochrome %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
     def scores(self, views: list[Image.Image]) -> dict[str, float]:
@@ -1057,9 +1137,24 @@ def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bo
     if not mask.any():
         return NO_FIT
     fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
+    weights = structure_weights(bank)[mask]
+    fit = _colour_agreement(fitted, target, mask, weights)
+    if fit.holds(MIN_COLOUR_FIT):
+        return fit
+    # The map that leaves colours as they were is one of the maps fitted (a quadratic of each channel and
+    # a share of the grey, shared or not), which the least squares can miss: opaque stickers over a third
+    # of a ball's ground pulled its fit off the ball a copy kept unchanged (final18). The better of the
+    # two: no map outside the family is tried.
+    unchanged = _colour_agreement(
+        cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64), target, mask, weights
+    )
+    return unchanged if _better(unchanged, fit) else fit
+
+
+def _colour_agreement(fitted: np.ndarray, target: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> Fit:
     share = float(np.all(np.abs(fitted - target)[mask] <= 12, axis=1).mean())
     close = _shifted_residual(fitted, target)[mask] <= 12
-    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+    return Fit(share, _weighted_share(close, weights))
 
 
 def _colour_agree(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Where a smooth picture sits inside a copy that added text over it or a canvas around it.
 
 The layout and region stages (`evidence.LayoutIndex`) compare a query's views with banked smooth pictures.
-Two kinds of copy defeat the views the border trims give (`borders.py`):
+Three kinds of copy defeat the views the border trims give (`borders.py`):
 
 - Text over the picture or around it: Impact-style captions burnt into the top and bottom, a meme's
   caption bands inside a post's chrome. Text is sharp, dense detail that a smooth picture never has; it
@@ -13,7 +13,11 @@ Two kinds of copy defeat the views the border trims give (`borders.py`):
   from the image's outer lines (a colour per row, linear from top to bottom) and returns the box of what
   differs from it.
 
-Both are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
+- A picture in a post's or app's screenshot: on a plain card, with lines of text and buttons above and
+  below it, which `canvas_box` takes in with the picture. `post_box` takes the tallest band of rows that
+  differ from the card across most of their width: the picture, not the text.
+
+All are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
 a smooth picture shown whole costs a few numpy passes and no search.
 """
 
@@ -123,7 +127,9 @@ def inner_boxes(small: np.ndarray) -> list[Box]:
     busy, textured = _cells(small)
     canvas = canvas_box(small)
     clear = clear_boxes(small, busy) if busy.size and textured <= MAX_TEXTURED else []
-    return [*clear, *([] if canvas is None else [canvas])]
+    post = post_box(small)
+    found = [*clear, *([] if canvas is None else [canvas])]
+    return [*found, *([] if post is None or post in found else [post])]
 
 
 def text_cells(busy: np.ndarray) -> np.ndarray:
@@ -189,10 +195,9 @@ def clear_boxes(small: np.ndarray, busy: np.ndarray | None = None) -> list[Box]:
     return found
 
 
-def canvas_box(array: np.ndarray) -> Box | None:
-    """The box of a picture set on a plain or vertically graded canvas (see the module doc), in the
-    pixels of a grey copy (`small_grey`); None when its outer lines are not one canvas or what differs
-    from it is most of the image."""
+def _off_canvas(array: np.ndarray) -> np.ndarray | None:
+    """Where a grey copy (`small_grey`) differs from the canvas its outer lines make (a colour per row,
+    linear from top to bottom), by more than CANVAS_LEVELS; None when its outer lines are not one canvas."""
     height, width = array.shape
     if height < 16 or width < 16:
         return None
@@ -222,7 +227,17 @@ def canvas_box(array: np.ndarray) -> Box | None:
     if kept.mean() < CANVAS_BORDER:
         return None
     canvas = (intercept + slope * ys)[:, None]
-    differs = np.abs(array - canvas) > CANVAS_LEVELS
+    return np.abs(array - canvas) > CANVAS_LEVELS
+
+
+def canvas_box(array: np.ndarray) -> Box | None:
+    """The box of a picture set on a plain or vertically graded canvas (see the module doc), in the
+    pixels of a grey copy (`small_grey`); None when its outer lines are not one canvas or what differs
+    from it is most of the image."""
+    differs = _off_canvas(array)
+    if differs is None:
+        return None
+    height, width = array.shape
     rows = np.flatnonzero(differs.mean(axis=1) > CANVAS_LINE)
     columns = np.flatnonzero(differs.mean(axis=0) > CANVAS_LINE)
     if rows.size == 0 or columns.size == 0:
@@ -239,4 +254,59 @@ def canvas_box(array: np.ndarray) -> Box | None:
         return None
     # Inward by CANVAS_INSET: the picture's outer pixels are blended with the canvas (resampling, JPEG),
     # and a line of canvas in a view is an edge its layout would be dominated by.
+    return (left + CANVAS_INSET, top + CANVAS_INSET, right - CANVAS_INSET, bottom - CANVAS_INSET)
+
+
+POST_ROW = 0.5
+"""Least share of a row (and, within the rows found, of a column) that must differ from the canvas for it
+to be part of the picture `post_box` looks for: a line of a post's text or its buttons differs in a tenth
+to a third of its pixels, a row of the picture in all of its width (76-94 % of a post's)."""
+POST_MARGIN = 0.02
+"""Least share of the width of card a post's picture leaves on each side (posts keep 3-12 %): a band that
+reaches both sides is a smooth picture's own rows (its hills between a plain sky and a plain foot)."""
+POST_GAP = 2
+"""Rows (at SIDE) of a picture that may read as canvas (a pale band of it, close to a white card) without
+ending it."""
+
+
+def post_box(array: np.ndarray) -> Box | None:
+    """The box of a picture shown in a post's or app's screenshot (`small_grey`'s pixels): on a plain
+    card (its outer lines one canvas), with text lines and buttons above and below it, which `canvas_box`
+    takes in. The picture is the tallest band of rows that differ from the canvas across most of their
+    width (POST_ROW), text rows do not; its columns are those that differ in most of the band. None when
+    there is no canvas or no such band of at least MIN_CANVAS_SIDE of each side, or the band is the whole
+    image."""
+    differs = _off_canvas(array)
+    if differs is None:
+        return None
+    height, width = array.shape
+    full = differs.mean(axis=1) > POST_ROW
+    full = (
+        cv2.morphologyEx(
+            full.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((2 * POST_GAP + 1, 1), np.uint8)
+        )[:, 0]
+        > 0
+    )
+    best: tuple[int, int] | None = None
+    start: int | None = None
+    for row, inside in enumerate([*full.tolist(), False]):
+        if inside and start is None:
+            start = row
+        elif not inside and start is not None:
+            if best is None or row - start > best[1] - best[0]:
+                best = (start, row)
+            start = None
+    if best is None:
+        return None
+    top, bottom = best
+    columns = np.flatnonzero(differs[top:bottom].mean(axis=0) > POST_ROW)
+    if columns.size == 0:
+        return None
+    left, right = int(columns[0]), int(columns[-1]) + 1
+    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
+        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
+    if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
+        return None
+    if (right - left) * (bottom - top) > MAX_CLEAR * width * height:
+        return None
     return (left + CANVAS_INSET, top + CANVAS_INSET, right - CANVAS_INSET, bottom - CANVAS_INSET)
