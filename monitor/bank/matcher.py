@@ -49,6 +49,7 @@ from monitor.imaging.evidence import (
     Box,
     Evidence,
     LayoutIndex,
+    SeenOnce,
     assess,
     check_local,
     colour_thumbnail,
@@ -57,7 +58,7 @@ from monitor.imaging.evidence import (
     thumbnail,
 )
 from monitor.imaging.fingerprint import fingerprint
-from monitor.imaging.hash_index import PdqIndex
+from monitor.imaging.hash_index import Found, PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
 from monitor.imaging.inset import inner_boxes, scaled, small_grey
 from monitor.imaging.local_features import (
@@ -87,12 +88,18 @@ def query_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]
 LOCAL_SIDE = 512
 
 
-def local_image(data: bytes, hashed: Image.Image, limits: DecodeLimits | None = None) -> Image.Image:
+def local_image(
+    data: bytes,
+    hashed: Image.Image,
+    limits: DecodeLimits | None = None,
+    size: tuple[int, int] | None = None,
+) -> Image.Image:
     """The picture the local stage should look at: the one decoded for hashing, or, when that decode was
-    reduced (JPEG draft at 1/8) below the local stage's 512 px, the same bytes decoded larger."""
+    reduced (JPEG draft at 1/8) below the local stage's 512 px, the same bytes decoded larger. `size`, the
+    file's own size when its hashing decode gave it (`Fingerprinted.size`), spares reading its header."""
     if max(hashed.size) >= LOCAL_SIDE:
         return hashed
-    size = header_size(data)
+    size = header_size(data) if size is None else size
     if size is None or max(size) <= max(hashed.size):
         return hashed
     return decode_image(data, limits, grey=True, draft=DRAFT_TARGET)
@@ -215,6 +222,7 @@ class BankMatcher:
             pdq_values.append(value)
             self._pdq_clusters.append(cluster)
         self._pdq = PdqIndex(pdq_values)
+        self._last_pdq: tuple[tuple[ImageHashes, int], list[Found | None]] | None = None
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
         self._generic = frozenset(image.cluster for image, evidence in self.weak if evidence.generic)
@@ -261,12 +269,23 @@ class BankMatcher:
         """The nearest PDQ hit within `radius` to a cluster without a smooth banked picture, or (`smooth`)
         to one with: those are checked pixel by pixel first (`match_local`)."""
         best: BankMatch | None = None
-        for found in self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius):
+        for found in self._pdq_nearest(hashes, radius):
             if found is None or (self._pdq_clusters[found.index] in self._smooth) != smooth:
                 continue
             if best is None or found.distance < best.distance:
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
+
+    def _pdq_nearest(self, hashes: ImageHashes, radius: int) -> list[Found | None]:
+        """The nearest banked PDQ hash within `radius` of each of the query's (`query_pdqs`). `match`
+        and then `match_local` (for its hits on smooth pictures) search alike for one query: the last
+        query's answer is kept, so the second is not searched again."""
+        last = self._last_pdq
+        if last is not None and last[0] == (hashes, radius):
+            return last[1]
+        found = self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius)
+        self._last_pdq = ((hashes, radius), found)
+        return found
 
     def nearest(self, hashes: ImageHashes) -> BankMatch | None:
         """The closest banked image by the global hashes, whatever its distance (None for an empty bank).
@@ -392,11 +411,12 @@ class BankMatcher:
         colour = colour_of()
         seen_colour = colour_thumbnail(crop_fraction(colour, box)) if colour is not None else None
         pictures = self._banked.get(cluster, [])
+        derived = SeenOnce(seen, seen_colour)
         first = pictures[found.tag : found.tag + 1]
         for banked, small, image in [*first, *pictures[: found.tag], *pictures[found.tag + 1 :]]:
             bank_colour = self._colour_thumbnail(image) if seen_colour is not None else None
             generic = cluster in self._generic
-            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic)
+            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic, derived)
             if (
                 check is not None
                 and check.inside >= MIN_INSIDE
@@ -428,7 +448,8 @@ class BankMatcher:
         was. Decodes only files whose PDQ quality is under the minimum."""
         if is_usable(hashes.pdq_quality, self.min_quality):
             return None
-        return self.explain(local_image(data, fingerprint(data, limits).image, limits), hashes)
+        printed = fingerprint(data, limits)
+        return self.explain(local_image(data, printed.image, limits, printed.size), hashes)
 
     def explain(self, image: Image.Image, hashes: ImageHashes) -> str | None:
         """Why an image was not compared by every stage; None when it was."""
@@ -460,7 +481,9 @@ class BankMatcher:
         printed = fingerprint(data, limits)
         found = self.match(printed.hashes)
         if found is None:
-            found = self.match_local(local_image(data, printed.image, limits), printed.hashes, data)
+            found = self.match_local(
+                local_image(data, printed.image, limits, printed.size), printed.hashes, data
+            )
         return printed.hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:

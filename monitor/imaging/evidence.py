@@ -748,6 +748,33 @@ def thumbnail(grey: Image.Image) -> np.ndarray:
     return cv2.resize(array, size, interpolation=interpolation).astype(np.float32)
 
 
+class SeenOnce:
+    """What `check_local` derives from a query's thumbnails alone, its `text_mask` and whether its colour
+    thumbnail is `monochrome`, made when first asked and kept: a local match to a smooth cluster is
+    checked against each of the cluster's pictures in turn, with the same thumbnails."""
+
+    __slots__ = ("_colour", "_monochrome", "_seen", "_text")
+
+    def __init__(self, seen: np.ndarray, seen_colour: np.ndarray | None) -> None:
+        self._seen = seen
+        self._colour = seen_colour
+        self._text: np.ndarray | None = None
+        self._monochrome: bool | None = None
+
+    def text(self) -> np.ndarray:
+        if self._text is None:
+            self._text = text_mask(self._seen)
+        return self._text
+
+    def monochrome(self) -> bool:
+        """`monochrome` of the colour thumbnail (asked only when there is one)."""
+        if self._monochrome is None:
+            if self._colour is None:
+                raise ValueError("no colour thumbnail to judge")
+            self._monochrome = monochrome(self._colour)
+        return self._monochrome
+
+
 def check_local(
     query: Features,
     seen: np.ndarray,
@@ -756,10 +783,13 @@ def check_local(
     seen_colour: np.ndarray | None = None,
     bank_colour: np.ndarray | None = None,
     generic: bool = False,
+    derived: SeenOnce | None = None,
 ) -> LocalCheck | None:
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
-    LocalCheck). None when no plausible fit."""
+    LocalCheck). None when no plausible fit. `derived`: what was derived from `seen` and `seen_colour`
+    alone for an earlier banked picture (`SeenOnce`), kept for the next."""
+    derived = SeenOnce(seen, seen_colour) if derived is None else derived
     best: tuple[int, np.ndarray, np.ndarray, int] | None = None
     for variant, found in enumerate(banked):
         if len(found) < 2 or len(query) < 2:
@@ -791,7 +821,7 @@ def check_local(
     warped = cv2.warpAffine(seen, scaled, size, flags=cv2.INTER_LINEAR)
     cover = cv2.warpAffine(np.ones_like(seen), scaled, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(cover, np.ones((3, 3), np.uint8)) > 0.5
-    text = cv2.warpAffine(text_mask(seen).astype(np.uint8), scaled, size, flags=cv2.INTER_NEAREST) > 0
+    text = cv2.warpAffine(derived.text().astype(np.uint8), scaled, size, flags=cv2.INTER_NEAREST) > 0
     compared = covered & ~text
     if compared.sum() < 64:
         return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
@@ -807,7 +837,7 @@ def check_local(
     overlap = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)) / (k * k)
     span = float(np.ptp(points[:, 0]) * np.ptp(points[:, 1]))
     colour = NO_FIT if generic else Fit(1.0, 1.0)
-    if seen_colour is not None and bank_colour is not None and (generic or not monochrome(seen_colour)):
+    if seen_colour is not None and bank_colour is not None and (generic or not derived.monochrome()):
         if variant == 1:
             bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
         colour = colour_fits(
