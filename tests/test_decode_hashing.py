@@ -20,7 +20,15 @@ from PIL import Image, ImageEnhance
 from skimage import data as skdata
 
 from monitor.imaging.hashes import compute_hashes
-from monitor.ingest.decode import DRAFT_TARGET, DecodeError, DecodeLimits, decode_image, header_size
+from monitor.ingest.decode import (
+    DRAFT_TARGET,
+    HASH_DRAFT,
+    DecodeError,
+    DecodeLimits,
+    decode_image,
+    decode_sized,
+    header_size,
+)
 from monitor.ingest.strip import without_metadata
 from monitor.models import ImageHashes
 from monitor.provenance.markers import read_markers, read_provenance
@@ -68,6 +76,15 @@ def test_a_jpeg_photo_decodes_to_rgb_at_its_size() -> None:
     image = decode_image(jpeg(photo("coffee")))
     assert image.mode == "RGB"
     assert image.size == (600, 400)
+
+
+def test_a_draft_decode_reports_the_files_own_size_as_its_header_gives_it() -> None:
+    # The local stage decides from this size whether to decode a hashed file again, larger.
+    data = jpeg(photo("coffee").resize((1200, 800)))
+    image, size = decode_sized(data, grey=True, draft=HASH_DRAFT)
+    assert image.size == (300, 200)  # JPEG draft at 1/4: the least that keeps both sides over 128
+    assert size == (1200, 800) == header_size(data)
+    assert image.tobytes() == decode_image(data, grey=True, draft=HASH_DRAFT).tobytes()
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cachetools import LRUCache
-from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from monitor.bank.matcher import BankMatcher, local_image
-from monitor.imaging.fingerprint import fingerprint
+from monitor.imaging.fingerprint import Fingerprinted, fingerprint
 from monitor.imaging.hash_index import PdqIndex
 from monitor.imaging.pdq import is_usable
 from monitor.imaging.phash_index import HashIndex
@@ -95,7 +94,8 @@ class Analyzer:
         self._examined_phash = HashIndex()
         self._examined_outcomes: list[BankMatch | None] = []
 
-    def _match(self, data: bytes, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
+    def _match(self, data: bytes, printed: Fingerprinted) -> BankMatch | None:
+        hashes = printed.hashes
         start = time.perf_counter()
         found = self.bank_matcher.match(hashes)
         self._observe("match", time.perf_counter() - start)
@@ -110,7 +110,8 @@ class Analyzer:
                 return self._examined_outcomes[by_pdq.index]
         start = time.perf_counter()
         try:
-            found = self.bank_matcher.match_local(local_image(data, image, self.limits), hashes, data)
+            looked_at = local_image(data, printed.image, self.limits, printed.size)
+            found = self.bank_matcher.match_local(looked_at, hashes, data)
         except DecodeError:
             found = None  # decoded once already; a second, larger decode failing leaves the hashes' verdict
         self._observe("local", time.perf_counter() - start)
@@ -131,7 +132,7 @@ class Analyzer:
         after_provenance = time.perf_counter()
         self._observe("provenance", after_provenance - start)
         printed = fingerprint(data, self.limits, self._observe)
-        found = Fingerprint(printed.hashes, markers, self._match(data, printed.image, printed.hashes))
+        found = Fingerprint(printed.hashes, markers, self._match(data, printed))
         self._cache[digest] = found
         return found
 

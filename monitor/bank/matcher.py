@@ -53,6 +53,7 @@ from monitor.imaging.evidence import (
     Box,
     Evidence,
     LayoutIndex,
+    SeenOnce,
     assess,
     check_local,
     colour_thumbnail,
@@ -61,7 +62,7 @@ from monitor.imaging.evidence import (
     thumbnail,
 )
 from monitor.imaging.fingerprint import fingerprint
-from monitor.imaging.hash_index import PdqIndex
+from monitor.imaging.hash_index import Found, PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
 from monitor.imaging.inset import inner_boxes, scaled, small_grey
 from monitor.imaging.local_features import (
@@ -91,12 +92,18 @@ def query_pdqs(hashes: ImageHashes, min_quality: int = MIN_QUALITY) -> list[int]
 LOCAL_SIDE = 512
 
 
-def local_image(data: bytes, hashed: Image.Image, limits: DecodeLimits | None = None) -> Image.Image:
+def local_image(
+    data: bytes,
+    hashed: Image.Image,
+    limits: DecodeLimits | None = None,
+    size: tuple[int, int] | None = None,
+) -> Image.Image:
     """The picture the local stage should look at: the one decoded for hashing, or, when that decode was
-    reduced (JPEG draft at 1/8) below the local stage's 512 px, the same bytes decoded larger."""
+    reduced (JPEG draft at 1/8) below the local stage's 512 px, the same bytes decoded larger. `size`, the
+    file's own size when its hashing decode gave it (`Fingerprinted.size`), spares reading its header."""
     if max(hashed.size) >= LOCAL_SIDE:
         return hashed
-    size = header_size(data)
+    size = header_size(data) if size is None else size
     if size is None or max(size) <= max(hashed.size):
         return hashed
     return decode_image(data, limits, grey=True, draft=DRAFT_TARGET)
@@ -195,43 +202,64 @@ class BankMatcher:
         self._banked: dict[str, list[tuple[list[Features], np.ndarray, BankImage]]] = {}
         """Each cluster's banked pictures (features with their mirror's, thumbnail): local matches are
         checked against them (`_confirmed`)."""
-        if local:
-            for image in bank.images:
-                found = _banked_features(bank, image)
-                if found:  # tagged with the picture's place in `_banked[cluster]`, for `_confirmed`
-                    self._local.add_all(image.cluster, found, len(self._banked.get(image.cluster, ())))
-                    self._banked.setdefault(image.cluster, []).append(
-                        (found, _banked_thumbnail(bank, image), image)
-                    )
-            self._local.prepare()  # the LSH tables now, at start-up, not in the first local query
         self._colours: dict[str, np.ndarray | None] = {}
         """Colour thumbnails of banked smooth pictures a local match was checked against, by digest."""
         self._layouts = LayoutIndex()
         self.weak: list[tuple[BankImage, Evidence]] = []
         """Banked pictures PDQ alone would refuse, and how each is matched instead (see `evidence.py`)."""
-        for image in bank.images if weak else ():
-            if image.hashes is None:
-                continue
-            picture = bank.picture(image)
-            if picture is None:
-                continue
-            evidence = assess(picture, image.pdq_quality)
-            if evidence.strength == "detailed":
-                continue
-            self.weak.append((image, evidence))
-            usable = is_usable(image.pdq_quality, min_quality)
-            if not usable and evidence.pdq_usable and image.pdq is not None:
-                pdq_values.append(image.pdq)
-                self._pdq_clusters.append(image.cluster)
-            if evidence.has_layout:
-                self._layouts.add(image.cluster, picture, _banked_colour(bank, image))
+        weak_pdqs: list[tuple[int, str]] = []
+        for image in bank.images:
+            # One pass, each picture decoded once and only where a cache misses or the weak stages need
+            # it: the local features, the check thumbnail and the evidence used to decode it three times.
+            picture = _Decoded(bank, image)
+            found = _banked_features(image, picture) if local else []
+            if found:  # tagged with the picture's place in `_banked[cluster]`, for `_confirmed`
+                self._local.add_all(image.cluster, found, len(self._banked.get(image.cluster, ())))
+                self._banked.setdefault(image.cluster, []).append(
+                    (found, _banked_thumbnail(image, picture), image)
+                )
+            if weak and image.hashes is not None:
+                self._weigh(image, picture, found, weak_pdqs)
+        if local:
+            self._local.prepare()  # the LSH tables now, at start-up, not in the first local query
+        for value, cluster in weak_pdqs:  # after the others, in bank order, as the index always had them
+            pdq_values.append(value)
+            self._pdq_clusters.append(cluster)
         self._pdq = PdqIndex(pdq_values)
+        self._last_pdq: tuple[tuple[ImageHashes, int], list[Found | None]] | None = None
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
         self._generic = frozenset(image.cluster for image, evidence in self.weak if evidence.generic)
         """Clusters with a generic smooth picture (`evidence.is_generic`): their checks compare hues too."""
         """Clusters with a smooth banked picture: a pHash within distance is no evidence of a copy of one
         (soft look-alikes share its few low frequencies); its copies are matched by the later stages."""
+
+    def _weigh(
+        self, image: BankImage, picture: _Decoded, found: list[Features], weak_pdqs: list[tuple[int, str]]
+    ) -> None:
+        """Assess a banked picture (`evidence.assess`) and file it with the weak stages if PDQ alone would
+        refuse it: its PDQ hash when contrast normalisation makes it usable (into `weak_pdqs`), its layouts
+        and colour thumbnail when it is smooth. `found`, its local features when the local stage has
+        them, gives `assess` its keypoint count (the same ORB on the same decode) instead of a second
+        detection."""
+        grey = picture()
+        if grey is None:
+            return
+        evidence = assess(grey, image.pdq_quality, keypoints=len(found[0]) if found else None)
+        if evidence.strength == "detailed":
+            return
+        self.weak.append((image, evidence))
+        usable = is_usable(image.pdq_quality, self.min_quality)
+        if not usable and evidence.pdq_usable and image.pdq is not None:
+            weak_pdqs.append((image.pdq, image.cluster))
+        if evidence.has_layout:
+            colour = _banked_colour(self._bank, image)
+            self._layouts.add(image.cluster, grey, colour)
+            # The same thumbnail `_colour_thumbnail` would make on the first local match checked against
+            # it: made now from the decode the layouts needed, rather than decoded again then.
+            self._colours.setdefault(
+                _colour_key(image), colour_thumbnail(colour) if colour is not None else None
+            )
 
     @property
     def has_local(self) -> bool:
@@ -245,12 +273,23 @@ class BankMatcher:
         """The nearest PDQ hit within `radius` to a cluster without a smooth banked picture, or (`smooth`)
         to one with: those are checked pixel by pixel first (`match_local`)."""
         best: BankMatch | None = None
-        for found in self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius):
+        for found in self._pdq_nearest(hashes, radius):
             if found is None or (self._pdq_clusters[found.index] in self._smooth) != smooth:
                 continue
             if best is None or found.distance < best.distance:
                 best = BankMatch(self._pdq_clusters[found.index], "pdq", found.distance)
         return best
+
+    def _pdq_nearest(self, hashes: ImageHashes, radius: int) -> list[Found | None]:
+        """The nearest banked PDQ hash within `radius` of each of the query's (`query_pdqs`). `match`
+        and then `match_local` (for its hits on smooth pictures) search alike for one query: the last
+        query's answer is kept, so the second is not searched again."""
+        last = self._last_pdq
+        if last is not None and last[0] == (hashes, radius):
+            return last[1]
+        found = self._pdq.nearest_many(query_pdqs(hashes, self.min_quality), radius)
+        self._last_pdq = ((hashes, radius), found)
+        return found
 
     def nearest(self, hashes: ImageHashes) -> BankMatch | None:
         """The closest banked image by the global hashes, whatever its distance (None for an empty bank).
@@ -391,11 +430,12 @@ class BankMatcher:
         colour = colour_of()
         seen_colour = colour_thumbnail(crop_fraction(colour, box)) if colour is not None else None
         pictures = self._banked.get(cluster, [])
+        derived = SeenOnce(seen, seen_colour)
         first = pictures[found.tag : found.tag + 1]
         for banked, small, image in [*first, *pictures[: found.tag], *pictures[found.tag + 1 :]]:
             bank_colour = self._colour_thumbnail(image) if seen_colour is not None else None
             generic = cluster in self._generic
-            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic)
+            check = check_local(query, seen, banked, small, seen_colour, bank_colour, generic, derived)
             if (
                 check is not None
                 and check.inside >= MIN_INSIDE
@@ -407,7 +447,7 @@ class BankMatcher:
         return False
 
     def _colour_thumbnail(self, image: BankImage) -> np.ndarray | None:
-        key = image.sha256 or image.file
+        key = _colour_key(image)
         if key not in self._colours:
             picture = _banked_colour(self._bank, image)
             self._colours[key] = colour_thumbnail(picture) if picture is not None else None
@@ -427,7 +467,8 @@ class BankMatcher:
         was. Decodes only files whose PDQ quality is under the minimum."""
         if is_usable(hashes.pdq_quality, self.min_quality):
             return None
-        return self.explain(local_image(data, fingerprint(data, limits).image, limits), hashes)
+        printed = fingerprint(data, limits)
+        return self.explain(local_image(data, printed.image, limits, printed.size), hashes)
 
     def explain(self, image: Image.Image, hashes: ImageHashes) -> str | None:
         """Why an image was not compared by every stage; None when it was."""
@@ -459,7 +500,9 @@ class BankMatcher:
         printed = fingerprint(data, limits)
         found = self.match(printed.hashes)
         if found is None:
-            found = self.match_local(local_image(data, printed.image, limits), printed.hashes, data)
+            found = self.match_local(
+                local_image(data, printed.image, limits, printed.size), printed.hashes, data
+            )
         return printed.hashes, found
 
     def match_image(self, image: Image.Image, hashes: ImageHashes) -> BankMatch | None:
@@ -534,23 +577,44 @@ _FEATURE_CACHE: LRUCache[str, list[Features]] = LRUCache(maxsize=10_000)
 _THUMBNAIL_CACHE: LRUCache[str, np.ndarray] = LRUCache(maxsize=10_000)
 
 
-def _banked_thumbnail(bank: Bank, image: BankImage) -> np.ndarray:
+def _colour_key(image: BankImage) -> str:
+    return image.sha256 or image.file
+
+
+class _Decoded:
+    """A banked picture (`Bank.picture`), decoded the first time it is asked for and kept for the rest of
+    the start-up step that holds it; None when the bank has no readable copy."""
+
+    def __init__(self, bank: Bank, image: BankImage) -> None:
+        self._bank = bank
+        self._image = image
+        self._picture: Image.Image | None = None
+        self._done = False
+
+    def __call__(self) -> Image.Image | None:
+        if not self._done:
+            self._done = True
+            self._picture = self._bank.picture(self._image)
+        return self._picture
+
+
+def _banked_thumbnail(image: BankImage, decoded: _Decoded) -> np.ndarray:
     """The small grey copy local matches are checked on (`evidence.check_local`), cached like features."""
     cached = _THUMBNAIL_CACHE.get(image.sha256) if image.sha256 else None
     if cached is None:
-        picture = bank.picture(image)
+        picture = decoded()
         cached = thumbnail(picture) if picture is not None else np.zeros((8, 8), np.float32)
         if image.sha256:
             _THUMBNAIL_CACHE[image.sha256] = cached
     return cached
 
 
-def _banked_features(bank: Bank, image: BankImage) -> list[Features]:
+def _banked_features(image: BankImage, decoded: _Decoded) -> list[Features]:
     """Features of a banked picture and its mirror, kept across bank reloads (keyed by file digest), so
     a reload decodes only the pictures added since."""
     cached = _FEATURE_CACHE.get(image.sha256) if image.sha256 else None
     if cached is None:
-        picture = bank.picture(image)
+        picture = decoded()
         if picture is None:
             return []
         cached = list(with_mirror(picture))

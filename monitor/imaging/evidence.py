@@ -350,13 +350,16 @@ def _grey(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")
 
 
-def assess(grey: Image.Image, quality: int | None) -> Evidence:
-    """How a picture (the grey image it was hashed from, and its PDQ quality) can be matched."""
+def assess(grey: Image.Image, quality: int | None, keypoints: int | None = None) -> Evidence:
+    """How a picture (the grey image it was hashed from, and its PDQ quality) can be matched.
+
+    `keypoints`, the number of ORB keypoints `features(grey)` finds, when the caller has them already
+    (the bank matcher keeps a banked picture's features): the same detection is not run twice."""
     grey = _grey(grey)
     quality = 100 if quality is None else quality
     stretched = quality if quality >= MIN_QUALITY else contrast_quality(grey)
     energy = structure(grey)
-    keypoints = len(features(grey).points)
+    keypoints = len(features(grey).points) if keypoints is None else keypoints
     if keypoints >= SOFT_KEYPOINTS:
         strength: Strength = "detailed" if quality >= MIN_QUALITY else "low-contrast"
         if stretched < MIN_QUALITY:
@@ -428,6 +431,8 @@ def window_boxes(scales: Sequence[float] = WINDOW_SCALES) -> list[Box]:
 
 _BOXES = window_boxes()
 _CROP_BOXES = window_boxes(CROP_SCALES)
+_WINDOW_ROWS = np.array([_CROP_BOXES.index(box) for box in _BOXES])
+"""Where each of `_BOXES` is among `_CROP_BOXES` (a larger set of windows made by the same rule)."""
 
 
 def oriented(array: np.ndarray, turn: int) -> np.ndarray:
@@ -532,8 +537,9 @@ class LayoutIndex:
     def add(self, key: str, grey: Image.Image, colour: Image.Image | None = None) -> None:
         """A banked smooth picture: its grey copy, and its colour one when there is (the colour checks)."""
         self._keys.append(key)
-        self._blocks.append(window_layouts(grey))
-        self._crop_blocks.append(window_layouts(grey, _CROP_BOXES))
+        crops = window_layouts(grey, _CROP_BOXES)
+        self._blocks.append(crops[_WINDOW_ROWS])  # the same windows, the same layouts: not made twice
+        self._crop_blocks.append(crops)
         self._thumbnails.append(thumbnail(grey))
         self._colours.append(colour_thumbnail(colour) if colour is not None else None)
         self._generic.append(is_generic(grey))
@@ -822,6 +828,33 @@ def thumbnail(grey: Image.Image) -> np.ndarray:
     return cv2.resize(array, size, interpolation=interpolation).astype(np.float32)
 
 
+class SeenOnce:
+    """What `check_local` derives from a query's thumbnails alone, its `text_mask` and whether its colour
+    thumbnail is `monochrome`, made when first asked and kept: a local match to a smooth cluster is
+    checked against each of the cluster's pictures in turn, with the same thumbnails."""
+
+    __slots__ = ("_colour", "_monochrome", "_seen", "_text")
+
+    def __init__(self, seen: np.ndarray, seen_colour: np.ndarray | None) -> None:
+        self._seen = seen
+        self._colour = seen_colour
+        self._text: np.ndarray | None = None
+        self._monochrome: bool | None = None
+
+    def text(self) -> np.ndarray:
+        if self._text is None:
+            self._text = text_mask(self._seen)
+        return self._text
+
+    def monochrome(self) -> bool:
+        """`monochrome` of the colour thumbnail (asked only when there is one)."""
+        if self._monochrome is None:
+            if self._colour is None:
+                raise ValueError("no colour thumbnail to judge")
+            self._monochrome = monochrome(self._colour)
+        return self._monochrome
+
+
 def check_local(
     query: Features,
     seen: np.ndarray,
@@ -830,10 +863,13 @@ def check_local(
     seen_colour: np.ndarray | None = None,
     bank_colour: np.ndarray | None = None,
     generic: bool = False,
+    derived: SeenOnce | None = None,
 ) -> LocalCheck | None:
     """The best affine fit of a query's features to a banked picture's (as is, or mirrored: `banked` is
     `with_mirror`'s pair), checked on the pictures themselves (their `thumbnail`s: `seen` and `bank`; see
-    LocalCheck). None when no plausible fit."""
+    LocalCheck). None when no plausible fit. `derived`: what was derived from `seen` and `seen_colour`
+    alone for an earlier banked picture (`SeenOnce`), kept for the next."""
+    derived = SeenOnce(seen, seen_colour) if derived is None else derived
     best: tuple[int, np.ndarray, np.ndarray, int] | None = None
     for variant, found in enumerate(banked):
         if len(found) < 2 or len(query) < 2:
@@ -865,7 +901,7 @@ def check_local(
     warped = cv2.warpAffine(seen, scaled, size, flags=cv2.INTER_LINEAR)
     cover = cv2.warpAffine(np.ones_like(seen), scaled, size, flags=cv2.INTER_NEAREST)
     covered = cv2.erode(cover, np.ones((3, 3), np.uint8)) > 0.5
-    text = cv2.warpAffine(text_mask(seen).astype(np.uint8), scaled, size, flags=cv2.INTER_NEAREST) > 0
+    text = cv2.warpAffine(derived.text().astype(np.uint8), scaled, size, flags=cv2.INTER_NEAREST) > 0
     compared = covered & ~text
     if compared.sum() < 64:
         return LocalCheck(inliers, 0.0, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
@@ -881,13 +917,13 @@ def check_local(
     overlap = float((xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)) / (k * k)
     span = float(np.ptp(points[:, 0]) * np.ptp(points[:, 1]))
     colour = NO_FIT if generic else Fit(1.0, 1.0)
-    if seen_colour is not None and bank_colour is not None and (generic or not monochrome(seen_colour)):
+    if seen_colour is not None and bank_colour is not None and (generic or not derived.monochrome()):
         if variant == 1:
             bank_colour = np.ascontiguousarray(bank_colour[:, ::-1])
         colour = colour_fits(
             cv2.warpAffine(seen_colour, scaled, size, flags=cv2.INTER_LINEAR), bank_colour, compared, generic
         )
-    grey = fits(warped, bank, compared)
+    grey, residual = _fit_residual(warped, bank, compared)
     log.debug(
         "local: grey %.3f subject %.3f, colour %.3f subject %.3f",
         grey.share,
@@ -900,7 +936,7 @@ def check_local(
         min(1.0, span / max(overlap, 1.0)),
         _masked_correlation(_high_pass(warped), _high_pass(bank), compared),
         _masked_correlation(warped, bank, compared),
-        tone_fit(warped, bank, compared),
+        _tone_shares(residual),
         inside,
         colour.share,
         min(grey.subject, colour.subject),
@@ -937,7 +973,10 @@ def _resized_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def tone_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
     """Share of `mask` where `seen`, mapped to `bank`'s tones by a least-squares quadratic, is within 8, 12
     and 16 grey levels of `bank` (see LocalCheck.fits)."""
-    residual = _tone_residual(seen, bank, mask)
+    return _tone_shares(_tone_residual(seen, bank, mask))
+
+
+def _tone_shares(residual: np.ndarray) -> tuple[float, float, float]:
     return float(np.mean(residual <= 8)), float(np.mean(residual <= 12)), float(np.mean(residual <= 16))
 
 
@@ -1040,10 +1079,17 @@ def _weighted_share(agree: np.ndarray, weights: np.ndarray) -> float:
 def fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> Fit:
     """`tone_fit`'s share within 12 grey levels over `mask`, and the same weighed by the banked picture's
     structure (`structure_weights`): its `subject` share."""
+    return _fit_residual(seen, bank, mask)[0]
+
+
+def _fit_residual(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[Fit, np.ndarray]:
+    """`fits`, and the residual over `mask` its share counts (`_tone_residual`'s), from one tone fit:
+    `check_local` reports `tone_fit` too, which fitted the tones a second time."""
     fitted, target = _tone_fitted(seen, bank, mask)
-    share = float(np.mean(np.abs(fitted - target)[mask] <= 12))
+    residual: np.ndarray = np.abs(fitted - target)[mask]
+    share = float(np.mean(residual <= 12))
     close = _shifted_residual(fitted, target)[mask] <= 12
-    return Fit(share, _weighted_share(close, structure_weights(bank)[mask]))
+    return Fit(share, _weighted_share(close, structure_weights(bank)[mask])), residual
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from monitor.imaging.hashes import compute_hashes
-from monitor.ingest.decode import HASH_DRAFT, DecodeLimits, decode_image
+from monitor.ingest.decode import HASH_DRAFT, DecodeLimits, decode_sized
 from monitor.models import ImageHashes, StageObserver
 
 
@@ -24,6 +24,9 @@ class Fingerprinted:
 
     hashes: ImageHashes
     image: Image.Image
+    size: tuple[int, int] | None = None
+    """The file's own width and height (the image may be a draft reduction): `matcher.local_image` reads
+    it to decide whether to decode larger, rather than the file's header a second time."""
 
 
 def fingerprint(
@@ -33,10 +36,10 @@ def fingerprint(
 
     `observe` hears how long the "decode" and "hash" stages took (the worker's stage metrics)."""
     start = time.perf_counter()
-    image = decode_image(data, limits, grey=True, draft=HASH_DRAFT)
+    image, size = decode_sized(data, limits, grey=True, draft=HASH_DRAFT)
     decoded = time.perf_counter()
     hashes = compute_hashes(image)
     if observe is not None:
         observe("decode", decoded - start)
         observe("hash", time.perf_counter() - decoded)
-    return Fingerprinted(hashes, image)
+    return Fingerprinted(hashes, image, size)

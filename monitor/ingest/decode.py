@@ -59,26 +59,37 @@ def decode_image(
     `grey=True` gives a grey ("L") image instead, which is all hashing and local features use: libjpeg
     then skips the chroma transform and colour conversion, a third of a scaled decode's time.
     """
+    return decode_sized(data, limits, grey=grey, draft=draft)[0]
+
+
+def decode_sized(
+    data: bytes, limits: DecodeLimits | None = None, *, grey: bool = False, draft: int = DRAFT_TARGET
+) -> tuple[Image.Image, tuple[int, int]]:
+    """`decode_image`, and the file's own width and height (before any draft reduction), which its header
+    gave: whoever may decode the file again larger needs no second read of the header (`header_size`)."""
     limits = limits or DecodeLimits()
     if not data:
         raise DecodeError("empty image")
     if len(data) > limits.max_bytes:
         raise DecodeError(f"image too large: {len(data)} bytes > {limits.max_bytes}")
-    image = _attempt(data, limits, grey, draft)
-    if isinstance(image, BaseException):
-        image = _load_without_metadata(data, limits, grey, draft, image)
+    loaded = _attempt(data, limits, grey, draft)
+    if isinstance(loaded, BaseException):
+        loaded = _load_without_metadata(data, limits, grey, draft, loaded)
+    image, size = loaded
     if grey and image.mode == "L":
-        return image
+        return image, size
     if image.mode != "RGB":
         image = (
             image.convert("RGBA").convert("RGB")
             if "A" in image.mode or image.mode == "P"
             else image.convert("RGB")
         )
-    return image.convert("L") if grey else image
+    return (image.convert("L") if grey else image), size
 
 
-def _attempt(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image | BaseException:
+def _attempt(
+    data: bytes, limits: DecodeLimits, grey: bool, draft: int
+) -> tuple[Image.Image, tuple[int, int]] | BaseException:
     """The loaded image, or the error Pillow refused the bytes with (the caller may try another copy);
     our own refusals (size bounds) and decompression bombs raise DecodeError: no copy would do better."""
     try:
@@ -91,7 +102,7 @@ def _attempt(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image
         return exc
 
 
-def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Image:
+def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> tuple[Image.Image, tuple[int, int]]:
     with warnings.catch_warnings():
         # Pillow warns about metadata it cannot read (corrupt EXIF, a malformed MPO index): decode does not
         # use it, and provenance reports it from the original bytes.
@@ -106,12 +117,12 @@ def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> Image.Im
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
-    return image
+    return image, (width, height)
 
 
 def _load_without_metadata(
     data: bytes, limits: DecodeLimits, grey: bool, draft: int, error: BaseException
-) -> Image.Image:
+) -> tuple[Image.Image, tuple[int, int]]:
     """The pixels of a file Pillow refused, from its copy without metadata; `error` (the first refusal,
     which says what was wrong with the file) when that copy cannot be made or does not decode either."""
     stripped = without_metadata(data)
