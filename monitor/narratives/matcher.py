@@ -440,7 +440,7 @@ STANCE_LEAD: float | None = 0.3
 #: fact-checker's headline, a bare "generated" and "montage" are cues too: leave one set out over dev and
 #: v1-v13 (1,440 positives, 2,118 negatives) at 2%, 1,205 matched / 43 flagged -> 1,253 / 43; at 2.5%
 #: 1,264 / 56 -> 1,304 / 55; at 3% 1,305 / 67 -> 1,318 / 67; at 0.74 pooled 1,263 / 52 -> 1,264 / 43
-#: (README "Since v13"); v13 is in-sample for them.
+#: (docs/history/narratives.md, "Since v13"); v13 is in-sample for them.
 DEBUNK_CUES = True
 #: The z a caption refused by a debunk cue scores at most (far below any threshold).
 CUE_REFUSAL_Z = 3.0

@@ -32,10 +32,10 @@ counted twice or lost between partitions.
 The pure core is `monitor.tracking.tracker.ClusterTracker` (and `routing.PartitionRouter`); `PartitionState`
 keeps one partition's store and the keys a batch changed, `TrackingLoop` does the Kafka part.
 
-What a sighting costs here beside the counting (README, "Partitioned tracking, wired"): fetches wait for
-a few hundred kilobytes, so a transaction carries hundreds of posts; its records go in producer batches,
-each changed key once, JSON by orjson; and the partition's state is kept out of the garbage collector's
-full collections (`out_of_collections`), which otherwise walked millions of records.
+What a sighting costs here beside the counting (docs/history/tracker.md, "Partitioned tracking, wired"):
+fetches wait for a few hundred kilobytes, so a transaction carries hundreds of posts; its records go in
+producer batches, each changed key once, JSON by orjson; and the partition's state is kept out of the
+garbage collector's full collections (`out_of_collections`), which otherwise walked millions of records.
 """
 
 from __future__ import annotations
