@@ -423,6 +423,7 @@ async def run_pipeline(
             "analysis_failed": failed,
             "image_errors": pipeline.image_errors,
             "load_average": os.getloadavg()[0],
+            "deferred": pipeline.deferred.line(len(pipeline.held)) if pipeline.deferring else "off",
             **startup,
         },
     )
@@ -1335,6 +1336,9 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     print(stage_line(runs["ours"]))
     if runs["pooled"]:
         print(pooled_line(runs["pooled"], runs["ours"], pooled_processes))
+    for name in ("ours", "pooled"):
+        if runs[name]:
+            print(f"{name}, last run: {runs[name][-1].extra.get('deferred', 'off')}")
     loads = {name: [r.extra.get("load_average") for r in results] for name, results in runs.items()}
     print(
         "load average (1 min) at the end of each run: "
