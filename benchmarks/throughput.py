@@ -155,6 +155,11 @@ class Stream:
     expected_alerts: int
 
 
+PASSED_SETTINGS = ("MONITOR_DEFER_EVIDENCE", "MONITOR_DEFERRED_BUDGET_BYTES")
+"""The only settings the realistic rows take from the environment (the rest are the flags'): deferred
+evidence on and off, side by side."""
+
+
 def _split(total: int, parts: int, index: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
@@ -1228,7 +1233,7 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             "caption_batch": args.caption_batch,
             "analysis_processes": args.analysis_processes,
         },
-        environ={},
+        environ={key: os.environ[key] for key in PASSED_SETTINGS if key in os.environ},
     )
     first = (
         "not measured (the bank's cache existed)"

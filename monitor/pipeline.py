@@ -165,7 +165,9 @@ class InlineAnalysis:
     async def run(
         self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
     ) -> list[AnalyzedPost]:
-        return self.analyzer.analyze(posts, images, defer)
+        """With `defer`, the reshares' captions are deferred too: the batch's round 2 follows at once in
+        this process, and embeds them with the deferred captions it needs, in one call."""
+        return self.analyzer.analyze(posts, images, defer, defer_reshares=defer)
 
     async def resolve(
         self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]

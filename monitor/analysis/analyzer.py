@@ -222,7 +222,11 @@ class Analyzer:
         return dataclasses.replace(image, bank_match=cached.bank_match, local_deferred=False)
 
     def analyze(
-        self, posts: Sequence[Post], images: Sequence[Sequence[LoadedImage]], defer: bool = False
+        self,
+        posts: Sequence[Post],
+        images: Sequence[Sequence[LoadedImage]],
+        defer: bool = False,
+        defer_reshares: bool = False,
     ) -> list[AnalyzedPost]:
         """Analyse a batch; captions are embedded together, which is where batching pays.
 
@@ -233,10 +237,13 @@ class Analyzer:
 
         `defer` leaves for `resolve` the local stage of images the global hashes did not match and the
         captions of posts that carry images and reshare nothing (a reshare's always counts for a cluster
-        seen before, so it is embedded now).
+        seen before, so it is embedded now, unless `defer_reshares`: the serial pipeline embeds them with
+        the batch's deferred captions, in one call rather than two, since it needs both before counting).
         """
         narratives: list[NarrativeMatch | None] = [None] * len(posts)
-        deferred = [defer and bool(post.images) and post.reshare_of is None for post in posts]
+        deferred = [
+            defer and (bool(post.images) if post.reshare_of is None else defer_reshares) for post in posts
+        ]
         if self.narratives is not None:
             counted = [i for i, post in enumerate(posts) if can_join_a_cluster(post) and not deferred[i]]
             for i, match in zip(counted, self._embed([posts[i] for i in counted]), strict=True):

@@ -150,9 +150,11 @@ class Plan:
     counted: list[list[str]]
     """The clusters each post counts for now (none for a redelivery or a reshare that waits)."""
     resolve: list[int] = field(default_factory=list)
-    """Positions of posts with deferred parts that count for a live cluster."""
+    """Positions of posts with deferred parts that count for a live cluster, or reshares waiting for their
+    post (their caption is stored to be counted with it)."""
     hold: list[int] = field(default_factory=list)
-    """Positions of posts with deferred parts whose clusters only they counted for."""
+    """Positions of uploads with deferred parts whose clusters only they counted for (a reshare counts
+    for its post's clusters, live with it)."""
     joined: list[str] = field(default_factory=list)
     """Held posts (of earlier batches) whose cluster came alive, in the order they were held."""
     live: set[str] = field(default_factory=set)
@@ -213,6 +215,7 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
     """This run's counted posts' clusters (their `p:` is written in phase C)."""
     seen_here: set[str] = set()
     waiting_here: set[str] = set()
+    waits: set[int] = set()
     counts: dict[str, int] = {}
     joined: dict[str, None] = {}
     if posts and not tracker.seen(posts[0].post_id):
@@ -237,6 +240,7 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
             clusters = here[parent] if parent in here else tracker.clusters_of(parent)
             if clusters is None:
                 waiting_here.add(parent)  # counted with its parent, for the parent's clusters
+                waits.add(len(counted))  # its caption is stored with it, for then
                 counted.append([])
                 continue
         else:
@@ -259,7 +263,10 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
     plan = Plan(assigned, counted, live=live, dropped=dropped)
     plan.joined = held.in_order(joined)  # a held founder's cluster counted for here is live
     for i, post in enumerate(posts):
-        if not has_deferred(post) or not counted[i]:
+        if not has_deferred(post):
             continue
-        (plan.resolve if any(c in live for c in counted[i]) else plan.hold).append(i)
+        if i in waits or any(c in live for c in counted[i]):
+            plan.resolve.append(i)
+        elif counted[i] and post.reshare_of is None:
+            plan.hold.append(i)
     return plan

@@ -359,6 +359,12 @@ class _Gate:
                 self._changed.notify_all()
 
 
+RESOLVE_RUN = 32
+"""Round 2 of deferred evidence is split over the processes in runs of at least this many posts: fewer
+go to one process, as the captions are embedded together (a batch's round 2 is usually a few posts, and
+the other processes are analysing the next batches meanwhile)."""
+
+
 class ProcessAnalysis:
     """Analysis in a pool of processes, each with its own analyser."""
 
@@ -408,7 +414,7 @@ class ProcessAnalysis:
         """Round 2 of deferred evidence (`Analyzer.resolve`), spread over the processes in stream-order
         runs, side by side with the batches in flight; aligned with `analyzed`."""
         light = [without_inline_data(post) for post in posts]
-        size = -(-len(analyzed) // self.processes) if analyzed else 1
+        size = max(RESOLVE_RUN, -(-len(analyzed) // self.processes))
         runs = [
             self._in_pool(
                 len(analyzed[at : at + size]),
