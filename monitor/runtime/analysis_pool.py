@@ -107,7 +107,9 @@ class AnalyzerHolder:
     def analyze(
         self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
     ) -> list[AnalyzedPost]:
-        return self.current().analyze(posts, images, defer)
+        if defer:  # the in-process pipeline's round 1 (monitor/analysis/deferred.py)
+            return self.current().analyze(posts, images, defer=True)
+        return self.current().analyze(posts, images)
 
     def warm_up(self) -> None:
         """Run a made-up post through the analyser, so what loads or trains on first use does so now.
