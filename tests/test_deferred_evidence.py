@@ -225,7 +225,7 @@ def test_the_local_stage_and_the_caption_models_are_skipped_for_singletons(
     captions.clear()
     deferred = replay(archive, generated_settings(bank), encoder)
     assert deferred.alerts == eager.alerts
-    # 11 uploads never reshared (8 singles, the late single, ...): their pictures are not looked at closely,
+    # the 9 uploads never seen again (8 singles and the late one): their pictures are not looked at closely,
     # their captions not embedded
     assert deferred.stages["local"] < eager.stages["local"]
     assert sum(captions) <= eager_captions - 9
