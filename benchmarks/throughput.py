@@ -155,6 +155,11 @@ class Stream:
     expected_alerts: int
 
 
+PASSED_SETTINGS = ("MONITOR_DEFER_EVIDENCE", "MONITOR_DEFERRED_BUDGET_BYTES")
+"""The only settings the realistic rows take from the environment (the rest are the flags'): deferred
+evidence on and off, side by side."""
+
+
 def _split(total: int, parts: int, index: int) -> int:
     return total // parts + (1 if index < total % parts else 0)
 
@@ -423,6 +428,7 @@ async def run_pipeline(
             "analysis_failed": failed,
             "image_errors": pipeline.image_errors,
             "load_average": os.getloadavg()[0],
+            "deferred": pipeline.deferred.line(len(pipeline.held)) if pipeline.deferring else "off",
             **startup,
         },
     )
@@ -1227,7 +1233,7 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             "caption_batch": args.caption_batch,
             "analysis_processes": args.analysis_processes,
         },
-        environ={},
+        environ={key: os.environ[key] for key in PASSED_SETTINGS if key in os.environ},
     )
     first = (
         "not measured (the bank's cache existed)"
@@ -1335,6 +1341,9 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     print(stage_line(runs["ours"]))
     if runs["pooled"]:
         print(pooled_line(runs["pooled"], runs["ours"], pooled_processes))
+    for name in ("ours", "pooled"):
+        if runs[name]:
+            print(f"{name}, last run: {runs[name][-1].extra.get('deferred', 'off')}")
     loads = {name: [r.extra.get("load_average") for r in results] for name, results in runs.items()}
     print(
         "load average (1 min) at the end of each run: "

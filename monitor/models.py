@@ -159,6 +159,10 @@ class ImageAnalysis:
     error: str | None = None
     error_stage: ImageErrorStage | None = None
     """Set with `error`: whether the bytes could not be loaded or could not be decoded."""
+    local_deferred: bool = False
+    """The global hashes did not match and the local-feature stage was left for later (the in-process
+    pipeline's deferred evidence, monitor/analysis/deferred.py): `bank_match` is not yet known. Never set
+    on what the Kafka worker sends."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +180,7 @@ class ImageAnalysis:
             "url": self.url,
             "error": self.error,
             **({"error_stage": self.error_stage} if self.error_stage else {}),
+            **({"local_deferred": True} if self.local_deferred else {}),
         }
 
     @classmethod
@@ -188,6 +193,7 @@ class ImageAnalysis:
             url=data.get("url"),
             error=data.get("error"),
             error_stage=_error_stage(data.get("error_stage"), data.get("error")),
+            local_deferred=bool(data.get("local_deferred", False)),
         )
 
 
@@ -206,6 +212,9 @@ class AnalyzedPost:
     reshare_of: str | None
     images: tuple[ImageAnalysis, ...] = ()
     narrative: NarrativeMatch | None = None
+    narrative_deferred: bool = False
+    """The caption was not yet matched (deferred evidence, as `ImageAnalysis.local_deferred`): `narrative`
+    is not yet known."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -218,6 +227,7 @@ class AnalyzedPost:
                 if self.narrative
                 else None
             ),
+            **({"narrative_deferred": True} if self.narrative_deferred else {}),
         }
 
     @classmethod
@@ -229,6 +239,7 @@ class AnalyzedPost:
             reshare_of=data.get("reshare_of"),
             images=tuple(ImageAnalysis.from_json(i) for i in data.get("images") or ()),
             narrative=NarrativeMatch(nm["narrative_id"], float(nm["score"])) if nm else None,
+            narrative_deferred=bool(data.get("narrative_deferred", False)),
         )
 
 

@@ -8,12 +8,17 @@ The analysis runs in this process, or in the worker's pool of analysis processes
 (runtime/analysis_pool.py, `processes`): then batches are analysed side by side and tracked strictly in
 stream order, so the alerts are those of the serial pipeline; what it costs is start-up (each process
 loads the bank and caption models), which `processes_for` weighs against the archive's length.
+
+With `defer_evidence` (and a threshold of 2 or more) the local-feature match and the caption match of a
+post are computed only once its visual cluster is seen a second time (monitor/analysis/deferred.py): the
+alerts are the same, most uploads are never reshared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.analysis.analyzer import Analyzer
+from monitor.analysis.deferred import DeferredCounts, HeldPosts, expiry_split, hold, plan_batch
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import Bank, NarrativeExample
 from monitor.ingest.decode import DecodeLimits
@@ -46,7 +52,9 @@ from monitor.tracking.routing import track_in_order
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 if TYPE_CHECKING:
-    from monitor.runtime.analysis_pool import Analysis
+    from monitor.runtime.analysis_pool import ProcessAnalysis
+
+log = logging.getLogger("monitor.pipeline")
 
 POOL_MIN_POSTS = 1000
 """Archives this long or longer are analysed in `analysis_processes` processes unless
@@ -154,14 +162,40 @@ class InlineAnalysis:
     def __init__(self, analyzer: Analyzer) -> None:
         self.analyzer = analyzer
 
-    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
-        return self.analyzer.analyze(posts, images)
+    async def run(
+        self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
+    ) -> list[AnalyzedPost]:
+        """With `defer`, the reshares' captions are deferred too: the batch's round 2 follows at once in
+        this process, and embeds them with the deferred captions it needs, in one call."""
+        return self.analyzer.analyze(posts, images, defer, defer_reshares=defer)
+
+    async def resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]:
+        return self.analyzer.resolve(analyzed, posts, images)
 
     def alone(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
 
     def close(self) -> None:
         """Nothing runs beside the loop."""
+
+
+class Deferring:
+    """An analysis whose runs leave the deferred parts out (round 1), for `analyze_or_single_out`."""
+
+    def __init__(self, inner: InlineAnalysis | ProcessAnalysis) -> None:
+        self.inner = inner
+        self.depth = inner.depth
+
+    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+        return await self.inner.run(posts, images, defer=True)
+
+    def alone(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.inner.alone()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +231,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.processes = processes
-        self.analysis: Analysis
+        self.analysis: InlineAnalysis | ProcessAnalysis
         if processes > 0:
             from monitor.runtime.analysis_pool import ProcessAnalysis  # which imports this module
             from monitor.runtime.metrics import Metrics
@@ -219,6 +253,13 @@ class Pipeline:
         """With `tracking_partitioned`, images are assigned as the Kafka workers' analysis assigns them
         (the same rule, ties and merges: monitor/tracking/partitions.py), so both raise the same alerts."""
         self.image_errors = 0
+        self.deferring = settings.defer_evidence and settings.threshold >= 2 and self.representatives is None
+        """Whether evidence that cannot matter yet is left for later (monitor/analysis/deferred.py): a
+        cluster seen once cannot alert with a threshold of 2 or more. Partitioned tracking is eager."""
+        self.held = HeldPosts(settings.deferred_budget_bytes)
+        self.deferred = DeferredCounts()
+        if self.deferring:
+            self.tracker.expired = []  # held posts of expired clusters are let go
 
     def describe(self) -> str:
         """Where the analysis runs, for the replay's output."""
@@ -234,10 +275,12 @@ class Pipeline:
         return analyzed
 
     async def process(self, posts: Sequence[Post]) -> list[Alert]:
-        alerts: list[Alert] = []
-        for analyzed in await self.analyze(posts):
-            alerts.extend(self.track(analyzed))
-        return alerts
+        """One batch's alerts; a failed analysis raises."""
+        listed = list(posts)
+        images = await self.loader.load_many(listed)
+        analyzed = await self.analysis.run(listed, images, defer=self.deferring)
+        self._count_errors(analyzed)
+        return await self._track_batch(listed, analyzed, images)
 
     async def stream(self, batches: Iterable[Sequence[Post]]) -> AsyncGenerator[Tracked, None]:
         """Each batch tracked, in the order given, with up to `analysis.depth` batches analysed at once.
@@ -246,13 +289,16 @@ class Pipeline:
         picture that kills its analysis process) is returned in `failed`, untracked; the rest goes on
         (analysis_pool.analyze_or_single_out, the worker's rule).
         """
-        from monitor.runtime.analysis_pool import analyze_or_single_out
+        from monitor.runtime.analysis_pool import Analysis, analyze_or_single_out
 
-        async def analysed(posts: list[Post]) -> list[AnalyzedPost | Exception]:
+        analysis: Analysis = Deferring(self.analysis) if self.deferring else self.analysis
+        Outcomes = tuple[list[AnalyzedPost | Exception], list[list[LoadedImage]]]
+
+        async def analysed(posts: list[Post]) -> Outcomes:
             images = await self.loader.load_many(posts)
-            return await analyze_or_single_out(self.analysis, posts, images, "rejecting it")
+            return await analyze_or_single_out(analysis, posts, images, "rejecting it"), images
 
-        pending: deque[tuple[list[Post], asyncio.Task[list[AnalyzedPost | Exception]]]] = deque()
+        pending: deque[tuple[list[Post], asyncio.Task[Outcomes]]] = deque()
         upcoming = iter(batches)
         try:
             while True:
@@ -265,21 +311,102 @@ class Pipeline:
                 if not pending:
                     return
                 posts, task = pending.popleft()
-                outcomes = await task
-                alerts: list[Alert] = []
+                outcomes, images = await task
                 failed: list[tuple[Post, Exception]] = []
-                for post, outcome in zip(posts, outcomes, strict=True):
+                good: list[tuple[Post, AnalyzedPost, list[LoadedImage]]] = []
+                for post, outcome, loaded in zip(posts, outcomes, images, strict=True):
                     if isinstance(outcome, Exception):
                         failed.append((post, outcome))
                     else:
-                        self._count_errors([outcome])
-                        alerts.extend(self.track(outcome))
+                        good.append((post, outcome, loaded))
+                analyzed = [one for _, one, _ in good]
+                self._count_errors(analyzed)
+                alerts = await self._track_batch(
+                    [post for post, _, _ in good], analyzed, [loaded for _, _, loaded in good]
+                )
                 yield Tracked(posts, alerts, failed)
         finally:
             tasks = [task for _, task in pending]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _track_batch(
+        self, posts: list[Post], analyzed: list[AnalyzedPost], images: list[list[LoadedImage]]
+    ) -> list[Alert]:
+        """A batch's analysed posts counted in order; with deferral, in runs that the tracker's expiry
+        does not cut into (deferred.expiry_split)."""
+        alerts: list[Alert] = []
+        if not self.deferring:
+            for one in analyzed:
+                alerts.extend(self.track(one))
+            return alerts
+        start = 0
+        while start < len(analyzed):
+            end = start + expiry_split(self.tracker, analyzed[start:])
+            alerts.extend(
+                await self._track_deferred(posts[start:end], analyzed[start:end], images[start:end])
+            )
+            start = end
+        return alerts
+
+    async def _track_deferred(
+        self, posts: list[Post], analyzed: list[AnalyzedPost], images: list[list[LoadedImage]]
+    ) -> list[Alert]:
+        """Phases A to C of monitor/analysis/deferred.py for posts counted together."""
+        plan = plan_batch(self.tracker, self.held, analyzed)
+        counts = self.deferred
+        counts.dropped += plan.dropped
+        counts.deferred += len(plan.resolve) + len(plan.hold)
+        earlier = [self.held.take(post_id) for post_id in plan.joined]
+        for i in plan.hold:
+            self.held.add(hold(analyzed[i], posts[i], images[i], plan.assigned[i]))
+        position = {one.post_id: i for i, one in enumerate(analyzed)}
+        now = set(plan.resolve)
+        for held in self.held.over_budget():
+            counts.for_budget += 1
+            if held.analyzed.post_id in position and position[held.analyzed.post_id] in plan.hold:
+                now.add(position[held.analyzed.post_id])
+            else:
+                earlier.append(held)
+        earlier.sort(key=lambda held: held.order)
+        resolving = sorted(now)
+        resolved = await self._resolve(
+            [held.analyzed for held in earlier] + [analyzed[i] for i in resolving],
+            [held.post for held in earlier] + [posts[i] for i in resolving],
+            [list(held.images) for held in earlier] + [images[i] for i in resolving],
+        )
+        counts.resolved += len(resolved)
+        for held, full in zip(earlier, resolved, strict=False):
+            self.tracker.restate_reasons(full, held.clusters)  # founders: their reasons first
+        records = list(analyzed)
+        for i, full in zip(resolving, resolved[len(earlier) :], strict=True):
+            records[i] = full
+        alerts: list[Alert] = []
+        for record, assigned in zip(records, plan.assigned, strict=True):
+            alerts.extend(self.tracker.observe_assigned(record, assigned))
+        return alerts
+
+    async def _resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]:
+        """Round 2 (`Analyzer.resolve`) of these posts; one whose round 2 fails, alone, is counted with
+        what round 1 found (logged): it was analysed once, it is not lost."""
+        if not analyzed:
+            return []
+        try:
+            return await self.analysis.resolve(analyzed, posts, images)
+        except Exception:
+            log.exception("deferred evidence of %d posts failed; computing it post by post", len(analyzed))
+        resolved: list[AnalyzedPost] = []
+        async with self.analysis.alone():
+            for one, post, loaded in zip(analyzed, posts, images, strict=True):
+                try:
+                    resolved.extend(await self.analysis.resolve([one], [post], [loaded]))
+                except Exception:
+                    log.exception("deferred evidence of post %s failed; counted without it", one.post_id)
+                    resolved.append(one)
+        return resolved
 
     def _count_errors(self, analyzed: Sequence[AnalyzedPost]) -> None:
         self.image_errors += sum(1 for a in analyzed for i in a.images if i.error)

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
     embedded_processes: int | None = None
     """Processes that analyse an in-process replay (`replay --embedded`, `demo`, `monitor.replay`); None:
     `analysis_processes` for an archive of POOL_MIN_POSTS posts or more, else none (monitor/pipeline.py)."""
+    defer_evidence: bool = True
+    """The in-process pipeline computes a post's local-feature match and caption match only once its
+    visual cluster is seen a second time (monitor/analysis/deferred.py); same alerts. Needs threshold >= 2
+    and no `tracking_partitioned`; the Kafka worker always computes everything."""
+    deferred_budget_bytes: int = 256_000_000
+    """Bytes (pictures and captions) the deferred evidence may hold; past it the oldest are computed."""
     slack_webhook_url: str = ""
     slack_min_interval_seconds: float = 1.0
     dashboard_url: str = ""
@@ -179,6 +185,10 @@ class Settings(BaseSettings):
             raise SettingsError(f"analysis_processes must not be negative, got {self.analysis_processes}")
         if self.embedded_processes is not None and self.embedded_processes < 0:
             raise SettingsError(f"embedded_processes must not be negative, got {self.embedded_processes}")
+        if self.deferred_budget_bytes < 0:
+            raise SettingsError(
+                f"deferred_budget_bytes must not be negative, got {self.deferred_budget_bytes}"
+            )
         if self.level_factor < 2:
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:

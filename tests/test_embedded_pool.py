@@ -41,10 +41,10 @@ import monitor.analysis.analyzer as analyzer
 _analyze = analyzer.Analyzer.analyze
 
 
-def analyze(self, posts, images):
+def analyze(self, posts, images, *args, **kwargs):
     if any(post.post_id == "{KILLER}" for post in posts):
         os.kill(os.getpid(), signal.SIGSEGV)
-    return _analyze(self, posts, images)
+    return _analyze(self, posts, images, *args, **kwargs)
 
 
 analyzer.Analyzer.analyze = analyze

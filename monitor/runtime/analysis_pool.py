@@ -104,7 +104,11 @@ class AnalyzerHolder:
                 log.info("bank reloaded: %d images, %d narrative examples", fresh.size, len(fresh.narratives))
         return self.analyzer
 
-    def analyze(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+    def analyze(
+        self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
+    ) -> list[AnalyzedPost]:
+        if defer:  # the in-process pipeline's round 1 (monitor/analysis/deferred.py)
+            return self.current().analyze(posts, images, defer=True)
         return self.current().analyze(posts, images)
 
     def warm_up(self) -> None:
@@ -259,14 +263,26 @@ def _start_child(settings: Settings, worker: int) -> None:
 
 
 def _analyze_in_child(
-    posts: list[Post], images: list[list[LoadedImage]]
+    posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
 ) -> tuple[list[AnalyzedPost], Telemetry]:
     assert _child is not None, "analysis process not started"
     try:
-        analyzed = _child.analyze(posts, images)
+        analyzed = _child.analyze(posts, images, defer)
     finally:
         _child_repeats.flush()
     return analyzed, _child.take_telemetry()
+
+
+def _resolve_in_child(
+    analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+) -> tuple[list[AnalyzedPost], Telemetry]:
+    """Round 2 of deferred evidence (monitor/analysis/deferred.py): the deferred parts of `analyzed`."""
+    assert _child is not None, "analysis process not started"
+    try:
+        resolved = _child.current().resolve(analyzed, posts, images)
+    finally:
+        _child_repeats.flush()
+    return resolved, _child.take_telemetry()
 
 
 def _ready() -> None:
@@ -345,6 +361,12 @@ class _Gate:
                 self._changed.notify_all()
 
 
+RESOLVE_RUN = 32
+"""Round 2 of deferred evidence is split over the processes in runs of at least this many posts: fewer
+go to one process, as the captions are embedded together (a batch's round 2 is usually a few posts, and
+the other processes are analysing the next batches meanwhile)."""
+
+
 class ProcessAnalysis:
     """Analysis in a pool of processes, each with its own analyser."""
 
@@ -381,20 +403,45 @@ class ProcessAnalysis:
             pool.submit(_ready)
         return pool
 
-    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
-        loop = asyncio.get_running_loop()
+    async def run(
+        self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
+    ) -> list[AnalyzedPost]:
+        """A batch's analysis in one process; `defer` (the in-process pipeline only) as `Analyzer.analyze`."""
         light = [without_inline_data(post) for post in posts]
+        return await self._in_pool(len(posts), _analyze_in_child, light, images, defer)
+
+    async def resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]:
+        """Round 2 of deferred evidence (`Analyzer.resolve`), spread over the processes in stream-order
+        runs, side by side with the batches in flight; aligned with `analyzed`."""
+        light = [without_inline_data(post) for post in posts]
+        size = max(RESOLVE_RUN, -(-len(analyzed) // self.processes))
+        runs = [
+            self._in_pool(
+                len(analyzed[at : at + size]),
+                _resolve_in_child,
+                analyzed[at : at + size],
+                light[at : at + size],
+                images[at : at + size],
+            )
+            for at in range(0, len(analyzed), size)
+        ]
+        return [one for run in await asyncio.gather(*runs) for one in run]
+
+    async def _in_pool(self, posts: int, job: Any, *args: Any) -> list[AnalyzedPost]:
+        loop = asyncio.get_running_loop()
         async with self._the_gate().side_by_side():  # the pool rebuilt before anyone else runs
             generation, pool = self._generation, self._pool
             try:
-                analyzed, telemetry = await loop.run_in_executor(pool, _analyze_in_child, light, images)
+                analyzed, telemetry = await loop.run_in_executor(pool, job, *args)
             except BrokenProcessPool:
                 if generation == self._generation:  # the first to notice rebuilds it
                     self._generation += 1
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
                     log.error("an analysis process died; started a new pool")
-                raise AnalysisProcessDied(f"analysis process died analysing {len(posts)} post(s)") from None
+                raise AnalysisProcessDied(f"analysis process died analysing {posts} post(s)") from None
         telemetry.record(self.metrics)
         return list(analyzed)
 

@@ -267,22 +267,75 @@ class ClusterTracker:
             parents = read_clusters(parent_clusters)
             self._count(post.post_id, second, parents, _narrative_reasons(narrative), {}, touched)
         else:
-            image_reasons = _image_reasons(post)
-            images: list[ImageCount] = []
-            for i, image in enumerate(post.images):
-                if image.hashes is None:
-                    continue
-                if assigned is None:
-                    cluster_id = self.clusters.assign(image.hashes)
-                else:
-                    given = assigned[i]
-                    if given is None:
-                        continue
-                    cluster_id = given
-                negative = self.review.negatives.matches(image.hashes)
-                images.append((cluster_id, image_reasons[i], image.url, negative))
-            self._count_images(post.post_id, second, narrative, images, touched)
+            clusters = self.assign_images(post) if assigned is None else assigned
+            self._count_images(post.post_id, second, narrative, self._image_counts(post, clusters), touched)
         return self._evaluate_touched(touched)
+
+    def assign_images(self, post: AnalyzedPost) -> list[str | None]:
+        """The cluster each image of a post joins or founds (None: no hashes), as `observe` assigns them:
+        the first half of `observe` for a post that reshares nothing, `observe_assigned` the second.
+        Deferred evidence (monitor/analysis/deferred.py) assigns a batch's posts before counting them."""
+        return [None if image.hashes is None else self.clusters.assign(image.hashes) for image in post.images]
+
+    def _image_counts(self, post: AnalyzedPost, clusters: Sequence[str | None]) -> list[ImageCount]:
+        image_reasons = _image_reasons(post)
+        images: list[ImageCount] = []
+        for i, image in enumerate(post.images):
+            cluster_id = clusters[i]
+            if image.hashes is None or cluster_id is None:
+                continue
+            negative = self.review.negatives.matches(image.hashes)
+            images.append((cluster_id, image_reasons[i], image.url, negative))
+        return images
+
+    def seen(self, post_id: str) -> bool:
+        """Whether a post of this id was counted (a redelivery counts nothing)."""
+        return self.store.get("s:" + post_id) is not None
+
+    def clusters_of(self, post_id: str) -> list[str] | None:
+        """The clusters a counted post counts for (`p:`); None for a post not counted (yet)."""
+        stored = self.store.get("p:" + post_id)
+        return None if stored is None else read_clusters(stored)
+
+    def has_waiting(self, post_id: str) -> bool:
+        """Whether reshares of the post wait for it (they are counted with it)."""
+        return bool(self.store.get("w:" + post_id))
+
+    def expiry_due(self, second: int, watermark: int) -> tuple[bool, int]:
+        """Whether counting a post of `second`, with the clock at `watermark`, would expire state first
+        (what `_advance` decides), and the watermark after it."""
+        if second > watermark and second <= self._clock() + FUTURE_SLACK:
+            watermark = second
+        if self.policy.retention_seconds <= 0 or not watermark:
+            return False, watermark
+        return self._next_expiry is None or watermark >= self._next_expiry, watermark
+
+    def restate_reasons(self, post: AnalyzedPost, clusters: Sequence[str | None]) -> None:
+        """Set the reasons of the clusters `post` alone counted for to those its record gives (counted
+        before with part of its evidence, deferred; `clusters` as for `observe_assigned`): the reasons,
+        in their order, that counting it with this record would have stored. Clusters expired meanwhile
+        are left alone."""
+        narrative = _narrative_reasons(
+            {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
+            if post.narrative
+            else None
+        )
+        per_cluster: dict[str, list[Reason]] = {}
+        for cluster_id, reasons, _, negative in self._image_counts(post, clusters):
+            found = per_cluster.setdefault(cluster_id, [])
+            if not negative:
+                found.extend(reasons)
+        for cluster_id, reasons in per_cluster.items():
+            key = "cl:" + cluster_id
+            stored = self.store.get(key)
+            if stored is None:
+                continue
+            merged = merge_reasons([], narrative + reasons)
+            if not merged:
+                continue  # none then, none now: the record keeps its empty reasons
+            meta = read_meta(stored)
+            meta[REASONS] = [r.to_json() for r in merged]
+            self.store[key] = tuple(meta)
 
     def observe_images(
         self,

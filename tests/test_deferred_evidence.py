@@ -1,0 +1,277 @@
+"""Deferred evidence (monitor/analysis/deferred.py): the in-process pipeline raises the very alerts of the
+eager one, while the local-feature stage and the caption models run only for posts of clusters seen twice.
+
+The streams: the bundled sample (`monitor demo`'s archive and bank), and a generated one on the sample's
+bank plus two generated pictures whose edited copies (a meme in a post, a crop) only the local-feature
+stage finds; such a copy founds a cluster and is reshared later, so the founder's deferred match must be
+computed for the alert to name the banked picture. A caption on a banked narrative rides on a founding
+upload only. Over five hours with two hours' retention the tracker expires state in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.analysis.deferred import DeferredCounts
+from monitor.bank.store import add_image_bytes, load_bank
+from monitor.ingest.archive import read_archive
+from monitor.models import format_time
+from monitor.narratives.matcher import Encoder, NarrativeMatcher
+from monitor.pipeline import Pipeline, make_encoder
+from monitor.settings import Settings
+from tests.support.synthetic import inline_event
+from tests.support.viral_edits import apply_edit, jpeg
+from tests.test_matching_edits import generated_photo
+
+SAMPLE = Path(__file__).resolve().parents[1] / "monitor" / "sample"
+T0 = 1_700_000_000.0
+ON_TOPIC = "Donald Trump arrested by police in Manhattan"
+
+
+def reshare(post_id: str, at: float, parent: str, text: str = "") -> dict[str, Any]:
+    return {
+        "post_id": post_id,
+        "platform": "x",
+        "author_id": f"u-{post_id}",
+        "created_at": format_time(at),
+        "text": text,
+        "reshare_of": parent,
+    }
+
+
+def generated_events() -> Iterator[dict[str, Any]]:
+    meme = apply_edit("meme-in-post", generated_photo(11), 11)
+    crop = apply_edit("crop", generated_photo(12), 12)
+    yield inline_event("meme-founder", T0, meme, "so true")
+    yield inline_event("crop-founder", T0 + 5, crop, "nice one")
+    yield inline_event("caption-founder", T0 + 8, jpeg(generated_photo(200)), ON_TOPIC)
+    for k in range(8):  # uploads never seen again, one with an on-topic caption
+        yield inline_event(
+            f"single-{k}", T0 + 10 + k, jpeg(generated_photo(300 + k)), ON_TOPIC if k == 3 else "hi"
+        )
+    for k in range(4):
+        yield reshare(f"meme-reshare-{k}", T0 + 600 + k, "meme-founder")
+        yield reshare(f"caption-reshare-{k}", T0 + 700 + k, "caption-founder", "wow")
+    yield inline_event("crop-again", T0 + 800, crop, "again")  # the same file: one more upload
+    yield reshare("crop-reshare", T0 + 801, "crop-again")
+    # hours later, after the singles' clusters expired (the meme's alerted: it is kept), more uploads
+    later = T0 + 5 * 3600
+    for k in range(3):
+        yield inline_event(f"meme-late-{k}", later + k, meme, "still true")
+    yield inline_event("late-single", later + 10, jpeg(generated_photo(400)), ON_TOPIC)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the archive, the bank): the sample's bank with the two banked originals added."""
+    folder = tmp_path_factory.mktemp("deferred")
+    shutil.copytree(SAMPLE / "bank", folder / "bank")
+    for seed in (11, 12):
+        original = jpeg(generated_photo(seed), 92)
+        add_image_bytes(folder / "bank", f"edited-{seed}", [(f"original-{seed}.jpg", ".jpg", original)])
+    archive = folder / "archive.jsonl"
+    archive.write_text("".join(json.dumps(event) + "\n" for event in generated_events()))
+    return archive, folder / "bank"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return make_encoder(Settings())
+
+
+def generated_settings(bank: Path, **changes: Any) -> Settings:
+    fields: dict[str, Any] = {
+        "bank": bank,
+        "threshold": 3,
+        "window_seconds": 3600,
+        "state_retention_seconds": 7200,
+        "caption_batch": 4,
+        **changes,
+    }
+    return Settings(**fields)
+
+
+def sample_settings(**changes: Any) -> Settings:
+    manifest = json.loads((SAMPLE / "manifest.json").read_text())
+    fields: dict[str, Any] = {
+        "bank": SAMPLE / "bank",
+        "threshold": manifest["threshold"],
+        "window_seconds": manifest["window_seconds"],
+        **changes,
+    }
+    return Settings(**fields)
+
+
+class Run:
+    """A pipeline's run over an archive: every alert's JSON in order, what deferral did, stage calls."""
+
+    def __init__(self) -> None:
+        self.alerts: list[dict[str, Any]] = []
+        self.stages: Counter[str] = Counter()
+        self.counts = DeferredCounts()
+        self.held = 0
+        self.deferring = False
+
+
+def replay(
+    archive: Path,
+    settings: Settings,
+    encoder: Encoder | None,
+    processes: int = 0,
+    one_by_one: bool = False,
+) -> Run:
+    run = Run()
+
+    def observe(stage: str, seconds: float) -> None:
+        run.stages[stage] += 1
+
+    assert settings.bank is not None
+    bank = load_bank(settings.bank)
+
+    async def go() -> None:
+        pipeline = Pipeline(
+            settings,
+            bank,
+            encoder=encoder,
+            archive_dir=archive.parent,
+            observe=observe,
+            processes=processes,
+        )
+        posts = [entry.post for entry in read_archive(archive).entries]
+        size = settings.caption_batch
+        batches = [posts[at : at + size] for at in range(0, len(posts), size)]
+        try:
+            if one_by_one:
+                for batch in batches:
+                    run.alerts.extend(alert.to_json() for alert in await pipeline.process(batch))
+            else:
+                async for done in pipeline.stream(batches):
+                    assert not done.failed
+                    run.alerts.extend(alert.to_json() for alert in done.alerts)
+        finally:
+            await pipeline.aclose()
+        run.counts, run.held, run.deferring = pipeline.deferred, len(pipeline.held), pipeline.deferring
+
+    asyncio.run(go())
+    return run
+
+
+def reasons(run: Run, cluster_of: str) -> list[dict[str, Any]]:
+    """The reasons of the alerts whose sample posts include `cluster_of`."""
+    return [r for alert in run.alerts if cluster_of in alert["sample_posts"] for r in alert["reasons"]]
+
+
+@pytest.fixture(scope="module")
+def eager_generated(generated: tuple[Path, Path], encoder: Encoder) -> Run:
+    archive, bank = generated
+    return replay(archive, generated_settings(bank, defer_evidence=False), encoder)
+
+
+def test_generated_stream_alerts_equal_the_eager_pipeline_and_name_the_founders_evidence(
+    generated: tuple[Path, Path], encoder: Encoder, eager_generated: Run
+) -> None:
+    archive, bank = generated
+    deferred = replay(archive, generated_settings(bank), encoder)
+    assert deferred.deferring and not eager_generated.deferring
+    assert deferred.alerts == eager_generated.alerts
+    # what the alerts must show, found only in the founders' deferred evidence
+    local = [r for r in reasons(deferred, "meme-founder") if r.get("hash") == "local"]
+    assert [r["bank_cluster"] for r in local] == ["edited-11"]
+    assert {r["bank_cluster"] for r in reasons(deferred, "crop-again") if r["kind"] == "bank_match"} == {
+        "edited-12"
+    }
+    assert [r["narrative_id"] for r in reasons(deferred, "caption-founder") if r["kind"] == "narrative"] == [
+        "trump-arrest"
+    ]
+    # the singles' clusters expired before the late posts: their held posts were let go
+    assert deferred.counts.dropped == 8, deferred.counts
+    # the singletons' evidence was never computed; the founders' was
+    assert deferred.counts.resolved >= 4
+    assert deferred.counts.deferred - deferred.counts.resolved >= 9
+    assert deferred.counts.for_budget == 0
+
+
+def test_one_batch_at_a_time_gives_the_same_alerts(
+    generated: tuple[Path, Path], encoder: Encoder, eager_generated: Run
+) -> None:
+    archive, bank = generated
+    assert (
+        replay(archive, generated_settings(bank), encoder, one_by_one=True).alerts == eager_generated.alerts
+    )
+
+
+def test_the_local_stage_and_the_caption_models_are_skipped_for_singletons(
+    generated: tuple[Path, Path], encoder: Encoder, eager_generated: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive, bank = generated
+    captions: list[int] = []
+    real = NarrativeMatcher.match_many
+
+    def counting(self: NarrativeMatcher, texts: list[str]) -> Any:
+        captions.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(NarrativeMatcher, "match_many", counting)
+    eager = replay(archive, generated_settings(bank, defer_evidence=False), encoder)
+    eager_captions = sum(captions)
+    captions.clear()
+    deferred = replay(archive, generated_settings(bank), encoder)
+    assert deferred.alerts == eager.alerts
+    # the 9 uploads never seen again (8 singles and the late one): their pictures are not looked at closely,
+    # their captions not embedded
+    assert deferred.stages["local"] < eager.stages["local"]
+    assert sum(captions) <= eager_captions - 9
+    assert deferred.stages["decode"] >= eager.stages["decode"]  # round 2 decodes the founders again
+
+
+def test_a_tiny_byte_budget_resolves_held_posts_at_once_and_changes_no_alert(
+    generated: tuple[Path, Path], encoder: Encoder, eager_generated: Run
+) -> None:
+    archive, bank = generated
+    run = replay(archive, generated_settings(bank, deferred_budget_bytes=1), encoder)
+    assert run.alerts == eager_generated.alerts
+    assert run.held == 0
+    assert run.counts.for_budget >= 9
+    assert run.counts.resolved == run.counts.deferred
+
+
+def test_threshold_one_defers_nothing(generated: tuple[Path, Path], encoder: Encoder) -> None:
+    archive, bank = generated
+    eager = replay(archive, generated_settings(bank, threshold=1, defer_evidence=False), encoder)
+    run = replay(archive, generated_settings(bank, threshold=1), encoder)
+    assert not run.deferring
+    assert run.counts.deferred == 0
+    assert run.stages == eager.stages
+    assert run.alerts == eager.alerts and run.alerts
+
+
+def test_sample_alerts_equal_the_eager_pipeline(encoder: Encoder) -> None:
+    archive = SAMPLE / "archive.jsonl"
+    for threshold in (None, 2):
+        changes = {} if threshold is None else {"threshold": threshold}
+        eager = replay(archive, sample_settings(defer_evidence=False, **changes), encoder)
+        deferred = replay(archive, sample_settings(**changes), encoder)
+        assert deferred.alerts == eager.alerts
+        assert eager.alerts
+        assert deferred.counts.deferred > deferred.counts.resolved > 0
+
+
+def test_with_two_analysis_processes_the_alerts_equal_the_eager_serial_pipeline(
+    generated: tuple[Path, Path], encoder: Encoder, eager_generated: Run
+) -> None:
+    archive, bank = generated
+    pooled = replay(archive, generated_settings(bank), None, processes=2)
+    assert pooled.deferring
+    assert pooled.alerts == eager_generated.alerts
+    assert pooled.counts.deferred > pooled.counts.resolved > 0
+    sample = SAMPLE / "archive.jsonl"
+    eager = replay(sample, sample_settings(threshold=2, defer_evidence=False), encoder)
+    assert replay(sample, sample_settings(threshold=2), None, processes=2).alerts == eager.alerts
