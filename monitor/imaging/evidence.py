@@ -184,6 +184,12 @@ the region search's copies placed over under 60 % agreed at 0.957 or more (all b
 more); a photo's corner, set on a gradient canvas, placed at 0.97 over 48 % of a banked soft sky on the
 fringe of a cloud and agreed over 0.835 of its structure (final19's one false match): a rectangle's
 corner is not a cloud's edge, though within MIN_SUBJECT_FIT of it."""
+MIN_SMALL_RELIEF = 6.0
+"""Least `relief` of the banked part when the query covers under SMALL_REGION of the banked picture (see
+MIN_RELIEF). The same canvas, turned back by a few degrees (`TILTS`) and cut to the rectangle the turn
+leaves whole, lost the photo's corner: its bare gradient placed over 38 % of the soft sky, on a part of
+it that left 3.15 levels (a plain part leaves 0.56-0.95), and agreed everywhere, as any gradient there
+would. The copies placed over under 60 % on final17-19 left 8.5 or more."""
 MIN_PDQ_FIT = 0.85
 """Least share within 12 levels (grey, and every colour channel for a query in colour) for a PDQ hit on a
 smooth banked picture at SMOOTH_PDQ_CHECKED or more, over the whole views (`LayoutIndex.whole_fit`)."""
@@ -1151,7 +1157,7 @@ class RegionCheck:
     def accepted(self) -> bool:
         small = self.area < SMALL_REGION
         return (
-            self.relief >= MIN_RELIEF
+            self.relief >= (MIN_SMALL_RELIEF if small else MIN_RELIEF)
             and self.area >= MIN_REGION_AREA
             and self.placement >= (MIN_SMALL_PLACEMENT if small else MIN_PLACEMENT)
             and self.grey >= MIN_REGION_FIT
