@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, uniform_trim
+from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, row_trim, uniform_trim
 
 Box = tuple[int, int, int, int]
 """left, top, right, bottom (exclusive), in pixels."""
@@ -127,20 +127,39 @@ def inner_boxes(small: np.ndarray) -> list[Box]:
     `small`'s pixels. No clear box for a query with texture (over MAX_TEXTURED of its cells): a photo,
     whose flat parts are sky or blur, not a smooth picture under text. (A canvas needs no such test: its
     outer lines rule a photo out at once; a picture shrunk onto one has its gradients steepened, and
-    pastel hills at 35-70 % reached 18 % textured cells.)"""
+    pastel hills at 35-70 % reached 18 % textured cells.) Then each of those less the rows of one colour
+    above and below the picture in it (`_rows_trimmed`), and the picture inside a post's picture
+    (`_inside_post`)."""
     busy, textured = _cells(small)
     canvas = canvas_box(small)
     clear = clear_boxes(small, busy) if busy.size and textured <= MAX_TEXTURED else []
     post = post_box(small)
     found = [*clear, *([] if canvas is None else [canvas])]
     found = [*found, *([] if post is None or post in found else [post])]
-    for box in [] if post is None else _inside_post(small, post):
-        if box not in found:
+    inside = [_rows_trimmed(small, outer) for outer in found]
+    inside += [] if post is None else _inside_post(small, post)
+    for box in inside:
+        if box is not None and box not in found:
             found.append(box)
     return found
 
 
-def _inside_post(small: np.ndarray, post: Box) -> list[Box]:
+def _rows_trimmed(small: np.ndarray, outer: Box) -> Box | None:
+    """`outer` less the rows of one colour above and below the picture in it (`borders.row_trim`, with
+    TIGHT_TOLERANCE), or None when none are or too little is left: a phone's screen above a picture and
+    between it and the text under it, which the text-free rectangle takes in. Rows only: a smooth
+    picture graded from side to side has columns of one colour, which a trim of every side eats into
+    (a ball on a horizontal pastel gradient was cut down to the ball)."""
+    left, top, right, bottom = outer
+    inner = small[top:bottom, left:right]
+    cut_top, cut_bottom = row_trim(inner, TIGHT_TOLERANCE, TIGHT_RUN)
+    height = inner.shape[0]
+    if (cut_top, cut_bottom) == (0, height) or cut_bottom - cut_top < MIN_CANVAS_SIDE * height:
+        return None
+    return (left, top + cut_top, right, top + cut_bottom)
+
+
+def _inside_post(small: np.ndarray, post: Box) -> list[Box | None]:
     """The picture inside a post's picture (`post_box`), free of what a meme put around or over it: the
     band a tight border trim leaves (a caption band of one colour, text and all; see
     `borders.TIGHT_TOLERANCE`) and the largest part free of text (`clear_boxes`, for a caption with no band
