@@ -77,7 +77,7 @@ a tuning set drawn from seeds the benchmark's reported figures do not use (`--ta
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -715,35 +715,51 @@ class LayoutIndex:
         for a fraction of the turns."""
         best = NO_FIT
         colour = colour_of()
-        for picture, owner in enumerate(self._keys):
-            if owner != key:
-                continue
+
+        def compared(picture: int) -> bool:
+            # A generic picture's hues must hold: without both colour copies it is not compared at all.
+            return not self._generic[picture] or (colour is not None and self._colours[picture] is not None)
+
+        tinted: dict[int, np.ndarray] = {}
+        for picture, index, turn, seen in self._whole_views(key, views, compared):
             bank, bank_colour = self._thumbnails[picture], self._colours[picture]
-            generic = self._generic[picture]
-            if generic and (colour is None or bank_colour is None):
-                continue
             full = np.ones(bank.shape, dtype=bool)
-            for index, view in enumerate(views):
-                grey = thumbnail(view)
-                tinted = colour_thumbnail(crop_fraction(colour, boxes[index])) if colour is not None else None
-                for turn in range(8):
-                    seen = cv2.resize(
-                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
-                    )
-                    fit = fits(seen, bank, full)
-                    if _better(fit, best) and tinted is not None and bank_colour is not None:
-                        turned = cv2.resize(
-                            oriented_colour(tinted, turn),
-                            (bank.shape[1], bank.shape[0]),
-                            interpolation=cv2.INTER_AREA,
-                        )
-                        fit = fit.worst(colour_fits(turned, bank_colour, full, generic))
-                    best = fit if _better(fit, best) else best
-                    if enough is not None and best.holds(enough):
-                        log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
-                        return best
+            fit = fits(seen, bank, full)
+            if _better(fit, best) and colour is not None and bank_colour is not None:
+                if index not in tinted:
+                    tinted[index] = colour_thumbnail(crop_fraction(colour, boxes[index]))
+                turned = cv2.resize(
+                    oriented_colour(tinted[index], turn),
+                    (bank.shape[1], bank.shape[0]),
+                    interpolation=cv2.INTER_AREA,
+                )
+                fit = fit.worst(colour_fits(turned, bank_colour, full, self._generic[picture]))
+            best = fit if _better(fit, best) else best
+            if enough is not None and best.holds(enough):
+                log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
+                return best
         log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
+
+    def _whole_views(
+        self, key: str, views: list[Image.Image], compared: Callable[[int], bool]
+    ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """Each view of a query in its eight turns, its grey thumbnail stretched over each banked picture
+        of `key` that is `compared` (by its index): (picture, view index, turn, the stretched view), the
+        pictures, views and turns in that order (`whole_fit`, `monochrome_fit`)."""
+        for picture, owner in enumerate(self._keys):
+            if owner != key or not compared(picture):
+                continue
+            height, width = self._thumbnails[picture].shape
+            for index, view in enumerate(views):
+                grey = thumbnail(view)
+                for turn in range(8):
+                    yield (
+                        picture,
+                        index,
+                        turn,
+                        cv2.resize(oriented(grey, turn), (width, height), interpolation=cv2.INTER_AREA),
+                    )
 
     def monochrome_fit(
         self, key: str, views: list[Image.Image], colour_of: Callable[[], Image.Image | None]
@@ -755,19 +771,10 @@ class LayoutIndex:
         if colour is not None and not hueless(colour_thumbnail(colour)):
             return NO_FIT
         best = NO_FIT
-        for picture, owner in enumerate(self._keys):
-            if owner != key or not self._generic[picture]:
-                continue
+        for picture, _, _, seen in self._whole_views(key, views, lambda picture: self._generic[picture]):
             bank = self._thumbnails[picture]
-            full = np.ones(bank.shape, dtype=bool)
-            for view in views:
-                grey = thumbnail(view)
-                for turn in range(8):
-                    seen = cv2.resize(
-                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
-                    )
-                    fit = fits(seen, bank, full)
-                    best = fit if _better(fit, best) else best
+            fit = fits(seen, bank, np.ones(bank.shape, dtype=bool))
+            best = fit if _better(fit, best) else best
         log.debug("monochrome %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
