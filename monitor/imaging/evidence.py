@@ -51,7 +51,10 @@ can be plain (a soft sky's cloudless half): a quadratic surface in x and y expla
 tones fit it, and the structure weights see nothing there but the part's border. So a placement counts
 only where the banked part has relief, structure a low-order surface leaves (`relief`, MIN_RELIEF), and
 covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
-gradient, a corner of one every look-alike.
+gradient, a corner of one every look-alike. A piece under SMALL_REGION of it holds little of its structure
+(a cloud's fringe), which a foreign thing's edge can follow closely: a copy's piece is that picture, so it
+must fit closely (MIN_SMALL_PLACEMENT), agree all but exactly (MIN_SMALL_FIT, MIN_SMALL_SUBJECT) and lie on
+relief well above a plain part's (MIN_SMALL_RELIEF).
 
 Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
 picture's copies too washed out for PDQ's quality to pass once stretched are matched only on a near PDQ hash
