@@ -53,7 +53,7 @@ only where the banked part has relief, structure a low-order surface leaves (`re
 covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
 gradient, a corner of one every look-alike. A piece under SMALL_REGION of it holds little of its structure
 (a cloud's fringe), which a foreign thing's edge can follow closely: a copy's piece is that picture, so it
-must fit closely (MIN_SMALL_PLACEMENT), agree all but exactly (MIN_SMALL_FIT, MIN_SMALL_SUBJECT) and lie on
+must fit closely (MIN_SMALL_PLACEMENT), agree nearly everywhere (MIN_SMALL_FIT, MIN_SMALL_SUBJECT) and lie on
 relief well above a plain part's (MIN_SMALL_RELIEF).
 
 Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
@@ -196,12 +196,13 @@ the region search's copies placed over under 60 % agreed at 0.957 or more (all b
 more); a photo's corner, set on a gradient canvas, placed at 0.97 over 48 % of a banked soft sky on the
 fringe of a cloud and agreed over 0.835 of its structure (final19's one false match): a rectangle's
 corner is not a cloud's edge, though within MIN_SUBJECT_FIT of it."""
-MIN_SMALL_FIT = 0.92
-"""The same for the share of the pixels that agree, in grey and in every colour channel (`RegionCheck.grey`,
-`RegionCheck.colour`): those copies 0.96 or more in grey, 0.945 or more in colour (and the region copies of
-the dev tuning tag alike); a soft figure on a gradient (a flat negative of the dev tuning tag) placed at
-0.958 over 35 % of a banked ball agreed over 0.85 of its pixels in grey, 0.84 in colour, over 0.925 of the
-structure."""
+MIN_SMALL_FIT = 0.90
+"""The same for the share of the pixels that agree in grey (`RegionCheck.grey`): those copies agreed over
+0.96 or more (and the region copies of the dev tuning tag alike), tilted copies turned back and cut to a
+rectangle (`TILTS`: tests/test_matching_inset.py) 0.948 or more; a soft figure on a gradient (a flat
+negative of the dev tuning tag) placed at 0.958 over 35 % of a banked ball agreed over 0.85 of its pixels,
+over 0.925 of the structure. In colour the turned-back copies part along every edge (0.90-0.91): the
+colour share keeps MIN_COLOUR_FIT."""
 MIN_SMALL_RELIEF = 6.0
 """Least `relief` of the banked part when the query covers under SMALL_REGION of the banked picture (see
 MIN_RELIEF). The same canvas, turned back by a few degrees (`TILTS`) and cut to the rectangle the turn
@@ -1196,7 +1197,7 @@ class RegionCheck:
             and self.area >= MIN_REGION_AREA
             and self.placement >= (MIN_SMALL_PLACEMENT if small else MIN_PLACEMENT)
             and self.grey >= (MIN_SMALL_FIT if small else MIN_REGION_FIT)
-            and self.colour >= (MIN_SMALL_FIT if small else MIN_COLOUR_FIT)
+            and self.colour >= MIN_COLOUR_FIT
             and self.subject >= (MIN_SMALL_SUBJECT if small else MIN_SUBJECT_FIT)
         )
 
