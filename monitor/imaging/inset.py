@@ -129,16 +129,18 @@ def inner_boxes(small: np.ndarray) -> list[Box]:
     outer lines rule a photo out at once; a picture shrunk onto one has its gradients steepened, and
     pastel hills at 35-70 % reached 18 % textured cells.) Then each of those less the rows of one colour
     above and below the picture in it (`_rows_trimmed`), and the picture inside a post's picture
-    (`_inside_post`), and the whole image less such rows: a phone's dark screen above a picture can be
-    larger than the picture, which no text-free rectangle then is."""
+    (`_inside_post`); where none was found, the whole image less such rows: a phone's dark screen above a
+    picture can be larger than the picture, which no text-free rectangle then is."""
     busy, textured = _cells(small)
     canvas = canvas_box(small)
     clear = clear_boxes(small, busy) if busy.size and textured <= MAX_TEXTURED else []
     post = post_box(small)
     found = [*clear, *([] if canvas is None else [canvas])]
     found = [*found, *([] if post is None or post in found else [post])]
-    whole = (0, 0, small.shape[1], small.shape[0])
-    inside = [_rows_trimmed(small, outer) for outer in [whole, *found]]
+    # The whole image less such rows only where nothing else was found: a phone's dark screen larger than
+    # the picture it shows leaves no text-free rectangle (elsewhere the views found hold the picture).
+    whole = [] if found else [(0, 0, small.shape[1], small.shape[0])]
+    inside = [_rows_trimmed(small, outer) for outer in [*whole, *found]]
     inside += [] if post is None else _inside_post(small, post)
     for box in inside:
         if box is not None and box not in found:
