@@ -81,6 +81,13 @@ def uniform_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float =
     return box if _sane(box, width, height) else (0, 0, width, height)
 
 
+def row_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float = _MIN_RUN) -> tuple[int, int]:
+    """The first and last (exclusive) rows left after trimming bands of one colour from the top and the
+    bottom alone (see `uniform_trim`)."""
+    _, top, _, bottom = _trim_pass(grey, (0, 0, grey.shape[1], grey.shape[0]), True, tolerance, min_run)
+    return top, bottom
+
+
 def flat_trim(grey: np.ndarray, threshold: float = 6.0, share: float = 0.08) -> Box:
     """The box left after trimming flat (blurred or plain) bands: lines where few pixels have an edge."""
     height, width = grey.shape

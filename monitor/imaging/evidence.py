@@ -51,7 +51,10 @@ can be plain (a soft sky's cloudless half): a quadratic surface in x and y expla
 tones fit it, and the structure weights see nothing there but the part's border. So a placement counts
 only where the banked part has relief, structure a low-order surface leaves (`relief`, MIN_RELIEF), and
 covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradient matches every
-gradient, a corner of one every look-alike.
+gradient, a corner of one every look-alike. A piece under SMALL_REGION of it holds little of its structure
+(a cloud's fringe), which a foreign thing's edge can follow closely: a copy's piece is that picture, so it
+must fit closely (MIN_SMALL_PLACEMENT), agree nearly everywhere (MIN_SMALL_FIT, MIN_SMALL_SUBJECT) and lie on
+relief well above a plain part's (MIN_SMALL_RELIEF).
 
 Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
 picture's copies too washed out for PDQ's quality to pass once stretched are matched only on a near PDQ hash
@@ -77,7 +80,7 @@ a tuning set drawn from seeds the benchmark's reported figures do not use (`--ta
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -158,6 +161,15 @@ were tried down to 0.4 on the tuning set: at 64 px the placements were too loose
 stayed missed) and the search doubled the CPU time of a never-seen image."""
 MIN_CONTAINED_PLACEMENT = 0.90
 """Least correlation where a banked picture is found inside a query before the pictures are compared."""
+CONTAINED_REFINE = 2
+REFINE_SCALES = (0.96, 0.98, 1.0, 1.02, 1.04)
+"""Where the pictures do not agree as `contained_match` placed the banked one (at CONTAINED_SIDE, a pixel
+there is two of the compared thumbnails', and its sizes are 10 % apart), it is placed again at the
+thumbnails' resolution, within CONTAINED_REFINE pixels of the CONTAINED_SIDE copy each way and at these
+fractions of the size found, and compared there (`_refined_box`). A picture pasted unchanged on a blurred
+copy of itself (final19) placed at 0.957 agreed over 0.76 of its pixels in colour as first placed, 0.985
+once placed again: the blur around it is the picture's own colours, a pixel or two off reads as a
+misfit along every edge."""
 COLOUR_REFIT = 24.0
 """Levels within which pixels are kept for `colour_fit`'s second fit."""
 MIN_REGION_FIT = 0.80
@@ -176,6 +188,27 @@ renders placed at 0.97-1.0 (covering 30-84 %), covered copies (stickers, waterma
 from 0.95 when a whole soft sky (a flat negative of the eval photos' tuning tag) placed at 0.951 over
 35-39 % of a banked one, agreeing in colour too; a tilted copy's piece placed at 0.959 (dev, tuning
 tag): the margin is thin both ways."""
+MIN_SMALL_SUBJECT = 0.90
+"""Least agreement over the banked part's structure (`RegionCheck.subject`) when the query covers under
+SMALL_REGION of the banked picture: a piece so small holds little of the picture's structure (a cloud's
+fringe, a hill line), and a copy's piece is that picture, so it agrees there all but exactly. On final17-19
+the region search's copies placed over under 60 % agreed at 0.957 or more (all but three at 0.99 or
+more); a photo's corner, set on a gradient canvas, placed at 0.97 over 48 % of a banked soft sky on the
+fringe of a cloud and agreed over 0.835 of its structure (final19's one false match): a rectangle's
+corner is not a cloud's edge, though within MIN_SUBJECT_FIT of it."""
+MIN_SMALL_FIT = 0.90
+"""The same for the share of the pixels that agree in grey (`RegionCheck.grey`): those copies agreed over
+0.96 or more (and the region copies of the dev tuning tag alike), tilted copies turned back and cut to a
+rectangle (`TILTS`: tests/test_matching_inset.py) 0.948 or more; a soft figure on a gradient (a flat
+negative of the dev tuning tag) placed at 0.958 over 35 % of a banked ball agreed over 0.85 of its pixels,
+over 0.925 of the structure. In colour the turned-back copies part along every edge (0.90-0.91): the
+colour share keeps MIN_COLOUR_FIT."""
+MIN_SMALL_RELIEF = 6.0
+"""Least `relief` of the banked part when the query covers under SMALL_REGION of the banked picture (see
+MIN_RELIEF). The same canvas, turned back by a few degrees (`TILTS`) and cut to the rectangle the turn
+leaves whole, lost the photo's corner: its bare gradient placed over 38 % of the soft sky, on a part of
+it that left 3.15 levels (a plain part leaves 0.56-0.95), and agreed everywhere, as any gradient there
+would. The copies placed over under 60 % on final17-19 left 8.5 or more."""
 MIN_PDQ_FIT = 0.85
 """Least share within 12 levels (grey, and every colour channel for a query in colour) for a PDQ hit on a
 smooth banked picture at SMOOTH_PDQ_CHECKED or more, over the whole views (`LayoutIndex.whole_fit`)."""
@@ -617,7 +650,8 @@ class LayoutIndex:
         copy of the query (`small_of`) at CONTAINED_SCALES of the largest size that fits
         (`cv2.matchTemplate`, in colour: pastel colours can share one grey); where one fits best (at
         MIN_CONTAINED_PLACEMENT or more) the query's piece there, from its larger colour copy
-        (`colour_of`), must agree with it in grey and in every colour channel (`RegionCheck.accepted`)."""
+        (`colour_of`), must agree with it in grey and in every colour channel (`RegionCheck.accepted`),
+        as placed or once placed again at the compared thumbnails' resolution (`_refined_box`)."""
         if not self._keys:
             return None
         query = small_of()
@@ -643,14 +677,23 @@ class LayoutIndex:
         if colour is None or bank_colour is None:
             return None
         box = (x / small.shape[1], y / small.shape[0], (x + w) / small.shape[1], (y + h) / small.shape[0])
+        check = self._contained_check(picture, colour, box, score)
+        if not check.accepted:
+            slack = (CONTAINED_REFINE / small.shape[1], CONTAINED_REFINE / small.shape[0])
+            refined = _refined_box(colour, box, self._thumbnails[picture], slack)
+            if refined is not None and refined[0] >= MIN_CONTAINED_PLACEMENT:
+                check = self._contained_check(picture, colour, refined[1], refined[0])
+        return (self._keys[picture], check) if check.accepted else None
+
+    def _contained_check(self, picture: int, colour: Image.Image, box: Box, score: float) -> RegionCheck:
+        bank, bank_colour = self._thumbnails[picture], self._colours[picture]
+        assert bank_colour is not None
         seen = colour_thumbnail(crop_fraction(colour, box))
-        bank = self._thumbnails[picture]
         compared = ~_resized_mask(text_mask(seen), (bank.shape[1], bank.shape[0]))
         seen = cv2.resize(seen, (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA)
         grey_fit = fits(cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY), bank, compared)
         tinted = colour_fits(seen, bank_colour, compared, self._generic[picture])
-        check = _region(score, 1.0, grey_fit, tinted, relief(bank_colour))
-        return (self._keys[picture], check) if check.accepted else None
+        return _region(score, 1.0, grey_fit, tinted, relief(bank_colour))
 
     def _small_colours(self) -> list[np.ndarray | None]:
         if len(self._small) != len(self._colours):
@@ -676,35 +719,51 @@ class LayoutIndex:
         for a fraction of the turns."""
         best = NO_FIT
         colour = colour_of()
-        for picture, owner in enumerate(self._keys):
-            if owner != key:
-                continue
+
+        def compared(picture: int) -> bool:
+            # A generic picture's hues must hold: without both colour copies it is not compared at all.
+            return not self._generic[picture] or (colour is not None and self._colours[picture] is not None)
+
+        tinted: dict[int, np.ndarray] = {}
+        for picture, index, turn, seen in self._whole_views(key, views, compared):
             bank, bank_colour = self._thumbnails[picture], self._colours[picture]
-            generic = self._generic[picture]
-            if generic and (colour is None or bank_colour is None):
-                continue
             full = np.ones(bank.shape, dtype=bool)
-            for index, view in enumerate(views):
-                grey = thumbnail(view)
-                tinted = colour_thumbnail(crop_fraction(colour, boxes[index])) if colour is not None else None
-                for turn in range(8):
-                    seen = cv2.resize(
-                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
-                    )
-                    fit = fits(seen, bank, full)
-                    if _better(fit, best) and tinted is not None and bank_colour is not None:
-                        turned = cv2.resize(
-                            oriented_colour(tinted, turn),
-                            (bank.shape[1], bank.shape[0]),
-                            interpolation=cv2.INTER_AREA,
-                        )
-                        fit = fit.worst(colour_fits(turned, bank_colour, full, generic))
-                    best = fit if _better(fit, best) else best
-                    if enough is not None and best.holds(enough):
-                        log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
-                        return best
+            fit = fits(seen, bank, full)
+            if _better(fit, best) and colour is not None and bank_colour is not None:
+                if index not in tinted:
+                    tinted[index] = colour_thumbnail(crop_fraction(colour, boxes[index]))
+                turned = cv2.resize(
+                    oriented_colour(tinted[index], turn),
+                    (bank.shape[1], bank.shape[0]),
+                    interpolation=cv2.INTER_AREA,
+                )
+                fit = fit.worst(colour_fits(turned, bank_colour, full, self._generic[picture]))
+            best = fit if _better(fit, best) else best
+            if enough is not None and best.holds(enough):
+                log.debug("whole %s: holds at grey %.3f subject %.3f", key, best.share, best.subject)
+                return best
         log.debug("whole %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
+
+    def _whole_views(
+        self, key: str, views: list[Image.Image], compared: Callable[[int], bool]
+    ) -> Iterator[tuple[int, int, int, np.ndarray]]:
+        """Each view of a query in its eight turns, its grey thumbnail stretched over each banked picture
+        of `key` that is `compared` (by its index): (picture, view index, turn, the stretched view), the
+        pictures, views and turns in that order (`whole_fit`, `monochrome_fit`)."""
+        for picture, owner in enumerate(self._keys):
+            if owner != key or not compared(picture):
+                continue
+            height, width = self._thumbnails[picture].shape
+            for index, view in enumerate(views):
+                grey = thumbnail(view)
+                for turn in range(8):
+                    yield (
+                        picture,
+                        index,
+                        turn,
+                        cv2.resize(oriented(grey, turn), (width, height), interpolation=cv2.INTER_AREA),
+                    )
 
     def monochrome_fit(
         self, key: str, views: list[Image.Image], colour_of: Callable[[], Image.Image | None]
@@ -716,19 +775,10 @@ class LayoutIndex:
         if colour is not None and not hueless(colour_thumbnail(colour)):
             return NO_FIT
         best = NO_FIT
-        for picture, owner in enumerate(self._keys):
-            if owner != key or not self._generic[picture]:
-                continue
+        for picture, _, _, seen in self._whole_views(key, views, lambda picture: self._generic[picture]):
             bank = self._thumbnails[picture]
-            full = np.ones(bank.shape, dtype=bool)
-            for view in views:
-                grey = thumbnail(view)
-                for turn in range(8):
-                    seen = cv2.resize(
-                        oriented(grey, turn), (bank.shape[1], bank.shape[0]), interpolation=cv2.INTER_AREA
-                    )
-                    fit = fits(seen, bank, full)
-                    best = fit if _better(fit, best) else best
+            fit = fits(seen, bank, np.ones(bank.shape, dtype=bool))
+            best = fit if _better(fit, best) else best
         log.debug("monochrome %s: grey %.3f subject %.3f", key, best.share, best.subject)
         return best
 
@@ -1141,14 +1191,14 @@ class RegionCheck:
 
     @property
     def accepted(self) -> bool:
-        least = MIN_SMALL_PLACEMENT if self.area < SMALL_REGION else MIN_PLACEMENT
+        small = self.area < SMALL_REGION
         return (
-            self.relief >= MIN_RELIEF
+            self.relief >= (MIN_SMALL_RELIEF if small else MIN_RELIEF)
             and self.area >= MIN_REGION_AREA
-            and self.placement >= least
-            and self.grey >= MIN_REGION_FIT
+            and self.placement >= (MIN_SMALL_PLACEMENT if small else MIN_PLACEMENT)
+            and self.grey >= (MIN_SMALL_FIT if small else MIN_REGION_FIT)
             and self.colour >= MIN_COLOUR_FIT
-            and self.subject >= MIN_SUBJECT_FIT
+            and self.subject >= (MIN_SMALL_SUBJECT if small else MIN_SUBJECT_FIT)
         )
 
 
@@ -1359,6 +1409,44 @@ def _tilted_placement(
         score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
         if best is None or score > best[1][0]:
             best = (inner, (score, x, y, w, h))
+    return best
+
+
+def _refined_box(
+    colour: Image.Image, box: Box, bank: np.ndarray, slack: tuple[float, float]
+) -> tuple[float, Box] | None:
+    """The banked picture (`bank`, its grey thumbnail) placed again where `contained_match` found it in a
+    query (`box`, fractions of the query), at the thumbnail's own resolution: within `slack` (fractions
+    of each side: CONTAINED_REFINE pixels of the CONTAINED_SIDE copy) of the box, at REFINE_SCALES of its
+    size. The correlation there and the box found, or None when the picture does not fit."""
+    left, top, right, bottom = box
+    outer = (
+        max(0.0, left - slack[0]),
+        max(0.0, top - slack[1]),
+        min(1.0, right + slack[0]),
+        min(1.0, bottom + slack[1]),
+    )
+    piece = crop_fraction(colour, outer)
+    height, width = bank.shape
+    size = (
+        max(8, round(width * (outer[2] - outer[0]) / (right - left))),
+        max(8, round(height * (outer[3] - outer[1]) / (bottom - top))),
+    )
+    grey = cv2.resize(
+        np.asarray(piece if piece.mode == "L" else piece.convert("L"), dtype=np.float32),
+        size,
+        interpolation=cv2.INTER_AREA,
+    )
+    unit = ((outer[2] - outer[0]) / grey.shape[1], (outer[3] - outer[1]) / grey.shape[0])
+    best: tuple[float, Box] | None = None
+    for scale in REFINE_SCALES:
+        w, h = round(width * scale), round(height * scale)
+        if w > grey.shape[1] or h > grey.shape[0]:
+            continue
+        score, x, y = best_placement(grey, bank, w, h)
+        if best is None or score > best[0]:
+            x0, y0 = outer[0] + x * unit[0], outer[1] + y * unit[1]
+            best = (score, (x0, y0, x0 + w * unit[0], y0 + h * unit[1]))
     return best
 
 

@@ -15,7 +15,9 @@ Three kinds of copy defeat the views the border trims give (`borders.py`):
 
 - A picture in a post's or app's screenshot: on a plain card, with lines of text and buttons above and
   below it, which `canvas_box` takes in with the picture. `post_box` takes the tallest band of rows that
-  differ from the card across most of their width: the picture, not the text.
+  differ from the card across most of their width: the picture, not the text. A meme in a post has its
+  caption bands in that picture: the trims and the clear rectangle are looked for again inside it
+  (`_inside_post`).
 
 All are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
 a smooth picture shown whole costs a few numpy passes and no search.
@@ -26,6 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image
+
+from monitor.imaging.borders import TIGHT_RUN, TIGHT_TOLERANCE, row_trim, uniform_trim
 
 Box = tuple[int, int, int, int]
 """left, top, right, bottom (exclusive), in pixels."""
@@ -123,13 +127,60 @@ def inner_boxes(small: np.ndarray) -> list[Box]:
     `small`'s pixels. No clear box for a query with texture (over MAX_TEXTURED of its cells): a photo,
     whose flat parts are sky or blur, not a smooth picture under text. (A canvas needs no such test: its
     outer lines rule a photo out at once; a picture shrunk onto one has its gradients steepened, and
-    pastel hills at 35-70 % reached 18 % textured cells.)"""
+    pastel hills at 35-70 % reached 18 % textured cells.) Then each of those less the rows of one colour
+    above and below the picture in it (`_rows_trimmed`), and the picture inside a post's picture
+    (`_inside_post`); where none was found, the whole image less such rows: a phone's dark screen above a
+    picture can be larger than the picture, which no text-free rectangle then is."""
     busy, textured = _cells(small)
     canvas = canvas_box(small)
     clear = clear_boxes(small, busy) if busy.size and textured <= MAX_TEXTURED else []
     post = post_box(small)
     found = [*clear, *([] if canvas is None else [canvas])]
-    return [*found, *([] if post is None or post in found else [post])]
+    found = [*found, *([] if post is None or post in found else [post])]
+    # The whole image less such rows only where nothing else was found: a phone's dark screen larger than
+    # the picture it shows leaves no text-free rectangle (elsewhere the views found hold the picture).
+    whole = [] if found else [(0, 0, small.shape[1], small.shape[0])]
+    inside = [_rows_trimmed(small, outer) for outer in [*whole, *found]]
+    inside += [] if post is None else _inside_post(small, post)
+    for box in inside:
+        if box is not None and box not in found:
+            found.append(box)
+    return found
+
+
+def _rows_trimmed(small: np.ndarray, outer: Box) -> Box | None:
+    """`outer` less the rows of one colour above and below the picture in it (`borders.row_trim`, with
+    TIGHT_TOLERANCE), or None when none are or too little is left: a phone's screen above a picture and
+    between it and the text under it, which the text-free rectangle takes in. Rows only: a smooth
+    picture graded from side to side has columns of one colour, which a trim of every side eats into
+    (a ball on a horizontal pastel gradient was cut down to the ball)."""
+    left, top, right, bottom = outer
+    inner = small[top:bottom, left:right]
+    cut_top, cut_bottom = row_trim(inner, TIGHT_TOLERANCE, TIGHT_RUN)
+    height = inner.shape[0]
+    if (cut_top, cut_bottom) == (0, height) or cut_bottom - cut_top < MIN_CANVAS_SIDE * height:
+        return None
+    return (left, top + cut_top, right, top + cut_bottom)
+
+
+def _inside_post(small: np.ndarray, post: Box) -> list[Box | None]:
+    """The picture inside a post's picture (`post_box`), free of what a meme put around or over it: the
+    band a tight border trim leaves (a caption band of one colour, text and all; see
+    `borders.TIGHT_TOLERANCE`) and the largest part free of text (`clear_boxes`, for a caption with no band
+    of its own), each looked for in the post's picture alone. On the whole image the card's margins and
+    text lines take part in both: the trims stop at the card, and a clear rectangle takes in the card's
+    margins beside the picture and the foot of its caption band (final19: five of 24 smooth renders'
+    memes in posts missed so)."""
+    left, top, right, bottom = post
+    inner = small[top:bottom, left:right]
+    found: list[Box] = []
+    trimmed = uniform_trim(inner, TIGHT_TOLERANCE, TIGHT_RUN)
+    if trimmed != (0, 0, inner.shape[1], inner.shape[0]):
+        found.append(trimmed)
+    busy, textured = _cells(inner)
+    if busy.size and textured <= MAX_TEXTURED:
+        found.extend(box for box in clear_boxes(inner, busy) if box not in found)
+    return [(left + b[0], top + b[1], left + b[2], top + b[3]) for b in found]
 
 
 def text_cells(busy: np.ndarray) -> np.ndarray:
