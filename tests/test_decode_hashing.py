@@ -462,3 +462,38 @@ def test_an_edit_of_one_photo_is_nearest_to_its_own_original() -> None:
             probe = hashes_of(data).phash
             nearest = min(PHOTOS, key=lambda other, p=probe: hamming(originals[other], p))
             assert nearest == name, f"{name} {edit} is nearest to {nearest}"
+
+
+def _mean_error(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
+
+
+def test_a_copy_saved_in_adobe_rgb_with_its_profile_decodes_as_the_picture_it_is() -> None:
+    # The evasion converts the pixels to Adobe RGB and tags the file with that profile: a colour-managed
+    # screen shows the picture unchanged, a decoder that ignores the profile sees every colour dulled.
+    import random
+
+    from tests.support.evasions import colour_profile
+
+    original = decode_image(jpeg(photo("astronaut"), 92), draft=1024)
+    tagged = colour_profile(photo("astronaut"), random.Random(7))
+    as_stored = Image.open(io.BytesIO(tagged)).convert("RGB")
+    managed = decode_image(tagged, draft=1024)
+    assert _mean_error(as_stored, original) > 5
+    assert _mean_error(managed, original) < 3.5
+    grey_managed = decode_image(tagged, grey=True, draft=1024)
+    assert _mean_error(grey_managed, decode_image(jpeg(photo("astronaut"), 92), grey=True, draft=1024)) < 3
+
+
+def test_srgb_and_broken_profiles_keep_the_pixels_as_stored() -> None:
+    from PIL import ImageCms
+
+    image = photo("coffee")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile in (srgb, b"not an ICC profile" * 10):
+        data = jpeg_with_profile(image, profile)
+        assert np.array_equal(np.asarray(decode_image(data)), np.asarray(decode_image(jpeg(image, 90))))
+
+
+def jpeg_with_profile(image: Image.Image, profile: bytes) -> bytes:
+    return encode(image, "JPEG", quality=90, icc_profile=profile)

@@ -250,6 +250,16 @@ def test_a_picture_pasted_on_a_blurred_copy_of_itself_is_placed_again_finely(
     assert found(renders19, data) is None, "as first placed, its colours part along every edge"
 
 
+def test_a_generic_render_saved_in_adobe_rgb_with_its_profile_is_matched(renders19: BankMatcher) -> None:
+    # final19 missed all three: the decode ignored the profile, so the ball's hues came out dulled and the
+    # generic picture's colour check refused it; decoded colour-managed (monitor/ingest/decode.py) it is
+    # the banked picture again.
+    for seed in (833799, 833800, 833801):
+        data = apply_evasion("colour-profile", render19("gradient-subject", 0), seed)
+        hit = found(renders19, data)
+        assert hit is not None and hit.bank_cluster == "gradient-subject-0", (seed, hit)
+
+
 @pytest.mark.parametrize("kind", RENDER_KINDS)
 def test_look_alikes_in_posts_phone_screenshots_and_blurred_pads_are_not_matched(
     renders19: BankMatcher, kind: str
@@ -259,6 +269,9 @@ def test_look_alikes_in_posts_phone_screenshots_and_blurred_pads_are_not_matched
             for seed in (833799, 833800):
                 data = apply_edit(edit, render19(kind, index), seed)
                 assert found(renders19, data) is None, (edit, index, seed)
+        for seed in (833799, 833800):
+            data = apply_evasion("colour-profile", render19(kind, index), seed)
+            assert found(renders19, data) is None, ("colour-profile", index, seed)
 
 
 def test_a_small_piece_must_agree_over_its_structure_nearly_exactly() -> None:

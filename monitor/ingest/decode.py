@@ -10,6 +10,11 @@ cap, a broken ICC profile or a comment with a bad checksum costs the file its me
 reads, and reports, from the original bytes), not its pixels. Files that decode the first time pay
 nothing for this. An error says what the bytes were ("not an image (looks like text)", "unsupported image
 type: HEIF"), never a Python object.
+
+Colour is managed: pixels stored in another RGB space (a file tagged with an Adobe RGB or Display P3 profile)
+are converted to sRGB, as a browser shows them, so a copy re-saved in a wide-gamut space (a trick that
+dulls every colour for a decoder that ignores the profile) decodes as the picture it is. Files with no
+profile, an sRGB one, a non-RGB or a broken one keep their pixels as stored.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import logging
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from monitor.ingest.strip import without_metadata
 
@@ -102,6 +108,27 @@ def _attempt(
         return exc
 
 
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_RGB_MODES = frozenset({"RGB", "RGBA", "RGBX", "P", "PA", "LA", "YCbCr"})
+
+
+@lru_cache(maxsize=64)
+def srgb_transform(icc: bytes) -> ImageCms.ImageCmsTransform | None:
+    """The conversion from an embedded ICC profile's RGB space to sRGB, or None where the pixels stay as
+    stored: an sRGB profile (no change worth a transform), a grey or CMYK profile, a profile that cannot
+    be read. Cached by the profile's bytes: a platform's photos carry a handful of profiles, and building
+    a transform costs a few milliseconds."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "RGB":
+            return None
+        if "srgb" in ImageCms.getProfileDescription(profile).lower():
+            return None
+        return ImageCms.buildTransform(profile, _SRGB, "RGB", "RGB")
+    except (OSError, ValueError, TypeError, ImageCms.PyCMSError):
+        return None
+
+
 def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> tuple[Image.Image, tuple[int, int]]:
     with warnings.catch_warnings():
         # Pillow warns about metadata it cannot read (corrupt EXIF, a malformed MPO index): decode does not
@@ -112,11 +139,20 @@ def _load(data: bytes, limits: DecodeLimits, grey: bool, draft: int) -> tuple[Im
         width, height = image.size
         if width * height > limits.max_pixels:
             raise DecodeError(f"image too large: {width}x{height} pixels > {limits.max_pixels}")
+        icc = image.info.get("icc_profile")
+        transform = srgb_transform(icc) if isinstance(icc, bytes) and image.mode in _RGB_MODES else None
         if image.format == "JPEG":
-            image.draft("L" if grey else "RGB", (draft, draft))
+            # a colour-managed file is decoded in colour even for a grey result: its grey is sRGB's
+            image.draft("L" if grey and transform is None else "RGB", (draft, draft))
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
+    if transform is not None:
+        rgb = image if image.mode == "RGB" else image.convert("RGBA").convert("RGB")
+        try:
+            image = ImageCms.applyTransform(rgb, transform) or rgb
+        except (OSError, ValueError, ImageCms.PyCMSError):
+            image = rgb
     return image, (width, height)
 
 
