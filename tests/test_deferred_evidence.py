@@ -275,3 +275,120 @@ def test_with_two_analysis_processes_the_alerts_equal_the_eager_serial_pipeline(
     sample = SAMPLE / "archive.jsonl"
     eager = replay(sample, sample_settings(threshold=2, defer_evidence=False), encoder)
     assert replay(sample, sample_settings(threshold=2), None, processes=2).alerts == eager.alerts
+
+
+# Live at K shares (deferred_live_shares): clusters whose reasons come from several held posts.
+
+SHARED_THRESHOLD = 6
+
+
+def two_images(post_id: str, at: float, first: bytes, second: bytes, text: str) -> dict[str, Any]:
+    event = inline_event(post_id, at, first, text)
+    event["images"].append(inline_event(post_id, at, second)["images"][0])
+    return event
+
+
+def shared_events() -> Iterator[dict[str, Any]]:
+    """Threshold 6. The meme (a local-only copy of a banked picture) is uploaded four times under
+    different captions, one on-topic, one of its reshares comes before its post; a post carries the crop
+    (local-only too) and a plain photo, on-topic: the photo's re-uploads make its cluster alert first, the
+    crop's reshares later. A trio and a pair of uploads stay below the threshold; singles expire."""
+    meme = apply_edit("meme-in-post", generated_photo(11), 11)
+    crop = apply_edit("crop", generated_photo(12), 12)
+    photo = jpeg(generated_photo(500))
+    yield inline_event("m-0", T0, meme, "so true")
+    yield two_images("pair", T0 + 5, crop, photo, ON_TOPIC)
+    for k in range(6):
+        yield inline_event(f"single-{k}", T0 + 10 + k, jpeg(generated_photo(300 + k)), "hi")
+    yield inline_event("m-1", T0 + 100, meme, ON_TOPIC)
+    for k in range(3):
+        yield inline_event(f"trio-{k}", T0 + 110 + k, jpeg(generated_photo(600)), ON_TOPIC)
+    yield inline_event("m-2", T0 + 200, meme, "again")
+    yield reshare("early", T0 + 250, "m-3", "first!")  # its post comes later (out-of-order archive)
+    for k in range(2):
+        yield inline_event(f"duo-{k}", T0 + 255 + k, jpeg(generated_photo(700)), "twice")
+    yield inline_event("m-3", T0 + 240, meme, "lol")
+    for k in range(5):
+        yield inline_event(f"photo-{k}", T0 + 300 + k, photo, "same photo")
+    for k in range(2):
+        yield reshare(f"m-reshare-{k}", T0 + 600 + k, "m-0", "wow")
+    yield inline_event("crop-again", T0 + 800, crop, "again")
+    for k in range(4):
+        yield reshare(f"crop-reshare-{k}", T0 + 801 + k, "crop-again")
+    later = T0 + 5 * 3600
+    for k in range(3):
+        yield inline_event(f"m-late-{k}", later + k, meme, "still true")
+    yield inline_event("late-single", later + 10, jpeg(generated_photo(400)), ON_TOPIC)
+
+
+@pytest.fixture(scope="module")
+def shared(generated: tuple[Path, Path]) -> Path:
+    archive = generated[0].parent / "shared.jsonl"
+    archive.write_text("".join(json.dumps(event) + "\n" for event in shared_events()))
+    return archive
+
+
+@pytest.fixture(scope="module")
+def eager_shared(shared: Path, generated: tuple[Path, Path], encoder: Encoder) -> Run:
+    settings = generated_settings(generated[1], threshold=SHARED_THRESHOLD, defer_evidence=False)
+    return replay(shared, settings, encoder)
+
+
+def test_the_shared_stream_alerts_on_reasons_of_several_posts(eager_shared: Run) -> None:
+    """What makes the stream a test: each alert's reasons come from posts counted below the threshold."""
+    assert len(eager_shared.alerts) == 3
+    meme = reasons(eager_shared, "m-0")
+    assert {r.get("bank_cluster") for r in meme if r.get("hash") == "local"} == {"edited-11"}
+    assert [r["narrative_id"] for r in meme if r["kind"] == "narrative"] == ["trump-arrest"]  # m-1's
+    photo = reasons(eager_shared, "photo-0")
+    assert [r["kind"] for r in photo] == ["narrative"]  # the pair's caption, counted for both pictures
+    crop = reasons(eager_shared, "crop-again")
+    assert {r.get("bank_cluster") for r in crop if r["kind"] == "bank_match"} == {"edited-12"}
+    assert any(r["kind"] == "narrative" for r in crop)
+
+
+@pytest.mark.parametrize("live_shares", [2, 0, SHARED_THRESHOLD])
+@pytest.mark.parametrize("processes", [0, 2])
+def test_live_at_k_shares_gives_the_eager_alerts(
+    shared: Path,
+    generated: tuple[Path, Path],
+    encoder: Encoder,
+    eager_shared: Run,
+    live_shares: int,
+    processes: int,
+) -> None:
+    settings = generated_settings(generated[1], threshold=SHARED_THRESHOLD, deferred_live_shares=live_shares)
+    run = replay(shared, settings, None if processes else encoder, processes=processes)
+    assert run.deferring
+    assert run.alerts == eager_shared.alerts
+    assert run.counts.dropped >= 6  # the singles, let go when their clusters expired
+
+
+def test_a_larger_k_resolves_fewer_posts(
+    shared: Path, generated: tuple[Path, Path], encoder: Encoder
+) -> None:
+    bank = generated[1]
+    resolved = []
+    for live_shares in (2, 0, SHARED_THRESHOLD):  # 0: the default, 3 for a threshold of 6
+        settings = generated_settings(bank, threshold=SHARED_THRESHOLD, deferred_live_shares=live_shares)
+        run = replay(shared, settings, encoder)
+        resolved.append(run.counts.resolved)
+        assert run.counts.for_budget == 0
+    two, default, at_threshold = resolved
+    assert two - default >= 2  # the duo's uploads
+    assert default - at_threshold >= 3  # the trio's
+
+
+@pytest.mark.parametrize("live_shares", [0, SHARED_THRESHOLD])
+def test_live_at_k_shares_with_a_tiny_budget_or_one_batch_at_a_time(
+    shared: Path, generated: tuple[Path, Path], encoder: Encoder, eager_shared: Run, live_shares: int
+) -> None:
+    bank = generated[1]
+    tiny = generated_settings(
+        bank, threshold=SHARED_THRESHOLD, deferred_live_shares=live_shares, deferred_budget_bytes=1
+    )
+    run = replay(shared, tiny, encoder)
+    assert run.alerts == eager_shared.alerts
+    assert run.held == 0 and run.counts.resolved == run.counts.deferred
+    settings = generated_settings(bank, threshold=SHARED_THRESHOLD, deferred_live_shares=live_shares)
+    assert replay(shared, settings, encoder, one_by_one=True).alerts == eager_shared.alerts
