@@ -362,12 +362,12 @@ class Pipeline:
         earlier = [self.held.take(post_id) for post_id in plan.joined]
         for i in plan.hold:
             self.held.add(hold(analyzed[i], posts[i], images[i], plan.assigned[i], plan.counted[i]))
-        position = {one.post_id: i for i, one in enumerate(analyzed)}
+        holding = {analyzed[i].post_id: i for i in plan.hold}  # not its redelivery's place in the batch
         now = set(plan.resolve)
         for held in self.held.over_budget():
             counts.for_budget += 1
-            if held.analyzed.post_id in position and position[held.analyzed.post_id] in plan.hold:
-                now.add(position[held.analyzed.post_id])
+            if held.analyzed.post_id in holding:
+                now.add(holding[held.analyzed.post_id])  # counted with its full record
             else:
                 earlier.append(held)
         earlier.sort(key=lambda held: held.order)

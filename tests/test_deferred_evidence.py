@@ -11,7 +11,10 @@ upload only. Over five hours with two hours' retention the tracker expires state
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+import random
 import shutil
 from collections import Counter
 from collections.abc import Iterator
@@ -20,13 +23,24 @@ from typing import Any
 
 import pytest
 
-from monitor.analysis.deferred import DeferredCounts
-from monitor.bank.store import add_image_bytes, load_bank
+from monitor.analysis.deferred import DEFAULT_BUDGET_BYTES, DeferredCounts
+from monitor.bank.store import Bank, add_image_bytes, load_bank
 from monitor.ingest.archive import read_archive
-from monitor.models import format_time
+from monitor.models import (
+    AnalyzedPost,
+    BankMatch,
+    ImageAnalysis,
+    ImageHashes,
+    LoadedImage,
+    NarrativeMatch,
+    Post,
+    format_time,
+)
 from monitor.narratives.matcher import Encoder, NarrativeMatcher
-from monitor.pipeline import Pipeline, make_encoder
+from monitor.pipeline import Pipeline, make_encoder, virality_policy
+from monitor.review.state import NegativeIndex, ReviewState
 from monitor.settings import Settings
+from monitor.tracking.tracker import MAX_REASONS, ClusterTracker
 from tests.support.synthetic import inline_event
 from tests.support.viral_edits import apply_edit, jpeg
 from tests.test_matching_edits import generated_photo
@@ -392,3 +406,127 @@ def test_live_at_k_shares_with_a_tiny_budget_or_one_batch_at_a_time(
     assert run.held == 0 and run.counts.resolved == run.counts.deferred
     settings = generated_settings(bank, threshold=SHARED_THRESHOLD, deferred_live_shares=live_shares)
     assert replay(shared, settings, encoder, one_by_one=True).alerts == eager_shared.alerts
+
+
+# The same, on generated records: many reasons per cluster (past the cap), ties between posts, negatives.
+
+
+class Recorded:
+    """Round 2 as a lookup: each post's full record, as the eager analysis would have made it."""
+
+    depth = 1
+
+    def __init__(self, full: dict[str, AnalyzedPost]) -> None:
+        self.full = full
+
+    async def resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]:
+        return [self.full[one.post_id] for one in analyzed]
+
+    def alone(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+def recorded_stream(seed: int) -> list[tuple[Post, AnalyzedPost, AnalyzedPost]]:
+    """(post, round-1 record, full record) in stream order: uploads of 1-2 of 12 pictures (the first ones
+    far more often), reshares (some before their post), redeliveries; each picture copy with provenance
+    marks from 30 (so a cluster's reasons pass the cap of 20), a bank match by global hashes or by local
+    features (deferred) with tied distances, captions on narratives with tied scores (deferred)."""
+    rng = random.Random(seed)
+    pictures = [rng.getrandbits(64) for _ in range(12)]
+    stream: list[tuple[Post, AnalyzedPost, AnalyzedPost]] = []
+    uploads: list[str] = []
+    at = T0
+    for n in range(160):
+        at += rng.choice([5, 30, 120, 900]) if n % 40 else 3 * 3600  # hours apart now and then: expiry
+        roll = rng.random()
+        if stream and roll < 0.08:
+            post, first, full = rng.choice(stream)  # a redelivery
+            stream.append((post, first, full))
+            continue
+        post_id = f"p{n}"
+        if uploads and roll < 0.4:
+            parent = rng.choice(uploads) if roll > 0.12 else f"p{n + rng.randint(1, 6)}"
+            narrative = (
+                NarrativeMatch(rng.choice("ab"), rng.choice([0.8, 0.9])) if rng.random() < 0.4 else None
+            )
+            post = Post(post_id, "u", at, text="caption", reshare_of=parent)
+            full = AnalyzedPost(post_id, at, parent, (), narrative)
+            first = dataclasses.replace(full, narrative=None, narrative_deferred=True)
+            stream.append((post, first, full))
+            continue
+        images: list[ImageAnalysis] = []
+        for _ in range(rng.choice([1, 1, 2])):
+            picture = pictures[min(int(rng.expovariate(0.35)), 11)]
+            marks = tuple(sorted({f"mark-{rng.randrange(30):02d}" for _ in range(rng.randrange(14))}))
+            match = None
+            if rng.random() < 0.5:
+                match = BankMatch(
+                    rng.choice("xyz"), rng.choice(["phash", "pdq", "local"]), rng.choice([3, 4])
+                )
+            images.append(ImageAnalysis(ImageHashes(picture), match, marks, url=f"https://img/{n}"))
+        narrative = NarrativeMatch(rng.choice("ab"), rng.choice([0.8, 0.9])) if rng.random() < 0.4 else None
+        post = Post(post_id, "u", at, text="caption")
+        full = AnalyzedPost(post_id, at, None, tuple(images), narrative)
+        first = AnalyzedPost(
+            post_id,
+            at,
+            None,
+            tuple(
+                dataclasses.replace(image, bank_match=None, local_deferred=True)
+                if image.bank_match is not None and image.bank_match.hash_kind == "local"
+                else image
+                for image in images
+            ),
+            None,
+            narrative_deferred=True,
+        )
+        stream.append((post, first, full))
+        uploads.append(post_id)
+    return stream
+
+
+def review_of(seed: int) -> ReviewState:
+    """One of the generated pictures an analyst dismissed (its copies are no evidence)."""
+    picture = random.Random(seed).getrandbits(64)  # the stream's first picture
+    return ReviewState(frozenset(), NegativeIndex((ImageHashes(picture),)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_records_alert_as_the_eager_tracker_for_every_k(seed: int) -> None:
+    stream = recorded_stream(seed)
+    threshold = 5
+    settings = Settings(threshold=threshold, window_seconds=3600, state_retention_seconds=7200)
+    eager = ClusterTracker({}, virality_policy(settings), settings.cluster_distance, review=review_of(seed))
+    expected = [alert.to_json() for _, _, full in stream for alert in eager.observe(full)]
+    assert expected  # the stream alerts
+    assert any(len(alert["reasons"]) == MAX_REASONS for alert in expected)
+    resolved = []
+    for live_shares in (2, 3, threshold):
+        for budget in (DEFAULT_BUDGET_BYTES, 25):
+            pipeline = Pipeline(
+                settings.replace(deferred_live_shares=live_shares, deferred_budget_bytes=budget), Bank()
+            )
+            pipeline.analysis = Recorded({full.post_id: full for _, _, full in stream})  # type: ignore[assignment]
+            pipeline.tracker.review = review_of(seed)
+            assert pipeline.deferring
+            alerts = []
+            for at in range(0, len(stream), 7):
+                batch = stream[at : at + 7]
+                images = [
+                    [LoadedImage(b"0123456789", image.url) for image in first.images] for _, first, _ in batch
+                ]
+                tracked = asyncio.run(
+                    pipeline._track_batch(
+                        [post for post, _, _ in batch], [first for _, first, _ in batch], images
+                    )
+                )
+                alerts.extend(alert.to_json() for alert in tracked)
+            assert alerts == expected, (live_shares, budget)
+            if budget == DEFAULT_BUDGET_BYTES:
+                resolved.append(pipeline.deferred.resolved)
+    assert resolved[0] >= resolved[1] >= resolved[2]
