@@ -1,11 +1,17 @@
 """Deferred evidence (monitor/analysis/deferred.py): the in-process pipeline raises the very alerts of the
-eager one, while the local-feature stage and the caption models run only for posts of clusters seen twice.
+eager one, while the local-feature stage and the caption models run only for posts of clusters shared
+K times or more (`deferred_live_shares`).
 
 The streams: the bundled sample (`monitor demo`'s archive and bank), and a generated one on the sample's
 bank plus two generated pictures whose edited copies (a meme in a post, a crop) only the local-feature
 stage finds; such a copy founds a cluster and is reshared later, so the founder's deferred match must be
 computed for the alert to name the banked picture. A caption on a banked narrative rides on a founding
 upload only. Over five hours with two hours' retention the tracker expires state in between.
+
+A cluster is live from `deferred_live_shares` (K) shares: the shared stream (threshold 6) alerts on reasons
+that several posts held below K showed, for K = 2, the default and the threshold; generated records (no
+models) check the same against the eager tracker with reasons past the cap, ties, dismissed pictures,
+out-of-order reshares, redeliveries, expiry and a tiny budget.
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ class DeferredCounts:
     deferred: int = 0
     """Posts analysed with some evidence left for later."""
     resolved: int = 0
-    """Of them, posts whose deferred evidence was computed (their cluster was seen again)."""
+    """Of them, posts whose deferred evidence was computed (a cluster of theirs reached K shares)."""
     for_budget: int = 0
     """Of those, posts computed because the held bytes passed the budget."""
     dropped: int = 0
