@@ -113,7 +113,9 @@ Share = tuple[str, list[Reason]]
 class HeldPosts:
     """The deferred state: held posts in stream order, within a byte budget, found by cluster; and the
     *pending* clusters (below `live_shares` shares, not expired) with the shares counted for each, in
-    the order counted, from which a cluster that comes alive has its reasons restated."""
+    the order counted, from which a cluster that comes alive has its reasons restated. A pending share is
+    a post id and the reasons it added (mostly none), kept until its cluster comes alive or expires: the
+    tracker's retention bounds them as it bounds its own state."""
 
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES, live_shares: int = 2) -> None:
         self.budget_bytes = budget_bytes
