@@ -155,7 +155,7 @@ class Stream:
     expected_alerts: int
 
 
-PASSED_SETTINGS = ("MONITOR_DEFER_EVIDENCE", "MONITOR_DEFERRED_BUDGET_BYTES")
+PASSED_SETTINGS = ("MONITOR_DEFER_EVIDENCE", "MONITOR_DEFERRED_BUDGET_BYTES", "MONITOR_DEFERRED_LIVE_SHARES")
 """The only settings the realistic rows take from the environment (the rest are the flags'): deferred
 evidence on and off, side by side."""
 

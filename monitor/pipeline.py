@@ -10,8 +10,8 @@ stream order, so the alerts are those of the serial pipeline; what it costs is s
 loads the bank and caption models), which `processes_for` weighs against the archive's length.
 
 With `defer_evidence` (and a threshold of 2 or more) the local-feature match and the caption match of a
-post are computed only once its visual cluster is seen a second time (monitor/analysis/deferred.py): the
-alerts are the same, most uploads are never reshared.
+post are computed only once its visual cluster is shared `deferred_live_shares` times (default half the
+threshold; monitor/analysis/deferred.py): the alerts are the same, most clusters never get that far.
 """
 
 from __future__ import annotations
@@ -255,8 +255,9 @@ class Pipeline:
         self.image_errors = 0
         self.deferring = settings.defer_evidence and settings.threshold >= 2 and self.representatives is None
         """Whether evidence that cannot matter yet is left for later (monitor/analysis/deferred.py): a
-        cluster seen once cannot alert with a threshold of 2 or more. Partitioned tracking is eager."""
-        self.held = HeldPosts(settings.deferred_budget_bytes)
+        cluster shared fewer than `live_shares` (<= threshold) times cannot alert. Partitioned tracking is
+        eager."""
+        self.held = HeldPosts(settings.deferred_budget_bytes, settings.live_shares)
         self.deferred = DeferredCounts()
         if self.deferring:
             self.tracker.expired = []  # held posts of expired clusters are let go
@@ -360,13 +361,13 @@ class Pipeline:
         counts.deferred += len(plan.resolve) + len(plan.hold)
         earlier = [self.held.take(post_id) for post_id in plan.joined]
         for i in plan.hold:
-            self.held.add(hold(analyzed[i], posts[i], images[i], plan.assigned[i]))
-        position = {one.post_id: i for i, one in enumerate(analyzed)}
+            self.held.add(hold(analyzed[i], posts[i], images[i], plan.assigned[i], plan.counted[i]))
+        holding = {analyzed[i].post_id: i for i in plan.hold}  # not its redelivery's place in the batch
         now = set(plan.resolve)
         for held in self.held.over_budget():
             counts.for_budget += 1
-            if held.analyzed.post_id in position and position[held.analyzed.post_id] in plan.hold:
-                now.add(position[held.analyzed.post_id])
+            if held.analyzed.post_id in holding:
+                now.add(holding[held.analyzed.post_id])  # counted with its full record
             else:
                 earlier.append(held)
         earlier.sort(key=lambda held: held.order)
@@ -377,14 +378,22 @@ class Pipeline:
             [list(held.images) for held in earlier] + [images[i] for i in resolving],
         )
         counts.resolved += len(resolved)
+        tracker = self.tracker
         for held, full in zip(earlier, resolved, strict=False):
-            self.tracker.restate_reasons(full, held.clusters)  # founders: their reasons first
+            self.held.resolved(held, tracker.contributions(full, held.clusters, held.counts_for))
+        for cluster_id in plan.waking:  # its reasons as eager counting stored them, before it counts more
+            tracker.restate_reasons(cluster_id, self.held.wake(cluster_id))
         records = list(analyzed)
         for i, full in zip(resolving, resolved[len(earlier) :], strict=True):
             records[i] = full
         alerts: list[Alert] = []
-        for record, assigned in zip(records, plan.assigned, strict=True):
-            alerts.extend(self.tracker.observe_assigned(record, assigned))
+        tracker.added = []
+        try:
+            for record, assigned in zip(records, plan.assigned, strict=True):
+                alerts.extend(tracker.observe_assigned(record, assigned))
+            self.held.record(tracker.added, plan)
+        finally:
+            tracker.added = None
         return alerts
 
     async def _resolve(

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     and no `tracking_partitioned`; the Kafka worker always computes everything."""
     deferred_budget_bytes: int = 256_000_000
     """Bytes (pictures and captions) the deferred evidence may hold; past it the oldest are computed."""
+    deferred_live_shares: int = 0
+    """Shares (posts, re-uploads, reshares counted) from which a cluster's deferred evidence is computed
+    (monitor/analysis/deferred.py); a cluster below the threshold cannot alert. 0: half the threshold rounded
+    up, at least 2 (`live_shares`). At most the threshold."""
     slack_webhook_url: str = ""
     slack_min_interval_seconds: float = 1.0
     dashboard_url: str = ""
@@ -189,6 +193,11 @@ class Settings(BaseSettings):
             raise SettingsError(
                 f"deferred_budget_bytes must not be negative, got {self.deferred_budget_bytes}"
             )
+        if not 0 <= self.deferred_live_shares <= self.threshold:
+            raise SettingsError(
+                f"deferred_live_shares must lie in 0..threshold ({self.threshold}), "
+                f"got {self.deferred_live_shares}"
+            )
         if self.level_factor < 2:
             raise SettingsError(f"level_factor must be at least 2, got {self.level_factor}")
         if not 0 <= self.match_distance <= 64 or not 0 <= self.cluster_distance <= 64:
@@ -202,6 +211,13 @@ class Settings(BaseSettings):
         if self.post_url_template and "{post_id}" not in self.post_url_template:
             raise SettingsError("post_url_template must contain {post_id}")
         return self
+
+    @property
+    def live_shares(self) -> int:
+        """`deferred_live_shares`, or its default: half the threshold rounded up, at least 2 (a cluster
+        shared fewer times cannot reach the threshold; resolving at half leaves the evidence time to be
+        computed beside the batches in flight before the cluster can alert)."""
+        return self.deferred_live_shares or max(2, -(-self.threshold // 2))
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some settings changed, validated like a new one."""

@@ -1,31 +1,55 @@
-"""Deferred evidence: the costly evidence of a post is computed only once its visual cluster is seen twice.
+"""Deferred evidence: the costly evidence of a post is computed only once its visual cluster is *live*,
+shared `live_shares` (K) times.
 
-An alert is raised only for a cluster whose shares in the window reach the threshold (CONTRACT §2, §4),
-with every reason its posts showed. With a threshold of 2 or more, the evidence of a post whose cluster is
-never seen again can never be in an alert: on the realistic stream two uploads in three are never
-reshared, and the two costliest stages are the bank matcher's local features (for images the global
-hashes did not match) and the caption models. So the in-process pipeline (monitor/pipeline.py) analyses
-with `Analyzer.analyze(defer=True)`, which leaves those parts out and says so on the records, and tracks
-each batch in three phases:
+An alert is raised only for a cluster whose shares in the window reach the threshold (CONTRACT §2: posts,
+re-uploads and reshares of the cluster dated in the window; §4), with every reason its posts showed. So
+with K <= threshold the evidence of a post whose clusters never reach K shares can never be in an alert:
+on the realistic stream most uploads are never reshared, and the two costliest stages are the bank
+matcher's local features (for images the global hashes did not match) and the caption models. Resolving
+at K rather than at the threshold leaves the evidence time: with analysis processes it is computed beside
+the batches in flight. The in-process pipeline (monitor/pipeline.py) analyses with
+`Analyzer.analyze(defer=True)`, which leaves those parts out and says so on the records, and tracks each
+batch in three phases:
 
 A. `plan_batch` assigns every post of the batch its clusters, in stream order, as `observe` would (the
-   tracker's own `assign_images`, founding clusters), and finds the *live* clusters: counted for by two
-   posts or more (the cluster index's earlier ones, a held founder's, or this batch's).
+   tracker's own `assign_images`, founding clusters), counts the shares each cluster will have once these
+   posts are counted (those counted before, `HeldPosts.shares`, plus one per post here and per reshare
+   waiting for it), and finds the *live* clusters: K shares or more, or known to the tracker and not
+   pending (live before, or state this pipeline did not count).
 B. The pipeline computes the deferred parts (`Analyzer.resolve`, the same code the eager analysis runs) of
-   this batch's posts that count for a live cluster, and of the held posts whose cluster came alive.
-C. The resolved held posts' clusters get their founder's full reasons first (`restate_reasons`: such a
-   cluster was counted for by its founder alone, so this is what eager counting stored), then the batch's
-   posts are counted in order (`observe_assigned`). A post with deferred parts whose clusters are all
-   counted for by it alone is *held* here (`HeldPosts`): its round-1 record, its caption and the bytes of
-   its deferred images, until a cluster of it comes alive, the byte budget makes it the oldest to resolve
-   at once (computed, never dropped), or the tracker's expiry forgets its clusters (then nothing of it can
-   matter any more).
+   this batch's posts that count for a live cluster, and of the held posts counted for a cluster that
+   came alive.
+C. Each cluster that came alive gets its reasons restated (`ClusterTracker.restate_reasons`) from the
+   reasons every share counted for it added, in the order counted (kept while it was pending, from
+   `ClusterTracker.added`), the held posts' replaced by their full records' (`contributions`): exactly
+   what eager counting stored, merges, ties, MAX_REASONS and dismissed pictures alike. Then the batch's
+   posts are counted in order (`observe_assigned`). A post with deferred parts (an upload, or a reshare
+   whose caption was deferred) whose clusters are all below K is *held* here (`HeldPosts`): its round-1
+   record, its caption and the bytes of its deferred images, until a cluster of it comes alive, the
+   byte budget makes it the oldest to resolve at once (computed, never dropped; its reasons replace its
+   round-1 ones among the kept shares), or the tracker's expiry forgets all its clusters (then nothing of
+   it can matter any more).
 
-So the alerts are those of the eager pipeline: the same clusters (assignment does not read evidence), the
-same shares, and for every cluster that can reach the threshold the same reasons in the same order.
+Why no alert is checked on incomplete evidence. The tracker checks a cluster C's alert (`_evaluate`) when
+a post counted for it, and raises one only when C's shares in some window reach the threshold T >= K. The
+shares in a window are some of the shares ever counted for C (one bucket entry per `_add_share`), so at
+most n, all of C's shares counted so far (under this id: expiry forgets the pending shares with the
+cluster, and a picture seen again founds a cluster afresh). Planning the run that counts the post that
+makes such a check, C's predicted count is at least n >= T >= K (the prediction counts every share of
+the run, and each waiting reshare its parent brings, so it is never below what counting adds), so C is
+live at that run's plan or was at an earlier one. At the plan R where C came alive, every post counted
+for C before R was either complete (counted with all its evidence: nothing deferred, or resolved for
+another live cluster or for the budget) or held, and the held ones are resolved in R's phase B and C's
+reasons restated in phase C from the full reasons of all of them in counting order: what eager counting
+stored. From R on every post counted for C is resolved before it is counted. So at every check that can
+alert, C's reasons (and everything else the alert reads: shares, samples, first sighting, picture,
+dismissal, none of which depend on the deferred evidence) are the eager pipeline's: the alerts are the
+same, in the same order. A total count is an upper bound of the window's, so K counts for clusters whose
+shares are spread over more than a window too; that costs only computation.
 
-A batch is split before a post whose counting would run the tracker's state expiry, so that expiry
-happens between the same posts as eagerly (an expired cluster is founded again under the next picture).
+K = 2 is the first version's rule (a cluster is live once a second post counts for it). A batch is split
+before a post whose counting would run the tracker's state expiry, so that expiry happens between the
+same posts as eagerly (an expired cluster is founded again under the next picture).
 """
 
 from __future__ import annotations
@@ -35,7 +59,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from monitor.models import AnalyzedPost, LoadedImage, Post
+from monitor.models import AnalyzedPost, LoadedImage, Post, Reason
 from monitor.tracking.tracker import ClusterTracker
 
 DEFAULT_BUDGET_BYTES = 256_000_000
@@ -58,6 +82,8 @@ class Held:
     """Its loaded images, with bytes only where the local stage was deferred."""
     clusters: tuple[str | None, ...]
     """Each image's cluster, as `observe_assigned` takes them."""
+    counts_for: tuple[str, ...]
+    """The clusters it was counted for (its images', or a reshare's parent's)."""
     size: int
     """Bytes held for it (image bytes and caption), for the budget."""
     order: int = 0
@@ -65,7 +91,11 @@ class Held:
 
 
 def hold(
-    analyzed: AnalyzedPost, post: Post, images: Sequence[LoadedImage], clusters: Sequence[str | None]
+    analyzed: AnalyzedPost,
+    post: Post,
+    images: Sequence[LoadedImage],
+    clusters: Sequence[str | None],
+    counts_for: Sequence[str] = (),
 ) -> Held:
     kept = tuple(
         LoadedImage(loaded.data if image.local_deferred else None, loaded.url)
@@ -73,28 +103,40 @@ def hold(
     )
     light = dataclasses.replace(post, images=())
     size = sum(len(image.data) for image in kept if image.data is not None) + len(post.text)
-    return Held(analyzed, light, kept, tuple(clusters), size)
+    return Held(analyzed, light, kept, tuple(clusters), tuple(counts_for), size)
+
+
+Share = tuple[str, list[Reason]]
+"""One share counted for a pending cluster: the post, and the reasons counting it added."""
 
 
 class HeldPosts:
-    """Held posts in stream order, within a byte budget, found by cluster.
+    """The deferred state: held posts in stream order, within a byte budget, found by cluster; and the
+    *pending* clusters (below `live_shares` shares, not expired) with the shares counted for each, in
+    the order counted, from which a cluster that comes alive has its reasons restated. A pending share is
+    a post id and the reasons it added (mostly none), kept until its cluster comes alive or expires: the
+    tracker's retention bounds them as it bounds its own state."""
 
-    Each cluster of a held post was counted for by that post alone, so a cluster names at most one.
-    """
-
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES, live_shares: int = 2) -> None:
         self.budget_bytes = budget_bytes
+        self.live_shares = live_shares
         self._posts: OrderedDict[str, Held] = OrderedDict()
-        self._by_cluster: dict[str, str] = {}
+        self._by_cluster: dict[str, dict[str, None]] = {}
+        self._pending: dict[str, list[Share]] = {}
         self._added = 0
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._posts)
 
-    def holder(self, cluster_id: str) -> str | None:
-        """The held post that alone counted for the cluster, if any."""
-        return self._by_cluster.get(cluster_id)
+    def holders(self, cluster_id: str) -> list[str]:
+        """The held posts counted for the cluster."""
+        return list(self._by_cluster.get(cluster_id, ()))
+
+    def shares(self, cluster_id: str) -> int | None:
+        """The shares counted for a pending cluster; None for one not pending (live, or unknown here)."""
+        pending = self._pending.get(cluster_id)
+        return None if pending is None else len(pending)
 
     def in_order(self, post_ids: Iterable[str]) -> list[str]:
         """Those of `post_ids` held here, in the order they were held (stream order)."""
@@ -103,20 +145,24 @@ class HeldPosts:
 
     def add(self, held: Held) -> None:
         post_id = held.analyzed.post_id
+        if post_id in self._posts:  # counted again once its seen mark expired: the newer record stays
+            self.take(post_id)
         self._added += 1
         held = dataclasses.replace(held, order=self._added)
         self._posts[post_id] = held
         self.bytes += held.size
-        for cluster_id in held.clusters:
-            if cluster_id is not None:
-                self._by_cluster[cluster_id] = post_id
+        for cluster_id in held.counts_for:
+            self._by_cluster.setdefault(cluster_id, {})[post_id] = None
 
     def take(self, post_id: str) -> Held:
         held = self._posts.pop(post_id)
         self.bytes -= held.size
-        for cluster_id in held.clusters:
-            if cluster_id is not None and self._by_cluster.get(cluster_id) == post_id:
-                del self._by_cluster[cluster_id]
+        for cluster_id in held.counts_for:
+            holders = self._by_cluster.get(cluster_id)
+            if holders is not None:
+                holders.pop(post_id, None)
+                if not holders:
+                    del self._by_cluster[cluster_id]
         return held
 
     def over_budget(self) -> list[Held]:
@@ -127,18 +173,42 @@ class HeldPosts:
         return taken
 
     def forget(self, cluster_ids: Sequence[str]) -> int:
-        """Drop the held posts all of whose clusters expired (none of it can matter now); how many went."""
-        gone = {c for c in cluster_ids if c in self._by_cluster}
-        owners = {self._by_cluster[c] for c in gone}
-        for cluster_id in gone:
-            del self._by_cluster[cluster_id]
+        """Forget expired clusters: their shares, and the held posts all of whose clusters expired (none
+        of it can matter now); how many posts went."""
+        owners: dict[str, None] = {}
+        for cluster_id in cluster_ids:
+            self._pending.pop(cluster_id, None)
+            owners.update(self._by_cluster.pop(cluster_id, {}))
         dropped = 0
         for post_id in owners:
             held = self._posts[post_id]
-            if not any(c is not None and self._by_cluster.get(c) == post_id for c in held.clusters):
+            if not any(c in self._by_cluster for c in held.counts_for):
                 self.take(post_id)
                 dropped += 1
         return dropped
+
+    def resolved(self, held: Held, reasons: dict[str, list[Reason]]) -> None:
+        """A held post's full reasons per cluster (`ClusterTracker.contributions`) replace, among the
+        pending clusters' shares, those its round-1 record added."""
+        post_id = held.analyzed.post_id
+        for cluster_id in held.counts_for:
+            shares = self._pending.get(cluster_id)
+            if shares is None:
+                continue
+            full = reasons.get(cluster_id, [])
+            self._pending[cluster_id] = [(pid, full if pid == post_id else r) for pid, r in shares]
+
+    def wake(self, cluster_id: str) -> list[list[Reason]]:
+        """A pending cluster that came alive: no longer pending; the reasons its shares added, in order."""
+        return [reasons for _, reasons in self._pending.pop(cluster_id, [])]
+
+    def record(self, added: Iterable[tuple[str, str, list[Reason]]], plan: Plan) -> None:
+        """Keep the shares counted (`ClusterTracker.added`) for the clusters still below K after `plan`.
+        A cluster the plan did not count for is taken as live (never underestimated)."""
+        for cluster_id, post_id, reasons in added:
+            if cluster_id in plan.live or cluster_id not in plan.counts:
+                continue
+            self._pending.setdefault(cluster_id, []).append((post_id, reasons))
 
 
 @dataclass
@@ -153,12 +223,15 @@ class Plan:
     """Positions of posts with deferred parts that count for a live cluster, or reshares waiting for their
     post (their caption is stored to be counted with it)."""
     hold: list[int] = field(default_factory=list)
-    """Positions of uploads with deferred parts whose clusters only they counted for (a reshare counts
-    for its post's clusters, live with it)."""
+    """Positions of posts with deferred parts whose clusters all stay below K."""
     joined: list[str] = field(default_factory=list)
-    """Held posts (of earlier batches) whose cluster came alive, in the order they were held."""
+    """Held posts (of earlier runs) counted for a cluster that came alive, in the order they were held."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """The shares of each cluster these posts count for, once they are counted (K for one live before)."""
     live: set[str] = field(default_factory=set)
-    """The clusters counted for by two posts or more once these are counted."""
+    """Of those, the clusters with K shares or more."""
+    waking: list[str] = field(default_factory=list)
+    """Of those, the clusters pending before these posts: their reasons are restated."""
     dropped: int = 0
     """Held posts let go because expiry (run before these posts) forgot their clusters."""
 
@@ -170,7 +243,7 @@ class DeferredCounts:
     deferred: int = 0
     """Posts analysed with some evidence left for later."""
     resolved: int = 0
-    """Of them, posts whose deferred evidence was computed (their cluster was seen again)."""
+    """Of them, posts whose deferred evidence was computed (a cluster of theirs reached K shares)."""
     for_budget: int = 0
     """Of those, posts computed because the held bytes passed the budget."""
     dropped: int = 0
@@ -203,21 +276,23 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
     """Phase A for posts to be counted together (`expiry_split`): assign their clusters, as `observe`
     would in this order (founding new ones in the tracker's cluster index), and find what to resolve.
 
-    A cluster is live once two posts counted for it: a cluster known before that no held post founded
-    already had one (its founder's evidence was complete), a held founder's is one, each post here one.
-    A post whose reshares were waiting for it (out-of-order archives) brings them: its clusters are live.
+    A cluster's shares once these posts are counted: those counted before (a pending cluster's kept
+    shares; a cluster the tracker knows and that is not pending is live already, a new one has none),
+    plus one for each post here counted for it and one for each reshare waiting for such a post
+    (out-of-order archives: they are counted with it, and so are the reshares waiting for them).
     """
     if not tracker.post_index:
         raise ValueError("deferred evidence needs the tracker's own post index (not partitioned tracking)")
+    live_shares = held.live_shares
     assigned: list[list[str | None]] = []
     counted: list[list[str]] = []
     here: dict[str, list[str]] = {}
     """This run's counted posts' clusters (their `p:` is written in phase C)."""
     seen_here: set[str] = set()
-    waiting_here: set[str] = set()
+    waiting_here: dict[str, list[str]] = {}
+    """Reshares of this run waiting for a post (by its id), counted with it if it comes in this run."""
     waits: set[int] = set()
     counts: dict[str, int] = {}
-    joined: dict[str, None] = {}
     if posts and not tracker.seen(posts[0].post_id):
         second = int(posts[0].created_at)
         if tracker.expiry_due(second, tracker.watermark)[0]:
@@ -226,6 +301,22 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
     if tracker.expired:  # before any look-up: an expired cluster's id may be founded again
         dropped = held.forget(tracker.expired)
         tracker.expired.clear()
+
+    def brought(post_id: str) -> int:
+        """The reshares counted with a post: those waiting for it, and for them, and so on."""
+        total = 0
+        stack = [post_id]
+        visited = {post_id}
+        while stack:
+            parent = stack.pop()
+            stored = tracker.store.get("w:" + parent) or []
+            for reshare in [str(w["post_id"]) for w in stored] + waiting_here.get(parent, []):
+                if reshare not in visited:
+                    visited.add(reshare)
+                    total += 1
+                    stack.append(reshare)
+        return total
+
     for post in posts:
         none: list[str | None] = [None] * len(post.images)
         if post.post_id in seen_here or tracker.seen(post.post_id):
@@ -239,7 +330,7 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
             parent = post.reshare_of
             clusters = here[parent] if parent in here else tracker.clusters_of(parent)
             if clusters is None:
-                waiting_here.add(parent)  # counted with its parent, for the parent's clusters
+                waiting_here.setdefault(parent, []).append(post.post_id)  # counted with its parent
                 waits.add(len(counted))  # its caption is stored with it, for then
                 counted.append([])
                 continue
@@ -249,24 +340,24 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
             clusters = list(dict.fromkeys(c for c in images if c is not None))
         here[post.post_id] = clusters
         counted.append(clusters)
-        brings = post.post_id in waiting_here or tracker.has_waiting(post.post_id)
+        shares = 1 + brought(post.post_id) if clusters else 0
         for cluster_id in clusters:
             if cluster_id not in counts:
-                founder = held.holder(cluster_id)
-                if founder is not None:
-                    joined[founder] = None
-                    counts[cluster_id] = 1
-                else:
-                    counts[cluster_id] = 1 if tracker.store.get("cl:" + cluster_id) is not None else 0
-            counts[cluster_id] += 2 if brings else 1
-    live = {cluster_id for cluster_id, count in counts.items() if count >= 2}
-    plan = Plan(assigned, counted, live=live, dropped=dropped)
-    plan.joined = held.in_order(joined)  # a held founder's cluster counted for here is live
+                before = held.shares(cluster_id)
+                if before is None:
+                    known = tracker.store.get("cl:" + cluster_id) is not None
+                    before = live_shares if known else 0
+                counts[cluster_id] = before
+            counts[cluster_id] += shares
+    live = {cluster_id for cluster_id, count in counts.items() if count >= live_shares}
+    plan = Plan(assigned, counted, counts=counts, live=live, dropped=dropped)
+    plan.waking = [cluster_id for cluster_id in counts if cluster_id in live and held.shares(cluster_id)]
+    plan.joined = held.in_order(post_id for c in plan.waking for post_id in held.holders(c))
     for i, post in enumerate(posts):
         if not has_deferred(post):
             continue
         if i in waits or any(c in live for c in counted[i]):
             plan.resolve.append(i)
-        elif counted[i] and post.reshare_of is None:
+        elif counted[i]:
             plan.hold.append(i)
     return plan

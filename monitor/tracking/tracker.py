@@ -193,6 +193,9 @@ class ClusterTracker:
         self.expired: list[str] | None = None
         """Set to a list, collects the clusters expiry forgets (partitioned tracking: their
         representatives are dropped from the replicated index); None: not collected."""
+        self.added: list[tuple[str, str, list[Reason]]] | None = None
+        """Set to a list, collects each share counted, in order: (cluster, post, the reasons it added),
+        from which deferred evidence restates a cluster's reasons (`restate_reasons`)."""
 
     def observe(self, post: AnalyzedPost) -> list[Alert]:
         """Take one analysed post; return the alerts it raises (usually none)."""
@@ -310,32 +313,43 @@ class ClusterTracker:
             return False, watermark
         return self._next_expiry is None or watermark >= self._next_expiry, watermark
 
-    def restate_reasons(self, post: AnalyzedPost, clusters: Sequence[str | None]) -> None:
-        """Set the reasons of the clusters `post` alone counted for to those its record gives (counted
-        before with part of its evidence, deferred; `clusters` as for `observe_assigned`): the reasons,
-        in their order, that counting it with this record would have stored. Clusters expired meanwhile
-        are left alone."""
+    def contributions(
+        self, post: AnalyzedPost, assigned: Sequence[str | None], counts_for: Sequence[str]
+    ) -> dict[str, list[Reason]]:
+        """The reasons counting `post` adds to each cluster it counts for, as `_count` passes them to
+        `_add_share` (its caption's, then its images' in that cluster not copies of a dismissed picture):
+        `assigned` its images' clusters as for `observe_assigned`, `counts_for` a reshare's parent's."""
         narrative = _narrative_reasons(
             {"narrative_id": post.narrative.narrative_id, "score": post.narrative.score}
             if post.narrative
             else None
         )
+        if post.reshare_of is not None:
+            return {cluster_id: list(narrative) for cluster_id in counts_for}
         per_cluster: dict[str, list[Reason]] = {}
-        for cluster_id, reasons, _, negative in self._image_counts(post, clusters):
-            found = per_cluster.setdefault(cluster_id, [])
+        for cluster_id, reasons, _, negative in self._image_counts(post, assigned):
+            found = per_cluster.setdefault(cluster_id, list(narrative))
             if not negative:
                 found.extend(reasons)
-        for cluster_id, reasons in per_cluster.items():
-            key = "cl:" + cluster_id
-            stored = self.store.get(key)
-            if stored is None:
-                continue
-            merged = merge_reasons([], narrative + reasons)
-            if not merged:
-                continue  # none then, none now: the record keeps its empty reasons
-            meta = read_meta(stored)
-            meta[REASONS] = [r.to_json() for r in merged]
-            self.store[key] = tuple(meta)
+        return per_cluster
+
+    def restate_reasons(self, cluster_id: str, shares: Sequence[Sequence[Reason]]) -> None:
+        """Set a cluster's reasons to those counting shares with these reasons, in this order, stores
+        (`_add_share`'s merges): deferred evidence (monitor/analysis/deferred.py) counted some of them
+        before with part of their evidence. A cluster expired meanwhile is left alone."""
+        key = "cl:" + cluster_id
+        stored = self.store.get(key)
+        if stored is None:
+            return
+        merged: list[dict[str, Any]] = []
+        for reasons in shares:
+            if reasons:
+                merged = [r.to_json() for r in merge_reasons([reason_from_json(r) for r in merged], reasons)]
+        if not merged:
+            return  # none then, none now: the record keeps its empty reasons
+        meta = read_meta(stored)
+        meta[REASONS] = merged
+        self.store[key] = tuple(meta)
 
     def observe_images(
         self,
@@ -479,6 +493,8 @@ class ClusterTracker:
         add_sample(meta, second, post_id, MAX_SAMPLES)
         self.store[key] = tuple(meta)
         add_share(self.store, cluster_id, second)
+        if self.added is not None:
+            self.added.append((cluster_id, post_id, reasons))
 
     def _evaluate(self, cluster_id: str, first: int, last: int) -> list[Alert]:
         key = "cl:" + cluster_id
