@@ -29,6 +29,7 @@ And what final19 missed or matched falsely (its own renders and seeds, 833799-83
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,3 +295,47 @@ def test_a_small_piece_must_agree_over_its_structure_nearly_exactly() -> None:
     assert RegionCheck(
         placement=0.939, area=1.0, grey=0.95, colour=0.921, subject=0.858, relief=13.3
     ).accepted
+
+
+def test_a_small_piece_on_a_balls_subject_alone_must_agree_over_it_all_but_exactly() -> None:
+    # final20's two false matches as the region search measured them: balls on a gradient placed over 35
+    # and 28 % of a banked ball render, on its ball (0.89 and 0.69 of its structure), agreeing over 0.925
+    # and 0.947 of it; and the dev tuning tag's crop as dense (0.86 of the structure over 42 %) at 0.979.
+    first = RegionCheck(
+        placement=0.995, area=0.355, grey=1.0, colour=0.910, subject=0.925, relief=56.3, held=0.890
+    )
+    second = RegionCheck(
+        placement=0.987, area=0.282, grey=0.9996, colour=0.905, subject=0.947, relief=52.7, held=0.685
+    )
+    assert not first.accepted and not second.accepted
+    assert RegionCheck(
+        placement=0.992, area=0.420, grey=0.989, colour=0.952, subject=0.979, relief=60.2, held=0.858
+    ).accepted
+    # A piece as close but spread over the picture's structure keeps MIN_SMALL_SUBJECT.
+    assert RegionCheck(
+        placement=0.987, area=0.52, grey=0.9996, colour=0.905, subject=0.947, relief=52.7, held=0.685
+    ).accepted
+
+
+@pytest.fixture(scope="module")
+def ball20(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
+    banked = smooth_picture("gradient-subject", "evalfinal201")
+    return matcher_of(tmp_path_factory.mktemp("ball20"), "ball", banked)
+
+
+def test_a_look_alike_ball_is_not_a_piece_of_a_banked_ball(ball20: BankMatcher) -> None:
+    # final20's flat negatives 48 and 138 (balls on a gradient, never banked) were placed on the banked
+    # ball render's ball, and matched it.
+    for seed in ("evalfinal2048", "evalfinal20138"):
+        for quality in (75, 85):
+            data = jpeg(flat_negative("gradient-subject", seed), quality)
+            assert found(ball20, data) is None, (seed, quality)
+
+
+def test_crops_of_a_ball_render_are_still_found(tmp_path: Path) -> None:
+    # The dev tuning tag's crops of its ball render, the densest (0.86 of its structure over 42 %) too.
+    banked = smooth_picture("gradient-subject", "devtune1")
+    matcher = matcher_of(tmp_path, "ball", banked)
+    for seed in (708050, 708051, 708052):
+        hit = found(matcher, apply_edit("crop", banked, seed))
+        assert hit is not None and hit.bank_cluster == "ball", seed

@@ -54,7 +54,9 @@ covers a quarter of the banked picture or more (MIN_REGION_AREA): a plain gradie
 gradient, a corner of one every look-alike. A piece under SMALL_REGION of it holds little of its structure
 (a cloud's fringe), which a foreign thing's edge can follow closely: a copy's piece is that picture, so it
 must fit closely (MIN_SMALL_PLACEMENT), agree nearly everywhere (MIN_SMALL_FIT, MIN_SMALL_SUBJECT) and lie on
-relief well above a plain part's (MIN_SMALL_RELIEF).
+relief well above a plain part's (MIN_SMALL_RELIEF). A small piece placed on the picture's subject alone
+(a ball, with little of its ground: DENSE_PIECE) is only a blob of that outline and those colours, as in
+any look-alike render: it must agree over the subject all but exactly (MIN_DENSE_SUBJECT).
 
 Monochrome copies of a generic picture. A grey or sepia copy has no hues to check, so a generic banked
 picture's copies too washed out for PDQ's quality to pass once stretched are matched only on a near PDQ hash
@@ -209,6 +211,18 @@ MIN_RELIEF). The same canvas, turned back by a few degrees (`TILTS`) and cut to 
 leaves whole, lost the photo's corner: its bare gradient placed over 38 % of the soft sky, on a part of
 it that left 3.15 levels (a plain part leaves 0.56-0.95), and agreed everywhere, as any gradient there
 would. The copies placed over under 60 % on final17-19 left 8.5 or more."""
+DENSE_PIECE = 1.75
+"""A small piece (under SMALL_REGION) is dense when it holds this many times its share of the banked
+picture's structure (`RegionCheck.held` over `RegionCheck.area`): it is placed on the picture's subject,
+a ball or a figure, with little of its ground. Such a piece says only that the query has a blob of that
+outline and those colours, which any look-alike render has; see MIN_DENSE_SUBJECT."""
+MIN_DENSE_SUBJECT = 0.965
+"""Least agreement over the banked part's structure (`RegionCheck.subject`) for a dense piece
+(DENSE_PIECE). final20's two false matches were balls on a gradient (flat negatives) placed over 28 and
+35 % of a banked ball render, holding 0.69 and 0.89 of its structure (2.4 and 2.5 times their share) and
+agreeing over 0.947 and 0.925 of it (above MIN_SMALL_SUBJECT); the crops of the dev tuning tag and
+final20 as dense (1.75-2.04 times) agreed at 0.979 or more: a copy's subject is that subject, pixel by
+pixel, a look-alike's only roughly."""
 MIN_PDQ_FIT = 0.85
 """Least share within 12 levels (grey, and every colour channel for a query in colour) for a PDQ hit on a
 smooth banked picture at SMOOTH_PDQ_CHECKED or more, over the whole views (`LayoutIndex.whole_fit`)."""
@@ -1188,6 +1202,9 @@ class RegionCheck:
     """The least of the two weighed by the banked picture's structure (`Fit.subject`)."""
     relief: float = float("inf")
     """`relief` of the banked part the query was placed on (see MIN_RELIEF)."""
+    held: float = 0.0
+    """Share of the banked picture's structure (`structure_weights`) inside the part the query was placed
+    on (see DENSE_PIECE); 0 where not measured (a query compared with the whole banked picture)."""
 
     @property
     def accepted(self) -> bool:
@@ -1199,6 +1216,7 @@ class RegionCheck:
             and self.grey >= (MIN_SMALL_FIT if small else MIN_REGION_FIT)
             and self.colour >= MIN_COLOUR_FIT
             and self.subject >= (MIN_SMALL_SUBJECT if small else MIN_SUBJECT_FIT)
+            and (not small or self.held < DENSE_PIECE * self.area or self.subject >= MIN_DENSE_SUBJECT)
         )
 
 
@@ -1383,11 +1401,12 @@ def _placed_check(
     rise = relief(part)
     if rise < MIN_RELIEF:
         return _region(score, area, NO_FIT, NO_FIT, rise)  # nothing there to agree on: not compared
+    held = held_share(bank_colour, (x, y, w, h))
     compared = ~_resized_mask(text_mask(seen), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
     colour = colour_fits(placed, part, compared, shared)
-    return _region(score, area, grey, colour, rise)
+    return _region(score, area, grey, colour, rise, held)
 
 
 def _tilted_placement(
@@ -1475,7 +1494,22 @@ def relief(part: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("nc,nc->c", left, left) / len(left)).max())
 
 
-def _region(placement: float, area: float, grey: Fit, colour: Fit, rise: float = float("inf")) -> RegionCheck:
-    check = RegionCheck(placement, area, grey.share, colour.share, min(grey.subject, colour.subject), rise)
+def held_share(bank_colour: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of a banked picture's structure (`structure_weights` of its colour thumbnail) inside `box`
+    (x, y, width, height in the thumbnail): 1.0 for a picture with no structure to weigh."""
+    weights = structure_weights(bank_colour)
+    total = float(weights.sum())
+    if total <= 0.0:
+        return 1.0
+    x, y, w, h = box
+    return float(weights[y : y + h, x : x + w].sum()) / total
+
+
+def _region(
+    placement: float, area: float, grey: Fit, colour: Fit, rise: float = float("inf"), held: float = 0.0
+) -> RegionCheck:
+    check = RegionCheck(
+        placement, area, grey.share, colour.share, min(grey.subject, colour.subject), rise, held
+    )
     log.debug("region: %s", check)
     return check
