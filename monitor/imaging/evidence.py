@@ -136,13 +136,6 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
-TILT_SCALES = (0.92, 1.08)
-"""Sizes tried, relative to the untilted placement's, for the best of TILTS once it is chosen. A smooth
-picture correlates nearly as well a size off, so the untilted query, its corners foreign, can be placed
-at the wrong size: final20's copies of pastel hills tilted by 3.6-4.8 degrees, turned back at that size,
-placed at 0.93 and agreed over 0.86-0.94 of the structure (under MIN_SMALL_PLACEMENT: missed); a size
-8 % off placed them at 0.975-0.989, agreeing everywhere."""
-
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
 PAIR_RATIO = 0.8
@@ -1434,17 +1427,6 @@ def _tilted_placement(
             continue
         score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
         if best is None or score > best[1][0]:
-            best = (inner, (score, x, y, w, h))
-    if best is None:
-        return None
-    inner = best[0]
-    grey_inner = cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)
-    for factor in TILT_SCALES:
-        w, h = round(inner.shape[1] * scale * factor), round(inner.shape[0] * scale * factor)
-        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
-            continue
-        score, x, y = best_placement(bank, grey_inner, w, h)
-        if score > best[1][0]:
             best = (inner, (score, x, y, w, h))
     return best
 
