@@ -40,31 +40,19 @@ from monitor.models import (
     LoadedImage,
     NarrativeMatch,
     Post,
-    format_time,
 )
 from monitor.narratives.matcher import Encoder, NarrativeMatcher
 from monitor.pipeline import Pipeline, make_encoder, virality_policy
 from monitor.review.state import NegativeIndex, ReviewState
 from monitor.settings import Settings
 from monitor.tracking.tracker import MAX_REASONS, ClusterTracker
-from tests.support.synthetic import inline_event
+from tests.support.synthetic import inline_event, reshare_event
 from tests.support.viral_edits import apply_edit, jpeg
 from tests.test_matching_edits import generated_photo
 
 SAMPLE = Path(__file__).resolve().parents[1] / "monitor" / "sample"
 T0 = 1_700_000_000.0
 ON_TOPIC = "Donald Trump arrested by police in Manhattan"
-
-
-def reshare(post_id: str, at: float, parent: str, text: str = "") -> dict[str, Any]:
-    return {
-        "post_id": post_id,
-        "platform": "x",
-        "author_id": f"u-{post_id}",
-        "created_at": format_time(at),
-        "text": text,
-        "reshare_of": parent,
-    }
 
 
 def generated_events() -> Iterator[dict[str, Any]]:
@@ -78,10 +66,10 @@ def generated_events() -> Iterator[dict[str, Any]]:
             f"single-{k}", T0 + 10 + k, jpeg(generated_photo(300 + k)), ON_TOPIC if k == 3 else "hi"
         )
     for k in range(4):
-        yield reshare(f"meme-reshare-{k}", T0 + 600 + k, "meme-founder")
-        yield reshare(f"caption-reshare-{k}", T0 + 700 + k, "caption-founder", "wow")
+        yield reshare_event(f"meme-reshare-{k}", T0 + 600 + k, "meme-founder")
+        yield reshare_event(f"caption-reshare-{k}", T0 + 700 + k, "caption-founder", "wow")
     yield inline_event("crop-again", T0 + 800, crop, "again")  # the same file: one more upload
-    yield reshare("crop-reshare", T0 + 801, "crop-again")
+    yield reshare_event("crop-reshare", T0 + 801, "crop-again")
     # hours later, after the singles' clusters expired (the meme's alerted: it is kept), more uploads
     later = T0 + 5 * 3600
     for k in range(3):
@@ -324,17 +312,17 @@ def shared_events() -> Iterator[dict[str, Any]]:
     for k in range(3):
         yield inline_event(f"trio-{k}", T0 + 110 + k, jpeg(generated_photo(600)), ON_TOPIC)
     yield inline_event("m-2", T0 + 200, meme, "again")
-    yield reshare("early", T0 + 250, "m-3", "first!")  # its post comes later (out-of-order archive)
+    yield reshare_event("early", T0 + 250, "m-3", "first!")  # its post comes later (out-of-order archive)
     for k in range(2):
         yield inline_event(f"duo-{k}", T0 + 255 + k, jpeg(generated_photo(700)), "twice")
     yield inline_event("m-3", T0 + 240, meme, "lol")
     for k in range(5):
         yield inline_event(f"photo-{k}", T0 + 300 + k, photo, "same photo")
     for k in range(2):
-        yield reshare(f"m-reshare-{k}", T0 + 600 + k, "m-0", "wow")
+        yield reshare_event(f"m-reshare-{k}", T0 + 600 + k, "m-0", "wow")
     yield inline_event("crop-again", T0 + 800, crop, "again")
     for k in range(4):
-        yield reshare(f"crop-reshare-{k}", T0 + 801 + k, "crop-again")
+        yield reshare_event(f"crop-reshare-{k}", T0 + 801 + k, "crop-again")
     later = T0 + 5 * 3600
     for k in range(3):
         yield inline_event(f"m-late-{k}", later + k, meme, "still true")

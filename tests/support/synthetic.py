@@ -117,6 +117,18 @@ def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
+def reshare_event(post_id: str, created_at: float, parent: str, text: str = "") -> dict[str, Any]:
+    """A post event that reshares `parent` and carries no picture of its own."""
+    return {
+        "post_id": post_id,
+        "platform": "x",
+        "author_id": f"u-{post_id}",
+        "created_at": format_time(created_at),
+        "text": text,
+        "reshare_of": parent,
+    }
+
+
 def inline_event(post_id: str, created_at: float, data: bytes, text: str = "look at this") -> dict[str, Any]:
     """A post event (the contract's shape) carrying one picture inline as base64, as a worker reads it."""
     return {
