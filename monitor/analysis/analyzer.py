@@ -11,7 +11,8 @@ With `defer=True` (the in-process pipeline's deferred evidence, monitor/analysis
 costliest parts are left for later: the local stage of an image the global hashes did not match (and no
 examined near-duplicate answers for), and the caption of a post that carries images and reshares nothing.
 The records say so (`ImageAnalysis.local_deferred`, `AnalyzedPost.narrative_deferred`), and `resolve`
-computes exactly those parts, by the same code, once the post's cluster is seen a second time.
+computes exactly those parts, by the same code, once the post's cluster is live (shared
+`deferred_live_shares` times).
 """
 
 from __future__ import annotations
