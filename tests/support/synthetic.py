@@ -117,28 +117,26 @@ def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
     return buffer.getvalue()
 
 
-def reshare_event(post_id: str, created_at: float, parent: str, text: str = "") -> dict[str, Any]:
-    """A post event that reshares `parent` and carries no picture of its own."""
+def post_event(post_id: str, created_at: float, text: str, **fields: Any) -> dict[str, Any]:
+    """A post event in the contract's shape, with `fields` (images, reshare_of) added."""
     return {
         "post_id": post_id,
         "platform": "x",
         "author_id": f"u-{post_id}",
         "created_at": format_time(created_at),
         "text": text,
-        "reshare_of": parent,
+        **fields,
     }
+
+
+def reshare_event(post_id: str, created_at: float, parent: str, text: str = "") -> dict[str, Any]:
+    """A post event that reshares `parent` and carries no picture of its own."""
+    return post_event(post_id, created_at, text, reshare_of=parent)
 
 
 def inline_event(post_id: str, created_at: float, data: bytes, text: str = "look at this") -> dict[str, Any]:
     """A post event (the contract's shape) carrying one picture inline as base64, as a worker reads it."""
-    return {
-        "post_id": post_id,
-        "platform": "x",
-        "author_id": f"u-{post_id}",
-        "created_at": format_time(created_at),
-        "text": text,
-        "images": [{"data": base64.b64encode(data).decode("ascii")}],
-    }
+    return post_event(post_id, created_at, text, images=[{"data": base64.b64encode(data).decode("ascii")}])
 
 
 def png_with_parameters(image: Image.Image, parameters: str = SD_PARAMETERS) -> bytes:
