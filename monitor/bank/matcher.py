@@ -64,7 +64,16 @@ from monitor.imaging.evidence import (
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import Found, PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
-from monitor.imaging.inset import inner_boxes, scaled, small_grey
+from monitor.imaging.inset import (
+    canvas_box,
+    covered,
+    inner_boxes,
+    on_canvas,
+    painted,
+    scaled,
+    small_colour,
+    small_grey,
+)
 from monitor.imaging.local_features import (
     MIN_INLIERS,
     Features,
@@ -144,6 +153,23 @@ def _tight_box(grey: Image.Image, small: np.ndarray | None = None) -> tuple[int,
     if (box[2] - box[0], box[3] - box[1]) == (small.shape[1], small.shape[0]):
         return None
     return scaled(box, small, grey.size)
+
+
+def _colour_canvas(
+    grey: Image.Image, small: np.ndarray, colour: _ColourCopy
+) -> tuple[int, int, int, int] | None:
+    """The picture on a canvas found in colour (`inset.canvas_box` of the query's colour copy), in the
+    pixels of `grey` (which `small` was made from); None when the grey copy's outer lines are not a canvas
+    (no colour is decoded then: most queries) or none is found. A pastel render on a canvas of another
+    hue can share the canvas's grey over all but its subject, so in grey only the subject is found, too
+    small a box (final21: a ball's picture on a green-to-orange canvas)."""
+    if not on_canvas(small):
+        return None
+    picture = colour()
+    if picture is None:
+        return None
+    box = canvas_box(small_colour(picture, small))
+    return None if box is None else scaled(box, small, grey.size)
 
 
 def inset_boxes(grey: Image.Image, small: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -374,13 +400,25 @@ class BankMatcher:
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
             small = small_grey(views[0])
             tight = _tight_box(views[0], small)
-            for inner in ([] if tight is None else [tight]) + inset_boxes(views[0], small):
+            inner_found = ([] if tight is None else [tight]) + inset_boxes(views[0], small)
+            soft = corners is None or corners < SOFT_KEYPOINTS
+            in_colour = _colour_canvas(views[0], small, colour) if soft else None
+            if in_colour is not None and in_colour not in inner_found:
+                inner_found.append(in_colour)
+            for inner in inner_found:
                 views, boxes = [*views, views[0].crop(inner)], [*boxes, _fraction(inner, views[0].size)]
-            hit = self._layouts.match(views, boxes=boxes, colour_of=colour)
+            # Stickers and a watermark pasted over a smooth picture: a view with them painted out, whose
+            # checks leave them out (`inset.covered`).
+            mask = covered(small)
+            masks: list[np.ndarray | None] = [None] * len(views)
+            if mask is not None:
+                views, boxes = [*views, painted(small, mask)], [*boxes, (0.0, 0.0, 1.0, 1.0)]
+                masks.append(mask)
+            hit = self._layouts.match(views, boxes=boxes, colour_of=colour, covered=masks)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
-            region = self._layouts.region_match(views, boxes, colour) if self._region else None
-            if self._region and region is None and (corners is None or corners < SOFT_KEYPOINTS):
+            region = self._layouts.region_match(views, boxes, colour, masks) if self._region else None
+            if self._region and region is None and soft:
                 # Only soft queries (a smooth picture on a blurred pad): a detailed one is not a smooth
                 # picture shown whole, and the search would cost every never-seen photo a colour decode.
                 region = self._layouts.contained_match(colour.small, colour)
