@@ -1105,14 +1105,23 @@ MIN_UNCLIPPED = 0.25
 """The least share of the compared pixels a channel must keep unclipped for the tone fit to leave its clipped
 pixels out: where most of a copy is clipped, too little is left to fit (a white or black picture would
 agree with any bright or dark part), and the fit is made as before, over every pixel."""
+MIN_UNCLIPPED_CHANNEL = 0.05
+"""The same for one channel of the per-channel colour fit where the copy's grey keeps MIN_UNCLIPPED
+unclipped: that fit also takes a share of the grey, so the picture's other channels carry it, and its
+four coefficients need a few hundred pixels (one in twenty of a 128 px thumbnail is about 600). A
+filter that brightened a blue sky with saturation x1.6 left its blue channel 94 % clipped, its red and
+green 80 % unclipped (final21's `soft-sky-0/colour`, fitted over every pixel: colour 0.73). A white
+picture's grey is clipped too, so this never applies to one."""
 
 
-def _clipped(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _clipped(
+    x: np.ndarray, mask: np.ndarray, least: float = MIN_UNCLIPPED
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Where `x` (a smoothed channel, 0 to 1) is clipped high and low, or None where too little of `mask`
-    is left unclipped (MIN_UNCLIPPED) or nothing is clipped."""
+    is left unclipped (`least`, MIN_UNCLIPPED unless told) or nothing is clipped."""
     high, low = x >= CLIPPED_HIGH, x <= CLIPPED_LOW
     clipped = (high | low)[mask]
-    if not clipped.any() or float(np.mean(~clipped)) < MIN_UNCLIPPED:
+    if not clipped.any() or float(np.mean(~clipped)) < least:
         return None
     return high, low
 
@@ -1350,10 +1359,12 @@ def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     fitted, target = [], []
     blurred = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
     grey = blurred @ np.array([0.299, 0.587, 0.114])
+    grey_kept = float(np.mean(((grey > CLIPPED_LOW) & (grey < CLIPPED_HIGH))[mask]))
+    least = MIN_UNCLIPPED_CHANNEL if grey_kept >= MIN_UNCLIPPED else MIN_UNCLIPPED
     for c in range(3):
         x = blurred[..., c]
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
-        clipped = _clipped(x, mask)
+        clipped = _clipped(x, mask, least)
         fitted_on = mask if clipped is None else mask & ~(clipped[0] | clipped[1])
         xm, ym = x[fitted_on], y[fitted_on]
         design = np.stack([np.ones_like(xm), xm, xm * xm, grey[fitted_on]], axis=1)
