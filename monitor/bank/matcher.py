@@ -71,6 +71,7 @@ from monitor.imaging.inset import (
     on_canvas,
     painted,
     scaled,
+    screen_band,
     small_colour,
     small_grey,
 )
@@ -119,7 +120,8 @@ def local_image(
 
 
 def local_views(image: Image.Image) -> list[Image.Image]:
-    """What the local stage looks at: the whole image, then the picture inside its borders if any."""
+    """What the local stage looks at: the whole image, then the picture inside its borders if any, and a
+    picture across a screenshot's width without the text under it (`inset.screen_band`)."""
     return _local_views(image)[0]
 
 
@@ -131,6 +133,13 @@ def _local_views(image: Image.Image) -> tuple[list[Image.Image], list[Box]]:
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
         boxes.append(_fraction(found[0], grey.size))
+    small = small_grey(grey)
+    band = screen_band(small)
+    if band is not None:  # a picture across a phone's screen, without the text the trim takes in
+        box = scaled(band, small, grey.size)
+        if not found or box != found[0]:
+            views.append(grey.crop(box))
+            boxes.append(_fraction(box, grey.size))
     return views, boxes
 
 

@@ -408,7 +408,39 @@ def post_box(array: np.ndarray) -> Box | None:
     differs = _off_canvas(array)
     if differs is None:
         return None
+    band = _tallest_band(differs)
+    if band is None:
+        return None
+    left, _, right, _ = band
+    width = array.shape[1]
+    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
+        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
+    return _inset_band(band, array.shape)
+
+
+def screen_band(array: np.ndarray) -> Box | None:
+    """The box of a picture a phone's or app's screenshot shows across the screen's whole width, between
+    lines of text on a plain screen (`small_grey`'s pixels): the screen is the colour of the image's top
+    and bottom lines (each one colour, the same), and the picture the tallest band of rows that differ from
+    it across most of their width (`post_box`'s band, without its card's margins). For the local stage:
+    the border trims take the text under such a picture in with it, and a photo's few hundred pixels of
+    width leave too few keypoint pairs once the text's own keypoints crowd them (final21:
+    `TwoWings/phone-screenshot`, 10 pairs with the text, 123 without). None when the image has no such
+    screen or band, or the band is the whole image."""
     height, width = array.shape
+    if height < 16 or width < 16:
+        return None
+    ground = float(np.median(array[0]))
+    for line in (array[0], array[-1]):
+        if float(np.mean(np.abs(line - ground) <= CANVAS_LEVELS)) < CANVAS_BORDER:
+            return None
+    band = _tallest_band(np.abs(array - ground) > CANVAS_LEVELS)
+    return None if band is None else _inset_band(band, array.shape)
+
+
+def _tallest_band(differs: np.ndarray) -> Box | None:
+    """The tallest band of rows of which over POST_ROW differ (gaps of POST_GAP rows closed), with the
+    columns that differ in over POST_ROW of it; None when there is none."""
     full = differs.mean(axis=1) > POST_ROW
     full = (
         cv2.morphologyEx(
@@ -431,9 +463,14 @@ def post_box(array: np.ndarray) -> Box | None:
     columns = np.flatnonzero(differs[top:bottom].mean(axis=0) > POST_ROW)
     if columns.size == 0:
         return None
-    left, right = int(columns[0]), int(columns[-1]) + 1
-    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
-        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
+    return (int(columns[0]), top, int(columns[-1]) + 1, bottom)
+
+
+def _inset_band(band: Box, shape: tuple[int, ...]) -> Box | None:
+    """A band (`_tallest_band`) drawn in by CANVAS_INSET, or None when it keeps under MIN_CANVAS_SIDE of
+    a side or covers over MAX_CLEAR of the image."""
+    left, top, right, bottom = band
+    height, width = shape[:2]
     if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
         return None
     if (right - left) * (bottom - top) > MAX_CLEAR * width * height:
