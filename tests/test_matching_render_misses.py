@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from skimage import data as skimage_data
 
 from monitor.bank import matcher as matcher_module
 from monitor.bank.matcher import BankMatcher
@@ -489,3 +490,49 @@ def test_brightened_look_alike_skies_and_white_pictures_are_not_matched(renders2
             assert found(renders21, data) is None, (index, seed)
     white = Image.new("RGB", (768, 1024), (252, 252, 255))
     assert found(renders21, jpeg(white, 85)) is None
+
+
+# final21's one photo miss: a phone screenshot of `mate:TwoWings` (a light screen, the picture across its
+# width, caption lines under it). The border trim took the caption lines in with the picture, and the
+# local stage paired 10 keypoints there (123 on the picture alone). Debian's photo is not at hand in the
+# tests; scikit-image's rocket, screenshotted alike, is missed the same way without the band.
+ROCKET_SEEDS = (6, 11, 13)
+
+
+@pytest.fixture(scope="module")
+def rocket(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
+    return matcher_of(tmp_path_factory.mktemp("rocket"), "rocket", skimage_photo("rocket"))
+
+
+def skimage_photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skimage_data, name)()).convert("RGB")
+
+
+def test_a_photo_across_a_phone_screenshots_width_is_found_without_the_text_under_it(
+    rocket: BankMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [apply_edit("phone-screenshot", skimage_photo("rocket"), seed) for seed in ROCKET_SEEDS]
+    for data in copies:
+        hit = found(rocket, data)
+        assert hit is not None and hit.bank_cluster == "rocket" and hit.hash_kind == "local", hit
+    monkeypatch.setattr(matcher_module, "screen_band", lambda small: None)
+    for seed, data in zip(ROCKET_SEEDS, copies, strict=True):
+        assert found(rocket, data) is None, seed
+
+
+def test_the_screen_band_is_the_picture_and_other_photos_screenshotted_are_not_matched(
+    rocket: BankMatcher,
+) -> None:
+    data = apply_edit("phone-screenshot", skimage_photo("rocket"), ROCKET_SEEDS[0])
+    grey = Image.open(io.BytesIO(data)).convert("L")
+    small = small_grey(grey)
+    band = inset.screen_band(small)
+    assert band is not None
+    left, top, right, bottom = band
+    # Across the width, under a fifth to two thirds of the height: not the caption lines under it.
+    assert right - left > 0.9 * small.shape[1] and 0.2 * small.shape[0] < bottom - top < 0.67 * small.shape[0]
+    assert inset.screen_band(small_grey(skimage_photo("coffee").convert("L"))) is None
+    for name in ("coffee", "chelsea", "astronaut"):
+        for seed in ROCKET_SEEDS:
+            data = apply_edit("phone-screenshot", skimage_photo(name), seed)
+            assert found(rocket, data) is None, (name, seed)
