@@ -125,22 +125,32 @@ def local_views(image: Image.Image) -> list[Image.Image]:
     return _local_views(image)[0]
 
 
-def _local_views(image: Image.Image) -> tuple[list[Image.Image], list[Box]]:
-    """`local_views` with each view's box in the image, as fractions (for its colour copy)."""
+def _local_views(image: Image.Image, band: bool = True) -> tuple[list[Image.Image], list[Box]]:
+    """`local_views` with each view's box in the image, as fractions (for its colour copy); without the
+    screen band with `band` False (`_with_band` adds it)."""
     grey = image if image.mode == "L" else image.convert("L")
     views, boxes = [grey], [(0.0, 0.0, 1.0, 1.0)]
     found = regions_of(grey)
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
         boxes.append(_fraction(found[0], grey.size))
+    return _with_band(views, boxes) if band else (views, boxes)
+
+
+def _with_band(views: list[Image.Image], boxes: list[Box]) -> tuple[list[Image.Image], list[Box]]:
+    """`views` (the whole image first) and their `boxes`, and a picture across a phone's screen without
+    the text the border trim takes in with it (`inset.screen_band`) where there is one. For the local
+    stage only: the layout and region stages have views of their own for posts, and a smooth picture's
+    plain sky and foot of one colour would make its own rows such a band."""
+    grey = views[0]
     small = small_grey(grey)
-    band = screen_band(small)
-    if band is not None:  # a picture across a phone's screen, without the text the trim takes in
-        box = scaled(band, small, grey.size)
-        if not found or box != found[0]:
-            views.append(grey.crop(box))
-            boxes.append(_fraction(box, grey.size))
-    return views, boxes
+    across = screen_band(small)
+    if across is None:
+        return views, boxes
+    box = _fraction(scaled(across, small, grey.size), grey.size)
+    if box in boxes:
+        return views, boxes
+    return [*views, grey.crop(scaled(across, small, grey.size))], [*boxes, box]
 
 
 def _fraction(box: tuple[int, int, int, int], size: tuple[int, int]) -> Box:
@@ -374,7 +384,7 @@ class BankMatcher:
         says how far the global hash was, and the `local` kind says what decided.
         """
         weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
-        views, boxes = _local_views(image)
+        views, boxes = _local_views(image, band=False)
         colour = _ColourCopy(data)
         if (
             self._weak
@@ -399,7 +409,8 @@ class BankMatcher:
         corners: int | None = None
         """ORB keypoints of the whole query, when the local stage found them."""
         if len(self._local):
-            for view, box in zip(views, boxes, strict=True):
+            seen_locally = _with_band(views, boxes)
+            for view, box in zip(*seen_locally, strict=True):
                 found_features = features(view)
                 corners = len(found_features.points) if corners is None else corners
                 found = self._local.match(found_features, self.min_inliers)
