@@ -177,14 +177,15 @@ def _tight_box(grey: Image.Image, small: np.ndarray | None = None) -> tuple[int,
 def _colour_canvas(
     grey: Image.Image, small: np.ndarray, colour: _ColourCopy
 ) -> tuple[int, int, int, int] | None:
-    """The picture on a canvas found in colour (`inset.canvas_box` of the query's colour copy), in the
-    pixels of `grey` (which `small` was made from); None when the grey copy's outer lines are not a canvas
-    (no colour is decoded then: most queries) or none is found. A pastel render on a canvas of another
-    hue can share the canvas's grey over all but its subject, so in grey only the subject is found, too
-    small a box (final21: a ball's picture on a green-to-orange canvas)."""
+    """The picture on a canvas found in colour (`inset.canvas_box` of the query's small colour copy, the
+    one the contained search reads too), in the pixels of `grey` (which `small` was made from); None when
+    the grey copy's outer lines are not a canvas (no colour is decoded then: most queries) or none is
+    found. A pastel render on a canvas of another hue can share the canvas's grey over all but its
+    subject, so in grey only the subject is found, too small a box (final21: a ball's picture on a
+    green-to-orange canvas)."""
     if not on_canvas(small):
         return None
-    picture = colour()
+    picture = colour.small()
     if picture is None:
         return None
     box = canvas_box(small_colour(picture, small))

@@ -383,7 +383,7 @@ def painted(small: np.ndarray, mask: np.ndarray) -> Image.Image:
     """`small` (a `small_grey`) with the pixels of `mask` (`covered`) filled in from around them
     (`cv2.inpaint`, Telea's method): the picture under stickers and a watermark, for its layout."""
     grey = np.clip(small, 0, 255).astype(np.uint8)
-    return Image.fromarray(cv2.inpaint(grey, mask.astype(np.uint8), 5, cv2.INPAINT_TELEA))
+    return Image.fromarray(cv2.inpaint(grey, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA))
 
 
 POST_ROW = 0.5
