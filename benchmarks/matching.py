@@ -11,6 +11,8 @@
 
     python -m benchmarks.matching --set dev --tag tune --flats 150 --renders-only --methods ours --skip-cost \
         --skip-scale --list        # the smooth renders' copies and soft negatives only: the weak spot
+    python -m benchmarks.matching --tag T --methods ours --kinds phone-screenshot,canvas ...
+                                   # the photos' copies and other photos' changes of those kinds only
     python -m benchmarks.matching --tag T --methods ours --shard 0/2 --results r0.jsonl ...   # and 1/2
     cat r0.jsonl r1.jsonl > r.jsonl && python -m benchmarks.matching --tag T --methods ours --results \
         r.jsonl --done-only ...    # the report on both shards (or on a stopped run so far)
@@ -746,6 +748,15 @@ def report_scale(sizes: Sequence[int], queries: int, real: Sequence[int], checke
         del index, words
 
 
+def _photo_change_kind(query: Query) -> str | None:
+    """The kind of change of a photo's copy or of another photo's change (`name/kind/seed`); None for
+    renders, flat pictures, tiles, originals and look-alikes."""
+    parts = query.name.split("/")
+    if len(parts) != 3 or query.name.startswith(("render:", "flat:")):
+        return None
+    return parts[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -791,6 +802,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a JSON-lines file each query's result is appended to; a run given the file of a stopped one "
         "(same arguments, same code) takes the results there and decides only the rest",
     )
+    parser.add_argument(
+        "--kinds",
+        default="",
+        help="K1,K2: only the photos' copies and other photos' changes of these kinds of change (no renders, "
+        "flat pictures, tiles or look-alikes): a rule that can only touch some kinds, checked on them alone",
+    )
     parser.add_argument("--skip-recall", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
@@ -814,6 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         # Positives first, then the negatives in a fixed shuffle: a run stopped part way has every copy and
         # a fair sample of every kind of negative, not the photos' changes alone.
+        if args.kinds:
+            kinds = set(args.kinds.split(","))
+            data.queries = [q for q in data.queries if _photo_change_kind(q) in kinds]
         negatives = [q for q in data.queries if q.truth is None]
         random.Random(14).shuffle(negatives)
         data.queries = [q for q in data.queries if q.truth is not None] + negatives

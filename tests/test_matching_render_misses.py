@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from skimage import data as skimage_data
 
+from monitor.bank import matcher as matcher_module
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import add_images, load_bank
 from monitor.imaging import evidence, inset
@@ -226,29 +228,57 @@ def test_without_the_views_inside_the_posts_picture_the_memes_were_missed(
     # inside it (`_inside_post`), and each inner view trimmed of rows of one colour (`_rows_trimmed`).
     monkeypatch.setattr(inset, "_inside_post", lambda small, post: [])
     monkeypatch.setattr(inset, "_rows_trimmed", lambda small, outer: None)
+    # Since final21 the local stage also looks at the post's picture across the screen (`screen_band`):
+    # the blurred background's sharp subject is found there too.
+    monkeypatch.setattr(matcher_module, "screen_band", lambda small: None)
     for kind, index, seed in MEMES_IN_POSTS:
         assert found(renders19, meme_in_post(kind, index, seed)) is None, (kind, index, seed)
 
 
-def test_a_phone_screenshot_of_a_ball_on_a_side_to_side_gradient_is_found(
-    renders19: BankMatcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    data = apply_edit("phone-screenshot", render19("gradient-subject", 0), 833800)
-    hit = found(renders19, data)
-    assert hit is not None and hit.bank_cluster == "gradient-subject-0", hit
-    # The text-free rectangle takes in the screen above the picture; only trimmed of it is it found.
-    monkeypatch.setattr(inset, "_rows_trimmed", lambda small, outer: None)
-    assert found(renders19, data) is None
+REFINED_VIEWS = [
+    # A phone's screenshot of a ball on a side-to-side gradient: the text-free rectangle takes in the
+    # screen above the picture; only trimmed of it (`_rows_trimmed`) is it found, or, since final21, by
+    # the local stage on the picture across the screen's width (`screen_band`).
+    pytest.param(
+        "phone-screenshot",
+        "gradient-subject",
+        0,
+        833800,
+        [
+            (inset, "_rows_trimmed", lambda small, outer: None),
+            (matcher_module, "screen_band", lambda s: None),
+        ],
+        id="phone-screenshot-rows-trimmed",
+    ),
+    # A picture pasted on a blurred copy of itself: as first placed, its colours part along every edge;
+    # it is placed again at the compared thumbnails' resolution (`_refined_box`).
+    pytest.param(
+        "blur-pad",
+        "blurred-background",
+        0,
+        833800,
+        [(evidence, "_refined_box", lambda colour, box, bank, slack: None)],
+        id="blur-pad-placed-again",
+    ),
+]
 
 
-def test_a_picture_pasted_on_a_blurred_copy_of_itself_is_placed_again_finely(
-    renders19: BankMatcher, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("edit", "kind", "index", "seed", "without"), REFINED_VIEWS)
+def test_a_copy_found_only_by_a_refined_view_or_placement(
+    renders19: BankMatcher,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: str,
+    kind: str,
+    index: int,
+    seed: int,
+    without: list[tuple[object, str, object]],
 ) -> None:
-    data = apply_edit("blur-pad", render19("blurred-background", 0), 833800)
+    data = apply_edit(edit, render19(kind, index), seed)
     hit = found(renders19, data)
-    assert hit is not None and hit.bank_cluster == "blurred-background-0", hit
-    monkeypatch.setattr(evidence, "_refined_box", lambda colour, box, bank, slack: None)
-    assert found(renders19, data) is None, "as first placed, its colours part along every edge"
+    assert hit is not None and hit.bank_cluster == f"{kind}-{index}", hit
+    for target, name, replacement in without:
+        monkeypatch.setattr(target, name, replacement)
+    assert found(renders19, data) is None, "without the refinement it was missed"
 
 
 def test_a_generic_render_saved_in_adobe_rgb_with_its_profile_is_matched(renders19: BankMatcher) -> None:
@@ -339,3 +369,173 @@ def test_crops_of_a_ball_render_are_still_found(tmp_path: Path) -> None:
     for seed in (708050, 708051, 708052):
         hit = found(matcher, apply_edit("crop", banked, seed))
         assert hit is not None and hit.bank_cluster == "ball", seed
+
+
+# --- final21 -------------------------------------------------------------------------------------------
+# final21's renders (seed f"evalfinal21{i}"; 0 and 1 banked, 2 and on its look-alikes) and changes (seeds
+# 260854-260856); the tag is spent. Seven of its eight render misses were copies of `gradient-subject-1`, a
+# pink ball on a lilac gradient; the eighth a brightened, saturated soft sky.
+
+
+def render21(kind: str, index: int) -> Image.Image:
+    return smooth_picture(kind, f"evalfinal21{index}")
+
+
+@pytest.fixture(scope="module")
+def renders21(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
+    folder = tmp_path_factory.mktemp("renders21")
+    for kind in RENDER_KINDS:
+        for index in (0, 1):
+            path = folder / f"{kind}-{index}.jpg"
+            path.write_bytes(jpeg(render21(kind, index), 92))
+            add_images(folder / "bank", f"{kind}-{index}", [path])
+    return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+
+
+BALL_CANVASES = [("canvas", 260854), ("canvas", 260856)]
+BALL_COVERED = [
+    ("watermark", 260854),
+    ("watermark", 260855),
+    ("watermark", 260856),
+    ("stickers", 260854),
+    ("stickers", 260855),
+]
+
+
+def ball_copy(change: str, seed: int, index: int = 1) -> bytes:
+    picture = render21("gradient-subject", index)
+    return apply_evasion(change, picture, seed) if change == "canvas" else apply_edit(change, picture, seed)
+
+
+def test_a_ball_on_a_canvas_of_its_own_grey_is_found_by_the_canvas_in_colour(
+    renders21: BankMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [ball_copy(change, seed) for change, seed in BALL_CANVASES]
+    for data in copies:
+        hit = found(renders21, data)
+        assert hit is not None and hit.bank_cluster == "gradient-subject-1", hit
+    # In grey the lilac ground is the canvas's level: only the ball differs, too small a box for a view.
+    monkeypatch.setattr(matcher_module, "_colour_canvas", lambda grey, small, colour: None)
+    for data in copies:
+        assert found(renders21, data) is None
+
+
+def test_the_canvas_in_colour_is_the_picture_where_grey_finds_only_its_subject() -> None:
+    data = ball_copy("canvas", 260854)
+    picture = Image.open(io.BytesIO(data)).convert("RGB")
+    small = small_grey(picture.convert("L"))
+    assert inset.canvas_box(small) is None  # the ball alone differs in grey: under MIN_CANVAS_SIDE
+    box = inset.canvas_box(inset.small_colour(picture, small))
+    assert box is not None
+    left, top, right, bottom = box
+    # The picture is 35-70 % of each side, much larger than its ball (about a fifth of its width).
+    assert (right - left) > 0.3 * small.shape[1] and (bottom - top) > 0.3 * small.shape[0], box
+
+
+def test_a_ball_under_a_watermark_or_stickers_is_found_with_them_painted_out(
+    renders21: BankMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [ball_copy(change, seed) for change, seed in BALL_COVERED]
+    for (change, seed), data in zip(BALL_COVERED, copies, strict=True):
+        hit = found(renders21, data)
+        assert hit is not None and hit.bank_cluster == "gradient-subject-1", (change, seed, hit)
+    # Without the painted view the logo box, the handle and the stickers' outlines dominate the layout.
+    monkeypatch.setattr(matcher_module, "covered", lambda small: None)
+    for (change, seed), data in zip(BALL_COVERED, copies, strict=True):
+        assert found(renders21, data) is None, (change, seed)
+
+
+def test_covered_marks_the_stickers_and_not_the_soft_ball_under_them() -> None:
+    copy = Image.open(io.BytesIO(ball_copy("stickers", 260855))).convert("RGB")
+    small = small_grey(copy.convert("L"))
+    mask = inset.covered(small)
+    assert mask is not None
+    colours = inset.small_colour(copy, small)
+    yellow = np.all(np.abs(colours - np.array([255.0, 205.0, 40.0])) < 40, axis=-1)
+    assert yellow.mean() > 0.03 and mask[yellow].mean() > 0.95, (yellow.mean(), mask[yellow].mean())
+    assert mask.mean() < 2.5 * yellow.mean(), "little besides the stickers and their outlines"
+    # The ball itself, and the other soft renders banked with it, have nothing that sharp. (A sharp subject,
+    # as on a blurred background, is marked: that view's checks then leave it out and weigh the rest.)
+    for kind in ("gradient-subject", "pastel-hills", "soft-sky"):
+        assert inset.covered(small_grey(render21(kind, 1).convert("L"))) is None, kind
+    # A photo's texture is not a picture under stickers.
+    photo = Image.open(io.BytesIO(jpeg(_noise_photo(), 85))).convert("L")
+    assert inset.covered(small_grey(photo)) is None
+
+
+def _noise_photo() -> Image.Image:
+    rng = np.random.default_rng(21)
+    return Image.fromarray(rng.integers(0, 256, (480, 640), dtype=np.uint8)).resize((640, 480))
+
+
+@pytest.mark.parametrize("index", [2, 3, 4])
+def test_look_alike_balls_covered_or_on_canvases_are_not_matched(renders21: BankMatcher, index: int) -> None:
+    for change, seed in [*BALL_CANVASES, *BALL_COVERED, ("stickers", 260856)]:
+        assert found(renders21, ball_copy(change, seed, index)) is None, (change, seed, index)
+
+
+def test_a_brightened_saturated_sky_with_its_blue_clipped_is_found(
+    renders21: BankMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Brightness x1.16, contrast x1.20, saturation x1.58, gamma 0.73: the blue channel is 94 % clipped
+    # (fitted over every pixel it disagreed: colour 0.73); red and green, and so the grey, are not.
+    data = apply_edit("colour", render21("soft-sky", 0), 260854)
+    hit = found(renders21, data)
+    assert hit is not None and hit.bank_cluster == "soft-sky-0", hit
+    monkeypatch.setattr(evidence, "MIN_UNCLIPPED_CHANNEL", evidence.MIN_UNCLIPPED)
+    assert found(renders21, data) is None
+
+
+def test_brightened_look_alike_skies_and_white_pictures_are_not_matched(renders21: BankMatcher) -> None:
+    for index in (2, 3, 4):
+        for seed in (260854, 260855, 260856):
+            data = apply_edit("colour", render21("soft-sky", index), seed)
+            assert found(renders21, data) is None, (index, seed)
+    white = Image.new("RGB", (768, 1024), (252, 252, 255))
+    assert found(renders21, jpeg(white, 85)) is None
+
+
+# final21's one photo miss: a phone screenshot of `mate:TwoWings` (a light screen, the picture across its
+# width, caption lines under it). The border trim took the caption lines in with the picture, and the
+# local stage paired 10 keypoints there (123 on the picture alone). Debian's photo is not at hand in the
+# tests; scikit-image's rocket, screenshotted alike, is missed the same way without the band.
+ROCKET_SEEDS = (6, 11, 13)
+
+
+@pytest.fixture(scope="module")
+def rocket(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
+    return matcher_of(tmp_path_factory.mktemp("rocket"), "rocket", skimage_photo("rocket"))
+
+
+def skimage_photo(name: str) -> Image.Image:
+    return Image.fromarray(getattr(skimage_data, name)()).convert("RGB")
+
+
+def test_a_photo_across_a_phone_screenshots_width_is_found_without_the_text_under_it(
+    rocket: BankMatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = [apply_edit("phone-screenshot", skimage_photo("rocket"), seed) for seed in ROCKET_SEEDS]
+    for data in copies:
+        hit = found(rocket, data)
+        assert hit is not None and hit.bank_cluster == "rocket" and hit.hash_kind == "local", hit
+    monkeypatch.setattr(matcher_module, "screen_band", lambda small: None)
+    for seed, data in zip(ROCKET_SEEDS, copies, strict=True):
+        assert found(rocket, data) is None, seed
+
+
+def test_the_screen_band_is_the_picture_and_other_photos_screenshotted_are_not_matched(
+    rocket: BankMatcher,
+) -> None:
+    data = apply_edit("phone-screenshot", skimage_photo("rocket"), ROCKET_SEEDS[0])
+    grey = Image.open(io.BytesIO(data)).convert("L")
+    small = small_grey(grey)
+    band = inset.screen_band(small)
+    assert band is not None
+    left, top, right, bottom = band
+    # Across the width, under a fifth to two thirds of the height: not the caption lines under it.
+    assert right - left > 0.9 * small.shape[1] and 0.2 * small.shape[0] < bottom - top < 0.67 * small.shape[0]
+    assert inset.screen_band(small_grey(skimage_photo("coffee").convert("L"))) is None
+    for name in ("coffee", "chelsea", "astronaut"):
+        for seed in ROCKET_SEEDS:
+            data = apply_edit("phone-screenshot", skimage_photo(name), seed)
+            assert found(rocket, data) is None, (name, seed)

@@ -27,7 +27,10 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    banked picture inside the copy, and compared there in grey and in colour (`region=False` leaves it
    out); a crop is placed as it is too when its layout scored best mirrored or turned. A monochrome copy of
    a generic picture, too washed out for the stretched PDQ stage, is taken on a near PDQ hash only where
-   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`).
+   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`). A soft query's canvas is
+   also looked for in colour (`_colour_canvas`), stickers and a watermark are painted out of a view whose
+   checks leave them out (`inset.covered`), and the local stage also looks at a picture across a phone
+   screenshot's width without the text under it (`inset.screen_band`).
 """
 
 from __future__ import annotations
@@ -64,7 +67,17 @@ from monitor.imaging.evidence import (
 from monitor.imaging.fingerprint import fingerprint
 from monitor.imaging.hash_index import Found, PdqIndex
 from monitor.imaging.hashes import regions_of, usable_pdqs
-from monitor.imaging.inset import inner_boxes, scaled, small_grey
+from monitor.imaging.inset import (
+    canvas_box,
+    covered,
+    inner_boxes,
+    on_canvas,
+    painted,
+    scaled,
+    screen_band,
+    small_colour,
+    small_grey,
+)
 from monitor.imaging.local_features import (
     MIN_INLIERS,
     Features,
@@ -110,19 +123,37 @@ def local_image(
 
 
 def local_views(image: Image.Image) -> list[Image.Image]:
-    """What the local stage looks at: the whole image, then the picture inside its borders if any."""
+    """What the local stage looks at: the whole image, then the picture inside its borders if any, and a
+    picture across a screenshot's width without the text under it (`inset.screen_band`)."""
     return _local_views(image)[0]
 
 
-def _local_views(image: Image.Image) -> tuple[list[Image.Image], list[Box]]:
-    """`local_views` with each view's box in the image, as fractions (for its colour copy)."""
+def _local_views(image: Image.Image, band: bool = True) -> tuple[list[Image.Image], list[Box]]:
+    """`local_views` with each view's box in the image, as fractions (for its colour copy); without the
+    screen band with `band` False (`_with_band` adds it)."""
     grey = image if image.mode == "L" else image.convert("L")
     views, boxes = [grey], [(0.0, 0.0, 1.0, 1.0)]
     found = regions_of(grey)
     if found:
         views.append(grey.crop(found[0]))  # the uniform trim: bars, bands, app chrome
         boxes.append(_fraction(found[0], grey.size))
-    return views, boxes
+    return _with_band(views, boxes) if band else (views, boxes)
+
+
+def _with_band(views: list[Image.Image], boxes: list[Box]) -> tuple[list[Image.Image], list[Box]]:
+    """`views` (the whole image first) and their `boxes`, and a picture across a phone's screen without
+    the text the border trim takes in with it (`inset.screen_band`) where there is one. For the local
+    stage only: the layout and region stages have views of their own for posts, and a smooth picture's
+    plain sky and foot of one colour would make its own rows such a band."""
+    grey = views[0]
+    small = small_grey(grey)
+    across = screen_band(small)
+    if across is None:
+        return views, boxes
+    box = _fraction(scaled(across, small, grey.size), grey.size)
+    if box in boxes:
+        return views, boxes
+    return [*views, grey.crop(scaled(across, small, grey.size))], [*boxes, box]
 
 
 def _fraction(box: tuple[int, int, int, int], size: tuple[int, int]) -> Box:
@@ -144,6 +175,24 @@ def _tight_box(grey: Image.Image, small: np.ndarray | None = None) -> tuple[int,
     if (box[2] - box[0], box[3] - box[1]) == (small.shape[1], small.shape[0]):
         return None
     return scaled(box, small, grey.size)
+
+
+def _colour_canvas(
+    grey: Image.Image, small: np.ndarray, colour: _ColourCopy
+) -> tuple[int, int, int, int] | None:
+    """The picture on a canvas found in colour (`inset.canvas_box` of the query's small colour copy, the
+    one the contained search reads too), in the pixels of `grey` (which `small` was made from); None when
+    the grey copy's outer lines are not a canvas (no colour is decoded then: most queries) or none is
+    found. A pastel render on a canvas of another hue can share the canvas's grey over all but its
+    subject, so in grey only the subject is found, too small a box (final21: a ball's picture on a
+    green-to-orange canvas)."""
+    if not on_canvas(small):
+        return None
+    picture = colour.small()
+    if picture is None:
+        return None
+    box = canvas_box(small_colour(picture, small))
+    return None if box is None else scaled(box, small, grey.size)
 
 
 def inset_boxes(grey: Image.Image, small: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -339,7 +388,7 @@ class BankMatcher:
         says how far the global hash was, and the `local` kind says what decided.
         """
         weak_query = not is_usable(hashes.pdq_quality, self.min_quality)
-        views, boxes = _local_views(image)
+        views, boxes = _local_views(image, band=False)
         colour = _ColourCopy(data)
         if (
             self._weak
@@ -364,7 +413,8 @@ class BankMatcher:
         corners: int | None = None
         """ORB keypoints of the whole query, when the local stage found them."""
         if len(self._local):
-            for view, box in zip(views, boxes, strict=True):
+            seen_locally = _with_band(views, boxes)
+            for view, box in zip(*seen_locally, strict=True):
                 found_features = features(view)
                 corners = len(found_features.points) if corners is None else corners
                 found = self._local.match(found_features, self.min_inliers)
@@ -374,13 +424,25 @@ class BankMatcher:
             # Every query, not only smooth ones: captions, chrome and stickers add detail to a smooth copy.
             small = small_grey(views[0])
             tight = _tight_box(views[0], small)
-            for inner in ([] if tight is None else [tight]) + inset_boxes(views[0], small):
+            inner_found = ([] if tight is None else [tight]) + inset_boxes(views[0], small)
+            soft = corners is None or corners < SOFT_KEYPOINTS
+            in_colour = _colour_canvas(views[0], small, colour) if soft else None
+            if in_colour is not None and in_colour not in inner_found:
+                inner_found.append(in_colour)
+            for inner in inner_found:
                 views, boxes = [*views, views[0].crop(inner)], [*boxes, _fraction(inner, views[0].size)]
-            hit = self._layouts.match(views, boxes=boxes, colour_of=colour)
+            # Stickers and a watermark pasted over a smooth picture: a view with them painted out, whose
+            # checks leave them out (`inset.covered`).
+            mask = covered(small)
+            masks: list[np.ndarray | None] = [None] * len(views)
+            if mask is not None:
+                views, boxes = [*views, painted(small, mask)], [*boxes, (0.0, 0.0, 1.0, 1.0)]
+                masks.append(mask)
+            hit = self._layouts.match(views, boxes=boxes, colour_of=colour, covered=masks)
             if hit is not None:
                 return BankMatch(hit[0], "layout", self._distance_to(hit[0], hashes))
-            region = self._layouts.region_match(views, boxes, colour) if self._region else None
-            if self._region and region is None and (corners is None or corners < SOFT_KEYPOINTS):
+            region = self._layouts.region_match(views, boxes, colour, masks) if self._region else None
+            if self._region and region is None and soft:
                 # Only soft queries (a smooth picture on a blurred pad): a detailed one is not a smooth
                 # picture shown whole, and the search would cost every never-seen photo a colour decode.
                 region = self._layouts.contained_match(colour.small, colour)

@@ -494,29 +494,41 @@ def oriented(array: np.ndarray, turn: int) -> np.ndarray:
 
 
 def check_layout(
-    view: Image.Image, turn: int, bank: np.ndarray, box: tuple[float, float, float, float]
+    view: Image.Image,
+    turn: int,
+    bank: np.ndarray,
+    box: tuple[float, float, float, float],
+    covered: np.ndarray | None = None,
 ) -> Fit:
     """How well a layout match holds pixel by pixel: the query view, turned as it matched and fitted to the
     window of the banked picture's `thumbnail` it matched, compared by `fits` (share within 12 levels, of
-    the pixels and of the banked picture's structure)."""
+    the pixels and of the banked picture's structure). `covered` (a mask over the view, as it is) marks
+    what a copy pasted over it (`inset.covered`): left out, as its text is."""
     height, width = bank.shape
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
     seen = oriented(thumbnail(view), turn)
-    compared = ~_resized_mask(text_mask(seen), (window.shape[1], window.shape[0]))
+    compared = ~_resized_mask(_left_out(seen, covered, turn), (window.shape[1], window.shape[0]))
     seen = cv2.resize(seen, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
     return fits(seen, window, compared)
 
 
-def check_layout_colour(seen: np.ndarray, turn: int, bank: np.ndarray, box: Box, shared: bool = False) -> Fit:
+def check_layout_colour(
+    seen: np.ndarray,
+    turn: int,
+    bank: np.ndarray,
+    box: Box,
+    shared: bool = False,
+    covered: np.ndarray | None = None,
+) -> Fit:
     """`check_layout` in colour (`colour_fits`): the query's colour thumbnail, turned, in the window."""
     height, width = bank.shape[:2]
     left, top = round(box[0] * width), round(box[1] * height)
     right, bottom = max(left + 8, round(box[2] * width)), max(top + 8, round(box[3] * height))
     window = bank[top:bottom, left:right]
     turned = oriented_colour(seen, turn)
-    compared = ~_resized_mask(text_mask(turned), (window.shape[1], window.shape[0]))
+    compared = ~_resized_mask(_left_out(turned, covered, turn), (window.shape[1], window.shape[0]))
     turned = cv2.resize(turned, (window.shape[1], window.shape[0]), interpolation=cv2.INTER_AREA)
     return colour_fits(turned, window, compared, shared)
 
@@ -597,7 +609,11 @@ class LayoutIndex:
         return list(self._keys)
 
     def region_match(
-        self, views: list[Image.Image], boxes: list[Box], colour_of: Callable[[], Image.Image | None]
+        self,
+        views: list[Image.Image],
+        boxes: list[Box],
+        colour_of: Callable[[], Image.Image | None],
+        covered: Sequence[np.ndarray | None] = (),
     ) -> tuple[str, RegionCheck] | None:
         """A crop or covered copy of a banked smooth picture, found by searching for the query inside it.
 
@@ -607,7 +623,8 @@ class LayoutIndex:
         (`cv2.matchTemplate`), and where it fits best the pictures must agree pixel by pixel, in grey and
         in every colour channel (`region_check`). `boxes` are the views' boxes in `colour`, as fractions.
         Without a colour copy of the query (or of the banked picture) no region match is made: grey
-        alone lets soft look-alikes through."""
+        alone lets soft look-alikes through. `covered` holds, for a view (by index) painted over what a copy
+        pasted on it (`inset.painted`), the mask of those pixels: its checks leave them out."""
         if not self._keys:
             return None
         if self._crop_matrix is None:
@@ -629,12 +646,14 @@ class LayoutIndex:
                 row, window = divmod(tried, per_window)
                 view, turn = divmod(row, 8)
                 seen_colour = oriented_colour(colour_thumbnail(crop_fraction(colour, boxes[view])), turn)
+                mask = covered[view] if view < len(covered) else None
                 check = region_check(
                     seen_colour,
                     self._thumbnails[picture],
                     bank_colour,
                     _CROP_BOXES[window],
                     self._generic[picture],
+                    None if mask is None else oriented(mask, turn),
                 )
                 if check is not None and check.accepted:
                     return self._keys[picture], check
@@ -818,12 +837,13 @@ class LayoutIndex:
         min_fit: float = MIN_LAYOUT_FIT,
         boxes: Sequence[Box] = (),
         colour_of: Callable[[], Image.Image | None] | None = None,
+        covered: Sequence[np.ndarray | None] = (),
     ) -> tuple[str, float] | None:
         """The banked key whose layout correlates best with the query's, if at `threshold` or more and the
         pictures agree pixel by pixel there: `check_layout`, in the view, turn and window that matched, at
         `min_fit` or more; and, given the query's colour copy (`colour_of`, with the views' `boxes`) and
         unless it is monochrome, in every colour channel at MIN_COLOUR_FIT or more (soft look-alikes share
-        a figure's outline and tones in grey, seldom its colours)."""
+        a figure's outline and tones in grey, seldom its colours). `covered`: as in `region_match`."""
         if not self._keys:
             return None
         if self._matrix is None:
@@ -835,7 +855,8 @@ class LayoutIndex:
             return None
         picture, window = divmod(int(column), self._matrix.shape[1] // len(self._keys))
         view, turn = divmod(int(row), 8)
-        fit = check_layout(views[view], turn, self._thumbnails[picture], _BOXES[window])
+        mask = covered[view] if view < len(covered) else None
+        fit = check_layout(views[view], turn, self._thumbnails[picture], _BOXES[window], mask)
         log.debug(
             "layout %s: score %.3f grey %.3f subject %.3f", self._keys[picture], score, fit.share, fit.subject
         )
@@ -846,7 +867,7 @@ class LayoutIndex:
         if colour is not None and bank_colour is not None and view < len(boxes):
             seen = colour_thumbnail(crop_fraction(colour, boxes[view]))
             if generic or not monochrome(seen):
-                tinted = check_layout_colour(seen, turn, bank_colour, _BOXES[window], generic)
+                tinted = check_layout_colour(seen, turn, bank_colour, _BOXES[window], generic, mask)
                 log.debug("layout colour: %.3f subject %.3f", tinted.share, tinted.subject)
                 if not tinted.holds(MIN_COLOUR_FIT):
                     return None
@@ -1028,6 +1049,17 @@ def text_mask(seen: np.ndarray) -> np.ndarray:
     return nothing if mask.mean() > MAX_TEXT else mask
 
 
+def _left_out(seen: np.ndarray, covered: np.ndarray | None, turn: int = 0) -> np.ndarray:
+    """What a check leaves out of a query's (turned) thumbnail `seen`: its text (`text_mask`), and what
+    `covered` (a mask over the query as it is, any size) marks as pasted over it, turned alike."""
+    left = text_mask(seen)
+    if covered is None:
+        return left
+    over = _resized_mask(oriented(covered, turn), (seen.shape[1], seen.shape[0]))
+    out: np.ndarray = left | over
+    return out
+
+
 def _resized_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A boolean mask resized to `size` (width, height), a pixel kept where any of it was set."""
     resized: np.ndarray = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
@@ -1073,14 +1105,23 @@ MIN_UNCLIPPED = 0.25
 """The least share of the compared pixels a channel must keep unclipped for the tone fit to leave its clipped
 pixels out: where most of a copy is clipped, too little is left to fit (a white or black picture would
 agree with any bright or dark part), and the fit is made as before, over every pixel."""
+MIN_UNCLIPPED_CHANNEL = 0.05
+"""The same for one channel of the per-channel colour fit where the copy's grey keeps MIN_UNCLIPPED
+unclipped: that fit also takes a share of the grey, so the picture's other channels carry it, and its
+four coefficients need a few hundred pixels (one in twenty of a 128 px thumbnail is about 600). A
+filter that brightened a blue sky with saturation x1.6 left its blue channel 94 % clipped, its red and
+green 80 % unclipped (final21's `soft-sky-0/colour`, fitted over every pixel: colour 0.73). A white
+picture's grey is clipped too, so this never applies to one."""
 
 
-def _clipped(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _clipped(
+    x: np.ndarray, mask: np.ndarray, least: float = MIN_UNCLIPPED
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Where `x` (a smoothed channel, 0 to 1) is clipped high and low, or None where too little of `mask`
-    is left unclipped (MIN_UNCLIPPED) or nothing is clipped."""
+    is left unclipped (`least`, MIN_UNCLIPPED unless told) or nothing is clipped."""
     high, low = x >= CLIPPED_HIGH, x <= CLIPPED_LOW
     clipped = (high | low)[mask]
-    if not clipped.any() or float(np.mean(~clipped)) < MIN_UNCLIPPED:
+    if not clipped.any() or float(np.mean(~clipped)) < least:
         return None
     return high, low
 
@@ -1318,10 +1359,12 @@ def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     fitted, target = [], []
     blurred = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64) / 255.0
     grey = blurred @ np.array([0.299, 0.587, 0.114])
+    grey_kept = float(np.mean(((grey > CLIPPED_LOW) & (grey < CLIPPED_HIGH))[mask]))
+    least = MIN_UNCLIPPED_CHANNEL if grey_kept >= MIN_UNCLIPPED else MIN_UNCLIPPED
     for c in range(3):
         x = blurred[..., c]
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
-        clipped = _clipped(x, mask)
+        clipped = _clipped(x, mask, least)
         fitted_on = mask if clipped is None else mask & ~(clipped[0] | clipped[1])
         xm, ym = x[fitted_on], y[fitted_on]
         design = np.stack([np.ones_like(xm), xm, xm * xm, grey[fitted_on]], axis=1)
@@ -1345,13 +1388,24 @@ def best_placement(within: np.ndarray, picture: np.ndarray, w: int, h: int) -> t
 
 
 def region_check(
-    seen: np.ndarray, bank: np.ndarray, bank_colour: np.ndarray, window: Box, shared: bool = False
+    seen: np.ndarray,
+    bank: np.ndarray,
+    bank_colour: np.ndarray,
+    window: Box,
+    shared: bool = False,
+    covered: np.ndarray | None = None,
 ) -> RegionCheck | None:
     """The query (`seen`: its colour thumbnail, turned) placed where it fits best inside a banked picture
     (`bank`, `bank_colour`: its thumbnails), at REGION_SCALES around the size of `window` (fractions of the
-    banked picture), and how well they agree there. None when the query cannot be placed inside it."""
+    banked picture), and how well they agree there. None when the query cannot be placed inside it.
+    `covered` (a mask over `seen`, turned alike) is left out of the checks; a query with one is not turned
+    back as a tilted copy (a painted view is a covered copy as it was placed)."""
     height, width = bank.shape
     grey_seen = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
+    if covered is not None:  # placed as painted (`inset.painted`): pasted things would pull it off
+        over = _resized_mask(covered, (seen.shape[1], seen.shape[0])).astype(np.uint8)
+        grey = np.clip(grey_seen, 0, 255).astype(np.uint8)
+        grey_seen = cv2.inpaint(grey, over, 3, cv2.INPAINT_TELEA).astype(np.float32)
     aspect = seen.shape[1] / seen.shape[0]
     area = (window[2] - window[0]) * width * (window[3] - window[1]) * height
     base = float(np.sqrt(area * aspect))
@@ -1374,8 +1428,8 @@ def region_check(
     if best is None:
         return None
     score, x, y, w, h, _ = best
-    check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared)
-    if check.accepted or score < MIN_PLACEMENT or check.relief < MIN_RELIEF:
+    check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared, covered)
+    if check.accepted or score < MIN_PLACEMENT or check.relief < MIN_RELIEF or covered is not None:
         # A query that does not correlate as placed is not a copy tilted by a few degrees; one that fits
         # best on a plain part of the banked picture would have fitted on its structure, were it a copy.
         return check
@@ -1392,6 +1446,7 @@ def _placed_check(
     bank_colour: np.ndarray,
     placement: tuple[float, int, int, int, int],
     shared: bool,
+    covered: np.ndarray | None = None,
 ) -> RegionCheck:
     """How well the query agrees with the banked picture where `placement` (correlation, x, y, width,
     height in the banked thumbnail) put it, its text left out (`text_mask`)."""
@@ -1402,7 +1457,7 @@ def _placed_check(
     if rise < MIN_RELIEF:
         return _region(score, area, NO_FIT, NO_FIT, rise)  # nothing there to agree on: not compared
     held = held_share(bank_colour, (x, y, w, h))
-    compared = ~_resized_mask(text_mask(seen), (w, h))
+    compared = ~_resized_mask(_left_out(seen, covered), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
     colour = colour_fits(placed, part, compared, shared)

@@ -11,13 +11,22 @@ Three kinds of copy defeat the views the border trims give (`borders.py`):
 - A picture shrunk onto a larger plain or graded canvas: a line through the picture is mostly canvas, so
   the border trims (which need a line to be mostly content) never start. `canvas_box` models the canvas
   from the image's outer lines (a colour per row, linear from top to bottom) and returns the box of what
-  differs from it.
+  differs from it; in grey, and for a soft query whose outer lines are a canvas also in colour (a pastel
+  picture on a canvas of another hue can share its grey, so only its subject differed in grey).
 
 - A picture in a post's or app's screenshot: on a plain card, with lines of text and buttons above and
   below it, which `canvas_box` takes in with the picture. `post_box` takes the tallest band of rows that
   differ from the card across most of their width: the picture, not the text. A meme in a post has its
   caption bands in that picture: the trims and the clear rectangle are looked for again inside it
   (`_inside_post`).
+
+- Things pasted over the picture: stickers, a watermark's logo box and its handle. In grey a yellow
+  sticker on a pastel ground is little but its outline and face, yet that sharp detail, and a dark logo
+  box in a corner, dominate the layout of a picture whose only structure is one soft subject (final21: a
+  ball's copies with stickers or a watermark correlated 0.54-0.72 with it). `covered` marks what a
+  mostly smooth query holds that is sharp, grown a little, with what such detail encloses (a sticker's
+  face); `painted` fills it in from around it (`cv2.inpaint`): a view whose layout is the picture's, and
+  whose checks leave the covered pixels out, as they leave text out.
 
 All are cheap (a 256 px grey copy) and return None when they find nothing worth a view, so a photo or
 a smooth picture shown whole costs a few numpy passes and no search.
@@ -91,6 +100,22 @@ def small_grey(grey: Image.Image) -> np.ndarray:
         size = (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
         array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
     return array.astype(np.float32)
+
+
+def small_colour(colour: Image.Image, small: np.ndarray) -> np.ndarray:
+    """A colour copy resized to the shape of `small` (a `small_grey` of the same image), as floats
+    (height x width x 3): `canvas_box` in colour, with boxes in `small`'s pixels."""
+    array = np.asarray(colour if colour.mode == "RGB" else colour.convert("RGB"))
+    size = (small.shape[1], small.shape[0])
+    if (array.shape[1], array.shape[0]) != size:
+        array = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    return array.astype(np.float32)
+
+
+def on_canvas(small: np.ndarray) -> bool:
+    """Whether the outer lines of a grey copy (`small_grey`) are one canvas (plain or vertically graded):
+    the only queries whose canvas is worth modelling again in colour (`canvas_box`)."""
+    return _off_canvas(small) is not None
 
 
 def scaled(box: Box, small: np.ndarray, size: tuple[int, int]) -> Box:
@@ -248,7 +273,15 @@ def clear_boxes(small: np.ndarray, busy: np.ndarray | None = None) -> list[Box]:
 
 def _off_canvas(array: np.ndarray) -> np.ndarray | None:
     """Where a grey copy (`small_grey`) differs from the canvas its outer lines make (a colour per row,
-    linear from top to bottom), by more than CANVAS_LEVELS; None when its outer lines are not one canvas."""
+    linear from top to bottom), by more than CANVAS_LEVELS; None when its outer lines are not one canvas.
+    A colour copy (`small_colour`) differs where any channel does, and is a canvas where every channel
+    is: a pastel picture on a canvas of another hue can share the canvas's grey over most of it."""
+    if array.ndim == 3:
+        channels = [_off_canvas(np.ascontiguousarray(array[..., c])) for c in range(array.shape[2])]
+        if any(part is None for part in channels):
+            return None
+        differs: np.ndarray = np.logical_or.reduce([part for part in channels if part is not None])
+        return differs
     height, width = array.shape
     if height < 16 or width < 16:
         return None
@@ -283,12 +316,13 @@ def _off_canvas(array: np.ndarray) -> np.ndarray | None:
 
 def canvas_box(array: np.ndarray) -> Box | None:
     """The box of a picture set on a plain or vertically graded canvas (see the module doc), in the
-    pixels of a grey copy (`small_grey`); None when its outer lines are not one canvas or what differs
-    from it is most of the image."""
+    pixels of a grey copy (`small_grey`) or a colour one (`small_colour`: where the picture shares the
+    canvas's grey); None when its outer lines are not one canvas or what differs from it is most of the
+    image."""
     differs = _off_canvas(array)
     if differs is None:
         return None
-    height, width = array.shape
+    height, width = array.shape[:2]
     rows = np.flatnonzero(differs.mean(axis=1) > CANVAS_LINE)
     columns = np.flatnonzero(differs.mean(axis=0) > CANVAS_LINE)
     if rows.size == 0 or columns.size == 0:
@@ -306,6 +340,50 @@ def canvas_box(array: np.ndarray) -> Box | None:
     # Inward by CANVAS_INSET: the picture's outer pixels are blended with the canvas (resampling, JPEG),
     # and a line of canvas in a view is an edge its layout would be dominated by.
     return (left + CANVAS_INSET, top + CANVAS_INSET, right - CANVAS_INSET, bottom - CANVAS_INSET)
+
+
+PAINT_SHARP = 25.0
+"""Least |Laplacian| (grey levels at SIDE) of a pixel `covered` takes as pasted on: a semi-transparent
+handle's strokes reach 25-60, a sticker's outline and face 100 and more; the banked renders' blurred
+subjects and JPEG noise stay under it over most of them (what they do reach is left out of a check,
+not counted against it)."""
+PAINT_GROW = 5
+"""Side (pixels at SIDE) of the square the sharp pixels are grown by: a stroke's JPEG ringing and the
+blend at a sticker's edge."""
+MAX_COVERED = 0.25
+"""Most of the image `covered` may mark: more is not a picture under a few stickers (a text screenshot,
+a detailed picture), and a check over the rest would weigh too little of it."""
+MIN_COVERED = 0.01
+"""Least share worth a painted view: under it nothing was pasted on that a layout would notice."""
+
+
+def covered(small: np.ndarray) -> np.ndarray | None:
+    """Where a mostly smooth query (`small_grey`; textured cells at most MAX_TEXTURED, as for the inner
+    views) holds what a copy pasted over its picture: pixels sharper than PAINT_SHARP, grown by
+    PAINT_GROW, and the parts of the rest they enclose (every part but the largest: a sticker's fill and
+    face, a logo box's inside). None when the query is textured (a photo), or the mask is under
+    MIN_COVERED or over MAX_COVERED of the image."""
+    _, textured = _cells(small)
+    if textured > MAX_TEXTURED:
+        return None
+    sharp = (np.abs(cv2.Laplacian(small, cv2.CV_32F, ksize=1)) > PAINT_SHARP).astype(np.uint8)
+    if not sharp.any():
+        return None
+    grown = cv2.dilate(sharp, np.ones((PAINT_GROW, PAINT_GROW), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(1 - grown, connectivity=4)
+    mask: np.ndarray = grown > 0
+    if count > 2:
+        largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        mask |= (labels > 0) & (labels != largest)
+    share = float(mask.mean())
+    return mask if MIN_COVERED <= share <= MAX_COVERED else None
+
+
+def painted(small: np.ndarray, mask: np.ndarray) -> Image.Image:
+    """`small` (a `small_grey`) with the pixels of `mask` (`covered`) filled in from around them
+    (`cv2.inpaint`, Telea's method): the picture under stickers and a watermark, for its layout."""
+    grey = np.clip(small, 0, 255).astype(np.uint8)
+    return Image.fromarray(cv2.inpaint(grey, mask.astype(np.uint8), 3, cv2.INPAINT_TELEA))
 
 
 POST_ROW = 0.5
@@ -330,7 +408,39 @@ def post_box(array: np.ndarray) -> Box | None:
     differs = _off_canvas(array)
     if differs is None:
         return None
+    band = _tallest_band(differs)
+    if band is None:
+        return None
+    left, _, right, _ = band
+    width = array.shape[1]
+    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
+        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
+    return _inset_band(band, array.shape)
+
+
+def screen_band(array: np.ndarray) -> Box | None:
+    """The box of a picture a phone's or app's screenshot shows across the screen's whole width, between
+    lines of text on a plain screen (`small_grey`'s pixels): the screen is the colour of the image's top
+    and bottom lines (each one colour, the same), and the picture the tallest band of rows that differ from
+    it across most of their width (`post_box`'s band, without its card's margins). For the local stage:
+    the border trims take the text under such a picture in with it, and a photo's few hundred pixels of
+    width leave too few keypoint pairs once the text's own keypoints crowd them (final21:
+    `TwoWings/phone-screenshot`, 10 pairs with the text, 123 without). None when the image has no such
+    screen or band, or the band is the whole image."""
     height, width = array.shape
+    if height < 16 or width < 16:
+        return None
+    ground = float(np.median(array[0]))
+    for line in (array[0], array[-1]):
+        if float(np.mean(np.abs(line - ground) <= CANVAS_LEVELS)) < CANVAS_BORDER:
+            return None
+    band = _tallest_band(np.abs(array - ground) > CANVAS_LEVELS)
+    return None if band is None else _inset_band(band, array.shape)
+
+
+def _tallest_band(differs: np.ndarray) -> Box | None:
+    """The tallest band of rows of which over POST_ROW differ (gaps of POST_GAP rows closed), with the
+    columns that differ in over POST_ROW of it; None when there is none."""
     full = differs.mean(axis=1) > POST_ROW
     full = (
         cv2.morphologyEx(
@@ -353,9 +463,14 @@ def post_box(array: np.ndarray) -> Box | None:
     columns = np.flatnonzero(differs[top:bottom].mean(axis=0) > POST_ROW)
     if columns.size == 0:
         return None
-    left, right = int(columns[0]), int(columns[-1]) + 1
-    if left < POST_MARGIN * width or right > (1 - POST_MARGIN) * width:
-        return None  # the band reaches both sides: a picture's own rows, not one framed by a card
+    return (int(columns[0]), top, int(columns[-1]) + 1, bottom)
+
+
+def _inset_band(band: Box, shape: tuple[int, ...]) -> Box | None:
+    """A band (`_tallest_band`) drawn in by CANVAS_INSET, or None when it keeps under MIN_CANVAS_SIDE of
+    a side or covers over MAX_CLEAR of the image."""
+    left, top, right, bottom = band
+    height, width = shape[:2]
     if right - left < MIN_CANVAS_SIDE * width or bottom - top < MIN_CANVAS_SIDE * height:
         return None
     if (right - left) * (bottom - top) > MAX_CLEAR * width * height:
