@@ -181,3 +181,52 @@ def test_a_worker_restarted_while_posts_are_held_gives_the_same_alerts(
     assert alerts == pipeline_alerts
     held = held_keys(env)
     assert set(held) >= FOUNDERS and not any(held[key] for key in FOUNDERS)  # held, then let go
+
+
+def test_the_posts_reader_reads_places_back_and_says_which_are_gone(kafka_broker: str) -> None:
+    """Places in two partitions, some far apart; those before the log's start (retention deleted them)
+    or past its end are gone."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+    from aiokafka.structs import TopicPartition
+
+    from monitor.runtime.deferral import At, PostsReader
+    from tests.support.kafka import new_prefix
+
+    topic = f"{new_prefix()}-posts"
+
+    async def go() -> dict[tuple[int, int], bytes | None]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
+        await admin.start()
+        producer = AIOKafkaProducer(bootstrap_servers=BROKER)
+        await producer.start()
+        try:
+            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+            for partition in (0, 1):
+                for offset in range(300):
+                    await producer.send_and_wait(topic, f"{partition}/{offset}".encode(), partition=partition)
+            await admin.delete_records({TopicPartition(topic, 1): RecordsToDelete(100)})  # as retention does
+        finally:
+            await producer.stop()
+            await admin.close()
+        reader = PostsReader(Settings(posts_topic=topic), BROKER)
+        try:
+            places = [At(0, 299), At(0, 3), At(1, 50), At(1, 100), At(0, 4), At(1, 250), At(0, 300)]
+            found = await reader.read(places)
+            again = await reader.read([At(0, 0), At(1, 99)])  # the same consumer, sought back
+        finally:
+            await reader.stop()
+        return {**found, **{(p + 10, o): v for (p, o), v in again.items()}}
+
+    found = asyncio.run(go())
+    assert found == {
+        (0, 299): b"0/299",
+        (0, 3): b"0/3",
+        (0, 4): b"0/4",
+        (1, 50): None,
+        (1, 100): b"1/100",
+        (1, 250): b"1/250",
+        (0, 300): None,
+        (10, 0): b"0/0",
+        (11, 99): None,
+    }

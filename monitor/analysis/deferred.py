@@ -7,16 +7,18 @@ with K <= threshold the evidence of a post whose clusters never reach K shares c
 on the realistic stream most uploads are never reshared, and the two costliest stages are the bank
 matcher's local features (for images the global hashes did not match) and the caption models. Resolving
 at K rather than at the threshold leaves the evidence time: with analysis processes it is computed beside
-the batches in flight. The in-process pipeline (monitor/pipeline.py) analyses with
-`Analyzer.analyze(defer=True)`, which leaves those parts out and says so on the records, and tracks each
-batch in three phases:
+the batches in flight. The in-process pipeline (monitor/pipeline.py) and the Kafka worker's unpartitioned
+tracker (monitor/runtime/deferral.py) analyse with `Analyzer.analyze(defer=True)`, which leaves those
+parts out and says so on the records, and track each batch in three phases (`DeferredTracking`, one piece
+for both: the pipeline holds a post's caption and bytes, the worker its place in `posts`, with the rest of
+`HeldPosts` in the tracker's store):
 
 A. `plan_batch` assigns every post of the batch its clusters, in stream order, as `observe` would (the
    tracker's own `assign_images`, founding clusters), counts the shares each cluster will have once these
    posts are counted (those counted before, `HeldPosts.shares`, plus one per post here and per reshare
    waiting for it), and finds the *live* clusters: K shares or more, or known to the tracker and not
    pending (live before, or state this pipeline did not count).
-B. The pipeline computes the deferred parts (`Analyzer.resolve`, the same code the eager analysis runs) of
+B. The tracker computes the deferred parts (`Analyzer.resolve`, the same code the eager analysis runs) of
    this batch's posts that count for a live cluster, and of the held posts counted for a cluster that
    came alive.
 C. Each cluster that came alive gets its reasons restated (`ClusterTracker.restate_reasons`) from the
@@ -25,10 +27,10 @@ C. Each cluster that came alive gets its reasons restated (`ClusterTracker.resta
    what eager counting stored, merges, ties, MAX_REASONS and dismissed pictures alike. Then the batch's
    posts are counted in order (`observe_assigned`). A post with deferred parts (an upload, or a reshare
    whose caption was deferred) whose clusters are all below K is *held* here (`HeldPosts`): its round-1
-   record, its caption and the bytes of its deferred images, until a cluster of it comes alive, the
-   byte budget makes it the oldest to resolve at once (computed, never dropped; its reasons replace its
-   round-1 ones among the kept shares), or the tracker's expiry forgets all its clusters (then nothing of
-   it can matter any more).
+   record and what round 2 reads (the pipeline: its caption and the bytes of its deferred images; the
+   worker: its place in `posts`), until a cluster of it comes alive, the byte budget makes it the oldest
+   to resolve at once (computed, never dropped; its reasons replace its round-1 ones among the kept
+   shares), or the tracker's expiry forgets all its clusters (then nothing of it can matter any more).
 
 Why no alert is checked on incomplete evidence. The tracker checks a cluster C's alert (`_evaluate`) when
 a post counted for it, and raises one only when C's shares in some window reach the threshold T >= K. The

@@ -143,6 +143,7 @@ class PostsReader:
         consumer = await self._started()
         tps = {partition: TopicPartition(self.topic, partition) for partition in wanted}
         consumer.assign(list(tps.values()))
+        consumer.resume(*tps.values())  # paused by the last read
         starts = await consumer.beginning_offsets(list(tps.values()))
         ends = await consumer.end_offsets(list(tps.values()))
         for partition, offsets in wanted.items():
@@ -167,6 +168,7 @@ class PostsReader:
                     else:
                         rest.append(offset)
                 todo = rest
+        consumer.pause(*tps.values())  # no fetching in the background until the next read
         return found
 
     async def _fetch(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[Any]:
