@@ -817,6 +817,9 @@ def kafka_env(run_id: str, broker: str, settings: Settings, data_dir: Path) -> d
             "MONITOR_PARTITIONS": "1",
             "MONITOR_CAPTION_BATCH": str(settings.caption_batch),
             "MONITOR_ANALYSIS_PROCESSES": str(settings.analysis_processes),
+            "MONITOR_DEFER_EVIDENCE": str(settings.defer_evidence).lower(),
+            "MONITOR_DEFERRED_LIVE_SHARES": str(settings.deferred_live_shares),
+            "MONITOR_DEFERRED_BUDGET_BYTES": str(settings.deferred_budget_bytes),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }

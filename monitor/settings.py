@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     monitor/runtime/deferral.py); same alerts. Needs threshold >= 2 and no `tracking_partitioned` (the
     partitioned tracker computes everything)."""
     deferred_budget_bytes: int = 256_000_000
-    """Bytes (pictures and captions) the deferred evidence may hold; past it the oldest are computed."""
+    """Bytes the deferred evidence may hold (in-process: pictures and captions; in the worker: the held
+    posts' records in the tracker's state); past it the oldest are computed."""
     deferred_live_shares: int = 0
     """Shares (posts, re-uploads, reshares counted) from which a cluster's deferred evidence is computed
     (monitor/analysis/deferred.py); a cluster below the threshold cannot alert. 0: half the threshold rounded

@@ -145,26 +145,28 @@ def held_keys(env: dict[str, str]) -> dict[str, bool]:
     return asyncio.run(read())
 
 
+def sightings(env: dict[str, str]) -> list[dict[str, Any]]:
+    """The posts of every sightings record (round-1 records where the worker deferred)."""
+    values = read_topic(env["MONITOR_SIGHTINGS_TOPIC"], bool, timeout=30)
+    return [post for value in values for post in value["posts"]]
+
+
 def test_the_deferring_worker_alerts_as_the_eager_worker_and_the_pipeline(
     kafka_broker: str, stream: tuple[Path, Path], pipeline_alerts: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     archive, bank = stream
     expected = len(pipeline_alerts)
-    eager, _ = worker_alerts(
+    eager, env = worker_alerts(
         [archive], bank, tmp_path, expected, defer_evidence="false", analysis_processes=0
     )
     assert eager == pipeline_alerts
+    assert not any("at" in post for post in sightings(env)), "the eager worker deferred nothing"
     deferred, env = worker_alerts([archive], bank, tmp_path, expected, analysis_processes=1)
     assert deferred == pipeline_alerts
     held = held_keys(env)
     assert held.get("dh:late-single"), "the last upload, never seen again, is still held"
     assert not any(held.get(key) for key in FOUNDERS)  # resolved when their clusters came alive
-    sent = [
-        post
-        for value in read_topic(env["MONITOR_SIGHTINGS_TOPIC"], bool, timeout=30)
-        for post in value["posts"]
-    ]
-    places = {post["post_id"]: post.get("at") for post in sent}
+    places = {post["post_id"]: post.get("at") for post in sightings(env)}
     assert places["meme-founder"] is not None and places["meme-reshare-0"] is None  # round 1, and its place
 
 

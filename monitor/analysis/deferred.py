@@ -170,11 +170,11 @@ class HeldPosts:
         """The state a persistent `HeldPosts` left in `store` (read as written; nothing is rewritten)."""
         held = cls(budget_bytes, live_shares, store, codec)
         posts: list[Held] = []
-        for key, value in store.items():
+        for key in store:  # the keys alone: a partition's store holds millions of them
             if key.startswith(HELD_PREFIX):
-                posts.append(_read_held(key[len(HELD_PREFIX) :], value, codec))
+                posts.append(_read_held(key[len(HELD_PREFIX) :], store[key], codec))
             elif key.startswith(PENDING_PREFIX):
-                held._pending[key[len(PENDING_PREFIX) :]] = _read_shares(value)
+                held._pending[key[len(PENDING_PREFIX) :]] = _read_shares(store[key])
         for one in sorted(posts, key=lambda one: one.order):
             post_id = one.analyzed.post_id
             held._posts[post_id] = one
