@@ -147,7 +147,7 @@ def held_keys(env: dict[str, str]) -> dict[str, bool]:
 
 def sightings(env: dict[str, str]) -> list[dict[str, Any]]:
     """The posts of every sightings record (round-1 records where the worker deferred)."""
-    values = read_topic(env["MONITOR_SIGHTINGS_TOPIC"], bool, timeout=30)
+    values = read_topic(env["MONITOR_SIGHTINGS_TOPIC"], bool, timeout=30, settle=3)
     return [post for value in values for post in value["posts"]]
 
 
