@@ -29,6 +29,11 @@ a cluster that merged meanwhile) is sent to `sightings` in the SAME transaction 
 the offsets that caused it: a crash forwards it and records that it did, or neither, so nothing is
 counted twice or lost between partitions.
 
+With deferred evidence (the default; monitor/runtime/deferral.py) a batch's round 2 (the local matches
+and captions of posts whose cluster is live, read back from `posts`) runs inside the batch, before its
+transaction; the posts still held are keys of the partition's state like the clusters', so they are
+committed, restored and fenced with it.
+
 The pure core is `monitor.tracking.tracker.ClusterTracker` (and `routing.PartitionRouter`); `PartitionState`
 keeps one partition's store and the keys a batch changed, `TrackingLoop` does the Kafka part.
 
