@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from monitor.ingest.events import EventLimits, MalformedEvent, decode_event
@@ -38,9 +39,7 @@ log = logging.getLogger("monitor.worker")
 AT = "at"
 """The sighting field that says where a record with deferred parts has its post: [partition, offset]."""
 AT_SIZE = 64
-"""What a held post costs the budget beside its record in the state (its key and place)."""
-RECORD_SIZE = 256
-"""About the bytes of a round-1 record in the state, per image and for the rest."""
+"""What a held post costs the budget beside its round-1 record in the state (its key, place, clusters)."""
 READ_WAIT_MS = 1000
 """How long one fetch of `posts` waits while reading posts back."""
 READ_TIMEOUT = 60.0
@@ -94,7 +93,7 @@ def read_sighting(item: dict[str, Any]) -> tuple[AnalyzedPost, At | None]:
             "sighting of post %s has deferred parts and no place in posts; counted as it is", post.post_id
         )
         return complete(post), None
-    size = AT_SIZE + RECORD_SIZE * (1 + len(post.images))  # about its round-1 record in the state
+    size = AT_SIZE + len(orjson.dumps(item))  # about what holding it keeps in the state
     return post, At(int(place[0]), int(place[1]), size)
 
 
