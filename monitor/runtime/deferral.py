@@ -142,12 +142,13 @@ class PostsReader:
         consumer = await self._started()
         tps = {partition: TopicPartition(self.topic, partition) for partition in wanted}
         consumer.assign(list(tps.values()))
-        consumer.resume(*tps.values())  # paused by the last read
+        consumer.pause(*tps.values())  # each is read in its turn; none fetched in the background
         starts = await consumer.beginning_offsets(list(tps.values()))
         ends = await consumer.end_offsets(list(tps.values()))
         for partition, offsets in wanted.items():
             tp = tps[partition]
             todo = sorted(set(offsets))
+            consumer.resume(tp)
             while todo:
                 target = todo[0]
                 if not starts[tp] <= target < ends[tp]:
@@ -167,7 +168,7 @@ class PostsReader:
                     else:
                         rest.append(offset)
                 todo = rest
-        consumer.pause(*tps.values())  # no fetching in the background until the next read
+            consumer.pause(tp)
         return found
 
     async def _fetch(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[Any]:
