@@ -21,7 +21,7 @@ import pytest
 
 from monitor.analysis.deferred import DEFAULT_BUDGET_BYTES, HELD_PREFIX, PENDING_PREFIX, has_deferred
 from monitor.ingest.events import EventLimits
-from monitor.models import AnalyzedPost, LoadedImage, Post
+from monitor.models import AnalyzedPost, LoadedImage, NarrativeMatch, Post
 from monitor.pipeline import virality_policy
 from monitor.runtime.deferral import At, PostsReader, WorkerResolver, complete, with_place
 from monitor.runtime.metrics import Metrics
@@ -172,8 +172,11 @@ class Loader:
         return [[LoadedImage(b"bytes", None) for _ in post.images] for post in posts]
 
 
+FOUND = NarrativeMatch("a-narrative", 0.9)
+
+
 class Analysis:
-    """Round 2 that fills in the narrative; a post named `breaks` kills its batch and fails alone."""
+    """Round 2 that finds a narrative; a post named `breaks` kills its batch and fails alone."""
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -185,7 +188,7 @@ class Analysis:
         assert [post.post_id for post in posts] == [one.post_id for one in analyzed]
         if any(one.post_id == "breaks" for one in analyzed):
             raise RuntimeError("a hostile post")
-        return [dataclasses.replace(one, narrative_deferred=False, narrative=None) for one in analyzed]
+        return [dataclasses.replace(one, narrative_deferred=False, narrative=FOUND) for one in analyzed]
 
     def alone(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
@@ -205,10 +208,12 @@ def test_the_worker_resolver_counts_gone_and_failing_posts_with_their_round_one_
     resolved = asyncio.run(resolver(firsts, [At(0, offset) for offset in range(4)]))
     assert [one.post_id for one in resolved] == ids
     assert not any(has_deferred(one) for one in resolved)
-    assert resolved == [complete(one) for one in firsts]  # round 2 found no narrative either: all alike
+    assert resolved[0] == dataclasses.replace(firsts[0], narrative=FOUND, narrative_deferred=False)
+    assert resolved[1:] == [complete(one) for one in firsts[1:]]  # counted with round 1's record
     assert analysis.batches == [["kept", "breaks"], ["kept"], ["breaks"]]  # the batch, then one by one
 
     def outcome(name: str) -> float:
         return metrics.deferred_posts.labels(name)._value.get()
 
     assert (outcome("resolved"), outcome("failed"), outcome("gone")) == (1, 1, 2)
+    assert metrics.matches.labels("narrative")._value.get() == 1  # what round 2 found, once

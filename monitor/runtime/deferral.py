@@ -103,6 +103,15 @@ def complete(post: AnalyzedPost) -> AnalyzedPost:
     return dataclasses.replace(post, images=images, narrative_deferred=False)
 
 
+def count_found_later(metrics: Metrics, first: AnalyzedPost, full: AnalyzedPost) -> None:
+    """`monitor_matches_total` for what round 2 found (the analysis loop counted round 1's findings)."""
+    if first.narrative_deferred and full.narrative is not None:
+        metrics.matches.labels("narrative").inc()
+    for before, after in zip(first.images, full.images, strict=True):
+        if before.local_deferred and after.bank_match is not None:
+            metrics.matches.labels("bank_match").inc()
+
+
 class PostsReader:
     """Reads posts back from `posts` by partition and offset: a plain consumer with no group, assigned
     the partitions it reads and sought to each place (nearby places are read in one pass)."""
@@ -224,6 +233,7 @@ class WorkerResolver:
                     out[i] = complete(first)
                 else:
                     self.metrics.deferred_posts.labels("resolved").inc()
+                    count_found_later(self.metrics, first, full)
                     out[i] = full
         return out
 
