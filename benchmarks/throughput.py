@@ -977,8 +977,8 @@ async def wait_tracked(
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker))
     await consumer.start()
     await admin.start()
     try:

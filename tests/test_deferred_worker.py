@@ -6,7 +6,7 @@ minutes later (so the founder is held, and its deferred evidence computed when t
 uploads never seen again, and more uploads hours later, after expiry. The worker that defers raises the
 alerts of the eager worker and of the in-process pipeline, whole and in order; so does a worker stopped
 once the founders are held and started again on the rest of the stream (the held posts restored from the
-changelog, read back from `posts`).
+changelog, read back from `posts`), or killed with SIGKILL there and started again.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,13 @@ def pipeline_alerts(stream: tuple[Path, Path], encoder: Encoder) -> list[dict[st
 
 
 def worker_alerts(
-    archives: list[Path], bank: Path, tmp_path: Path, expected: int, **settings: Any
+    archives: list[Path], bank: Path, tmp_path: Path, expected: int, kill: bool = False, **settings: Any
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The alerts of a worker run on each archive in turn (a new worker for each, on the same topics and
-    state), and the environment it ran with. A worker before the last runs until the founders are held."""
-    env = isolated_env(tmp_path, bank=bank, **SETTINGS, **settings)
+    state), and the environment it ran with. A worker before the last runs until the founders are held,
+    then is stopped (SIGTERM) or, with `kill`, killed (SIGKILL: nothing finished, nothing left cleanly)."""
+    instance = {"instance_id": f"deferred-{uuid.uuid4().hex[:8]}"} if kill else {}  # as systemd restarts it
+    env = isolated_env(tmp_path, bank=bank, **SETTINGS, **instance, **settings)
     alerts: list[dict[str, Any]] = []
     for number, archive in enumerate(archives):
         assert run_monitor(["replay", "--to-kafka", str(archive)], env).returncode == 0
@@ -97,8 +100,11 @@ def worker_alerts(
                 )
             else:
                 wait_until_held(env, worker, FOUNDERS)
+                if kill:
+                    worker.kill()
         finally:
-            assert worker.stop() == 0, worker.log_tail()
+            if worker.process.returncode is None:
+                assert worker.stop() == 0, worker.log_tail()
     return alerts, env
 
 
@@ -170,8 +176,13 @@ def test_the_deferring_worker_alerts_as_the_eager_worker_and_the_pipeline(
     assert places["meme-founder"] is not None and places["meme-reshare-0"] is None  # round 1, and its place
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["stopped", "killed"])
 def test_a_worker_restarted_while_posts_are_held_gives_the_same_alerts(
-    kafka_broker: str, stream: tuple[Path, Path], pipeline_alerts: list[dict[str, Any]], tmp_path: Path
+    kafka_broker: str,
+    stream: tuple[Path, Path],
+    pipeline_alerts: list[dict[str, Any]],
+    tmp_path: Path,
+    kill: bool,
 ) -> None:
     archive, bank = stream
     lines = archive.read_text().splitlines(keepends=True)
@@ -179,7 +190,7 @@ def test_a_worker_restarted_while_posts_are_held_gives_the_same_alerts(
     early = [line for line in lines if decode_event(line)[0].created_at < CUT]
     parts[0].write_text("".join(early))
     parts[1].write_text("".join(line for line in lines if line not in early))
-    alerts, env = worker_alerts(parts, bank, tmp_path, len(pipeline_alerts), analysis_processes=0)
+    alerts, env = worker_alerts(parts, bank, tmp_path, len(pipeline_alerts), kill, analysis_processes=0)
     assert alerts == pipeline_alerts
     held = held_keys(env)
     assert set(held) >= FOUNDERS and not any(held[key] for key in FOUNDERS)  # held, then let go
