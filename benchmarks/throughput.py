@@ -47,11 +47,13 @@ ratio is between figures measured in the same run):
   starts. Throughput is measured once every analysis process has logged that it is ready (bank and
   caption models loaded, warmed up; the first starts analysing while the others still load): the posts
   analysed after the first batch sent from then on, divided by the time between that batch's and the
-  last `sightings` record (the worker's own produce timestamps). Start-up (imports, group join, bank and
-  caption model load, first batch) is so excluded and reported separately (`startup`: process spawn to
-  first sighting). Its baseline is the in-process row of the same repeat. It runs twice
-  per repeat: with `--analysis-processes` analysis processes (the default setting) and with the analysis
-  in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one run.
+  last `sightings` record (the worker's own produce timestamps), or to when the tracker had committed
+  every sighting, if later (its round 2 of deferred evidence runs after the sightings). Start-up
+  (imports, group join, bank and caption model load, first batch) is so excluded and reported separately
+  (`startup`: process spawn to first sighting). Its baseline is the in-process row of the same repeat. It
+  runs twice per repeat: with `--analysis-processes` analysis processes (the default setting) and with
+  the analysis in a thread of the worker (`MONITOR_ANALYSIS_PROCESSES=0`), so the two compare within one
+  run.
 - `kafka live latency`: with that worker warm, a second synthetic stream (fresh pictures, suspected by
   provenance or narrative so the same bank serves) is produced live with `created_at` = now at a steady
   rate below capacity (`--live-rate`, default half the worker's measured throughput). Latency is the time
@@ -817,6 +819,9 @@ def kafka_env(run_id: str, broker: str, settings: Settings, data_dir: Path) -> d
             "MONITOR_PARTITIONS": "1",
             "MONITOR_CAPTION_BATCH": str(settings.caption_batch),
             "MONITOR_ANALYSIS_PROCESSES": str(settings.analysis_processes),
+            "MONITOR_DEFER_EVIDENCE": str(settings.defer_evidence).lower(),
+            "MONITOR_DEFERRED_LIVE_SHARES": str(settings.deferred_live_shares),
+            "MONITOR_DEFERRED_BUDGET_BYTES": str(settings.deferred_budget_bytes),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
@@ -901,6 +906,7 @@ async def run_kafka(
                 "all sightings",
                 worker,
             )
+            tracked_at = await wait_tracked(broker, f"{run_id}-track", sightings, worker)
         finally:
             await sampler.stop()
         every = sorted(r.timestamp for r in got[: stream.posts])
@@ -916,13 +922,14 @@ async def run_kafka(
             log(f"kafka repeat {repeat}: no analysis process said it was ready; measuring from the start")
         timestamps = [t for t in every if ready_at is None or t >= ready_at]
         first_batch = _first_batch(timestamps, settings.caption_batch)
-        span = timestamps[-1] - timestamps[0] if timestamps else 0.0
+        end = max(timestamps[-1], tracked_at) if timestamps else 0.0
+        span = end - timestamps[0] if timestamps else 0.0
         if span <= 0 or first_batch >= len(timestamps):
             raise BenchError(
                 "the worker sent all sightings in one burst, or before its analysis processes were all "
                 "ready: use more --posts to measure a rate"
             )
-        parts = sampler.between_parts(timestamps[0], timestamps[-1])
+        parts = sampler.between_parts(timestamps[0], end)
         throughput = RunResult(
             "kafka worker",
             len(timestamps) - first_batch,
@@ -937,6 +944,7 @@ async def run_kafka(
                 "worker_cpu_seconds": None if parts is None else parts[0],
                 "analysis_cpu_seconds": None if parts is None else parts[1],
                 "produce_seconds": round(produce_seconds, 3),
+                "tracked_after_last_sighting": round(end - timestamps[-1], 3),
                 "alert_ids": sorted(json.loads(r.value)["alert_id"] for r in alerts),
                 "run_id": run_id,
             },
@@ -959,6 +967,41 @@ async def run_kafka(
                 await delete_topics(broker, run_id)
             with contextlib.suppress(OSError):
                 worker.log_path.unlink()
+
+
+async def wait_tracked(
+    broker: str, group: str, topic: str, worker: WorkerProcess, timeout: float = 120
+) -> float:
+    """When (Unix seconds, within 0.1 s) the tracker had committed every `sightings` record written so far:
+    its round 2 of deferred evidence runs there, after the sightings, so the rate is measured to here."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers(broker), group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker))
+    await consumer.start()
+    await admin.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = await admin.list_consumer_group_offsets(group)
+            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in tps):
+                return time.time()
+            if worker.process is not None and worker.process.returncode is not None:
+                raise BenchError(
+                    f"the worker exited ({worker.process.returncode}) before tracking everything"
+                )
+            await asyncio.sleep(0.1)
+        raise BenchError(f"the tracker did not commit every sighting within {timeout:.0f} s")
+    finally:
+        await admin.close()
+        await consumer.stop()
 
 
 async def run_live(
@@ -1298,7 +1341,8 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
             kafka_startup.append(result.startup_seconds)
             log(
                 f"realistic repeat {repeat}: kafka {result.throughput.rate:.1f} posts/s "
-                f"({kafka_cpu_split([result.throughput])}) after {result.startup_seconds:.1f} s"
+                f"({kafka_cpu_split([result.throughput])}) after {result.startup_seconds:.1f} s; tracked "
+                f"{result.throughput.extra['tracked_after_last_sighting']:.2f} s after the last sighting"
             )
     if args.profile:
         await profile_pipeline(real.archive, settings, bank, encoder, args.profile)

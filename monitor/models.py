@@ -160,9 +160,9 @@ class ImageAnalysis:
     error_stage: ImageErrorStage | None = None
     """Set with `error`: whether the bytes could not be loaded or could not be decoded."""
     local_deferred: bool = False
-    """The global hashes did not match and the local-feature stage was left for later (the in-process
-    pipeline's deferred evidence, monitor/analysis/deferred.py): `bank_match` is not yet known. Never set
-    on what the Kafka worker sends."""
+    """The global hashes did not match and the local-feature stage was left for later (deferred evidence,
+    monitor/analysis/deferred.py): `bank_match` is not yet known. A deferring worker's sightings carry
+    it, with where the post lives in `posts` (monitor/runtime/deferral.py)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

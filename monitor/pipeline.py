@@ -23,10 +23,17 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.analysis.analyzer import Analyzer
-from monitor.analysis.deferred import DeferredCounts, HeldPosts, expiry_split, hold, plan_batch
+from monitor.analysis.deferred import (
+    DeferredCounts,
+    DeferredTracking,
+    HeldPosts,
+    Kept,
+    has_deferred,
+    keep,
+)
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import Bank, NarrativeExample
 from monitor.ingest.decode import DecodeLimits
@@ -52,7 +59,7 @@ from monitor.tracking.routing import track_in_order
 from monitor.tracking.tracker import ClusterTracker, ViralityPolicy
 
 if TYPE_CHECKING:
-    from monitor.runtime.analysis_pool import ProcessAnalysis
+    from monitor.runtime.analysis_pool import ProcessAnalysis, ThreadAnalysis
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -184,7 +191,7 @@ class InlineAnalysis:
 class Deferring:
     """An analysis whose runs leave the deferred parts out (round 1), for `analyze_or_single_out`."""
 
-    def __init__(self, inner: InlineAnalysis | ProcessAnalysis) -> None:
+    def __init__(self, inner: InlineAnalysis | ProcessAnalysis | ThreadAnalysis) -> None:
         self.inner = inner
         self.depth = inner.depth
 
@@ -196,6 +203,38 @@ class Deferring:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class Resolving(Protocol):
+    """An analysis with round 2 of deferred evidence (`InlineAnalysis`, the worker's analyses)."""
+
+    async def resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]: ...
+
+    def alone(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
+async def resolve_or_round_one(
+    analysis: Resolving, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+) -> list[AnalyzedPost]:
+    """Round 2 (`Analyzer.resolve`) of these posts; one whose round 2 fails, alone, is counted with what
+    round 1 found (logged): it was analysed once, it is not lost."""
+    if not analyzed:
+        return []
+    try:
+        return await analysis.resolve(analyzed, posts, images)
+    except Exception:
+        log.exception("deferred evidence of %d posts failed; computing it post by post", len(analyzed))
+    resolved: list[AnalyzedPost] = []
+    async with analysis.alone():
+        for one, post, loaded in zip(analyzed, posts, images, strict=True):
+            try:
+                resolved.extend(await analysis.resolve([one], [post], [loaded]))
+            except Exception:
+                log.exception("deferred evidence of post %s failed; counted without it", one.post_id)
+                resolved.append(one)
+    return resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +298,9 @@ class Pipeline:
         eager."""
         self.held = HeldPosts(settings.deferred_budget_bytes, settings.live_shares)
         self.deferred = DeferredCounts()
+        self.deferrer: DeferredTracking | None = None
         if self.deferring:
-            self.tracker.expired = []  # held posts of expired clusters are let go
+            self.deferrer = DeferredTracking(self.tracker, self.held, self._resolve, self.deferred)
 
     def describe(self) -> str:
         """Where the analysis runs, for the replay's output."""
@@ -335,87 +375,24 @@ class Pipeline:
     async def _track_batch(
         self, posts: list[Post], analyzed: list[AnalyzedPost], images: list[list[LoadedImage]]
     ) -> list[Alert]:
-        """A batch's analysed posts counted in order; with deferral, in runs that the tracker's expiry
-        does not cut into (deferred.expiry_split)."""
-        alerts: list[Alert] = []
-        if not self.deferring:
+        """A batch's analysed posts counted in order; with deferral, phases A to C of
+        monitor/analysis/deferred.py (`DeferredTracking`), each held post kept with its caption and the
+        bytes of its deferred pictures."""
+        if self.deferrer is None:
+            alerts: list[Alert] = []
             for one in analyzed:
                 alerts.extend(self.track(one))
             return alerts
-        start = 0
-        while start < len(analyzed):
-            end = start + expiry_split(self.tracker, analyzed[start:])
-            alerts.extend(
-                await self._track_deferred(posts[start:end], analyzed[start:end], images[start:end])
-            )
-            start = end
-        return alerts
+        sources = [
+            keep(one, post, loaded) if has_deferred(one) else None
+            for one, post, loaded in zip(analyzed, posts, images, strict=True)
+        ]
+        return await self.deferrer.track(analyzed, sources)
 
-    async def _track_deferred(
-        self, posts: list[Post], analyzed: list[AnalyzedPost], images: list[list[LoadedImage]]
-    ) -> list[Alert]:
-        """Phases A to C of monitor/analysis/deferred.py for posts counted together."""
-        plan = plan_batch(self.tracker, self.held, analyzed)
-        counts = self.deferred
-        counts.dropped += plan.dropped
-        counts.deferred += len(plan.resolve) + len(plan.hold)
-        earlier = [self.held.take(post_id) for post_id in plan.joined]
-        for i in plan.hold:
-            self.held.add(hold(analyzed[i], posts[i], images[i], plan.assigned[i], plan.counted[i]))
-        holding = {analyzed[i].post_id: i for i in plan.hold}  # not its redelivery's place in the batch
-        now = set(plan.resolve)
-        for held in self.held.over_budget():
-            counts.for_budget += 1
-            if held.analyzed.post_id in holding:
-                now.add(holding[held.analyzed.post_id])  # counted with its full record
-            else:
-                earlier.append(held)
-        earlier.sort(key=lambda held: held.order)
-        resolving = sorted(now)
-        resolved = await self._resolve(
-            [held.analyzed for held in earlier] + [analyzed[i] for i in resolving],
-            [held.post for held in earlier] + [posts[i] for i in resolving],
-            [list(held.images) for held in earlier] + [images[i] for i in resolving],
+    async def _resolve(self, analyzed: list[AnalyzedPost], kept: list[Kept]) -> list[AnalyzedPost]:
+        return await resolve_or_round_one(
+            self.analysis, analyzed, [one.post for one in kept], [list(one.images) for one in kept]
         )
-        counts.resolved += len(resolved)
-        tracker = self.tracker
-        for held, full in zip(earlier, resolved, strict=False):
-            self.held.resolved(held, tracker.contributions(full, held.clusters, held.counts_for))
-        for cluster_id in plan.waking:  # its reasons as eager counting stored them, before it counts more
-            tracker.restate_reasons(cluster_id, self.held.wake(cluster_id))
-        records = list(analyzed)
-        for i, full in zip(resolving, resolved[len(earlier) :], strict=True):
-            records[i] = full
-        alerts: list[Alert] = []
-        tracker.added = []
-        try:
-            for record, assigned in zip(records, plan.assigned, strict=True):
-                alerts.extend(tracker.observe_assigned(record, assigned))
-            self.held.record(tracker.added, plan)
-        finally:
-            tracker.added = None
-        return alerts
-
-    async def _resolve(
-        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
-    ) -> list[AnalyzedPost]:
-        """Round 2 (`Analyzer.resolve`) of these posts; one whose round 2 fails, alone, is counted with
-        what round 1 found (logged): it was analysed once, it is not lost."""
-        if not analyzed:
-            return []
-        try:
-            return await self.analysis.resolve(analyzed, posts, images)
-        except Exception:
-            log.exception("deferred evidence of %d posts failed; computing it post by post", len(analyzed))
-        resolved: list[AnalyzedPost] = []
-        async with self.analysis.alone():
-            for one, post, loaded in zip(analyzed, posts, images, strict=True):
-                try:
-                    resolved.extend(await self.analysis.resolve([one], [post], [loaded]))
-                except Exception:
-                    log.exception("deferred evidence of post %s failed; counted without it", one.post_id)
-                    resolved.append(one)
-        return resolved
 
     def _count_errors(self, analyzed: Sequence[AnalyzedPost]) -> None:
         self.image_errors += sum(1 for a in analyzed for i in a.images if i.error)

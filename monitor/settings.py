@@ -89,11 +89,13 @@ class Settings(BaseSettings):
     """Processes that analyse an in-process replay (`replay --embedded`, `demo`, `monitor.replay`); None:
     `analysis_processes` for an archive of POOL_MIN_POSTS posts or more, else none (monitor/pipeline.py)."""
     defer_evidence: bool = True
-    """The in-process pipeline computes a post's local-feature match and caption match only once its
-    visual cluster is seen a second time (monitor/analysis/deferred.py); same alerts. Needs threshold >= 2
-    and no `tracking_partitioned`; the Kafka worker always computes everything."""
+    """The pipeline and the Kafka worker compute a post's local-feature match and caption match only once
+    its visual cluster is live, shared `live_shares` times (monitor/analysis/deferred.py,
+    monitor/runtime/deferral.py); same alerts. Needs threshold >= 2 and no `tracking_partitioned` (the
+    partitioned tracker computes everything)."""
     deferred_budget_bytes: int = 256_000_000
-    """Bytes (pictures and captions) the deferred evidence may hold; past it the oldest are computed."""
+    """Bytes the deferred evidence may hold (in-process: pictures and captions; in the worker: the held
+    posts' records in the tracker's state); past it the oldest are computed."""
     deferred_live_shares: int = 0
     """Shares (posts, re-uploads, reshares counted) from which a cluster's deferred evidence is computed
     (monitor/analysis/deferred.py); a cluster below the threshold cannot alert. 0: half the threshold rounded

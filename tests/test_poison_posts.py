@@ -29,10 +29,10 @@ import monitor.analysis.analyzer as analyzer
 _analyze = analyzer.Analyzer.analyze
 
 
-def analyze(self, posts, images):
+def analyze(self, posts, images, *args, **kwargs):
     if any(post.post_id == "poison-bug" for post in posts):
         raise RuntimeError("injected bug: the analysis of poison-bug raises")
-    return _analyze(self, posts, images)
+    return _analyze(self, posts, images, *args, **kwargs)
 
 
 analyzer.Analyzer.analyze = analyze

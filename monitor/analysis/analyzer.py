@@ -7,7 +7,7 @@ stage runs only when the global hashes found no match, and its outcome is reused
 PDQ is within a few bits of one it already examined (re-uploads of one picture), so a viral picture pays
 for it once.
 
-With `defer=True` (the in-process pipeline's deferred evidence, monitor/analysis/deferred.py) the two
+With `defer=True` (deferred evidence, in the pipeline and the worker: monitor/analysis/deferred.py) the two
 costliest parts are left for later: the local stage of an image the global hashes did not match (and no
 examined near-duplicate answers for), and the caption of a post that carries images and reshares nothing.
 The records say so (`ImageAnalysis.local_deferred`, `AnalyzedPost.narrative_deferred`), and `resolve`

@@ -7,16 +7,18 @@ with K <= threshold the evidence of a post whose clusters never reach K shares c
 on the realistic stream most uploads are never reshared, and the two costliest stages are the bank
 matcher's local features (for images the global hashes did not match) and the caption models. Resolving
 at K rather than at the threshold leaves the evidence time: with analysis processes it is computed beside
-the batches in flight. The in-process pipeline (monitor/pipeline.py) analyses with
-`Analyzer.analyze(defer=True)`, which leaves those parts out and says so on the records, and tracks each
-batch in three phases:
+the batches in flight. The in-process pipeline (monitor/pipeline.py) and the Kafka worker's unpartitioned
+tracker (monitor/runtime/deferral.py) analyse with `Analyzer.analyze(defer=True)`, which leaves those
+parts out and says so on the records, and track each batch in three phases (`DeferredTracking`, one piece
+for both: the pipeline holds a post's caption and bytes, the worker its place in `posts`, with the rest of
+`HeldPosts` in the tracker's store):
 
 A. `plan_batch` assigns every post of the batch its clusters, in stream order, as `observe` would (the
    tracker's own `assign_images`, founding clusters), counts the shares each cluster will have once these
    posts are counted (those counted before, `HeldPosts.shares`, plus one per post here and per reshare
    waiting for it), and finds the *live* clusters: K shares or more, or known to the tracker and not
    pending (live before, or state this pipeline did not count).
-B. The pipeline computes the deferred parts (`Analyzer.resolve`, the same code the eager analysis runs) of
+B. The tracker computes the deferred parts (`Analyzer.resolve`, the same code the eager analysis runs) of
    this batch's posts that count for a live cluster, and of the held posts counted for a cluster that
    came alive.
 C. Each cluster that came alive gets its reasons restated (`ClusterTracker.restate_reasons`) from the
@@ -25,10 +27,10 @@ C. Each cluster that came alive gets its reasons restated (`ClusterTracker.resta
    what eager counting stored, merges, ties, MAX_REASONS and dismissed pictures alike. Then the batch's
    posts are counted in order (`observe_assigned`). A post with deferred parts (an upload, or a reshare
    whose caption was deferred) whose clusters are all below K is *held* here (`HeldPosts`): its round-1
-   record, its caption and the bytes of its deferred images, until a cluster of it comes alive, the
-   byte budget makes it the oldest to resolve at once (computed, never dropped; its reasons replace its
-   round-1 ones among the kept shares), or the tracker's expiry forgets all its clusters (then nothing of
-   it can matter any more).
+   record and what round 2 reads (the pipeline: its caption and the bytes of its deferred images; the
+   worker: its place in `posts`), until a cluster of it comes alive, the byte budget makes it the oldest
+   to resolve at once (computed, never dropped; its reasons replace its round-1 ones among the kept
+   shares), or the tracker's expiry forgets all its clusters (then nothing of it can matter any more).
 
 Why no alert is checked on incomplete evidence. The tracker checks a cluster C's alert (`_evaluate`) when
 a post counted for it, and raises one only when C's shares in some window reach the threshold T >= K. The
@@ -56,10 +58,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from monitor.models import AnalyzedPost, LoadedImage, Post, Reason
+import orjson
+
+from monitor.models import Alert, AnalyzedPost, LoadedImage, Post, Reason, reason_from_json
 from monitor.tracking.tracker import ClusterTracker
 
 DEFAULT_BUDGET_BYTES = 256_000_000
@@ -71,43 +76,61 @@ def has_deferred(post: AnalyzedPost) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Kept:
+    """Where the in-process pipeline keeps a held post: the post without its images' references (the
+    caption is what is read) and its loaded images, with bytes only where the local stage was deferred."""
+
+    post: Post
+    images: tuple[LoadedImage, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes held (image bytes and caption), for the budget."""
+        return sum(len(image.data) for image in self.images if image.data is not None) + len(self.post.text)
+
+
+def keep(analyzed: AnalyzedPost, post: Post, images: Sequence[LoadedImage]) -> Kept:
+    kept = tuple(
+        LoadedImage(loaded.data if image.local_deferred else None, loaded.url)
+        for image, loaded in zip(analyzed.images, images, strict=True)
+    )
+    return Kept(dataclasses.replace(post, images=()), kept)
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     """A counted post whose deferred evidence is not computed yet: what computing it needs."""
 
     analyzed: AnalyzedPost
     """The round-1 record it was counted with."""
-    post: Post
-    """The post without its images' references (the caption is what is read)."""
-    images: tuple[LoadedImage, ...]
-    """Its loaded images, with bytes only where the local stage was deferred."""
+    source: Any
+    """What round 2 reads the post's caption and bytes from: the pipeline's `Kept`, or the Kafka worker's
+    place of the post in `posts` (monitor/runtime/deferral.py)."""
     clusters: tuple[str | None, ...]
     """Each image's cluster, as `observe_assigned` takes them."""
     counts_for: tuple[str, ...]
     """The clusters it was counted for (its images', or a reshare's parent's)."""
     size: int
-    """Bytes held for it (image bytes and caption), for the budget."""
+    """Bytes held for it, for the budget."""
     order: int = 0
     """Its place in the stream among held posts (set by `HeldPosts.add`)."""
 
 
-def hold(
-    analyzed: AnalyzedPost,
-    post: Post,
-    images: Sequence[LoadedImage],
-    clusters: Sequence[str | None],
-    counts_for: Sequence[str] = (),
-) -> Held:
-    kept = tuple(
-        LoadedImage(loaded.data if image.local_deferred else None, loaded.url)
-        for image, loaded in zip(analyzed.images, images, strict=True)
-    )
-    light = dataclasses.replace(post, images=())
-    size = sum(len(image.data) for image in kept if image.data is not None) + len(post.text)
-    return Held(analyzed, light, kept, tuple(clusters), tuple(counts_for), size)
-
-
 Share = tuple[str, list[Reason]]
 """One share counted for a pending cluster: the post, and the reasons counting it added."""
+
+HELD_PREFIX = "dh:"
+"""A held post's record in a persistent store: (order, size, source, clusters, counts_for, round-1 JSON)."""
+PENDING_PREFIX = "dp:"
+"""A pending cluster's shares in a persistent store: (post, reasons JSON or "", post, reasons, ...)."""
+
+
+class SourceCodec(Protocol):
+    """How a persistent `HeldPosts` writes a held post's source into its store and reads it back."""
+
+    def encode(self, source: Any) -> Any: ...
+
+    def decode(self, value: Any) -> Any: ...
 
 
 class HeldPosts:
@@ -115,9 +138,19 @@ class HeldPosts:
     *pending* clusters (below `live_shares` shares, not expired) with the shares counted for each, in
     the order counted, from which a cluster that comes alive has its reasons restated. A pending share is
     a post id and the reasons it added (mostly none), kept until its cluster comes alive or expires: the
-    tracker's retention bounds them as it bounds its own state."""
+    tracker's retention bounds them as it bounds its own state.
 
-    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES, live_shares: int = 2) -> None:
+    With a `store` (the Kafka tracker's partition store, whose changes go to its changelog in the batch's
+    transaction) every change is also written there, compactly (`HELD_PREFIX`, `PENDING_PREFIX`), and
+    `restored` rebuilds the same state from it: a restarted or rebalanced tracker carries on exactly."""
+
+    def __init__(
+        self,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        live_shares: int = 2,
+        store: MutableMapping[str, Any] | None = None,
+        codec: SourceCodec | None = None,
+    ) -> None:
         self.budget_bytes = budget_bytes
         self.live_shares = live_shares
         self._posts: OrderedDict[str, Held] = OrderedDict()
@@ -125,9 +158,38 @@ class HeldPosts:
         self._pending: dict[str, list[Share]] = {}
         self._added = 0
         self.bytes = 0
+        self.store = store
+        self.codec = codec
+        if store is not None and codec is None:
+            raise ValueError("a persistent HeldPosts needs a codec for its sources")
+
+    @classmethod
+    def restored(
+        cls, budget_bytes: int, live_shares: int, store: MutableMapping[str, Any], codec: SourceCodec
+    ) -> HeldPosts:
+        """The state a persistent `HeldPosts` left in `store` (read as written; nothing is rewritten)."""
+        held = cls(budget_bytes, live_shares, store, codec)
+        posts: list[Held] = []
+        for key in store:  # the keys alone: a partition's store holds millions of them
+            if key.startswith(HELD_PREFIX):
+                posts.append(_read_held(key[len(HELD_PREFIX) :], store[key], codec))
+            elif key.startswith(PENDING_PREFIX):
+                held._pending[key[len(PENDING_PREFIX) :]] = _read_shares(store[key])
+        for one in sorted(posts, key=lambda one: one.order):
+            post_id = one.analyzed.post_id
+            held._posts[post_id] = one
+            held.bytes += one.size
+            for cluster_id in one.counts_for:
+                held._by_cluster.setdefault(cluster_id, {})[post_id] = None
+        held._added = max((one.order for one in posts), default=0)
+        return held
 
     def __len__(self) -> int:
         return len(self._posts)
+
+    def empty(self) -> bool:
+        """Nothing held and no cluster pending."""
+        return not self._posts and not self._pending
 
     def holders(self, cluster_id: str) -> list[str]:
         """The held posts counted for the cluster."""
@@ -153,6 +215,8 @@ class HeldPosts:
         self.bytes += held.size
         for cluster_id in held.counts_for:
             self._by_cluster.setdefault(cluster_id, {})[post_id] = None
+        if self.store is not None and self.codec is not None:
+            self.store[HELD_PREFIX + post_id] = _held_record(held, self.codec)
 
     def take(self, post_id: str) -> Held:
         held = self._posts.pop(post_id)
@@ -163,6 +227,8 @@ class HeldPosts:
                 holders.pop(post_id, None)
                 if not holders:
                     del self._by_cluster[cluster_id]
+        if self.store is not None:
+            self.store.pop(HELD_PREFIX + post_id, None)
         return held
 
     def over_budget(self) -> list[Held]:
@@ -177,7 +243,7 @@ class HeldPosts:
         of it can matter now); how many posts went."""
         owners: dict[str, None] = {}
         for cluster_id in cluster_ids:
-            self._pending.pop(cluster_id, None)
+            self._set_pending(cluster_id, None)
             owners.update(self._by_cluster.pop(cluster_id, {}))
         dropped = 0
         for post_id in owners:
@@ -196,19 +262,67 @@ class HeldPosts:
             if shares is None:
                 continue
             full = reasons.get(cluster_id, [])
-            self._pending[cluster_id] = [(pid, full if pid == post_id else r) for pid, r in shares]
+            self._set_pending(cluster_id, [(pid, full if pid == post_id else r) for pid, r in shares])
 
     def wake(self, cluster_id: str) -> list[list[Reason]]:
         """A pending cluster that came alive: no longer pending; the reasons its shares added, in order."""
-        return [reasons for _, reasons in self._pending.pop(cluster_id, [])]
+        shares = self._pending.get(cluster_id, [])
+        self._set_pending(cluster_id, None)
+        return [reasons for _, reasons in shares]
 
     def record(self, added: Iterable[tuple[str, str, list[Reason]]], plan: Plan) -> None:
         """Keep the shares counted (`ClusterTracker.added`) for the clusters still below K after `plan`.
         A cluster the plan did not count for is taken as live (never underestimated)."""
+        changed: dict[str, None] = {}
         for cluster_id, post_id, reasons in added:
             if cluster_id in plan.live or cluster_id not in plan.counts:
                 continue
             self._pending.setdefault(cluster_id, []).append((post_id, reasons))
+            changed[cluster_id] = None
+        if self.store is not None:
+            for cluster_id in changed:
+                self.store[PENDING_PREFIX + cluster_id] = _shares_record(self._pending[cluster_id])
+
+    def _set_pending(self, cluster_id: str, shares: list[Share] | None) -> None:
+        if shares is None:
+            if self._pending.pop(cluster_id, None) is not None and self.store is not None:
+                self.store.pop(PENDING_PREFIX + cluster_id, None)
+            return
+        self._pending[cluster_id] = shares
+        if self.store is not None:
+            self.store[PENDING_PREFIX + cluster_id] = _shares_record(shares)
+
+
+def _held_record(held: Held, codec: SourceCodec) -> tuple[Any, ...]:
+    """Atoms only (numbers and strings), as the tracker's own records: the garbage collector untracks
+    the tuple, and the round-1 record is one JSON string rather than a tree of objects."""
+    clusters = orjson.dumps([held.clusters, held.counts_for]).decode()
+    record = orjson.dumps(held.analyzed.to_json()).decode()
+    return (held.order, held.size, codec.encode(held.source), clusters, record)
+
+
+def _read_held(post_id: str, value: Any, codec: SourceCodec) -> Held:
+    order, size, source, clusters, record = value
+    assigned, counts_for = orjson.loads(clusters)
+    analyzed = AnalyzedPost.from_json(orjson.loads(record))
+    if analyzed.post_id != post_id:
+        raise ValueError(f"held record of {post_id} holds post {analyzed.post_id}")
+    return Held(analyzed, codec.decode(source), tuple(assigned), tuple(counts_for), int(size), int(order))
+
+
+def _shares_record(shares: list[Share]) -> tuple[str, ...]:
+    flat: list[str] = []
+    for post_id, reasons in shares:
+        flat += [post_id, orjson.dumps([r.to_json() for r in reasons]).decode() if reasons else ""]
+    return tuple(flat)
+
+
+def _read_shares(value: Any) -> list[Share]:
+    flat = list(value)
+    return [
+        (str(flat[i]), [reason_from_json(r) for r in orjson.loads(flat[i + 1])] if flat[i + 1] else [])
+        for i in range(0, len(flat), 2)
+    ]
 
 
 @dataclass
@@ -361,3 +475,87 @@ def plan_batch(tracker: ClusterTracker, held: HeldPosts, posts: Sequence[Analyze
         elif counted[i]:
             plan.hold.append(i)
     return plan
+
+
+Resolve = Callable[[list[AnalyzedPost], list[Any]], Awaitable[list[AnalyzedPost]]]
+"""Round 2 of round-1 records, each with its source (`Held.source`); aligned with them. A post whose
+round 2 fails, alone, comes back as given: it was analysed once, it is counted with what round 1 found."""
+
+
+class DeferredTracking:
+    """Phases A to C for a tracker and its held posts: the in-process pipeline's and the Kafka tracker's
+    (monitor/runtime/deferral.py) one piece, so both count exactly as this module's docstring says.
+
+    `track(analyzed, sources)` counts a batch's round-1 records in order and returns its alerts; a
+    record's source (what `resolve` reads its caption and bytes from, with a `size` for the budget) is
+    needed only where it has deferred parts (`has_deferred`), None elsewhere."""
+
+    def __init__(
+        self,
+        tracker: ClusterTracker,
+        held: HeldPosts,
+        resolve: Resolve,
+        counts: DeferredCounts | None = None,
+    ) -> None:
+        if tracker.expired is None:
+            tracker.expired = []  # held posts of expired clusters are let go
+        self.tracker = tracker
+        self.held = held
+        self.resolve = resolve
+        self.counts = DeferredCounts() if counts is None else counts
+
+    async def track(self, analyzed: Sequence[AnalyzedPost], sources: Sequence[Any]) -> list[Alert]:
+        """A batch's records counted in order, in runs that the tracker's expiry does not cut into
+        (`expiry_split`)."""
+        alerts: list[Alert] = []
+        start = 0
+        while start < len(analyzed):
+            end = start + expiry_split(self.tracker, analyzed[start:])
+            alerts.extend(await self._run(list(analyzed[start:end]), list(sources[start:end])))
+            start = end
+        return alerts
+
+    async def _run(self, analyzed: list[AnalyzedPost], sources: list[Any]) -> list[Alert]:
+        """Phases A to C for posts counted together."""
+        tracker, held_posts, counts = self.tracker, self.held, self.counts
+        plan = plan_batch(tracker, held_posts, analyzed)
+        counts.dropped += plan.dropped
+        counts.deferred += len(plan.resolve) + len(plan.hold)
+        earlier = [held_posts.take(post_id) for post_id in plan.joined]
+        for i in plan.hold:
+            source = sources[i]
+            held = Held(analyzed[i], source, tuple(plan.assigned[i]), tuple(plan.counted[i]), source.size)
+            held_posts.add(held)
+        holding = {analyzed[i].post_id: i for i in plan.hold}  # not its redelivery's place in the batch
+        now = set(plan.resolve)
+        for held in held_posts.over_budget():
+            counts.for_budget += 1
+            if held.analyzed.post_id in holding:
+                now.add(holding[held.analyzed.post_id])  # counted with its full record
+            else:
+                earlier.append(held)
+        earlier.sort(key=lambda held: held.order)
+        resolving = sorted(now)
+        resolved: list[AnalyzedPost] = []
+        if earlier or resolving:
+            resolved = await self.resolve(
+                [held.analyzed for held in earlier] + [analyzed[i] for i in resolving],
+                [held.source for held in earlier] + [sources[i] for i in resolving],
+            )
+        counts.resolved += len(resolved)
+        for held, full in zip(earlier, resolved, strict=False):
+            held_posts.resolved(held, tracker.contributions(full, held.clusters, held.counts_for))
+        for cluster_id in plan.waking:  # its reasons as eager counting stored them, before it counts more
+            tracker.restate_reasons(cluster_id, held_posts.wake(cluster_id))
+        records = list(analyzed)
+        for i, full in zip(resolving, resolved[len(earlier) :], strict=True):
+            records[i] = full
+        alerts: list[Alert] = []
+        tracker.added = []
+        try:
+            for record, assigned in zip(records, plan.assigned, strict=True):
+                alerts.extend(tracker.observe_assigned(record, assigned))
+            held_posts.record(tracker.added, plan)
+        finally:
+            tracker.added = None
+        return alerts

@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +38,14 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from monitor.analysis.deferred import has_deferred
 from monitor.ingest.events import MalformedEvent, decode_event
 from monitor.ingest.loading import ImageLoader
 from monitor.models import AnalyzedPost, DeadLetterReason, LoadedImage, Post
 from monitor.pipeline import event_limits
 from monitor.runtime.analysis_pool import Analysis, analyze_or_single_out
 from monitor.runtime.consumer_loop import ConsumerLoop
+from monitor.runtime.deferral import with_place
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.records import MAX_RECORD_BYTES, dead_letter, pack_posts, record_size
 from monitor.runtime.representatives import Representatives
@@ -148,11 +150,24 @@ class AnalysisLoop(ConsumerLoop):
     stop_timeout = STOP_TIMEOUT
     log = log
 
-    def __init__(self, settings: Settings, metrics: Metrics, loader: ImageLoader, analysis: Analysis) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        loader: ImageLoader,
+        analysis: Analysis,
+        defer: bool = False,
+        close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(settings, metrics, settings.posts_topic)
         self.event_limits = event_limits(settings)
         self.loader = loader
         self.analysis = analysis
+        self.defer = defer
+        """Round 1 of deferred evidence (monitor/runtime/deferral.py): `analysis` leaves the deferred parts
+        out (it is a `Deferring`), and each sighting with some says where its post lives in `posts`."""
+        self.close_analysis = close or analysis.close
+        """Called once the loop ended for good: the worker's analysis is shared with its tracker."""
         self._producer: Any = None
         self.assigned: frozenset[int] = frozenset()
         """The `posts` partitions this loop reads now (empty while the group rebalances)."""
@@ -171,7 +186,7 @@ class AnalysisLoop(ConsumerLoop):
         log.info("analysing posts partitions %s", sorted(self.assigned))
 
     def finished(self) -> None:
-        self.analysis.close()
+        self.close_analysis()
 
     def consumer_options(self) -> dict[str, Any]:
         # A fetch holds a full batch: `caption_batch` posts with inline pictures (about 100 kB of base64
@@ -348,7 +363,14 @@ class AnalysisLoop(ConsumerLoop):
         """The sightings values; a post whose sighting alone would exceed a record goes to the DLQ."""
         if self.representatives is not None:
             return await self._pack_partitioned(analyzed, producer, dead, self.representatives)
-        items = [json.dumps(post.to_json()).encode() for post, _ in analyzed]
+        items = [
+            json.dumps(
+                with_place(post.to_json(), tp.partition, record.offset)
+                if self.defer and has_deferred(post)
+                else post.to_json()
+            ).encode()
+            for post, (tp, record) in analyzed
+        ]
         packed = pack_posts(items, SIGHTINGS_KEY)
         left_out = set()
         for index, size in packed.too_large:

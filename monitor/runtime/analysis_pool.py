@@ -107,7 +107,7 @@ class AnalyzerHolder:
     def analyze(
         self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
     ) -> list[AnalyzedPost]:
-        if defer:  # the in-process pipeline's round 1 (monitor/analysis/deferred.py)
+        if defer:  # round 1 of deferred evidence (monitor/analysis/deferred.py)
             return self.current().analyze(posts, images, defer=True)
         return self.current().analyze(posts, images)
 
@@ -218,13 +218,26 @@ class ThreadAnalysis:
     def alone(self) -> AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()  # one batch at a time already, and a thread cannot die of a post
 
-    async def run(self, posts: list[Post], images: list[list[LoadedImage]]) -> list[AnalyzedPost]:
+    async def run(
+        self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
+    ) -> list[AnalyzedPost]:
+        """`defer`: round 1 of deferred evidence (monitor/runtime/deferral.py), as `Analyzer.analyze`."""
+        return await self._on_thread(self._analyze, posts, images, *([True] if defer else []))
+
+    async def resolve(
+        self, analyzed: list[AnalyzedPost], posts: list[Post], images: list[list[LoadedImage]]
+    ) -> list[AnalyzedPost]:
+        """Round 2 of deferred evidence (`Analyzer.resolve`), on the analysis thread."""
+        holder = self._holder
+        if holder is None:
+            raise RuntimeError("this analysis has no analyser to resolve deferred evidence with")
+        return await self._on_thread(lambda: holder.current().resolve(analyzed, posts, images))
+
+    async def _on_thread(self, job: Any, *args: Any) -> list[AnalyzedPost]:
         loop = asyncio.get_running_loop()
         _thread_repeats.install()  # here, not at start: the worker sets its log handlers up after
         try:
-            analyzed: list[AnalyzedPost] = await loop.run_in_executor(
-                self._executor, self._analyze, posts, images
-            )
+            analyzed: list[AnalyzedPost] = await loop.run_in_executor(self._executor, job, *args)
         finally:
             _thread_repeats.flush()
         if self._holder is not None and self._metrics is not None:
@@ -406,7 +419,7 @@ class ProcessAnalysis:
     async def run(
         self, posts: list[Post], images: list[list[LoadedImage]], defer: bool = False
     ) -> list[AnalyzedPost]:
-        """A batch's analysis in one process; `defer` (the in-process pipeline only) as `Analyzer.analyze`."""
+        """A batch's analysis in one process; `defer` (round 1 of deferred evidence) as `Analyzer.analyze`."""
         light = [without_inline_data(post) for post in posts]
         return await self._in_pool(len(posts), _analyze_in_child, light, images, defer)
 
@@ -458,7 +471,7 @@ class ProcessAnalysis:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def analysis_for(settings: Settings, metrics: Metrics) -> Analysis:
+def analysis_for(settings: Settings, metrics: Metrics) -> ThreadAnalysis | ProcessAnalysis:
     if settings.analysis_processes > 0:
         return ProcessAnalysis(settings, settings.analysis_processes, metrics)
     return ThreadAnalysis.for_settings(settings, metrics)

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import faust
 
 from monitor.ingest.fetch import ImageFetcher
 from monitor.ingest.loading import ImageLoader
-from monitor.pipeline import fetch_policy
+from monitor.pipeline import Deferring, fetch_policy
 from monitor.runtime import groups
 from monitor.runtime.analysis_loop import AnalysisLoop
 from monitor.runtime.analysis_pool import analysis_for
+from monitor.runtime.deferral import deferring
 from monitor.runtime.delivery import SlackDelivery
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.tracking_loop import TrackingLoop
@@ -53,11 +55,28 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> faust.App:
     fetcher = ImageFetcher(fetch_policy(settings))
     loader = ImageLoader(fetcher, None, settings.fetch_max_bytes, observe=metrics.observe_stage)
 
-    AnalysisLoop(settings, metrics, loader, analysis_for(settings, metrics)).register(app)
-    TrackingLoop(settings, metrics).register(app)
+    analysis = analysis_for(settings, metrics)
+    close = close_when_both_ended(analysis.close)
+    defer = deferring(settings)
+    analyzing = Deferring(analysis) if defer else analysis
+    AnalysisLoop(settings, metrics, loader, analyzing, defer=defer, close=close).register(app)
+    TrackingLoop(settings, metrics, analysis, loader, close=close).register(app)
     if settings.slack_webhook_url:
         SlackDelivery(settings, metrics).register(app)
     return app
+
+
+def close_when_both_ended(close: Callable[[], None]) -> Callable[[], None]:
+    """The analysis is the analysis loop's and the tracker's (round 2 of deferred evidence runs in it,
+    inside a tracking batch): it is closed once both loops have ended, whichever ends last."""
+    left = [2]
+
+    def one_ended() -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            close()
+
+    return one_ended
 
 
 def run_worker(settings: Settings) -> None:

@@ -25,6 +25,8 @@ DEAD_LETTER_REASONS = tuple(reason.value for reason in DeadLetterReason)
 
 DELIVERY_OUTCOMES = ("delivered", "retried", "rate_limited", "permanent_error", "duplicate")
 
+DEFERRED_OUTCOMES = ("deferred", "resolved", "gone", "failed")
+
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -72,6 +74,13 @@ class Metrics:
             "monitor_dead_letters_total",
             "Malformed events sent to the dead-letter topic.",
             ["reason"],
+            registry=r,
+        )
+        self.deferred_posts = Counter(
+            "monitor_deferred_posts_total",
+            "Deferred evidence in the tracker: posts counted with parts left for later (deferred), and of "
+            "those whose round 2 ran, resolved, gone from posts, or failed (counted with round 1's).",
+            ["outcome"],
             registry=r,
         )
         self.alerts = Counter("monitor_alerts_total", "Alerts raised, by level.", ["level"], registry=r)
@@ -126,6 +135,8 @@ class Metrics:
             self.image_errors.labels(stage)
         for reason in DeadLetterReason:
             self.dead_letters.labels(reason.value)
+        for outcome in DEFERRED_OUTCOMES:
+            self.deferred_posts.labels(outcome)
         for kind in ("images", "narratives"):
             self.bank_size.labels(kind)
 

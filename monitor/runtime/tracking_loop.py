@@ -29,6 +29,11 @@ a cluster that merged meanwhile) is sent to `sightings` in the SAME transaction 
 the offsets that caused it: a crash forwards it and records that it did, or neither, so nothing is
 counted twice or lost between partitions.
 
+With deferred evidence (the default; monitor/runtime/deferral.py) a batch's round 2 (the local matches
+and captions of posts whose cluster is live, read back from `posts`) runs inside the batch, before its
+transaction; the posts still held are keys of the partition's state like the clusters', so they are
+committed, restored and fenced with it.
+
 The pure core is `monitor.tracking.tracker.ClusterTracker` (and `routing.PartitionRouter`); `PartitionState`
 keeps one partition's store and the keys a batch changed, `TrackingLoop` does the Kafka part.
 
@@ -46,18 +51,29 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from monitor.analysis.deferred import DeferredCounts, DeferredTracking, HeldPosts, Resolve
 from monitor.bank.store import BankWatcher
+from monitor.ingest.loading import ImageLoader
 from monitor.models import Alert, AnalyzedPost
-from monitor.pipeline import virality_policy
+from monitor.pipeline import Resolving, event_limits, virality_policy
 from monitor.review.state import ReviewState
 from monitor.runtime.consumer_loop import ConsumerLoop
+from monitor.runtime.deferral import (
+    At,
+    AtCodec,
+    PostsReader,
+    WorkerResolver,
+    complete,
+    deferring,
+    read_sighting,
+)
 from monitor.runtime.metrics import Metrics
 from monitor.runtime.records import MAX_RECORD_BYTES, pack_posts
 from monitor.runtime.topics import bootstrap_servers, representatives_topic, state_topic
@@ -223,6 +239,7 @@ class PartitionState:
         data: dict[str, Any] | None = None,
         partition: int = 0,
         partitions: int = 1,
+        resolve: Resolve | None = None,
     ) -> None:
         self.store = Journal(data)
         partitioned = settings.tracking_partitioned
@@ -238,6 +255,19 @@ class PartitionState:
             self.tracker.expired = []
         self.forwards: list[Op] = []
         """Partitioned tracking: what the batch sends on to other partitions (in its transaction)."""
+        self.resolve: Resolve = resolve or counted_as_they_are
+        """Round 2 of deferred evidence (monitor/runtime/deferral.py); without the worker's analysis,
+        records are counted as round 1 left them."""
+        self.deferred = DeferredCounts()
+        self.deferrer: DeferredTracking | None = None
+        """Deferred evidence (unpartitioned tracking): with the setting, or while the state still holds
+        posts or clusters a deferring tracker left (so turning the setting off loses no evidence)."""
+        if not partitioned:
+            held = HeldPosts.restored(
+                settings.deferred_budget_bytes, settings.live_shares, self.store, AtCodec()
+            )
+            if (deferring(settings) and resolve is not None) or not held.empty():
+                self.deferrer = DeferredTracking(self.tracker, held, self.resolve, self.deferred)
 
     @classmethod
     def restored(
@@ -247,12 +277,13 @@ class PartitionState:
         records: list[tuple[bytes, bytes | None]],
         partition: int = 0,
         partitions: int = 1,
+        resolve: Resolve | None = None,
     ) -> PartitionState:
         """The state the changelog records (in offset order) leave; the tracker is built afterwards."""
         data: dict[str, Any] = {}
         for key, value in records:
             apply_change(data, key, value)
-        return cls(settings, review, data, partition, partitions)
+        return cls(settings, review, data, partition, partitions, resolve)
 
     def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
         if self.router is not None:
@@ -267,6 +298,34 @@ class PartitionState:
                 log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
                 continue
             alerts.extend(self.tracker.observe(post))
+        return alerts
+
+    async def track(self, items: list[dict[str, Any]]) -> list[Alert]:
+        """A batch's sightings counted in order: `observe`, or with deferred evidence phases A to C and
+        round 2 (monitor/runtime/deferral.py). An eager tracker given records with deferred parts (the
+        setting differs between workers) resolves them before counting them."""
+        if self.router is not None:
+            return self.observe(items)
+        records: list[AnalyzedPost] = []
+        sources: list[At | None] = []
+        for item in items:
+            try:
+                record, place = read_sighting(item)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
+                continue
+            records.append(record)
+            sources.append(place)
+        if self.deferrer is not None:
+            return await self.deferrer.track(records, sources)
+        now = [i for i, place in enumerate(sources) if place is not None]
+        if now:
+            resolved = await self.resolve([records[i] for i in now], [sources[i] for i in now])
+            for i, full in zip(now, resolved, strict=True):
+                records[i] = full
+        alerts: list[Alert] = []
+        for record in records:
+            alerts.extend(self.tracker.observe(record))
         return alerts
 
     def _route(self, router: PartitionRouter, items: list[dict[str, Any]]) -> list[Alert]:
@@ -288,6 +347,8 @@ class PartitionState:
     def take_expired(self) -> list[str]:
         """Partitioned tracking: the clusters expiry forgot in the batch (and no sighting of the batch
         counted again), whose representatives get a tombstone in its transaction."""
+        if self.router is None:
+            return []
         return still_expired(self.tracker) if self.tracker.expired else []
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
@@ -301,6 +362,13 @@ class PartitionState:
             ]
         except TypeError:  # a value orjson refuses (see `dumps`): the batch again, value by value
             return [encode_change(key, value) for key, value in changed]
+
+
+async def counted_as_they_are(analyzed: list[AnalyzedPost], sources: list[Any]) -> list[AnalyzedPost]:
+    """Round 2 where there is no analysis (a tracker run alone): the round-1 records, taken as complete."""
+    if analyzed:
+        log.warning("%d posts counted without their deferred evidence: no analysis here", len(analyzed))
+    return [complete(one) for one in analyzed]
 
 
 def out_of_collections(data: dict[str, Any]) -> None:
@@ -360,9 +428,23 @@ class TrackingLoop(ConsumerLoop):
     stop_timeout = STOP_TIMEOUT
     log = log
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        analysis: Resolving | None = None,
+        loader: ImageLoader | None = None,
+        close: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(settings, metrics, settings.sightings_topic)
         self.servers = bootstrap_servers(settings.broker)
+        self.reader = PostsReader(settings, self.servers)
+        self.resolver: WorkerResolver | None = None
+        """Round 2 of deferred evidence, by the worker's analysis (monitor/runtime/deferral.py)."""
+        if analysis is not None and loader is not None:
+            self.resolver = WorkerResolver(analysis, loader, self.reader, event_limits(settings), metrics)
+        self._close = close
+        """Called once the loop ended for good (the worker's analysis is shared with its analysis loop)."""
         self.group = f"{settings.app_id}-{self.group_suffix}"
         self.state_topic = state_topic(settings)
         self.representatives_topic = representatives_topic(settings)
@@ -390,7 +472,7 @@ class TrackingLoop(ConsumerLoop):
 
     def new_state(self, partition: int, data: dict[str, Any], partitions: int = 1) -> PartitionState:
         """A partition's state, as its changelog left it; it is tracked from now on."""
-        state = PartitionState(self.settings, self.review, data, partition, partitions)
+        state = PartitionState(self.settings, self.review, data, partition, partitions, self.resolver)
         self.states[partition] = state
         out_of_collections(state.store.data)
         return state
@@ -494,6 +576,12 @@ class TrackingLoop(ConsumerLoop):
         for producer in producers.values():
             with contextlib.suppress(Exception):
                 await producer.stop()
+        with contextlib.suppress(Exception):
+            await self.reader.stop()
+
+    def finished(self) -> None:
+        if self._close is not None:
+            self._close()
 
     # --- tracking -------------------------------------------------------------------------------------
 
@@ -524,7 +612,9 @@ class TrackingLoop(ConsumerLoop):
         self.metrics.events_consumed.labels(self.settings.sightings_topic).inc(len(records))
         items = [post for record in records for post in sighting_posts(record.value)]
         state = self.states[tp.partition]
-        alerts = state.observe(items)
+        deferred = state.deferred.deferred
+        alerts = await state.track(items)
+        self.metrics.deferred_posts.labels("deferred").inc(state.deferred.deferred - deferred)
         changes = state.changes()
         forwards = state.take_forwards()
         producer = self.producers[tp.partition]
