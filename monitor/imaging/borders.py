@@ -74,11 +74,17 @@ def uniform_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float =
     unchanged = 0
     for vertical in (True, False, True, False):
         trimmed = _trim_pass(grey, box, vertical, tolerance, min_run)
+        if not _sane(trimmed, width, height):
+            # A later pass that leaves no picture walked into the picture the earlier ones found: a
+            # pastel picture's sky and hills can all lie within `tolerance` of its top or bottom line in
+            # grey (final22: a phone screenshot of pastel hills, found whole by the first pass, trimmed
+            # to nothing by the third). The box before it is the picture.
+            break
         unchanged = unchanged + 1 if trimmed == box else 0
         box = trimmed
         if unchanged == 2:
             break  # both directions left this box alone: the passes that remain would repeat them
-    return box if _sane(box, width, height) else (0, 0, width, height)
+    return box
 
 
 def row_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float = _MIN_RUN) -> tuple[int, int]:
