@@ -74,11 +74,23 @@ def uniform_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float =
     unchanged = 0
     for vertical in (True, False, True, False):
         trimmed = _trim_pass(grey, box, vertical, tolerance, min_run)
+        if not _sane(trimmed, width, height):
+            return walked_in(box, width, height)
         unchanged = unchanged + 1 if trimmed == box else 0
         box = trimmed
         if unchanged == 2:
             break  # both directions left this box alone: the passes that remain would repeat them
-    return box if _sane(box, width, height) else (0, 0, width, height)
+    return box
+
+
+def walked_in(box: Box, width: int, height: int) -> Box:
+    """What `uniform_trim` gives when a pass leaves no picture: the box before it (the whole image when
+    that was the first pass). A later pass that leaves none walked into the picture the earlier ones
+    found: a pastel picture's sky and hills can all lie within the tolerance of its top or bottom line in
+    grey (final22: a phone screenshot of pastel hills, found across the screen by the first pass, trimmed
+    to nothing by the third, so no picture was found inside the screen at all)."""
+    del width, height
+    return box
 
 
 def row_trim(grey: np.ndarray, tolerance: int = _TOLERANCE, min_run: float = _MIN_RUN) -> tuple[int, int]:

@@ -205,12 +205,16 @@ rectangle (`TILTS`: tests/test_matching_inset.py) 0.948 or more; a soft figure o
 negative of the dev tuning tag) placed at 0.958 over 35 % of a banked ball agreed over 0.85 of its pixels,
 over 0.925 of the structure. In colour the turned-back copies part along every edge (0.90-0.91): the
 colour share keeps MIN_COLOUR_FIT."""
-MIN_SMALL_RELIEF = 6.0
+MIN_SMALL_RELIEF = 8.0
 """Least `relief` of the banked part when the query covers under SMALL_REGION of the banked picture (see
 MIN_RELIEF). The same canvas, turned back by a few degrees (`TILTS`) and cut to the rectangle the turn
 leaves whole, lost the photo's corner: its bare gradient placed over 38 % of the soft sky, on a part of
 it that left 3.15 levels (a plain part leaves 0.56-0.95), and agreed everywhere, as any gradient there
-would. The copies placed over under 60 % on final17-19 left 8.5 or more."""
+would. The copies placed over under 60 % on final17-19 left 8.5 or more, on final20-22 12.2 or more.
+Raised from 6 when the right strip of a look-alike soft sky (final22: an inner view of a copy with
+stickers, the stickers left of it) placed at 0.962 over 27 % of a banked soft sky, on a part with a
+cloud's faint fringe that left 7.49 levels, and agreed over 0.98 of its grey and 0.90 of its colour: on
+so faint a part any soft sky's ramp and haze agree."""
 DENSE_PIECE = 1.75
 """A small piece (under SMALL_REGION) is dense when it holds this many times its share of the banked
 picture's structure (`RegionCheck.held` over `RegionCheck.area`): it is placed on the picture's subject,
