@@ -23,7 +23,7 @@ import json
 import random
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +77,22 @@ def generated_events() -> Iterator[dict[str, Any]]:
     yield inline_event("late-single", later + 10, jpeg(generated_photo(400)), ON_TOPIC)
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(the archive, the bank): the sample's bank with the two banked originals added."""
-    folder = tmp_path_factory.mktemp("deferred")
+def write_stream(folder: Path, events: Iterable[dict[str, Any]]) -> tuple[Path, Path]:
+    """(the archive, the bank) in `folder`: the events as an archive, and the sample's bank with the two
+    banked originals added."""
     shutil.copytree(SAMPLE / "bank", folder / "bank")
     for seed in (11, 12):
         original = jpeg(generated_photo(seed), 92)
         add_image_bytes(folder / "bank", f"edited-{seed}", [(f"original-{seed}.jpg", ".jpg", original)])
     archive = folder / "archive.jsonl"
-    archive.write_text("".join(json.dumps(event) + "\n" for event in generated_events()))
+    archive.write_text("".join(json.dumps(event) + "\n" for event in events))
     return archive, folder / "bank"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the archive, the bank): the sample's bank with the two banked originals added."""
+    return write_stream(tmp_path_factory.mktemp("deferred"), generated_events())
 
 
 @pytest.fixture(scope="module")

@@ -44,21 +44,9 @@ CUT = T0 + 300
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the archive, the bank), as tests/test_deferred_evidence.py builds them."""
-    import shutil
+    from tests.test_deferred_evidence import write_stream
 
-    from monitor.bank.store import add_image_bytes
-    from tests.support.viral_edits import jpeg
-    from tests.test_deferred_evidence import SAMPLE
-    from tests.test_matching_edits import generated_photo
-
-    folder = tmp_path_factory.mktemp("deferred-worker")
-    shutil.copytree(SAMPLE / "bank", folder / "bank")
-    for seed in (11, 12):
-        original = jpeg(generated_photo(seed), 92)
-        add_image_bytes(folder / "bank", f"edited-{seed}", [(f"original-{seed}.jpg", ".jpg", original)])
-    archive = folder / "archive.jsonl"
-    archive.write_text("".join(json.dumps(event) + "\n" for event in generated_events()))
-    return archive, folder / "bank"
+    return write_stream(tmp_path_factory.mktemp("deferred-worker"), generated_events())
 
 
 @pytest.fixture(scope="module")

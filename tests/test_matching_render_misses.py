@@ -29,6 +29,7 @@ And what final19 missed or matched falsely (its own renders and seeds, 833799-83
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -200,15 +201,19 @@ def render19(kind: str, index: int) -> Image.Image:
     return smooth_picture(kind, f"evalfinal19{index}")
 
 
-@pytest.fixture(scope="module")
-def renders19(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
-    folder = tmp_path_factory.mktemp("renders19")
+def banked_renders(folder: Path, render: Callable[[str, int], Image.Image]) -> BankMatcher:
+    """A bank of a draw's banked renders (0 and 1 of every kind), as the benchmark banks them."""
     for kind in RENDER_KINDS:
         for index in (0, 1):
             path = folder / f"{kind}-{index}.jpg"
-            path.write_bytes(jpeg(render19(kind, index), 92))
+            path.write_bytes(jpeg(render(kind, index), 92))
             add_images(folder / "bank", f"{kind}-{index}", [path])
     return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+
+
+@pytest.fixture(scope="module")
+def renders19(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
+    return banked_renders(tmp_path_factory.mktemp("renders19"), render19)
 
 
 MEMES_IN_POSTS = [
@@ -394,13 +399,7 @@ def render21(kind: str, index: int) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def renders21(tmp_path_factory: pytest.TempPathFactory) -> BankMatcher:
-    folder = tmp_path_factory.mktemp("renders21")
-    for kind in RENDER_KINDS:
-        for index in (0, 1):
-            path = folder / f"{kind}-{index}.jpg"
-            path.write_bytes(jpeg(render21(kind, index), 92))
-            add_images(folder / "bank", f"{kind}-{index}", [path])
-    return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+    return banked_renders(tmp_path_factory.mktemp("renders21"), render21)
 
 
 BALL_CANVASES = [("canvas", 260854), ("canvas", 260856)]
