@@ -621,6 +621,21 @@ def _cpu_of(pid: int) -> float | None:
     return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def local_broker_pid() -> int | None:
+    """The pid of a Kafka broker running on this machine (a JVM whose command line names kafka.Kafka), or
+    None: its CPU shares the worker's cores in this benchmark, which a platform's broker would not."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"kafka.Kafka" in cmdline and b"java" in cmdline.split(b"\0", 1)[0]:
+            return int(entry.name)
+    return None
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -638,15 +653,17 @@ class CpuSampler:
     def __init__(self, worker: WorkerProcess, processes: int = 0) -> None:
         self.worker = worker
         self.processes = processes
-        self.samples: list[tuple[float, float, float]] = []
-        """(wall clock, worker CPU, analysis processes' CPU)."""
+        self.samples: list[tuple[float, float, float, float]] = []
+        """(wall clock, worker CPU, analysis processes' CPU, the local broker's CPU or 0)."""
+        self.broker = local_broker_pid()
         self.ready_at: float | None = worker.spawned_at if processes == 0 else None
         self._task: asyncio.Task[None] | None = None
 
     def _sample(self) -> None:
         cpu = self.worker.cpu_parts()
         if cpu is not None:
-            self.samples.append((time.time(), *cpu))
+            broker = (_cpu_of(self.broker) or 0.0) if self.broker is not None else 0.0
+            self.samples.append((time.time(), *cpu, broker))
 
     def start(self) -> None:
         async def sample() -> None:
@@ -665,8 +682,9 @@ class CpuSampler:
                 await self._task
         self._sample()  # one more, so the last record lies between two samples
 
-    def between_parts(self, start: float, end: float) -> tuple[float, float] | None:
-        """(worker, analysis processes) CPU seconds between two wall-clock times, or None."""
+    def between_parts(self, start: float, end: float) -> tuple[float, float, float | None] | None:
+        """(worker, analysis processes, local broker or None) CPU seconds between two wall-clock times, or
+        None."""
 
         def at(when: float, part: int) -> float | None:
             before = [s for s in self.samples if s[0] <= when]
@@ -676,11 +694,12 @@ class CpuSampler:
             t0, c0, t1, c1 = before[-1][0], before[-1][part], after[0][0], after[0][part]
             return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
 
-        spent = [(at(start, part), at(end, part)) for part in (1, 2)]
+        spent = [(at(start, part), at(end, part)) for part in (1, 2, 3)]
         if any(first is None or last is None for first, last in spent):
             return None
-        (main0, main1), (kids0, kids1) = spent
-        return (main1 or 0.0) - (main0 or 0.0), (kids1 or 0.0) - (kids0 or 0.0)
+        (main0, main1), (kids0, kids1), (broker0, broker1) = spent
+        broker = None if self.broker is None else (broker1 or 0.0) - (broker0 or 0.0)
+        return (main1 or 0.0) - (main0 or 0.0), (kids1 or 0.0) - (kids0 or 0.0), broker
 
     def between(self, start: float, end: float) -> float | None:
         parts = self.between_parts(start, end)
@@ -942,6 +961,7 @@ async def run_kafka(
                 "ready_seconds": None if ready_at is None else round(ready_at - worker.spawned_at, 3),
                 "cpu_seconds": None if parts is None else parts[0] + parts[1],
                 "worker_cpu_seconds": None if parts is None else parts[0],
+                "broker_cpu_seconds": None if parts is None else parts[2],
                 "analysis_cpu_seconds": None if parts is None else parts[1],
                 "produce_seconds": round(produce_seconds, 3),
                 "tracked_after_last_sighting": round(end - timestamps[-1], 3),
@@ -1115,10 +1135,13 @@ def kafka_cpu_split(runs: Sequence[RunResult]) -> str:
         values = [r.extra[key] * 1000 / r.posts for r in runs if r.extra.get(key) is not None and r.posts]
         return _fmt(statistics.median(values), 2) if values else "-"
 
-    return (
+    line = (
         f"worker process {median_ms('worker_cpu_seconds')}, "
         f"analysis processes {median_ms('analysis_cpu_seconds')} CPU ms/post"
     )
+    if any(r.extra.get("broker_cpu_seconds") is not None for r in runs):
+        line += f"; the broker on the same cores {median_ms('broker_cpu_seconds')}"
+    return line
 
 
 def pooled_line(pooled: Sequence[RunResult], serial: Sequence[RunResult], processes: int) -> str:
@@ -1397,6 +1420,14 @@ async def realistic_benchmark(args: argparse.Namespace, work_dir: Path) -> dict[
     )
     if runs["kafka"]:
         print(f"kafka CPU ms/post, medians: {kafka_cpu_split(runs['kafka'])}")
+        worker_ms = _cpu_ms_per_post(runs["kafka"])
+        if worker_ms:
+            cores = os.cpu_count() or 2
+            print(
+                f"kafka worker's own CPU ({worker_ms:.2f} ms/post) would carry about "
+                f"{cores * 1000 / worker_ms:.0f} posts/s on {cores} cores of its own (an estimate from CPU "
+                "time, not measured: here the broker, the benchmark and other work share them)"
+            )
     build = statistics.median(r.extra["startup_seconds"] for r in runs["ours"])
     build_cpu = statistics.median(r.extra["startup_cpu_seconds"] for r in runs["ours"])
     print(
