@@ -288,17 +288,26 @@ class PartitionState:
     def observe(self, items: list[dict[str, Any]]) -> list[Alert]:
         if self.router is not None:
             return self._route(self.router, items)
-        alerts: list[Alert] = []
+        records, _ = self._read(items)
+        return [alert for record in records for alert in self.tracker.observe(record)]
+
+    @staticmethod
+    def _read(items: list[dict[str, Any]]) -> tuple[list[AnalyzedPost], list[At | None]]:
+        """A batch's sightings as records, each with its post's place in `posts` where it has deferred
+        parts (deferral.read_sighting); a record that does not read is logged and skipped."""
+        records: list[AnalyzedPost] = []
+        sources: list[At | None] = []
         for item in items:
             try:
-                post = AnalyzedPost.from_json(item)
+                record, place = read_sighting(item)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 # Sightings are our own output, so this is a bug or a foreign writer: tracking the rest
                 # beats stalling the partition on the one record forever.
                 log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
                 continue
-            alerts.extend(self.tracker.observe(post))
-        return alerts
+            records.append(record)
+            sources.append(place)
+        return records, sources
 
     async def track(self, items: list[dict[str, Any]]) -> list[Alert]:
         """A batch's sightings counted in order: `observe`, or with deferred evidence phases A to C and
@@ -306,16 +315,7 @@ class PartitionState:
         setting differs between workers) resolves them before counting them."""
         if self.router is not None:
             return self.observe(items)
-        records: list[AnalyzedPost] = []
-        sources: list[At | None] = []
-        for item in items:
-            try:
-                record, place = read_sighting(item)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                log.error("not an analysed post, skipped: %r (%r)", str(item)[:200], exc)
-                continue
-            records.append(record)
-            sources.append(place)
+        records, sources = self._read(items)
         if self.deferrer is not None:
             return await self.deferrer.track(records, sources)
         now = [i for i, place in enumerate(sources) if place is not None]
