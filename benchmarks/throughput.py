@@ -579,6 +579,13 @@ class WorkerProcess:
             return None
         return main, sum(_cpu_of(child) or 0.0 for child in _children(self.process.pid))
 
+    def peak_rss_mb(self) -> tuple[float | None, float | None]:
+        """(the worker process, its largest analysis process) peak resident memory so far, in MB."""
+        if self.process is None:
+            return None, None
+        children = [peak_rss_mb(child) for child in _children(self.process.pid)]
+        return peak_rss_mb(self.process.pid), max((c for c in children if c is not None), default=None)
+
     def processes_ready(self) -> int:
         """How many analysis processes said they are ready (loaded and warmed up), from the worker's log."""
         try:
@@ -607,6 +614,17 @@ class WorkerProcess:
                 await process.wait()
         self.exit_code = process.returncode
         return self.exit_code
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """A process's peak resident memory so far (VmHWM, Linux /proc), in MB, or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -928,6 +946,7 @@ async def run_kafka(
             tracked_at = await wait_tracked(broker, f"{run_id}-track", sightings, worker)
         finally:
             await sampler.stop()
+        peaks = worker.peak_rss_mb()
         every = sorted(r.timestamp for r in got[: stream.posts])
         alerts = watcher.records[alerts_topic]
         await wait_until(
@@ -962,6 +981,8 @@ async def run_kafka(
                 "cpu_seconds": None if parts is None else parts[0] + parts[1],
                 "worker_cpu_seconds": None if parts is None else parts[0],
                 "broker_cpu_seconds": None if parts is None else parts[2],
+                "worker_peak_rss_mb": peaks[0],
+                "process_peak_rss_mb": peaks[1],
                 "analysis_cpu_seconds": None if parts is None else parts[1],
                 "produce_seconds": round(produce_seconds, 3),
                 "tracked_after_last_sighting": round(end - timestamps[-1], 3),
@@ -1141,6 +1162,12 @@ def kafka_cpu_split(runs: Sequence[RunResult]) -> str:
     )
     if any(r.extra.get("broker_cpu_seconds") is not None for r in runs):
         line += f"; the broker on the same cores {median_ms('broker_cpu_seconds')}"
+    worker_mb = [r.extra["worker_peak_rss_mb"] for r in runs if r.extra.get("worker_peak_rss_mb")]
+    process_mb = [r.extra["process_peak_rss_mb"] for r in runs if r.extra.get("process_peak_rss_mb")]
+    if worker_mb:
+        line += f"; peak memory: worker process {max(worker_mb):.0f} MB"
+        if process_mb:
+            line += f", largest analysis process {max(process_mb):.0f} MB"
     return line
 
 
