@@ -1343,11 +1343,20 @@ def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bo
     best = unchanged if _better(unchanged, fit) else fit
     if best.holds(MIN_COLOUR_FIT):
         return best
-    # A copy brightened past white and then toned (contrast, saturation, gamma) and re-encoded hard: see
-    # PLATEAU_BAND and RESIDUAL_BLUR. Tried last, on copies the fits above refuse.
-    fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask, plateau=True)
-    degraded = _averaged_agreement(fitted, target, mask, weights)
+    # Tried last, on copies the fits above refuse: one brightened past white, then toned and re-encoded.
+    degraded = _degraded_fit(seen, bank, mask, weights, shared)
     return degraded if _better(degraded, best) else best
+
+
+def _degraded_fit(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, weights: np.ndarray, shared: bool
+) -> Fit:
+    """`colour_fits`' last try, for a copy recoloured after it was brightened past white and re-encoded
+    hard (final23's chains): its channels' plateaus taken as clipped (`_plateaus`, PLATEAU_BAND), its
+    misfit averaged over compression blocks (`_averaged_agreement`, RESIDUAL_BLUR). The same map family,
+    the same 12 levels: what it forgives is what brightening past white and a hard re-encode destroy."""
+    fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask, plateau=True)
+    return _averaged_agreement(fitted, target, mask, weights)
 
 
 def _averaged_agreement(fitted: np.ndarray, target: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> Fit:
