@@ -136,12 +136,6 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
-TILT_SCALES = (0.92, 0.96, 1.04, 1.08)
-"""Sizes, as fractions of the size the query was placed at unturned, the best tilt (`TILTS`) is placed at
-again. Unturned, a tilted copy fits best a few percent too large (its corners, filled by the turn, pull the
-placement outwards): final23's soft skies turned by 4.8-5.6 degrees, placed turned back at that size,
-correlated at 0.94-0.96 and agreed over 0.86-0.91 of their grey; 8 % smaller, 0.98-0.99 and 0.97-0.99."""
-
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
 PAIR_RATIO = 0.8
@@ -1558,42 +1552,22 @@ def _tilted_placement(
     seen: np.ndarray, bank: np.ndarray, scale: float
 ) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
     """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
-    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best,
-    and the best tilt placed again at TILT_SCALES of that scale: the turned query and its placement, for
-    the tilt and size that correlate best; None when none fits inside."""
+    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best:
+    the turned query and its placement, for the tilt that correlates best; None when none fits inside."""
+    height, width = seen.shape[:2]
     best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
     for angle in TILTS:
-        inner = _turned_inner(seen, angle)
-        placement = _placed_at(bank, inner, scale)
-        if placement is not None and (best is None or placement[0] > best[1][0]):
-            best = (inner, placement)
-    if best is None:
-        return None
-    inner = best[0]
-    for factor in TILT_SCALES:
-        placement = _placed_at(bank, inner, scale * factor)
-        if placement is not None and placement[0] > best[1][0]:
-            best = (inner, placement)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
+        margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
+        inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
+        w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
+        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
+            continue
+        score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
+        if best is None or score > best[1][0]:
+            best = (inner, (score, x, y, w, h))
     return best
-
-
-def _turned_inner(seen: np.ndarray, angle: float) -> np.ndarray:
-    """`seen` turned by `angle` degrees and cut to the rectangle inside it that the turn leaves whole."""
-    height, width = seen.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
-    margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
-    return np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
-
-
-def _placed_at(bank: np.ndarray, inner: np.ndarray, scale: float) -> tuple[float, int, int, int, int] | None:
-    """`inner` (colour) at `scale` where it correlates best in `bank`: (correlation, x, y, width, height),
-    or None when it does not fit inside."""
-    w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
-    if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
-        return None
-    score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
-    return score, x, y, w, h
 
 
 def _refined_box(
