@@ -67,6 +67,16 @@ Unchanged colours. The colour maps are fitted by least squares, which opaque sti
 picture a copy left as it was; the map that changes nothing belongs to every family fitted, so each colour
 check also tries it and keeps the better agreement.
 
+Brightened past white, then toned and re-encoded. A filter that brightens clips a pastel picture's
+channels at white, and contrast, saturation or gamma after it move those pixels off white together: the
+clipped-pixel bound (CLIPPED_HIGH) no longer sees them, and no smooth tone curve follows a channel
+flattened at an unknown level. A hard re-encode after a desaturating recolour leaves blocks of chroma
+error that the colour map, scaling the chroma back up, pushes past 12 levels. So a colour check that
+fails is tried once more (`_degraded_fit`): each channel's plateau at its top taken as clipped
+(`_plateaus`), and the misfit averaged over a few pixels before it is counted (`_averaged_agreement`):
+noise averages out, a look-alike's other colours, patches of them, do not. The grey, the structure and
+every other threshold stay as they were.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
