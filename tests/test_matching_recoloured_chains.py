@@ -14,6 +14,7 @@ the ball's near-symmetric layout scored it best the wrong way round.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +24,8 @@ from monitor.bank.matcher import BankMatcher
 from monitor.imaging import evidence
 from monitor.imaging.evidence import CLIPPED_HIGH, PLATEAU_BAND, LayoutIndex
 from monitor.models import BankMatch
-from tests.support.banking import RENDER_KINDS, banked_renders
-from tests.support.renders import smooth_picture
+from tests.support.banking import RENDER_KINDS, banked_renders, matcher_of
+from tests.support.renders import flat_negative, smooth_picture
 from tests.support.viral_edits import apply_edit, jpeg
 
 SEEDS = (727706, 727707, 727708)
@@ -134,3 +135,24 @@ def test_a_channel_clipped_then_toned_is_clipped_at_its_plateau() -> None:
     assert evidence._plateaus(channel(ramp), mask)[0] == CLIPPED_HIGH
     dark = np.minimum(ramp, 150.0)
     assert evidence._plateaus(channel(dark), mask)[0] == CLIPPED_HIGH
+
+
+def test_a_look_alike_balls_small_piece_gets_no_forgiving_colour_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # final20's flat ball on a gradient 151 (never banked): placed over 32 % of the banked ball render
+    # `gradient-subject-1`, on its ball, its colours agreed over 0.70 of the structure there as fitted, over
+    # 0.90 once a bright plateau was taken as clipped: a small piece must agree all but exactly.
+    ball = matcher_of(tmp_path, "ball", smooth_picture("gradient-subject", "evalfinal201"))
+    flats = [jpeg(flat_negative("gradient-subject", "evalfinal20151"), quality) for quality in (75, 85, 92)]
+    for data in flats:
+        assert found(ball, data) is None
+    colour_fits = evidence.colour_fits
+
+    def everywhere(
+        seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool = False, forgiving: bool = True
+    ) -> evidence.Fit:
+        return colour_fits(seen, bank, mask, shared, forgiving=True)
+
+    monkeypatch.setattr(evidence, "colour_fits", everywhere)
+    assert all(found(ball, data) is not None for data in flats), "forgiving on a small piece, it matched"
