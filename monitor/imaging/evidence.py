@@ -67,6 +67,16 @@ Unchanged colours. The colour maps are fitted by least squares, which opaque sti
 picture a copy left as it was; the map that changes nothing belongs to every family fitted, so each colour
 check also tries it and keeps the better agreement.
 
+Brightened past white, then toned and re-encoded. A filter that brightens clips a pastel picture's
+channels at white, and contrast, saturation or gamma after it move those pixels off white together: the
+clipped-pixel bound (CLIPPED_HIGH) no longer sees them, and no smooth tone curve follows a channel
+flattened at an unknown level. A hard re-encode after a desaturating recolour leaves blocks of chroma
+error that the colour map, scaling the chroma back up, pushes past 12 levels. So a colour check that
+fails is tried once more (`_degraded_fit`): each channel's plateau at its top taken as clipped
+(`_plateaus`), and the misfit averaged over a few pixels before it is counted (`_averaged_agreement`):
+noise averages out, a look-alike's other colours, patches of them, do not. The grey, the structure and
+every other threshold stay as they were.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
@@ -666,18 +676,29 @@ class LayoutIndex:
     @staticmethod
     def _region_tries(scores: np.ndarray, best: int) -> list[int]:
         """Where a banked picture is searched for the query (indices of `scores`: view, turn, crop window):
-        its best layout correlation, and, when that is in a turned or mirrored orientation, the best one
-        as the query is (turn 0 of any view) if shortlisted too. A near-symmetric subject (a ball) lets a
-        mirrored layout score best, and placed mirrored its crop agrees less (final18: 0.95 mirrored,
-        0.99 as it is)."""
-        per_view = 8 * len(_CROP_BOXES)
-        if (best % per_view) // len(_CROP_BOXES) == 0:
-            return [best]
-        unturned = scores.reshape(-1, 8, len(_CROP_BOXES))[:, 0, :]
-        view, window = np.unravel_index(int(np.argmax(unturned)), unturned.shape)
-        if unturned[view, window] < REGION_SHORTLIST:
-            return [best]
-        return [best, int(view) * per_view + int(window)]
+        its best layout correlation; then, each if shortlisted too, the best window of the same view in
+        the mirror image of that turn, and, when the best is in a turned or mirrored orientation, the best
+        one as the query is (turn 0 of any view). A near-symmetric subject (a ball, a figure, a soft sky)
+        lets the layout, high-passed grey, score a copy and its mirror image alike, and placed the wrong
+        way round its colours part: final18's crop agreed 0.95 mirrored and 0.99 as it is, final23's
+        mirrored chain of a ball 0.45 as it is and 0.97 mirrored."""
+        per_window = len(_CROP_BOXES)
+        per_view = 8 * per_window
+        tries = [best]
+        view, rest = divmod(best, per_view)
+        turn = rest // per_window
+        mirrored = scores[
+            view * per_view + (turn ^ 1) * per_window : view * per_view + ((turn ^ 1) + 1) * per_window
+        ]
+        if float(mirrored.max()) >= REGION_SHORTLIST:
+            tries.append(view * per_view + (turn ^ 1) * per_window + int(np.argmax(mirrored)))
+        if turn != 0:
+            unturned = scores.reshape(-1, 8, per_window)[:, 0, :]
+            at, window = np.unravel_index(int(np.argmax(unturned)), unturned.shape)
+            tried = int(at) * per_view + int(window)
+            if unturned[at, window] >= REGION_SHORTLIST and tried not in tries:
+                tries.append(tried)
+        return tries
 
     def contained_match(
         self, small_of: Callable[[], Image.Image | None], colour_of: Callable[[], Image.Image | None]
@@ -1118,12 +1139,34 @@ green 80 % unclipped (final21's `soft-sky-0/colour`, fitted over every pixel: co
 picture's grey is clipped too, so this never applies to one."""
 
 
+PLATEAU_BAND = 8.0
+PLATEAU_SHARE = 0.10
+PLATEAU_TOP = 0.8
+"""A filter that brightens clips a pastel picture's channels at white, and the contrast, saturation or
+gamma applied after it move the clipped pixels off white together, to a plateau under CLIPPED_HIGH
+(final23's recoloured chains: brightness x1.18-1.25, then contrast, saturation x0.5-1.4 and gamma; a
+brightened sky 78 % at its channel's top, none of it at 250). Where a channel's top level (at PLATEAU_TOP
+or more: a bright channel) holds PLATEAU_SHARE of the compared pixels within PLATEAU_BAND levels, those
+pixels are taken as clipped there (`_plateaus`), bounding rather than fitting the map, in the colour
+checks' last try (`colour_fits`)."""
+RESIDUAL_BLUR = 2.0
+"""Sigma (at VERIFY_SIDE) over which that last try averages the colour misfit before it counts pixels
+within 12 levels (`_averaged_agreement`). A re-encode at JPEG quality 20 leaves blocks of chroma error
+(16 px of the file, 4-10 of a thumbnail for copies of 200-500 px) that a desaturated copy's map, which
+scales its chroma back up, amplifies past 12 levels pixel by pixel (final23's chains, re-encoded at 20-21
+after a recolour, agreed in colour over 0.45-0.78 as fitted); averaged, it falls under."""
+
+
 def _clipped(
-    x: np.ndarray, mask: np.ndarray, least: float = MIN_UNCLIPPED
+    x: np.ndarray,
+    mask: np.ndarray,
+    least: float = MIN_UNCLIPPED,
+    high_level: float | np.ndarray = CLIPPED_HIGH,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Where `x` (a smoothed channel, 0 to 1) is clipped high and low, or None where too little of `mask`
-    is left unclipped (`least`, MIN_UNCLIPPED unless told) or nothing is clipped."""
-    high, low = x >= CLIPPED_HIGH, x <= CLIPPED_LOW
+    is left unclipped (`least`, MIN_UNCLIPPED unless told) or nothing is clipped. `high_level`: the level
+    from which it is clipped high (CLIPPED_HIGH, or each channel's `_plateaus`)."""
+    high, low = x >= high_level, x <= CLIPPED_LOW
     clipped = (high | low)[mask]
     if not clipped.any() or float(np.mean(~clipped)) < least:
         return None
@@ -1291,8 +1334,11 @@ def colour_fit(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
     return float(_colour_agree(seen, bank, mask).mean()) if mask.any() else 0.0
 
 
-def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool = False) -> Fit:
-    """`colour_fit` over `mask`, and weighed by the banked picture's structure in colour (`Fit.subject`)."""
+def colour_fits(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool = False, forgiving: bool = True
+) -> Fit:
+    """`colour_fit` over `mask`, and weighed by the banked picture's structure in colour (`Fit.subject`).
+    `forgiving` False leaves out the last try (`_degraded_fit`): a small piece must agree all but exactly."""
     if not mask.any():
         return NO_FIT
     fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
@@ -1307,7 +1353,54 @@ def colour_fits(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bo
     unchanged = _colour_agreement(
         cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64), target, mask, weights
     )
-    return unchanged if _better(unchanged, fit) else fit
+    best = unchanged if _better(unchanged, fit) else fit
+    if best.holds(MIN_COLOUR_FIT) or not forgiving:
+        return best
+    # Tried last, on copies the fits above refuse: one brightened past white, then toned and re-encoded.
+    degraded = _degraded_fit(seen, bank, mask, weights, shared)
+    return degraded if _better(degraded, best) else best
+
+
+def _degraded_fit(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, weights: np.ndarray, shared: bool
+) -> Fit:
+    """`colour_fits`' last try, for a copy recoloured after it was brightened past white and re-encoded
+    hard (final23's chains): its channels' plateaus taken as clipped (`_plateaus`, PLATEAU_BAND), and its
+    share of agreeing pixels counted on the misfit averaged over compression blocks (`_averaged_agreement`,
+    RESIDUAL_BLUR). The structure must still agree pixel by pixel too (a pixel of slack, as in every
+    check), where a look-alike's outline differs. The same map family, the same 12 levels: what it
+    forgives is what brightening past white and a hard re-encode destroy, spread over the picture. Not
+    tried on small pieces (`region_check` under SMALL_REGION), which must agree all but exactly."""
+    fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask, plateau=True)
+    averaged = _averaged_agreement(fitted, target, mask, weights)
+    exact = _colour_agreement(fitted, target, mask, weights)
+    return Fit(averaged.share, min(averaged.subject, exact.subject))
+
+
+def _averaged_agreement(fitted: np.ndarray, target: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> Fit:
+    """`_colour_agreement` of the misfit averaged over RESIDUAL_BLUR (within `mask`): compression noise,
+    which a hard re-encode leaves over a copy in blocks, averages out; a look-alike's other colours, a
+    patch or a band of them, do not."""
+    inside = mask.astype(np.float64)
+    residual = (fitted - target) * inside[..., None]
+    spread = np.maximum(cv2.GaussianBlur(inside, (0, 0), RESIDUAL_BLUR), 1e-6)
+    averaged = cv2.GaussianBlur(residual, (0, 0), RESIDUAL_BLUR) / spread[..., None]
+    close = np.abs(averaged).max(axis=-1)[mask] <= 12
+    return Fit(float(close.mean()), _weighted_share(close, weights))
+
+
+def _plateaus(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each channel's level from which a copy's (smoothed, 0-1) pixels count as clipped high: CLIPPED_HIGH,
+    or lower where the channel's top (its 99.5th percentile over `mask`, at PLATEAU_TOP or more) holds a
+    plateau, PLATEAU_SHARE of the pixels within PLATEAU_BAND levels of it: from there on."""
+    levels = np.full(x.shape[-1], CLIPPED_HIGH)
+    band = PLATEAU_BAND / 255.0
+    for c in range(x.shape[-1]):
+        values = x[..., c][mask]
+        top = float(np.percentile(values, 99.5))
+        if top >= PLATEAU_TOP and float(np.mean(values >= top - band)) >= PLATEAU_SHARE:
+            levels[c] = min(CLIPPED_HIGH, top - band)
+    return levels
 
 
 def _colour_agreement(fitted: np.ndarray, target: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> Fit:
@@ -1324,7 +1417,9 @@ def _colour_agree(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> np.nd
     return inside
 
 
-def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shared_fitted(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, plateau: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """`_colour_fitted` with one map for the three channels (a quadratic of the channel plus a share of
     the grey: brightness, contrast, gamma, saturation), which cannot turn one hue into another. For a
     generic banked picture (`is_generic`): a flat logo of any colour fits a ball's outline and, channel
@@ -1339,7 +1434,7 @@ def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     shades = np.repeat(grey[mask][:, None], 3, axis=1)
     design = np.stack([np.ones_like(seen_x), seen_x, seen_x * seen_x, shades], axis=-1).reshape(-1, 4)
     target = y[mask].reshape(-1)
-    clipped = _clipped(x, mask)
+    clipped = _clipped(x, mask, high_level=_plateaus(x, mask) if plateau else CLIPPED_HIGH)
     if clipped is not None:
         # Each channel's clipped pixels left out of the fit (see CLIPPED_HIGH).
         unclipped = ~(clipped[0] | clipped[1])[mask].reshape(-1)
@@ -1352,7 +1447,9 @@ def _shared_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     return _bounded(np.asarray(fitted), y, clipped), y
 
 
-def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _colour_fitted(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, plateau: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Each colour channel of `seen` (smoothed) mapped to `bank`'s by its own least-squares quadratic over
     `mask`, plus a share of the grey (a filter: contrast, brightness, gamma per channel; saturation, which
     moves each channel towards the grey and which a channel's own quadratic cannot follow where the
@@ -1365,10 +1462,11 @@ def _colour_fitted(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> tupl
     grey = blurred @ np.array([0.299, 0.587, 0.114])
     grey_kept = float(np.mean(((grey > CLIPPED_LOW) & (grey < CLIPPED_HIGH))[mask]))
     least = MIN_UNCLIPPED_CHANNEL if grey_kept >= MIN_UNCLIPPED else MIN_UNCLIPPED
+    levels = _plateaus(blurred, mask) if plateau else np.full(3, CLIPPED_HIGH)
     for c in range(3):
         x = blurred[..., c]
         y = cv2.GaussianBlur(bank[..., c], (0, 0), TONE_BLUR).astype(np.float64)
-        clipped = _clipped(x, mask, least)
+        clipped = _clipped(x, mask, least, float(levels[c]))
         fitted_on = mask if clipped is None else mask & ~(clipped[0] | clipped[1])
         xm, ym = x[fitted_on], y[fitted_on]
         design = np.stack([np.ones_like(xm), xm, xm * xm, grey[fitted_on]], axis=1)
@@ -1464,7 +1562,9 @@ def _placed_check(
     compared = ~_resized_mask(_left_out(seen, covered), (w, h))
     placed = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)
     grey = fits(cv2.cvtColor(placed, cv2.COLOR_RGB2GRAY), bank[y : y + h, x : x + w], compared)
-    colour = colour_fits(placed, part, compared, shared)
+    # Not forgiving on a small piece: a plateau taken as clipped let a look-alike ball's piece of 32 %
+    # agree over 0.90 of a banked ball's structure (final20's `flat:gradient-subject/151`), 0.70 as fitted.
+    colour = colour_fits(placed, part, compared, shared, forgiving=area >= SMALL_REGION)
     return _region(score, area, grey, colour, rise, held)
 
 

@@ -3,6 +3,7 @@ what a single banked (often smooth) picture matches and what it refuses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -19,4 +20,19 @@ def matcher_of(folder: Path, cluster: str, picture: Image.Image, quality: int = 
     path = folder / f"{cluster}.jpg"
     path.write_bytes(jpeg(picture, quality))
     add_images(folder / "bank", cluster, [path])
+    return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+
+
+RENDER_KINDS = ("gradient-subject", "pastel-hills", "blurred-background", "soft-sky")
+
+
+def banked_renders(folder: Path, render: Callable[[str, int], Image.Image]) -> BankMatcher:
+    """A bank of a draw's banked renders (`render(kind, index)`, 0 and 1 of every kind), as the benchmark
+    banks them: with one picture alone the local stage pairs a copy with it that, among several, it pairs
+    with another."""
+    for kind in RENDER_KINDS:
+        for index in (0, 1):
+            path = folder / f"{kind}-{index}.jpg"
+            path.write_bytes(jpeg(render(kind, index), 92))
+            add_images(folder / "bank", f"{kind}-{index}", [path])
     return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
