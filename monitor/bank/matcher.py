@@ -277,6 +277,13 @@ class BankMatcher:
             pdq_values.append(value)
             self._pdq_clusters.append(cluster)
         self._pdq = PdqIndex(pdq_values)
+        self._faint: list[tuple[int, str]] = [
+            (image.pdq, image.cluster)
+            for image, found in self.weak
+            if found.generic and image.pdq is not None and not found.pdq_usable
+        ]
+        """Generic banked pictures whose PDQ hash is too faint to index, even stretched (quality under the
+        minimum): only a monochrome copy's check looks them up (`_monochrome_hit`)."""
         self._last_pdq: tuple[tuple[ImageHashes, int], list[Found | None]] | None = None
         self._weak = weak
         self._smooth = frozenset(image.cluster for image, evidence in self.weak if evidence.has_layout)
@@ -402,8 +409,12 @@ class BankMatcher:
             stretched = self._best_whole_pdq(hashes.pdq)
             if stretched is not None and self._pdq_holds(stretched, views, boxes, colour):
                 return stretched
+            # A near indexed hit stood above; a generic picture too faint to index is only looked up here.
+            faint = self._faint_pdq(hashes.pdq)
+            if faint is not None and self._monochrome_holds(faint, views, colour):
+                return faint
         elif self._weak and hashes.pdq is not None and weak_query and self._generic:
-            near = self._best_whole_pdq(hashes.pdq)
+            near = self._monochrome_hit(hashes.pdq)
             if near is not None and self._monochrome_holds(near, views, colour):
                 return near
         if not self.has_local:
@@ -516,6 +527,26 @@ class BankMatcher:
             picture = _banked_colour(self._bank, image)
             self._colours[key] = colour_thumbnail(picture) if picture is not None else None
         return self._colours[key]
+
+    def _monochrome_hit(self, value: int) -> BankMatch | None:
+        """The nearest PDQ hit a monochrome copy's check weighs (`_monochrome_holds`): in the index, or among
+        the generic banked pictures too faint to index (`_faint_pdq`)."""
+        hits = [hit for hit in (self._best_whole_pdq(value), self._faint_pdq(value)) if hit is not None]
+        return min(hits, key=lambda hit: hit.distance, default=None)
+
+    def _faint_pdq(self, value: int) -> BankMatch | None:
+        """The nearest generic banked picture whose PDQ hash is too faint to index (quality under the
+        minimum even stretched: a pastel render whose hues differ more than its brightness), within
+        SMOOTH_PDQ_CHECKED bits in any turn; None when none is. Its grey copies have the same faint hash
+        (0-16 bits off on final24's) but no hues for the layout and region stages' colour checks, so only
+        the monochrome check, which needs the whole grey to agree, looks such a hit up."""
+        best: BankMatch | None = None
+        turns = dihedral_bits(value)
+        for stored, cluster in self._faint:
+            distance = min((stored ^ turned).bit_count() for turned in turns)
+            if distance < SMOOTH_PDQ_CHECKED and (best is None or distance < best.distance):
+                best = BankMatch(cluster, "pdq", distance)
+        return best
 
     def _best_whole_pdq(self, value: int) -> BankMatch | None:
         best: BankMatch | None = None
