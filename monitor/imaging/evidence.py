@@ -200,6 +200,15 @@ renders placed at 0.97-1.0 (covering 30-84 %), covered copies (stickers, waterma
 from 0.95 when a whole soft sky (a flat negative of the eval photos' tuning tag) placed at 0.951 over
 35-39 % of a banked one, agreeing in colour too; a tilted copy's piece placed at 0.959 (dev, tuning
 tag): the margin is thin both ways."""
+PIECE_REGION = 0.75
+MIN_PIECE_PLACEMENT = 0.85
+"""Least placement correlation when the query covers under PIECE_REGION of the banked picture (and not
+under SMALL_REGION, which asks more): it is then a piece of it (a crop, a turned copy cut to a rectangle;
+a chain's light trim keeps 77 % or more), whose pixels are the banked picture's, so it correlates closely
+where placed; only a copy covered by stickers, a watermark or a caption correlates as low as
+MIN_PLACEMENT, and those cover 80-100 %. On final22-24 the region search's copies over 60-75 % placed at
+0.882 or more (25); final24's one false match, a whole flat sky placed over 62 % of a banked soft sky,
+at 0.783 (grey 0.93, colour 0.91, subject 0.76)."""
 MIN_SMALL_SUBJECT = 0.90
 """Least agreement over the banked part's structure (`RegionCheck.subject`) when the query covers under
 SMALL_REGION of the banked picture: a piece so small holds little of the picture's structure (a cloud's
@@ -1300,12 +1309,16 @@ class RegionCheck:
         return (
             self.relief >= (MIN_SMALL_RELIEF if small else MIN_RELIEF)
             and self.area >= MIN_REGION_AREA
-            and self.placement >= (MIN_SMALL_PLACEMENT if small else MIN_PLACEMENT)
+            and self.placement >= (MIN_SMALL_PLACEMENT if small else self._least_placement)
             and self.grey >= (MIN_SMALL_FIT if small else MIN_REGION_FIT)
             and self.colour >= MIN_COLOUR_FIT
             and self.subject >= (MIN_SMALL_SUBJECT if small else MIN_SUBJECT_FIT)
             and (not small or self.held < DENSE_PIECE * self.area or self.subject >= MIN_DENSE_SUBJECT)
         )
+
+    @property
+    def _least_placement(self) -> float:
+        return MIN_PIECE_PLACEMENT if self.area < PIECE_REGION else MIN_PLACEMENT
 
 
 def colour_thumbnail(image: Image.Image) -> np.ndarray:
