@@ -27,7 +27,8 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    banked picture inside the copy, and compared there in grey and in colour (`region=False` leaves it
    out); a crop is placed as it is too when its layout scored best mirrored or turned. A monochrome copy of
    a generic picture, too washed out for the stretched PDQ stage, is taken on a near PDQ hash only where
-   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`). A soft query's canvas is
+   it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`); a generic picture whose
+   hash is too faint to index is looked up for that check alone (`_faint_pdq`). A soft query's canvas is
    also looked for in colour (`_colour_canvas`), stickers and a watermark are painted out of a view whose
    checks leave them out (`inset.covered`), and the local stage also looks at a picture across a phone
    screenshot's width without the text under it (`inset.screen_band`). A colour check that fails is
