@@ -16,27 +16,21 @@ from PIL import Image, ImageOps
 
 from monitor.bank.matcher import BankMatcher
 from monitor.imaging import evidence
-from monitor.models import BankMatch
-from tests.support.banking import banked_renders
+from tests.support.banking import banked_renders, draw, found
 from tests.support.evasions import apply_evasion
-from tests.support.renders import flat_negative, smooth_picture
+from tests.support.renders import flat_negative
 from tests.support.viral_edits import apply_edit, jpeg
 
 SEEDS = (907385, 907386, 907387)
 MONOCHROME = ("grayscale", "sepia", "grey-low-contrast")
 
 
-def render(kind: str, index: int) -> Image.Image:
-    return smooth_picture(kind, f"evalfinal24{index}")
+render = draw("final24")
 
 
 def changed(kind: str, image: Image.Image, seed: int) -> bytes:
     """The change as the benchmark makes it: a viral edit, or an evasion (sepia, grey low-contrast)."""
     return apply_edit(kind, image, seed) if kind == "grayscale" else apply_evasion(kind, image, seed)
-
-
-def found(matcher: BankMatcher, data: bytes) -> BankMatch | None:
-    return matcher.match_bytes(data)[1]
 
 
 @pytest.fixture(scope="module")

@@ -23,20 +23,14 @@ from PIL import Image, ImageEnhance
 from monitor.bank.matcher import BankMatcher
 from monitor.imaging import evidence
 from monitor.imaging.evidence import CLIPPED_HIGH, PLATEAU_BAND, LayoutIndex
-from monitor.models import BankMatch
-from tests.support.banking import RENDER_KINDS, banked_renders, matcher_of
+from tests.support.banking import RENDER_KINDS, banked_renders, draw, found, matcher_of
 from tests.support.renders import flat_negative, smooth_picture
 from tests.support.viral_edits import apply_edit, jpeg
 
 SEEDS = (727706, 727707, 727708)
 
 
-def render(kind: str, index: int) -> Image.Image:
-    return smooth_picture(kind, f"evalfinal23{index}")
-
-
-def found(matcher: BankMatcher, data: bytes) -> BankMatch | None:
-    return matcher.match_bytes(data)[1]
+render = draw("final23")
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,7 @@ from monitor.imaging import borders, evidence, inset
 from monitor.imaging.borders import uniform_trim
 from monitor.imaging.evidence import LayoutIndex, RegionCheck, colour_thumbnail, hueless
 from monitor.imaging.inset import post_box, small_grey
-from monitor.models import BankMatch
-from tests.support.banking import RENDER_KINDS, banked_renders, matcher_of
+from tests.support.banking import RENDER_KINDS, banked_renders, draw, found, matcher_of
 from tests.support.evasions import apply_evasion
 from tests.support.renders import flat_negative, smooth_picture
 from tests.support.viral_edits import apply_edit, jpeg
@@ -58,13 +57,7 @@ def without_kept_trim(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(borders, "walked_in", lambda box, width, height: (0, 0, width, height))
 
 
-def render(kind: str, index: int) -> Image.Image:
-    """final18's render `index` of `kind` (0 and 1 banked, 2 and on its look-alikes)."""
-    return smooth_picture(kind, f"evalfinal18{index}")
-
-
-def found(matcher: BankMatcher, data: bytes) -> BankMatch | None:
-    return matcher.match_bytes(data)[1]
+render = draw("final18")
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +185,7 @@ def test_a_ball_with_stickers_beside_it_is_matched_and_a_look_alikes_is_not(ball
 # several, it pairs with another.
 
 
-def render19(kind: str, index: int) -> Image.Image:
-    return smooth_picture(kind, f"evalfinal19{index}")
+render19 = draw("final19")
 
 
 @pytest.fixture(scope="module")
@@ -383,8 +375,7 @@ def test_crops_of_a_ball_render_are_still_found(tmp_path: Path) -> None:
 # pink ball on a lilac gradient; the eighth a brightened, saturated soft sky.
 
 
-def render21(kind: str, index: int) -> Image.Image:
-    return smooth_picture(kind, f"evalfinal21{index}")
+render21 = draw("final21")
 
 
 @pytest.fixture(scope="module")
@@ -547,8 +538,7 @@ def test_the_screen_band_is_the_picture_and_other_photos_screenshotted_are_not_m
 # 703692-703694; a look-alike i is changed with seed 703692 + i); the tag is spent.
 
 
-def render22(kind: str, index: int) -> Image.Image:
-    return smooth_picture(kind, f"evalfinal22{index}")
+render22 = draw("final22")
 
 
 def test_a_look_alike_skys_strip_on_a_faint_part_of_a_banked_sky_is_not_matched(tmp_path: Path) -> None:

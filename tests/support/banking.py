@@ -10,7 +10,9 @@ from PIL import Image
 
 from monitor.bank.matcher import BankMatcher
 from monitor.bank.store import add_images, load_bank
+from monitor.models import BankMatch
 from monitor.settings import Settings
+from tests.support.renders import smooth_picture
 from tests.support.viral_edits import jpeg
 
 
@@ -21,6 +23,21 @@ def matcher_of(folder: Path, cluster: str, picture: Image.Image, quality: int = 
     path.write_bytes(jpeg(picture, quality))
     add_images(folder / "bank", cluster, [path])
     return BankMatcher(load_bank(folder / "bank"), Settings().match_distance)
+
+
+def found(matcher: BankMatcher, data: bytes) -> BankMatch | None:
+    """The bank match of a file's bytes, or None."""
+    return matcher.match_bytes(data)[1]
+
+
+def draw(tag: str) -> Callable[[str, int], Image.Image]:
+    """`render(kind, index)` of the matching benchmark's eval draw `tag` ("final23": render `index` of
+    `kind` as that draw made it; 0 and 1 banked, 2 and on its look-alikes)."""
+
+    def render(kind: str, index: int) -> Image.Image:
+        return smooth_picture(kind, f"eval{tag}{index}")
+
+    return render
 
 
 RENDER_KINDS = ("gradient-subject", "pastel-hills", "blurred-background", "soft-sky")
