@@ -60,6 +60,11 @@ MAX_TEXTURED = 0.15
 to be looked for (`inner_boxes`): smooth renders under captions, in posts or on canvases have 2-14 %, the
 photos of the development set and 25 of mate-backgrounds' 16-98 % but for a clock face, a cell scan and
 a photo of wings on a blurred ground (6-9 %)."""
+TEXT_FRINGE = 1
+"""Cells around a busy one (text) whose texture `_cells` does not count: small text decoded at a draft
+scale is busy only along its lines, and its anti-aliased ends and the caption's edges leave the cells
+beside them textured. final25's memes in posts of smooth renders had 15-21 % textured cells, 7-11 % away
+from text, and were refused their inner views; a photo's texture is all over it."""
 MIN_CLEAR = 0.25
 """Least share of the image the clear rectangle must cover, and MIN_CLEAR_SIDE of each side: less is a
 piece of sky between a photo's details, no evidence of a copy (a landscape picture in a post's
@@ -138,12 +143,16 @@ def busy_cells(grey: np.ndarray) -> np.ndarray:
 
 def _cells(grey: np.ndarray) -> tuple[np.ndarray, float]:
     """`busy_cells`, and the share of cells that are neither busy nor smooth (mean |Laplacian| of
-    TEXTURED or more): a photo's texture, which a smooth picture with text on it lacks."""
+    TEXTURED or more) nor within TEXT_FRINGE cells of a busy one: a photo's texture, which a smooth picture
+    with text on it lacks."""
     laplacian = np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=1))
     rows, columns = grey.shape[0] // CELL, grey.shape[1] // CELL
     cut = laplacian[: rows * CELL, : columns * CELL].reshape(rows, CELL, columns, CELL)
     busy: np.ndarray = (cut > SHARP).mean(axis=(1, 3)) > BUSY
     textured = (cut.mean(axis=(1, 3)) >= TEXTURED) & ~busy
+    if TEXT_FRINGE and busy.any():
+        side = 2 * TEXT_FRINGE + 1
+        textured &= cv2.dilate(busy.astype(np.uint8), np.ones((side, side), np.uint8)) == 0
     return busy, float(textured.mean()) if textured.size else 1.0
 
 
