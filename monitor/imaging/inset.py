@@ -375,10 +375,10 @@ spares the photos the mask's cost."""
 
 def covered(small: np.ndarray) -> np.ndarray | None:
     """Where a mostly smooth query (`small_grey`; textured cells at most MAX_TEXTURED, as for the inner
-    views, or so many outside what the mask takes in: MAX_COVERED_TEXTURED) holds what a copy pasted over its picture: pixels sharper than PAINT_SHARP, grown by
-    PAINT_GROW, and the parts of the rest they enclose (every part but the largest: a sticker's fill and
-    face, a logo box's inside). None when the query is textured (a photo), or the mask is under
-    MIN_COVERED or over MAX_COVERED of the image."""
+    views, or so many outside what the mask takes in: MAX_COVERED_TEXTURED) holds what a copy pasted over
+    its picture: pixels sharper than PAINT_SHARP, grown by PAINT_GROW, and the parts of the rest they
+    enclose (every part but the largest: a sticker's fill and face, a logo box's inside). None when the
+    query is textured (a photo), or the mask is under MIN_COVERED or over MAX_COVERED of the image."""
     busy, textured = _cells(small)
     if textured > MAX_COVERED_TEXTURED:
         return None
