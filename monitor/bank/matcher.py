@@ -30,7 +30,9 @@ Two stages, chosen by measurement (benchmarks/matching.py):
    it has no hue at all and its grey agrees nearly exactly (`_monochrome_holds`); a generic picture whose
    hash is too faint to index is looked up for that check alone (`_faint_pdq`). A soft query's canvas is
    also looked for in colour (`_colour_canvas`), stickers and a watermark are painted out of a view whose
-   checks leave them out (`inset.covered`), and the local stage also looks at a picture across a phone
+   checks leave them out (`inset.covered`; also for a query whose texture is all under what it paints out,
+   a watermark's handle), the texture beside a query's text is the text's, not a photo's (`inset._cells`),
+   and the local stage also looks at a picture across a phone
    screenshot's width without the text under it (`inset.screen_band`). A colour check that fails is
    tried once more for a copy brightened past white, toned and re-encoded hard (`evidence._degraded_fit`),
    and the region search also places a query in the mirror image of its best orientation.
