@@ -14,10 +14,13 @@ Training data: benchmarks/data/stance-train.json only (68 invented claims, their
 label 1, their debunks, honest questions, same-event news and related stories as label 0; each caption is
 paired with its own claim's nearest example). None of the tuning sets is seen, so every tuning set is held
 out, and the cut is chosen on the corpus alone: on out-of-fold probabilities of a 5-fold cross-validation
-grouped by claim (keep95 / keep90: the highest cut that refuses at most 5% / 10% of the corpus's spreading
-captions). `--with-tuning` adds, for each set judged, the other tuning sets' captions (those the matcher
-scores >= 0.65; positives only where it picks their own narrative) to the corpus, and chooses the cut the
-same way on that pool (folds: the corpus's claims and the training sets).
+grouped by claim (keep99 / keep95 / keep90: the highest cut that refuses at most 1% / 5% / 10% of the
+corpus's spreading captions), or on the OTHER tuning sets, leave one set out, with the corpus's model
+(LOSO-cut keep99: at most 1% of their right positives refused; budget: their highest recall with flags
+<= --flag-budget at 0.74; joint: threshold and cut together; benchmarks.stance_gate_experiment.choose).
+`--with-tuning` adds, for each set judged, the other tuning sets' captions (those the matcher scores
+>= 0.65; positives only where it picks their own narrative) to the corpus, and chooses the cut the same way
+on that pool (folds: the corpus's claims and the training sets).
 
 Spaces: `sts` (EmbeddingGemma without a prompt, both sides; an extra model pass per flagged caption),
 `query` (the matcher's own query vector of the caption and document vector of the example: free at run
@@ -51,7 +54,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPClassifier
 
 from benchmarks.narratives_tune import MARGIN, Counts, DiskCachedEncoder, cached_encoder, counts_at
-from benchmarks.stance_gate_experiment import SHIPPED_THRESHOLD, SetData, collect, gated, total
+from benchmarks.stance_gate_experiment import SHIPPED_THRESHOLD, SetData, choose, collect, gated, total
 from monitor.narratives.encoders import _single
 from monitor.narratives.matcher import derived_texts
 from monitor.narratives.text import caption_parts
@@ -61,7 +64,10 @@ SPACES = ("sts", "query")
 CHOICES = (*SPACES, "both")
 FEATURES = ("rel", "pair", "pair+u", "sts+rel")
 MODELS = ("lr", "mlp")
-RULES = {"keep95": 0.05, "keep90": 0.10}
+RULES = {"keep99": 0.01, "keep95": 0.05, "keep90": 0.10}
+#: Cut rules read on the OTHER tuning sets (leave one set out; the model stays the corpus's):
+#: benchmarks.stance_gate_experiment.choose's keep99, budget and joint.
+LOSO_RULES = ("keep99", "budget", "joint")
 CUT_GRID = tuple(x / 200 for x in range(0, 200))
 NEAR = 0.65
 
@@ -256,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES)
     parser.add_argument("--models", nargs="+", default=["lr"], choices=MODELS)
     parser.add_argument("--c", type=float, nargs="+", default=[1.0])
+    parser.add_argument(
+        "--flag-budget", type=float, default=0.01, help="flags allowed by the LOSO budget and joint cuts"
+    )
     parser.add_argument("--with-tuning", action="store_true", help="also corpus + other tuning sets (LOSO)")
     parser.add_argument("--timing", action="store_true", help="only the CPU cost of the gate")
     args = parser.parse_args(argv)
@@ -312,6 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = [gated(s.rows, p, SHIPPED_THRESHOLD, cut) for s, p in zip(sets, per_set, strict=True)]
             summary.append((f"{name} {rule}", counts))
             print(f"  {rule}: pooled {total(counts).line()}", flush=True)
+        for rule in LOSO_RULES:
+            counts = []
+            for k, s in enumerate(sets):
+                items = [(t.rows, per_set[j]) for j, t in enumerate(sets) if j != k]
+                threshold, cut = choose(items, rule, args.flag_budget)
+                counts.append(gated(s.rows, per_set[k], threshold, cut))
+                line = counts[-1].line()
+                print(f"    {name} LOSO {rule} {s.name:11s} t {threshold:.3f} cut {cut:.3f}: {line}")
+            summary.append((f"{name} LOSO-cut {rule}", counts))
+            print(f"  LOSO-cut {rule}: pooled {total(counts).line()}", flush=True)
         if not args.with_tuning:
             continue
         results: dict[str, list[Counts]] = {rule: [] for rule in RULES}
