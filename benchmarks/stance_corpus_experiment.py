@@ -31,6 +31,7 @@ Models: L2 logistic regression (`lr`, class_weight balanced, --c) and a small ML
 Printed: the corpus's cross-validated AUC; per tuning set, the AUC of the gate between the captions the
 matcher gets right and the on-topic negatives it flags (threshold 0.74: what a gate has to separate); per
 variant and cut rule, recall / flagged / wrong per set and pooled, next to the matcher alone.
+`--show heldout-v14 ...`: those sets' flagged negatives and refused positives (first variant, keep99).
 `--timing`: CPU cost of the gate per caption (the model's prediction; and an STS pass of one caption).
 The blind sets (heldout-v15 and later) are never read.
 """
@@ -53,7 +54,15 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPClassifier
 
-from benchmarks.narratives_tune import MARGIN, Counts, DiskCachedEncoder, cached_encoder, counts_at
+from benchmarks.narratives import load_dataset
+from benchmarks.narratives_tune import (
+    MARGIN,
+    Counts,
+    DiskCachedEncoder,
+    cached_encoder,
+    counts_at,
+    dataset_path,
+)
 from benchmarks.stance_gate_experiment import SHIPPED_THRESHOLD, SetData, choose, collect, gated, total
 from monitor.narratives.encoders import _single
 from monitor.narratives.matcher import derived_texts
@@ -218,6 +227,21 @@ def kinds_refused(captions: Sequence[Caption], probability: np.ndarray, cut: flo
     return "refused on the corpus (out of fold): " + ", ".join(cells)
 
 
+def show(s: SetData, probability: np.ndarray, cut: float) -> None:
+    """The set's flagged negatives (kept or refused) and the right positives the gate refuses."""
+    data = load_dataset(dataset_path(s.name))
+    raw = [t for _, _, t in data.positives] + [t for _, t in data.negatives]
+    rows = s.rows
+    hit = (rows.best >= SHIPPED_THRESHOLD) & (rows.best - rows.second >= MARGIN)
+    print(f"== {s.name}, cut {cut:.3f}")
+    for i in np.flatnonzero(hit):
+        positive = rows.truth[i] >= 0
+        if positive and (rows.top[i] != rows.truth[i] or probability[i] >= cut):
+            continue
+        verdict = "kept" if probability[i] >= cut else "REFUSED"
+        print(f"  {'positive' if positive else 'negative'} {verdict:7s} p {probability[i]:.2f} {raw[i]}")
+
+
 def table(names: Sequence[str], summary: Sequence[tuple[str, Sequence[Counts]]]) -> None:
     print("\nPer set: recall% / flagged / wrong (threshold 0.74)")
     print(f"{'variant':40s} " + " ".join(f"{n.replace('heldout-', ''):>12s}" for n in names) + "  pooled")
@@ -266,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--flag-budget", type=float, default=0.01, help="flags allowed by the LOSO budget and joint cuts"
     )
     parser.add_argument("--with-tuning", action="store_true", help="also corpus + other tuning sets (LOSO)")
+    parser.add_argument(
+        "--show", nargs="+", default=[], help="tuning sets whose flags to list (first variant, corpus keep99)"
+    )
     parser.add_argument("--timing", action="store_true", help="only the CPU cost of the gate")
     args = parser.parse_args(argv)
 
@@ -317,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             flush=True,
         )
+        for name_shown in args.show if (space, feature, kind, c) == variants[0] else []:
+            k = names.index(name_shown)
+            show(sets[k], per_set[k], cuts["keep99"])
         for rule, cut in cuts.items():
             counts = [gated(s.rows, p, SHIPPED_THRESHOLD, cut) for s, p in zip(sets, per_set, strict=True)]
             summary.append((f"{name} {rule}", counts))
