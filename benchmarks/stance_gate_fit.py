@@ -1,7 +1,9 @@
 """Fit the shipped stance gate (monitor/narratives/stance_gate.py) from the hand-written corpus.
 
-    HF_HUB_OFFLINE=1 python -m benchmarks.stance_gate_fit            # writes monitor/narratives/stance_gate_embeddinggemma.json
-    HF_HUB_OFFLINE=1 python -m benchmarks.stance_gate_fit --check    # refits and compares with the shipped file
+    HF_HUB_OFFLINE=1 python -m benchmarks.stance_gate_fit          # writes the shipped gate's file
+    HF_HUB_OFFLINE=1 python -m benchmarks.stance_gate_fit --check  # refits, compares with the shipped file
+
+The file: monitor/narratives/stance_gate_embeddinggemma.json.
 
 Needs the fetched model (`monitor models fetch embeddinggemma`) and scikit-learn (a maintainer's tool, not
 a dependency of the monitor).
@@ -73,12 +75,12 @@ def fit(model_name: str = GEMMA) -> tuple[dict[str, object], StanceGate]:
     weights = final.coef_[0]
     gate = StanceGate(weights.astype(np.float64), float(final.intercept_[0]), cut)
     document: dict[str, object] = {
-        "about": "Stance gate of monitor/narratives/stance_gate.py, written by benchmarks/stance_gate_fit.py.",
+        "about": "The stance gate of monitor/narratives/stance_gate.py (benchmarks/stance_gate_fit.py).",
         "model": model_name,
         "precision": getattr(matcher.encoder, "precision", None),
         "corpus_sha256": hashlib.sha256(CORPUS.read_bytes()).hexdigest(),
         "captions": {"spread": int(labels.sum()), "on_topic": int((labels == 0).sum())},
-        "features": "[u, u*v, |u-v|]: u the caption's query vector, v its claim's nearest example's document vector",
+        "features": "[u, u*v, |u-v|]: u the caption's query vector, v its claim's nearest example's",
         "c": C,
         "out_of_fold_auc": round(float(roc_auc_score(labels, out_of_fold)), 4),
         "out_of_fold_refused": {
@@ -93,7 +95,9 @@ def fit(model_name: str = GEMMA) -> tuple[dict[str, object], StanceGate]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=GEMMA)
     parser.add_argument("--check", action="store_true", help="compare with the shipped file, write nothing")
     args = parser.parse_args(argv)

@@ -555,10 +555,23 @@ def _gate_of(index: _ViewIndex, stance_gate: bool | StanceGate) -> StanceGate | 
     return gate_for(key, int(index.examples.shape[1]))
 
 
-def _refuse_unasserted(fused: np.ndarray, index: _ViewIndex, rows: np.ndarray, vectors: np.ndarray) -> None:
-    """Where a caption (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative
-    (GATE_FLOOR) but the view's stance gate reads it as not asserting the claim of the narrative's nearest
-    example, its score drops below any threshold, as a debunk cue's does (CUE_REFUSAL_Z)."""
+def _starts(parts: Sequence[Sequence[str]]) -> list[int]:
+    """The row of each caption's first part among all parts laid end to end."""
+    starts = np.cumsum([0] + [len(group) for group in parts])[:-1]
+    return [int(x) for x in starts]
+
+
+def _refuse_unasserted(
+    fused: np.ndarray,
+    index: _ViewIndex,
+    rows: np.ndarray,
+    vectors: np.ndarray,
+    heads: Sequence[int] | None = None,
+) -> None:
+    """Where a text (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative (GATE_FLOOR)
+    but the view's stance gate reads its head (`heads`: the whole caption of a sentence; itself by default,
+    or where the head has no vector here) as not asserting the claim of the narrative's example nearest to
+    the head, its score drops below any threshold, as a debunk cue's does (CUE_REFUSAL_Z)."""
     gate = index.gate
     if gate is None or not len(rows):
         return
@@ -567,8 +580,12 @@ def _refuse_unasserted(fused: np.ndarray, index: _ViewIndex, rows: np.ndarray, v
     captions, narratives = np.nonzero(block >= floor)
     if not len(captions):
         return
-    examples = index.nearest_examples(vectors[captions], narratives)
-    refused = ~gate.asserts(vectors[captions], examples)
+    read = vectors[captions]
+    if heads is not None:
+        position = {int(r): k for k, r in enumerate(rows)}
+        read = vectors[[position.get(heads[int(rows[c])], int(c)) for c in captions]]
+    examples = index.nearest_examples(read, narratives)
+    refused = ~gate.asserts(read, examples)
     where = (rows[captions[refused]], narratives[refused])
     fused[where] = np.minimum(fused[where], -CUE_REFUSAL_Z)
 
@@ -855,11 +872,14 @@ class NarrativeMatcher:
         screen: bool = False,
         context: Sequence[str] | None = None,
         exact: bool = False,
+        heads: Sequence[int] | None = None,
     ) -> np.ndarray:
         """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
         fail the first model's screen are -inf and the other models never see them. `context`: per text,
         the text whose subjects and language count for it (the whole caption of a sentence); the text
-        itself by default."""
+        itself by default. `heads`: per text, the row of the text whose stance the gate reads for it (the
+        whole caption's, for a sentence of it: a question or a debunk does not assert the claim because one
+        of its sentences retells it); the text itself by default."""
         count = len(self._narratives)
         fused = np.zeros((len(texts), count), dtype=np.float64)
         if not texts:
@@ -888,10 +908,12 @@ class NarrativeMatcher:
             if index.gate is not None:
                 gated.append((index, alive, vectors))
         for index, rows_of, vectors in gated:
-            _refuse_unasserted(fused, index, rows_of, vectors)
+            _refuse_unasserted(fused, index, rows_of, vectors, heads)
         return fused
 
-    def gate_inputs(self, texts: Sequence[str], narrative_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def gate_inputs(
+        self, texts: Sequence[str], narrative_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """What a stance gate reads for each text paired with a narrative: the text's vector in the first
         model read asymmetrically (its query side) and the bank-side vector of that narrative's example
         nearest to it (benchmarks/stance_gate_fit.py fits the shipped gate on these)."""
@@ -916,7 +938,8 @@ class NarrativeMatcher:
         parts = [caption_parts(c) for c in captions]
         texts = [p for group in parts for p in group]
         context = [group[0] for group in parts for _ in group]
-        matrix = self.score_matrix(texts, screen=screen, context=context, exact=exact)
+        heads = [start for start, group in zip(_starts(parts), parts, strict=True) for _ in group]
+        matrix = self.score_matrix(texts, screen=screen, context=context, exact=exact, heads=heads)
         out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
         row = 0
         for i, group in enumerate(parts):
