@@ -454,8 +454,9 @@ CUE_REFUSAL_Z = 3.0
 #: (docs/stance-corpus-experiment.md). MONITOR_NARRATIVE_STANCE_GATE switches it off.
 STANCE_GATE = True
 
-#: The gate reads the pairs of caption and narrative whose fused score reaches this (below any threshold a
-#: model is run at, 0.71-0.74), so a threshold chosen later sees the same gated scores.
+#: The gate reads the pairs of caption and narrative whose fused score reaches this or the threshold,
+#: whichever is lower (0.5 is below any threshold a model is run at, 0.71-0.74, so a threshold chosen later
+#: on the scores sees the same gated scores), and no pair further from a decision (its cost).
 GATE_FLOOR = 0.5
 
 
@@ -566,16 +567,16 @@ def _refuse_unasserted(
     index: _ViewIndex,
     rows: np.ndarray,
     vectors: np.ndarray,
+    floor: float,
     heads: Sequence[int] | None = None,
 ) -> None:
-    """Where a text (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative (GATE_FLOOR)
-    but the view's stance gate reads its head (`heads`: the whole caption of a sentence; itself by default,
+    """Where a text (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative (`floor`, a
+    z: GATE_FLOOR, or the threshold where lower) but the view's stance gate reads its head (`heads`: the whole caption of a sentence; itself by default,
     or where the head has no vector here) as not asserting the claim of the narrative's example nearest to
     the head, its score drops below any threshold, as a debunk cue's does (CUE_REFUSAL_Z)."""
     gate = index.gate
     if gate is None or not len(rows):
         return
-    floor = math.atanh(GATE_FLOOR) * SCORE_SCALE
     block = fused[rows]
     captions, narratives = np.nonzero(block >= floor)
     if not len(captions):
@@ -864,6 +865,11 @@ class NarrativeMatcher:
     def narratives(self) -> list[str]:
         return list(self._narratives)
 
+    @property
+    def gated(self) -> list[StanceGate | None]:
+        """Each model's stance gate, in the order of its views (None: that model is not gated)."""
+        return [v.gate for v in self._views]
+
     # --- scoring ------------------------------------------------------------------------------------------
 
     def score_matrix(
@@ -907,8 +913,9 @@ class NarrativeMatcher:
             fused[alive] += weight * self._view_scores(index, vectors, named, factor, cued)
             if index.gate is not None:
                 gated.append((index, alive, vectors))
+        floor = math.atanh(max(min(GATE_FLOOR, self.threshold), -0.999)) * SCORE_SCALE
         for index, rows_of, vectors in gated:
-            _refuse_unasserted(fused, index, rows_of, vectors, heads)
+            _refuse_unasserted(fused, index, rows_of, vectors, floor, heads)
         return fused
 
     def gate_inputs(
