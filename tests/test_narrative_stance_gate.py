@@ -76,7 +76,8 @@ def test_a_question_near_the_claim_is_refused_and_the_assertion_kept() -> None:
     assert gated.match(OTHER) is None
     # a gate that refuses nothing changes no decision
     lenient = matcher(fake_gate(cut=0.0))
-    assert [lenient.match(t) for t in (QUESTION, ASSERTION)] == [open_.match(t) for t in (QUESTION, ASSERTION)]
+    both = (QUESTION, ASSERTION)
+    assert [lenient.match(t) for t in both] == [open_.match(t) for t in both]
 
 
 def test_a_debunk_quoting_the_claim_in_one_sentence_is_refused_as_a_whole() -> None:

@@ -571,9 +571,10 @@ def _refuse_unasserted(
     heads: Sequence[int] | None = None,
 ) -> None:
     """Where a text (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative (`floor`, a
-    z: GATE_FLOOR, or the threshold where lower) but the view's stance gate reads its head (`heads`: the whole caption of a sentence; itself by default,
-    or where the head has no vector here) as not asserting the claim of the narrative's example nearest to
-    the head, its score drops below any threshold, as a debunk cue's does (CUE_REFUSAL_Z)."""
+    z: GATE_FLOOR, or the threshold where lower) but the view's stance gate reads its head (`heads`: the
+    whole caption of a sentence; itself by default, or where the head has no vector here) as not asserting
+    the claim of the narrative's example nearest to the head, its score drops below any threshold, as a
+    debunk cue's does (CUE_REFUSAL_Z)."""
     gate = index.gate
     if gate is None or not len(rows):
         return
