@@ -202,6 +202,7 @@ from monitor.narratives.matcher import (
     threshold_for,
 )
 from monitor.narratives.screen import screen_for
+from monitor.narratives.stance_gate import SHIPPED_GATES
 from monitor.narratives.text import caption_text
 from monitor.pipeline import make_narrative_matcher
 from monitor.review.decisions import Decision
@@ -480,8 +481,11 @@ def matcher_with(
     )
 
 
-def model_builder(settings: Settings, encoder: Encoder, parameters: ModelParameters | None) -> Build:
-    """Matchers of another caption model with its own parameters (MODEL_PARAMETERS), else the settings'."""
+def model_builder(
+    settings: Settings, encoder: Encoder, parameters: ModelParameters | None, stance_gate: bool = True
+) -> Build:
+    """Matchers of another caption model with its own parameters (MODEL_PARAMETERS), else the settings';
+    `stance_gate` False leaves out the model's shipped stance gate (monitor.narratives.stance_gate)."""
 
     def build(examples: Sequence[NarrativeExample]) -> NarrativeMatcher:
         return NarrativeMatcher(
@@ -496,6 +500,7 @@ def model_builder(settings: Settings, encoder: Encoder, parameters: ModelParamet
             contrast_weight=parameters.contrast_weight if parameters else CONTRAST_WEIGHT,
             swap_weight=parameters.swap_weight if parameters else SWAP_WEIGHT,
             foreign_decoy_factor=parameters.foreign_decoy_factor if parameters else FOREIGN_DECOY_FACTOR,
+            stance_gate=stance_gate and settings.narrative_stance_gate,
         )
 
     return build
@@ -785,13 +790,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parameters = MODEL_PARAMETERS.get(spec)
         label = f"t {parameters.threshold}" if parameters else "the settings' threshold"
         try:
-            build = model_builder(settings, load_encoder(spec), parameters)
+            model = load_encoder(spec)
+            build = model_builder(settings, model, parameters)
             decisions, rate = timed(matcher_decider(build(data.examples)), texts, args.repeats)
         except ModelError as exc:
             print(f"NOTE: no row for {spec}: {exc}")
             continue
         results.append(score(f"ours ({spec}, {label})", data, decisions, rate))
         builders.append((f"ours ({spec}, {label})", build))
+        if spec in SHIPPED_GATES and settings.narrative_stance_gate:  # the same model without its gate
+            ungated = model_builder(settings, model, parameters, stance_gate=False)
+            decisions, rate = timed(matcher_decider(ungated(data.examples)), texts, args.repeats)
+            results.append(score(f"ours ({spec}, {label}, no stance gate)", data, decisions, rate))
 
     if args.throughput:
         print(gemma_throughput(texts, args.repeats))

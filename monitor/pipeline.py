@@ -130,6 +130,7 @@ def make_narrative_matcher(
         swap_weight=swap_weight,
         foreign_decoy_factor=foreign_decoy_factor,
         cache_dir=settings.bank if bank_dir is None else bank_dir,
+        stance_gate=settings.narrative_stance_gate,
     )
 
 

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     """None: the model's calibrated threshold (narratives.matcher.threshold_for)."""
     narrative_margin: float = 0.05
     narrative_decoy_weight: float = 0.3
+    narrative_stance_gate: bool = True
+    """A caption model with a shipped stance gate (EmbeddingGemma) refuses captions the gate reads as not
+    asserting the narrative's claim (monitor/narratives/stance_gate.py); other models have none."""
     narrative_screen: float | None = None
     """None: the model setting's measured screen level (narratives.screen.screen_for)."""
     e5_runtime: Literal["auto", "torch", "numpy"] = "auto"

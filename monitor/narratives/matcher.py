@@ -100,6 +100,7 @@ from monitor.narratives.encoders import (
     views_of,
 )
 from monitor.narratives.stance import assertion_decoys, debunk_cues, silent_cues, stance_decoys
+from monitor.narratives.stance_gate import StanceGate, gate_for
 from monitor.narratives.text import (
     SubjectIndex,
     caption_parts,
@@ -445,6 +446,19 @@ DEBUNK_CUES = True
 #: The z a caption refused by a debunk cue scores at most (far below any threshold).
 CUE_REFUSAL_Z = 3.0
 
+#: Whether a model read asymmetrically that has a shipped stance gate (monitor.narratives.stance_gate:
+#: EmbeddingGemma) refuses a caption the gate reads as not asserting the narrative's claim (a question
+#: whether the picture is real, news of the same event, a debunk in words no cue names). On the 15 tuning
+#: sets, none of which the gate was fitted on, at the threshold 0.74: flags 75 -> 32 of 2,298 on-topic
+#: negatives (v14 32 -> 6 of 180), true matches 1,368 -> 1,349 of 1,548, none wrong
+#: (docs/stance-corpus-experiment.md). MONITOR_NARRATIVE_STANCE_GATE switches it off.
+STANCE_GATE = True
+
+#: The gate reads the pairs of caption and narrative whose fused score reaches this or the threshold,
+#: whichever is lower (0.5 is below any threshold a model is run at, 0.71-0.74, so a threshold chosen later
+#: on the scores sees the same gated scores), and no pair further from a decision (its cost).
+GATE_FLOOR = 0.5
+
 
 class _Prompted:
     """One side of `RetrievalPrompts`: EmbeddingGemma's loaded model with one prompt."""
@@ -530,6 +544,52 @@ def _cross_calibration(encoder: Encoder, background: Sequence[str], documents: n
         plain = Calibration.between(encode_known(encoder, background), documents)
         known[key] = Calibration(plain.mean, plain.std * RETRIEVAL_Z_SCALE)
     return known[key]
+
+
+def _gate_of(index: _ViewIndex, stance_gate: bool | StanceGate) -> StanceGate | None:
+    """The stance gate a view reads with: only a model read asymmetrically is gated (STANCE_GATE)."""
+    if not index.asymmetric or stance_gate is False:
+        return None
+    if isinstance(stance_gate, StanceGate):
+        return stance_gate
+    key = str(getattr(index.view.encoder, "calibration_key", ""))
+    return gate_for(key, int(index.examples.shape[1]))
+
+
+def _starts(parts: Sequence[Sequence[str]]) -> list[int]:
+    """The row of each caption's first part among all parts laid end to end."""
+    starts = np.cumsum([0] + [len(group) for group in parts])[:-1]
+    return [int(x) for x in starts]
+
+
+def _refuse_unasserted(
+    fused: np.ndarray,
+    index: _ViewIndex,
+    rows: np.ndarray,
+    vectors: np.ndarray,
+    floor: float,
+    heads: Sequence[int] | None = None,
+) -> None:
+    """Where a text (rows of `fused`, `vectors` the view's vectors of them) reaches a narrative (`floor`, a
+    z: GATE_FLOOR, or the threshold where lower) but the view's stance gate reads its head (`heads`: the
+    whole caption of a sentence; itself by default, or where the head has no vector here) as not asserting
+    the claim of the narrative's example nearest to the head, its score drops below any threshold, as a
+    debunk cue's does (CUE_REFUSAL_Z)."""
+    gate = index.gate
+    if gate is None or not len(rows):
+        return
+    block = fused[rows]
+    captions, narratives = np.nonzero(block >= floor)
+    if not len(captions):
+        return
+    read = vectors[captions]
+    if heads is not None:
+        position = {int(r): k for k, r in enumerate(rows)}
+        read = vectors[[position.get(heads[int(rows[c])], int(c)) for c in captions]]
+    examples = index.nearest_examples(read, narratives)
+    refused = ~gate.asserts(read, examples)
+    where = (rows[captions[refused]], narratives[refused])
+    fused[where] = np.minimum(fused[where], -CUE_REFUSAL_Z)
 
 
 class _Segments:
@@ -631,6 +691,7 @@ class _ViewIndex:
             distinct = {t: i for i, t in enumerate(dict.fromkeys(ordered))}
             which = np.array([distinct[t] for t in ordered], dtype=np.int64)
             self.decoys.append((segments, rows(list(distinct)) if ordered else None, which))
+        self.gate: StanceGate | None = None
 
     def nearest_z(self, vectors: np.ndarray) -> np.ndarray:
         """(captions, narratives): z of each narrative's closest example."""
@@ -648,6 +709,18 @@ class _ViewIndex:
             vectors
         )
         return blended
+
+    def nearest_examples(self, vectors: np.ndarray, narratives: np.ndarray) -> np.ndarray:
+        """Pairs (row i: a caption vector and a narrative index): the vector of that narrative's example
+        nearest to the caption (the one its nearest z reads); every narrative named must own examples."""
+        segments = self.example_segments
+        where = np.searchsorted(segments.present, narratives)
+        ends = np.append(segments.starts[1:], len(self.examples))
+        out = np.empty((len(vectors), self.examples.shape[1]), dtype=self.examples.dtype)
+        for i, (start, end) in enumerate(zip(segments.starts[where], ends[where], strict=True)):
+            block = self.examples[start:end]
+            out[i] = block[int(np.argmax(block @ vectors[i]))]
+        return out
 
     def centroid_z(self, vectors: np.ndarray) -> np.ndarray:
         """(captions, narratives): z of each narrative's example centroid; -inf for a narrative without
@@ -691,6 +764,7 @@ class NarrativeMatcher:
         retrieval_story_weight: float = RETRIEVAL_STORY_WEIGHT,
         stance_lead: float | None = STANCE_LEAD,
         debunk_cues: bool = DEBUNK_CUES,
+        stance_gate: bool | StanceGate = STANCE_GATE,
     ) -> None:
         """`cache_dir`: the bank directory whose embedding cache (monitor.bank.store.read_vectors) keeps the
         vectors of examples, decoys and background between starts; None embeds them (once per encoder).
@@ -699,7 +773,10 @@ class NarrativeMatcher:
         (RETRIEVAL_STORY_WEIGHT; `contrast_weight` is the other models'). `stance_lead`: how much nearer a
         stance decoy than the nearest example refuses a caption, for such a model (STANCE_LEAD; None: no
         stance decoys). `debunk_cues`: whether such a model, with stance decoys, also refuses a caption that
-        carries a debunk cue its narrative's examples do not (DEBUNK_CUES)."""
+        carries a debunk cue its narrative's examples do not (DEBUNK_CUES). `stance_gate`: True, a model read
+        asymmetrically refuses the captions its shipped stance gate reads as not asserting the claim
+        (STANCE_GATE; models without one are not gated); a StanceGate: that gate for every such model (tests,
+        experiments); False: none."""
         self.encoder = encoder
         self.threshold = threshold
         self.margin = margin
@@ -772,6 +849,8 @@ class NarrativeMatcher:
             )
             for view in read
         ]
+        for index in self._views:
+            index.gate = _gate_of(index, stance_gate)
         # a model that only approximates its reference (E5Encoder): close calls are decided on the latter
         self._approximate = any(exact_of(v.view.encoder) is not v.view.encoder for v in self._views)
         # the cues are read only where a model reads stance (no cost per caption for the other models)
@@ -787,6 +866,11 @@ class NarrativeMatcher:
     def narratives(self) -> list[str]:
         return list(self._narratives)
 
+    @property
+    def gated(self) -> list[StanceGate | None]:
+        """Each model's stance gate, in the order of its views (None: that model is not gated)."""
+        return [v.gate for v in self._views]
+
     # --- scoring ------------------------------------------------------------------------------------------
 
     def score_matrix(
@@ -795,11 +879,14 @@ class NarrativeMatcher:
         screen: bool = False,
         context: Sequence[str] | None = None,
         exact: bool = False,
+        heads: Sequence[int] | None = None,
     ) -> np.ndarray:
         """(texts, narratives) fused z scores of cleaned, non-empty texts. With `screen`, rows of texts that
         fail the first model's screen are -inf and the other models never see them. `context`: per text,
         the text whose subjects and language count for it (the whole caption of a sentence); the text
-        itself by default."""
+        itself by default. `heads`: per text, the row of the text whose stance the gate reads for it (the
+        whole caption's, for a sentence of it: a question or a debunk does not assert the claim because one
+        of its sentences retells it); the text itself by default."""
         count = len(self._narratives)
         fused = np.zeros((len(texts), count), dtype=np.float64)
         if not texts:
@@ -810,6 +897,7 @@ class NarrativeMatcher:
         named: np.ndarray | None = None
         factor: np.ndarray | None = None
         cued: np.ndarray | None = None
+        gated: list[tuple[_ViewIndex, np.ndarray, np.ndarray]] = []
         for i, (index, weight) in enumerate(zip(self._views, self._weights, strict=True)):
             if not len(alive):
                 break
@@ -824,7 +912,26 @@ class NarrativeMatcher:
                 factor = self._decoy_factor([around[int(j)] for j in alive])
                 cued = self.debunked([around[int(j)] for j in alive])
             fused[alive] += weight * self._view_scores(index, vectors, named, factor, cued)
+            if index.gate is not None:
+                gated.append((index, alive, vectors))
+        floor = math.atanh(max(min(GATE_FLOOR, self.threshold), -0.999)) * SCORE_SCALE
+        for index, rows_of, vectors in gated:
+            _refuse_unasserted(fused, index, rows_of, vectors, floor, heads)
         return fused
+
+    def gate_inputs(
+        self, texts: Sequence[str], narrative_ids: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What a stance gate reads for each text paired with a narrative: the text's vector in the first
+        model read asymmetrically (its query side) and the bank-side vector of that narrative's example
+        nearest to it (benchmarks/stance_gate_fit.py fits the shipped gate on these)."""
+        index = next((v for v in self._views if v.asymmetric), None)
+        if index is None:
+            raise ValueError("gate_inputs: no model of this matcher is read asymmetrically")
+        vectors = index.view.encoder.encode(list(texts))
+        number = {n: k for k, n in enumerate(self._narratives)}
+        narratives = np.array([number[n] for n in narrative_ids], dtype=np.int64)
+        return vectors, index.nearest_examples(vectors, narratives)
 
     def caption_scores(self, captions: Sequence[str], screen: bool = True, exact: bool = False) -> np.ndarray:
         """(captions, narratives) fused z of raw captions that have something to read (`caption_parts` not
@@ -839,7 +946,8 @@ class NarrativeMatcher:
         parts = [caption_parts(c) for c in captions]
         texts = [p for group in parts for p in group]
         context = [group[0] for group in parts for _ in group]
-        matrix = self.score_matrix(texts, screen=screen, context=context, exact=exact)
+        heads = [start for start, group in zip(_starts(parts), parts, strict=True) for _ in group]
+        matrix = self.score_matrix(texts, screen=screen, context=context, exact=exact, heads=heads)
         out = np.empty((len(captions), len(self._narratives)), dtype=np.float64)
         row = 0
         for i, group in enumerate(parts):
