@@ -33,7 +33,7 @@ matcher gets right and the on-topic negatives it flags (threshold 0.74: what a g
 variant and cut rule, recall / flagged / wrong per set and pooled, next to the matcher alone.
 `--show heldout-v14 ...`: those sets' flagged negatives and refused positives (first variant, keep99).
 `--timing`: CPU cost of the gate per caption (the model's prediction; and an STS pass of one caption).
-The blind sets (heldout-v15 and later) are never read.
+Only the tuning sets (benchmarks.narratives_tune.TUNING_SETS) are read, never a blind set.
 """
 
 from __future__ import annotations
