@@ -146,6 +146,19 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
+TILT_SIZES = REGION_SCALES
+"""Sizes, as fractions of the size the query was placed at unturned, each turned-back query is placed at
+(`_tilted_placement`). A tilted copy placed unturned fits at the wrong size as well as the wrong angle:
+final26's tilted pastel hills (5.9 degrees) placed unturned over 48 % of the banked picture at 0.894,
+and turned back at that size over 38 % at 0.946, under MIN_SMALL_PLACEMENT; at the best of these sizes,
+over 46 % at 0.996 (grey, colour and structure 1.0)."""
+TILT_PAINTED = True
+"""Whether a painted view (`inset.covered` found something pasted on the query) that does not agree as
+placed is turned back too, as it is (unpainted, every pixel compared). A tilted copy's turned corners
+and sharp subject edges can read as pasted things: final26's two tilted copies of a blurred-background
+figure (4.3 and 5.7 degrees) got masks of 3 % and were placed only as painted (0.865 and 0.915, colour
+0.75 and 0.80); turned back, at 0.991 and 0.994 (grey 0.995 and 1.0, colour 0.963 and 0.989)."""
+
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
 PAIR_RATIO = 0.8
@@ -1513,8 +1526,8 @@ def region_check(
     """The query (`seen`: its colour thumbnail, turned) placed where it fits best inside a banked picture
     (`bank`, `bank_colour`: its thumbnails), at REGION_SCALES around the size of `window` (fractions of the
     banked picture), and how well they agree there. None when the query cannot be placed inside it.
-    `covered` (a mask over `seen`, turned alike) is left out of the checks; a query with one is not turned
-    back as a tilted copy (a painted view is a covered copy as it was placed)."""
+    `covered` (a mask over `seen`, turned alike) is left out of the checks; a query with one that does
+    not agree is turned back as a tilted copy with nothing left out (TILT_PAINTED)."""
     height, width = bank.shape
     grey_seen = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
     if covered is not None:  # placed as painted (`inset.painted`): pasted things would pull it off
@@ -1544,10 +1557,12 @@ def region_check(
         return None
     score, x, y, w, h, _ = best
     check = _placed_check(seen, bank, bank_colour, (score, x, y, w, h), shared, covered)
-    if check.accepted or score < MIN_PLACEMENT or check.relief < MIN_RELIEF or covered is not None:
+    if check.accepted or score < MIN_PLACEMENT or check.relief < MIN_RELIEF:
         # A query that does not correlate as placed is not a copy tilted by a few degrees; one that fits
         # best on a plain part of the banked picture would have fitted on its structure, were it a copy.
         return check
+    if covered is not None and not TILT_PAINTED:
+        return check  # a painted view's mask may be a tilted copy's edges (TILT_PAINTED)
     tilted = _tilted_placement(seen, bank, w / seen.shape[1])
     if tilted is None or tilted[1][0] <= score:
         return check
@@ -1585,7 +1600,8 @@ def _tilted_placement(
     seen: np.ndarray, bank: np.ndarray, scale: float
 ) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
     """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
-    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best:
+    leaves whole, placed at TILT_SIZES of `scale` (banked thumbnail pixels per query pixel) where it
+    correlates best:
     the turned query and its placement, for the tilt that correlates best; None when none fits inside."""
     height, width = seen.shape[:2]
     best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
@@ -1594,12 +1610,13 @@ def _tilted_placement(
         turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
         margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
         inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
-        w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
-        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
-            continue
-        score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
-        if best is None or score > best[1][0]:
-            best = (inner, (score, x, y, w, h))
+        for size in TILT_SIZES:
+            w, h = round(inner.shape[1] * scale * size), round(inner.shape[0] * scale * size)
+            if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
+                continue
+            score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
+            if best is None or score > best[1][0]:
+                best = (inner, (score, x, y, w, h))
     return best
 
 
