@@ -146,12 +146,6 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
-TILT_SIZES = REGION_SCALES
-"""Sizes, as fractions of the size the query was placed at unturned, each turned-back query is placed at
-(`_tilted_placement`). A tilted copy placed unturned fits at the wrong size as well as the wrong angle:
-final26's tilted pastel hills (5.9 degrees) placed unturned over 48 % of the banked picture at 0.894,
-and turned back at that size over 38 % at 0.946, under MIN_SMALL_PLACEMENT; at the best of these sizes,
-over 46 % at 0.996 (grey, colour and structure 1.0)."""
 TILT_PAINTED = True
 """Whether a painted view (`inset.covered` found something pasted on the query) that does not agree as
 placed is turned back too, as it is (unpainted, every pixel compared). A tilted copy's turned corners
@@ -1600,8 +1594,7 @@ def _tilted_placement(
     seen: np.ndarray, bank: np.ndarray, scale: float
 ) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
     """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
-    leaves whole, placed at TILT_SIZES of `scale` (banked thumbnail pixels per query pixel) where it
-    correlates best:
+    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best:
     the turned query and its placement, for the tilt that correlates best; None when none fits inside."""
     height, width = seen.shape[:2]
     best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
@@ -1610,13 +1603,12 @@ def _tilted_placement(
         turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
         margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
         inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
-        for size in TILT_SIZES:
-            w, h = round(inner.shape[1] * scale * size), round(inner.shape[0] * scale * size)
-            if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
-                continue
-            score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
-            if best is None or score > best[1][0]:
-                best = (inner, (score, x, y, w, h))
+        w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
+        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
+            continue
+        score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
+        if best is None or score > best[1][0]:
+            best = (inner, (score, x, y, w, h))
     return best
 
 
