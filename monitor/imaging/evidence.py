@@ -147,11 +147,11 @@ agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degr
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
 TILT_PAINTED = True
-"""Whether a painted view (`inset.covered` found something pasted on the query) that does not agree as placed
-is turned back too, as it is (unpainted, every pixel compared). Something sharp in a tilted copy can read as
-pasted on: final26's two tilted copies of a blurred-background figure (4.3 and 5.7 degrees) got masks of 3 %
-and were placed only as painted (0.865 and 0.915, colour 0.75 and 0.80); turned back, at 0.991 and 0.994 (grey
-0.995 and 1.0, colour 0.963 and 0.989)."""
+"""Whether a painted view (`inset.covered` found something pasted on the query) that does not agree as
+placed is turned back too, as it is (unpainted, every pixel compared). Something sharp in a tilted copy can
+read as pasted on: final26's two tilted copies of a blurred-background figure (4.3 and 5.7 degrees) got
+masks of 3 % and were placed only as painted (0.865 and 0.915, colour 0.750 and 0.796); turned back, at
+0.991 and 0.994 (grey 0.995 and 1.0, colour 0.963 and 0.989)."""
 
 VERIFY_SIDE = 128
 """Local and layout matches are checked on copies this small: the check compares pictures, not keypoints."""
