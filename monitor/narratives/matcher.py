@@ -449,8 +449,9 @@ CUE_REFUSAL_Z = 3.0
 #: Whether a model read asymmetrically that has a shipped stance gate (monitor.narratives.stance_gate:
 #: EmbeddingGemma) refuses a caption the gate reads as not asserting the narrative's claim (a question
 #: whether the picture is real, news of the same event, a debunk in words no cue names). On the 15 tuning
-#: sets, none of which the gate was fitted on, at the threshold 0.74: flags 75 -> 32 of 2,298 on-topic
-#: negatives (v14 32 -> 6 of 180), true matches 1,368 -> 1,349 of 1,548, none wrong
+#: sets, none of which the gate was fitted on, at the threshold 0.74 (benchmarks.narratives, gate on
+#: against off): flags 74 -> 32 of 2,298 on-topic negatives (v14 31 -> 6 of 180), true matches 1,368 ->
+#: 1,350 of 1,548, none wrong; on the blind v15 90.7% recall, 6/180 flagged, 0 wrong
 #: (docs/stance-corpus-experiment.md). MONITOR_NARRATIVE_STANCE_GATE switches it off.
 STANCE_GATE = True
 
