@@ -292,7 +292,7 @@ HUE_TURN = 60.0
 """Largest turn of hue (degrees, CIE Lab) a recolour is taken to make where the banked picture is coloured
 (`hues_kept`). A brightening that clipped a pastel blue and the toning after it turned its Lab hue by
 30-60 degrees (final27's `soft-sky-1/colour`), which is why the bright pixels are left out
-(HUE_HEADROOM); red into navy is 60-110 degrees."""
+(HUE_HEADROOM); final27's look-alike turned the banked figure's dark red into navy, about 85."""
 HUE_HEADROOM = 190.0
 """Banked pixels with a channel over this level (of 255) are not asked to keep their hue: a brightening
 by up to a third clips them, and where a channel clips the hue turns (HUE_TURN)."""
