@@ -77,6 +77,18 @@ fails is tried once more (`_degraded_fit`): each channel's plateau at its top ta
 noise averages out, a look-alike's other colours, patches of them, do not. The grey, the structure and
 every other threshold stay as they were.
 
+Recolours, not look-alikes. The per-channel colour map can turn one flat colour into any other, so a
+figure of two or three flat colours fits another figure of the same outline in other colours, and where a
+copy's check leaves the figure out (taken for a sticker or for text) the backgrounds that are left fit
+too (final27: a look-alike render's recoloured and canvas copies taken for a banked render of the same
+silhouette). What a recolour edit can do is narrower, and a colour check that holds must hold as one:
+the banked picture's colours must explain the copy's (`colour_explained`: each original colour becomes
+one colour, so two colours of the copy over one of the original are a look-alike's, MIN_EXPLAINED), and
+its hues must be kept where the banked picture is coloured and not so bright that a brightening clipped
+it (`hues_kept`: a filter's brightness, contrast, saturation and gamma, or a colour profile, turn hues by
+well under HUE_TURN; red into blue is another picture, MIN_HUE_KEPT). Monochrome copies keep no hue and
+are not asked to.
+
 Text and tilts. A copy that adds text (Impact captions burnt in, a meme's bands and a post's chrome)
 disagrees with the banked picture wherever the text is: every check leaves the query's text out
 (`text_mask`: cells dense in sharp detail, which a smooth picture never has), and the layout and region
@@ -269,6 +281,32 @@ contrast is too low for its quality to pass once stretched (`LayoutIndex.monochr
 be compared, so its shape must agree nearly exactly, over the whole picture: on final18 such copies agreed
 at 1.000 (share and structure), the copies the stretched PDQ stage finds are the same pictures a little
 less washed out."""
+
+MIN_EXPLAINED = 0.5
+"""Least share of the compared pixels where the copy's colours follow from the banked picture's
+(`colour_explained`) for a colour check that holds to stand. A recolour maps each colour of the original
+to one colour; a look-alike's two backgrounds (a canvas and its own gradient) over one banked background
+do not follow. Copies that hold (tuning tags final26 and final27) are explained over 0.71 or more of their
+compared pixels (chains and stickers lowest), final27's look-alike canvas copy 0.15."""
+HUE_TURN = 60.0
+"""Largest turn of hue (degrees, CIE Lab) a recolour is taken to make where the banked picture is coloured
+(`hues_kept`). A brightening that clipped a pastel blue and the toning after it turned its Lab hue by
+30-60 degrees (final27's `soft-sky-1/colour`), which is why the bright pixels are left out
+(HUE_HEADROOM); final27's look-alike turned the banked figure's dark red into navy, about 85."""
+HUE_HEADROOM = 190.0
+"""Banked pixels with a channel over this level (of 255) are not asked to keep their hue: a brightening
+by up to a third clips them, and where a channel clips the hue turns (HUE_TURN)."""
+HUE_CHROMA = 4.0
+"""Least chroma (CIE Lab) in the copy and in the banked picture for a pixel's hue to be compared: the hue
+of a grey is noise."""
+MIN_HUE_PIXELS = 0.02
+"""Least share of the compared pixels whose hues are compared (coloured in both, HUE_HEADROOM) for
+`hues_kept` to judge: fewer say nothing either way."""
+MIN_HUE_KEPT = 0.5
+"""Least share of the compared chroma (each pixel weighed by its chroma in the copy and in the banked
+picture) whose hue turned by at most HUE_TURN, for a colour check that holds to stand. Copies that hold
+on the tuning tags keep 0.64 or more (opaque stickers of other colours lowest); final27's recoloured
+look-alike kept none."""
 
 HUELESS_SHARE = 0.03
 """`hueless`'s cut, as a share of the grey's 1-99 percentile range: grey and sepia copies of a render
@@ -1361,6 +1399,65 @@ def colour_fits(
     `forgiving` False leaves out the last try (`_degraded_fit`): a small piece must agree all but exactly."""
     if not mask.any():
         return NO_FIT
+    fit = _any_colour_fit(seen, bank, mask, shared, forgiving)
+    return _as_recolour(fit, seen, bank, mask) if fit.holds(MIN_COLOUR_FIT) else fit
+
+
+def _as_recolour(fit: Fit, seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> Fit:
+    """`fit` (one that holds) where a recolour edit could have made the copy's colours from the banked
+    picture's (`colour_explained`, `hues_kept`); otherwise its share cut to the one that failed, under
+    every colour threshold."""
+    explained = colour_explained(seen, bank, mask)
+    kept = 1.0 if monochrome(seen) else hues_kept(seen, bank, mask)
+    if explained >= MIN_EXPLAINED and (kept is None or kept >= MIN_HUE_KEPT):
+        return fit
+    log.debug("colour: not a recolour (explained %.3f, hues kept %s)", explained, kept)
+    return Fit(min(fit.share, explained, 1.0 if kept is None else kept), fit.subject)
+
+
+def colour_explained(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
+    """Share of `mask` where the copy's colours (`seen`, smoothed) follow from the banked picture's within
+    12 levels in every channel: each channel of the copy fitted by least squares as a quadratic in the
+    banked picture's three channels (a colour matrix, its offsets and curves: brightness, contrast,
+    saturation, gamma, sepia, a colour profile), fitted again on the pixels within COLOUR_REFIT. The
+    colour checks fit the other way, the banked picture from the copy, which any map that merges colours
+    satisfies (see MIN_EXPLAINED)."""
+    x = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float64)[mask] / 255.0
+    y = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64)[mask]
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    design = np.stack([np.ones_like(r), r, g, b, r * r, g * g, b * b, r * g, r * b, g * b], axis=1)
+    worst = np.zeros(len(y))
+    for c in range(3):
+        coefficients, *_ = np.linalg.lstsq(design, y[:, c], rcond=None)
+        kept = np.abs(design @ coefficients - y[:, c]) <= COLOUR_REFIT
+        if kept.sum() >= 16:
+            coefficients, *_ = np.linalg.lstsq(design[kept], y[kept, c], rcond=None)
+        worst = np.maximum(worst, np.abs(design @ coefficients - y[:, c]))
+    return float(np.mean(worst <= 12)) if len(y) else 0.0
+
+
+def hues_kept(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float | None:
+    """Share of the chroma over `mask` whose hue the copy kept within HUE_TURN (CIE Lab, both smoothed),
+    each pixel weighed by its chroma in both pictures; only pixels coloured in both (HUE_CHROMA) and not
+    bright in the banked picture (HUE_HEADROOM) count. None when they are under MIN_HUE_PIXELS of `mask`."""
+    copy = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float32)
+    original = cv2.GaussianBlur(bank, (0, 0), TONE_BLUR).astype(np.float32)
+    asked = mask & (original.max(axis=-1) <= HUE_HEADROOM)
+    a = cv2.cvtColor(np.clip(copy, 0, 255) / 255.0, cv2.COLOR_RGB2Lab)[asked]
+    b = cv2.cvtColor(np.clip(original, 0, 255) / 255.0, cv2.COLOR_RGB2Lab)[asked]
+    chroma_a, chroma_b = np.hypot(a[:, 1], a[:, 2]), np.hypot(b[:, 1], b[:, 2])
+    coloured = (chroma_a >= HUE_CHROMA) & (chroma_b >= HUE_CHROMA)
+    if coloured.sum() < MIN_HUE_PIXELS * mask.sum():
+        return None
+    turn = np.angle(np.exp(1j * (np.arctan2(a[:, 2], a[:, 1]) - np.arctan2(b[:, 2], b[:, 1]))), deg=True)
+    weights = np.where(coloured, chroma_a * chroma_b, 0.0)
+    return float(weights[np.abs(turn) <= HUE_TURN].sum() / weights.sum())
+
+
+def _any_colour_fit(
+    seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool, forgiving: bool
+) -> Fit:
+    """`colour_fits` before `_as_recolour`: the fitted map, the unchanged colours, the last try."""
     fitted, target = (_shared_fitted if shared else _colour_fitted)(seen, bank, mask)
     weights = structure_weights(bank)[mask]
     fit = _colour_agreement(fitted, target, mask, weights)
