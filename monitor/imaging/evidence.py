@@ -158,13 +158,13 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
-TILT_SIZES = (0.92, 0.96, 1.04, 1.08)
+TILT_SIZES = (0.88, 0.92, 0.96, 1.04, 1.08, 1.12)
 """Sizes (of the size it was placed at unturned) at which a turned-back query is placed again when it does
 not agree at that size: a tilted copy correlates best at a size that is not its own, and turned back it is
 placed at that wrong size (final26's and final28's tilted pastel hills and sky, turned back at 0.94-0.95
-over 37-47 %, under MIN_SMALL_PLACEMENT; at their own size 0.99 and more)."""
+over 37-47 %, under MIN_SMALL_PLACEMENT; at their own size, 4-10 % larger, 0.98 and more)."""
 MIN_TILT_SIZED_PLACEMENT = 0.98
-"""Least correlation for a turned-back query placed at one of TILT_SIZES: the search tries four times as
+"""Least correlation for a turned-back query placed at one of TILT_SIZES: the search tries six times as
 many placements, which a look-alike can fit at 0.95-0.97 (final26's whole flat sky over a third of a banked
 soft sky at 0.968), where a copy turned back at its own size fits at 0.99 or more."""
 
