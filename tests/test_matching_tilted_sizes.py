@@ -5,8 +5,8 @@ The renders are final28's own (render i of a kind drawn from seed f"evalfinal28{
 on its look-alikes) and so is the changes' seed (654996, a tilt of 4.6 degrees); the tag is spent. Placed
 unturned at 0.83-0.89 and turned back at the unturned placement's size, they correlated at 0.938 and 0.943
 over 37 and 47 % of the banked picture, under the small-piece floor (0.955); at their own size, 0.98 and
-0.99 (`evidence.TILT_SIZES`). final26's flat sky 64, a negative, placed that way over a third of a banked
-soft sky at 0.968 (`evidence.MIN_TILT_SIZED_PLACEMENT`).
+0.99 (`evidence.TILT_SIZES`); so did final26's tilted hills, missed then. final26's flat sky 64, a negative,
+placed that way over a third of a banked soft sky at 0.968 (`evidence.MIN_TILT_SIZED_PLACEMENT`).
 """
 
 from __future__ import annotations
@@ -51,13 +51,17 @@ def test_tilted_look_alikes_are_not_matched(renders: BankMatcher) -> None:
             assert found(renders, data) is None, (kind, index)
 
 
-def test_a_flat_sky_is_not_placed_on_a_banked_one_by_trying_more_sizes(
+def test_final26s_tilted_hills_are_found_and_its_flat_sky_is_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     banked = banked_renders(tmp_path, draw("final26"))
-    data = jpeg(flat_negative("sky", "evalfinal2664"), 85)
-    assert found(banked, data) is None
-    # The sized search's own floor is what refuses it: at the small-piece floor's level it matched.
+    # final26's tilted hills (5.9 degrees) needed 1.10 of the unturned size.
+    hills = apply_edit("rotate", draw("final26")("pastel-hills", 0), 475862)
+    hit = found(banked, hills)
+    assert hit is not None and hit.bank_cluster == "pastel-hills-0", hit
+    sky = jpeg(flat_negative("sky", "evalfinal2664"), 85)
+    assert found(banked, sky) is None
+    # The sized search's own floor is what refuses the sky: at the small-piece floor's level it matched.
     monkeypatch.setattr(evidence, "MIN_TILT_SIZED_PLACEMENT", 0.95)
-    hit = found(banked, data)
+    hit = found(banked, sky)
     assert hit is not None and hit.bank_cluster == "soft-sky-0", hit
