@@ -158,6 +158,16 @@ TILTS = (-6.0, -4.0, -2.0, 2.0, 4.0, 6.0)
 agree as placed, though placed at MIN_PLACEMENT or more: tilted copies (2-6 degrees, cropped to a
 rectangle) correlate at 0.82-0.99 and agree in grey but part in colour along every edge."""
 
+TILT_SIZES = (0.88, 0.92, 0.96, 1.04, 1.08, 1.12)
+"""Sizes (of the size it was placed at unturned) at which a turned-back query is placed again when it does
+not agree at that size: a tilted copy correlates best at a size that is not its own, and turned back it is
+placed at that wrong size (final26's and final28's tilted pastel hills and sky, turned back at 0.94-0.95
+over 37-47 %, under MIN_SMALL_PLACEMENT; at their own size, 4-10 % larger, 0.98 and more)."""
+MIN_TILT_SIZED_PLACEMENT = 0.98
+"""Least correlation for a turned-back query placed at one of TILT_SIZES: the search tries six times as
+many placements, which a look-alike can fit at 0.95-0.97 (final26's whole flat sky over a third of a banked
+soft sky at 0.968), where a copy turned back at its own size fits at 0.99 or more."""
+
 TILT_PAINTED = True
 """Whether a painted view (`inset.covered` found something pasted on the query) that does not agree as
 placed is turned back too, as it is (unpainted, every pixel compared). Something sharp in a tilted copy can
@@ -1658,7 +1668,14 @@ def region_check(
     if tilted is None or tilted[1][0] <= score:
         return check
     turned, placement = tilted
-    return _placed_check(turned, bank, bank_colour, placement, shared)
+    check = _placed_check(turned, bank, bank_colour, placement, shared)
+    if check.accepted or not TILT_SIZES:
+        return check
+    sized = _tilted_placement(seen, bank, w / seen.shape[1], TILT_SIZES)
+    if sized is None or sized[1][0] < max(MIN_TILT_SIZED_PLACEMENT, placement[0]):
+        return check
+    again = _placed_check(sized[0], bank, bank_colour, sized[1], shared)
+    return again if again.accepted else check
 
 
 def _placed_check(
@@ -1688,11 +1705,12 @@ def _placed_check(
 
 
 def _tilted_placement(
-    seen: np.ndarray, bank: np.ndarray, scale: float
+    seen: np.ndarray, bank: np.ndarray, scale: float, sizes: Sequence[float] = (1.0,)
 ) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
     """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
-    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) where it correlates best:
-    the turned query and its placement, for the tilt that correlates best; None when none fits inside."""
+    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) times each of `sizes` where
+    it correlates best: the turned query and its placement, for the tilt and size that correlate best;
+    None when none fits inside."""
     height, width = seen.shape[:2]
     best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
     for angle in TILTS:
@@ -1700,12 +1718,14 @@ def _tilted_placement(
         turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
         margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
         inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
-        w, h = round(inner.shape[1] * scale), round(inner.shape[0] * scale)
-        if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
-            continue
-        score, x, y = best_placement(bank, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY), w, h)
-        if best is None or score > best[1][0]:
-            best = (inner, (score, x, y, w, h))
+        grey = cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)
+        for size in sizes:
+            w, h = round(inner.shape[1] * scale * size), round(inner.shape[0] * scale * size)
+            if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
+                continue
+            score, x, y = best_placement(bank, grey, w, h)
+            if best is None or score > best[1][0]:
+                best = (inner, (score, x, y, w, h))
     return best
 
 
