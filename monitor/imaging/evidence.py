@@ -95,7 +95,9 @@ disagrees with the banked picture wherever the text is: every check leaves the q
 stages also get views of the part free of text and of a picture set on a canvas (`inset.py`). A copy
 placed inside a banked picture that does not agree as placed, though it correlates there, is turned
 back by a few degrees and placed again (`TILTS`): a tilted copy agrees in grey but parts in colour along
-every edge.
+every edge. Turned back, it is placed at the size it was placed at unturned, which a tilt skews; one that
+fails there is placed again at a few sizes around it (`TILT_SIZES`), and must then fit closer
+(MIN_TILT_SIZED_PLACEMENT): more placements tried, more chances for a look-alike.
 
 Thresholds were chosen on the development set (benchmarks/matching.py --set dev) and, for the checks, on
 a tuning set drawn from seeds the benchmark's reported figures do not use (`--tag`).
