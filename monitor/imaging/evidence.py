@@ -1666,14 +1666,15 @@ def region_check(
         return check
     if covered is not None and not TILT_PAINTED:
         return check  # a painted view's mask may be a tilted copy's edges (TILT_PAINTED)
-    tilted = _tilted_placement(seen, bank, w / seen.shape[1])
+    turns = _turned_back(seen)
+    tilted = _tilted_placement(turns, bank, w / seen.shape[1])
     if tilted is None or tilted[1][0] <= score:
         return check
     turned, placement = tilted
     check = _placed_check(turned, bank, bank_colour, placement, shared)
     if check.accepted or not TILT_SIZES:
         return check
-    sized = _tilted_placement(seen, bank, w / seen.shape[1], TILT_SIZES)
+    sized = _tilted_placement(turns, bank, w / seen.shape[1], TILT_SIZES)
     if sized is None or sized[1][0] < max(MIN_TILT_SIZED_PLACEMENT, placement[0]):
         return check
     again = _placed_check(sized[0], bank, bank_colour, sized[1], shared)
@@ -1706,21 +1707,32 @@ def _placed_check(
     return _region(score, area, grey, colour, rise, held)
 
 
-def _tilted_placement(
-    seen: np.ndarray, bank: np.ndarray, scale: float, sizes: Sequence[float] = (1.0,)
-) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
+def _turned_back(seen: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """The query turned back by each of TILTS (degrees) and cut to the rectangle inside it that the turn
-    leaves whole, placed at `scale` (banked thumbnail pixels per query pixel) times each of `sizes` where
-    it correlates best: the turned query and its placement, for the tilt and size that correlate best;
-    None when none fits inside."""
+    leaves whole, in colour and in grey: made once, placed at one size and then, if need be, at
+    TILT_SIZES (`_tilted_placement`)."""
     height, width = seen.shape[:2]
-    best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
+    turns = []
     for angle in TILTS:
         matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
         turned = cv2.warpAffine(seen, matrix, (width, height), flags=cv2.INTER_LINEAR)
         margin = int(np.ceil(np.sin(np.deg2rad(abs(angle))) * max(width, height) / 2)) + 1
         inner = np.ascontiguousarray(turned[margin : height - margin, margin : width - margin])
-        grey = cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)
+        turns.append((inner, cv2.cvtColor(inner, cv2.COLOR_RGB2GRAY)))
+    return turns
+
+
+def _tilted_placement(
+    turns: Sequence[tuple[np.ndarray, np.ndarray]],
+    bank: np.ndarray,
+    scale: float,
+    sizes: Sequence[float] = (1.0,),
+) -> tuple[np.ndarray, tuple[float, int, int, int, int]] | None:
+    """Each of the query's turned-back views (`_turned_back`) placed at `scale` (banked thumbnail pixels
+    per query pixel) times each of `sizes` where it correlates best: the turned query and its placement,
+    for the tilt and size that correlate best; None when none fits inside."""
+    best: tuple[np.ndarray, tuple[float, int, int, int, int]] | None = None
+    for inner, grey in turns:
         for size in sizes:
             w, h = round(inner.shape[1] * scale * size), round(inner.shape[0] * scale * size)
             if w < 8 or h < 8 or w > bank.shape[1] or h > bank.shape[0]:
