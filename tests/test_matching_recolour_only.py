@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
+from benchmarks.matching import change
 from monitor.bank.matcher import BankMatcher
 from monitor.imaging import evidence
 from monitor.imaging.evidence import colour_explained, colour_fits, hues_kept
@@ -61,9 +62,7 @@ def test_a_look_alike_on_a_canvas_is_refused_as_colours_no_recolour_makes(
 def test_the_banked_figures_own_copies_still_match(renders: BankMatcher, kind: str) -> None:
     for seed in SEEDS:
         picture = render("gradient-subject", 0)
-        data = apply_edit(kind, picture, seed) if kind in ("colour", "stickers", "meme-in-post") else None
-        data = data if data is not None else apply_evasion(kind, picture, seed)
-        hit = found(renders, data)
+        hit = found(renders, change(kind, picture, seed))
         assert hit is not None and hit.bank_cluster == "gradient-subject-0", (kind, seed, hit)
 
 
