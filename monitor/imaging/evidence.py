@@ -44,7 +44,9 @@ high-passed detail, capped so faint shading counts as much as an outline; a pixe
 placed a pixel off) and needs most of it to agree (`Fit.subject`, MIN_SUBJECT_FIT). A generic picture
 (`is_generic`: its structure is one blob on a plain or graded background) is matched only where its hues
 hold too: its colour check uses one map for the three channels (`_shared_fitted`), because a flat logo
-of any colour fits a ball's outline and, channel by channel, its colour.
+of any colour fits a ball's outline and, channel by channel, its colour; and that map may not wash the
+copy's colour out further than turning it up would undo (`chroma_gain`, MIN_CHROMA_GAIN): a near-grey
+ball is fitted from a brighter one of a nearby hue, or from a logo on white, that way.
 
 Plain parts. The region and contained searches place a query on part of a banked picture, and a part
 can be plain (a soft sky's cloudless half): a quadratic surface in x and y explains it, any gradient's
@@ -319,6 +321,17 @@ MIN_HUE_KEPT = 0.5
 picture) whose hue turned by at most HUE_TURN, for a colour check that holds to stand. Copies that hold
 on the tuning tags keep 0.64 or more (opaque stickers of other colours lowest); final27's recoloured
 look-alike kept none."""
+
+MIN_CHROMA_GAIN = 0.3
+"""Least `chroma_gain` of a colour check against a generic banked picture that holds. A generic picture's
+ball can be near grey (final29's: a desaturated mauve), and the map shared by the channels fits a ball of
+a nearby hue and brighter colour, or a logo of any colour on white, by turning its colour down to almost
+nothing or round: final29's 15 false matches (logos, soft figures), gains -2.6 to 0.26. Its copies:
+0.52 or more on final27-29 (a coloured frame lowest; chains, stickers 0.70); the strongest colour edit
+the benchmark makes (brightness 1.3, contrast 1.4, saturation 1.6) about 0.35."""
+CHROMA_SPREAD = 2.0
+"""Least root-mean-square chroma (levels, each channel less the pixel's mean) of a copy over the compared
+pixels for `chroma_gain` to judge: a grey copy's chroma is compression noise."""
 
 HUELESS_SHARE = 0.03
 """`hueless`'s cut, as a share of the grey's 1-99 percentile range: grey and sepia copies of a render
@@ -1412,19 +1425,45 @@ def colour_fits(
     if not mask.any():
         return NO_FIT
     fit = _any_colour_fit(seen, bank, mask, shared, forgiving)
-    return _as_recolour(fit, seen, bank, mask) if fit.holds(MIN_COLOUR_FIT) else fit
+    return _as_recolour(fit, seen, bank, mask, shared) if fit.holds(MIN_COLOUR_FIT) else fit
 
 
-def _as_recolour(fit: Fit, seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> Fit:
+def _as_recolour(fit: Fit, seen: np.ndarray, bank: np.ndarray, mask: np.ndarray, shared: bool) -> Fit:
     """`fit` (one that holds) where a recolour edit could have made the copy's colours from the banked
-    picture's (`colour_explained`, `hues_kept`); otherwise its share cut to the one that failed, under
-    every colour threshold."""
+    picture's (`colour_explained`, `hues_kept`; for a generic banked picture, `chroma_gain` too);
+    otherwise its share cut to the one that failed, under every colour threshold."""
     explained = colour_explained(seen, bank, mask)
     kept = 1.0 if monochrome(seen) else hues_kept(seen, bank, mask)
-    if explained >= MIN_EXPLAINED and (kept is None or kept >= MIN_HUE_KEPT):
+    gain = chroma_gain(seen, bank, mask) if shared else None
+    if (
+        explained >= MIN_EXPLAINED
+        and (kept is None or kept >= MIN_HUE_KEPT)
+        and (gain is None or gain >= MIN_CHROMA_GAIN)
+    ):
         return fit
-    log.debug("colour: not a recolour (explained %.3f, hues kept %s)", explained, kept)
-    return Fit(min(fit.share, explained, 1.0 if kept is None else kept), fit.subject)
+    log.debug("colour: not a recolour (explained %.3f, hues kept %s, chroma gain %s)", explained, kept, gain)
+    cut = min(explained, 1.0 if kept is None else kept, 1.0 if gain is None else max(0.0, gain))
+    return Fit(min(fit.share, cut), fit.subject)
+
+
+def chroma_gain(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float | None:
+    """How much of the copy's colour (`seen`, smoothed: each pixel's channels less their mean, its chroma
+    in RGB) the map shared by the three channels (`_shared_fitted`, the banked picture fitted from the
+    copy) keeps over `mask`: the least-squares gain from the copy's chroma to the map's, 1 for a copy
+    as it was. An edit that turned the colour up by k (a saturation, a contrast or a brightening by k,
+    each scaling every pixel's chroma) has a gain of about 1/k, more where channels clip; a negative gain
+    turns every hue round. None where the copy has too little chroma to say (CHROMA_SPREAD): a grey
+    copy. See MIN_CHROMA_GAIN."""
+    if not mask.any():
+        return None
+    fitted, _ = _shared_fitted(seen, bank, mask)
+    x = cv2.GaussianBlur(seen, (0, 0), TONE_BLUR).astype(np.float64)[mask]
+    spread = x - x.mean(axis=1, keepdims=True)
+    energy = float((spread * spread).sum())
+    if energy < CHROMA_SPREAD * CHROMA_SPREAD * spread.size:
+        return None
+    f = fitted[mask]
+    return float((spread * (f - f.mean(axis=1, keepdims=True))).sum() / energy)
 
 
 def colour_explained(seen: np.ndarray, bank: np.ndarray, mask: np.ndarray) -> float:
