@@ -326,9 +326,10 @@ MIN_CHROMA_GAIN = 0.3
 """Least `chroma_gain` of a colour check against a generic banked picture that holds. A generic picture's
 ball can be near grey (final29's: a desaturated mauve), and the map shared by the channels fits a ball of
 a nearby hue and brighter colour, or a logo of any colour on white, by turning its colour down to almost
-nothing or round: final29's 15 false matches (logos, soft figures), gains -2.6 to 0.26. Its copies:
-0.52 or more on final27-29 (a coloured frame lowest; chains, stickers 0.70); the strongest colour edit
-the benchmark makes (brightness 1.3, contrast 1.4, saturation 1.6) about 0.35."""
+nothing or round: final29's 15 false matches (logos, soft figures), gains -2.6 to 0.26. Copies of generic
+renders on final20-29 and the dev tuning tag kept 0.47 or more at their best check (stickers and chains
+lowest, a coloured frame 0.52); the strongest colour edit the benchmark makes (brightness 1.3, contrast
+1.4, saturation 1.6) about 0.35."""
 CHROMA_SPREAD = 2.0
 """Least root-mean-square chroma (levels, each channel less the pixel's mean) of a copy over the compared
 pixels for `chroma_gain` to judge: a grey copy's chroma is compression noise."""
